@@ -1,0 +1,108 @@
+/**
+ * Parsing `BUCKET_NAME` into where the bucket lives, and turning a listed key
+ * into a location that can never leave the bucket.
+ *
+ * @module
+ */
+import { isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Where a bucket lives: an HTTP(S) base URL or a local folder. */
+export type BucketLocation =
+  | {
+    readonly kind: "http";
+    /** Base URL ending in `/`, without credentials. */
+    readonly base: URL;
+    /** `Basic ...` when the URL carried credentials. */
+    readonly authorization: string | undefined;
+    /** The base URL safe to log: credentials removed. */
+    readonly display: string;
+  }
+  | { readonly kind: "file"; readonly root: string; readonly display: string };
+
+const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$/;
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
+
+/**
+ * Parses a `BUCKET_NAME` value. A bare host means `http://HOST/`; `http(s)://`
+ * URLs may carry a port and a prefix; `file:` URLs and paths (starting with
+ * `.`, `/` or `~`, or holding a `/`) name a local folder, resolved against
+ * `baseDir`.
+ *
+ * @throws {RangeError} on an empty value or an unsupported scheme
+ */
+export function parseBucketLocation(value: string, baseDir: string): BucketLocation {
+  const trimmed = value.trim();
+  if (trimmed === "") throw new RangeError("expected a host, URL or folder, got an empty value");
+  if (HOST.test(trimmed)) return httpLocation(new URL(`http://${trimmed}/`));
+  const scheme = SCHEME.exec(trimmed)?.[1]?.toLowerCase();
+  if (scheme === "http" || scheme === "https") {
+    let url: URL;
+    try {
+      url = new URL(trimmed);
+    } catch {
+      throw new RangeError(`expected a valid URL, got "${redactUrl(trimmed)}"`);
+    }
+    return httpLocation(url);
+  }
+  if (scheme === "file") {
+    const root = fileURLToPath(trimmed);
+    return { kind: "file", root, display: root };
+  }
+  if (scheme !== undefined && scheme.length > 1) {
+    throw new RangeError(`unsupported scheme '${scheme}:', expected http:, https:, file: or a folder path`);
+  }
+  const root = isAbsolute(trimmed) ? trimmed : resolve(baseDir, trimmed);
+  return { kind: "file", root, display: root };
+}
+
+function httpLocation(url: URL): BucketLocation {
+  let authorization: string | undefined;
+  if (url.username !== "" || url.password !== "") {
+    const user = decodeURIComponent(url.username), pass = decodeURIComponent(url.password);
+    authorization = `Basic ${btoa(String.fromCharCode(...new TextEncoder().encode(`${user}:${pass}`)))}`;
+    url.username = "";
+    url.password = "";
+  }
+  url.search = "";
+  url.hash = "";
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return { kind: "http", base: url, authorization, display: url.href };
+}
+
+/** Replaces the credentials of anything URL-shaped in `text` with `***`. */
+export function redactUrl(text: string): string {
+  return text.replace(/(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/@\s]*@/g, "$1***@");
+}
+
+/**
+ * Why a listed key is refused, or `undefined` when it may be fetched.
+ * Refused: a leading `/`, a URL scheme, a `\`, a control character, or an
+ * empty, `.` or `..` path segment.
+ */
+export function refuseReason(key: string): string | undefined {
+  if (key.startsWith("/")) return "starts with '/'";
+  if (SCHEME.test(key)) return "has a URL scheme";
+  if (key.includes("\\")) return "contains '\\'";
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return "contains a control character";
+  if (key.split("/").some((s) => s === "" || s === "." || s === "..")) {
+    return "has an empty, '.' or '..' path segment";
+  }
+  return undefined;
+}
+
+/**
+ * The URL of an accepted key under `base`, each segment percent-encoded.
+ *
+ * @throws {RangeError} when the key is refused or the URL would leave `base`
+ */
+export function objectUrl(base: URL, key: string): URL {
+  const reason = refuseReason(key);
+  if (reason !== undefined) throw new RangeError(`Refused key ${JSON.stringify(key)}: ${reason}`);
+  const url = new URL(key.split("/").map(encodeURIComponent).join("/"), base);
+  if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname)) {
+    throw new RangeError(`Refused key ${JSON.stringify(key)}: resolves outside the bucket`);
+  }
+  return url;
+}

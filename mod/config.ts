@@ -1,0 +1,327 @@
+/**
+ * Configuration: an INI file of profiles (with a `[DEFAULT]` section every
+ * profile inherits), overridden by `BUCKETLOAD_<KEY>` environment variables
+ * and by flags. Parsing is pure; {@linkcode loadConfig} adds the file IO.
+ *
+ * @module
+ */
+import ini from "ini";
+import { dirname, resolve } from "node:path";
+import { type BucketLocation, parseBucketLocation } from "./bucket_location.ts";
+import { UsageError } from "./errors.ts";
+import { compileStrftime } from "./strftime.ts";
+
+/** A resolved profile, ready for the pipeline. Paths are absolute. */
+export interface Config {
+  readonly profile: string;
+  /** The config file, or `undefined` when running from the environment alone. */
+  readonly configPath: string | undefined;
+  /** Where relative paths resolve: the config file's folder, else the working directory. */
+  readonly baseDir: string;
+  readonly databasePath: string;
+  readonly bucket: BucketLocation;
+  readonly filesListKey: string;
+  readonly encoding: string;
+  readonly dateStoreFormat: string;
+  readonly processedFilesPath: string | undefined;
+  /** The log folder when `SAVE_LOG` is on. */
+  readonly logDir: string | undefined;
+  readonly concurrency: number;
+  readonly requestTimeoutMs: number;
+  readonly retries: number;
+  readonly retryBaseMs: number;
+  readonly awesomeMinRating: number;
+  readonly awesomeMaxSizeBytes: number;
+  readonly lockTimeoutMs: number;
+  readonly maxFileBytes: number;
+  readonly maxListBytes: number;
+  readonly maxRejectedRawBytes: number;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly logFormat: (typeof LOG_FORMATS)[number];
+}
+
+type Raw = Readonly<Record<string, string>>;
+
+interface KeySpec {
+  /** The built-in default, as it would be written in the file. */
+  readonly default: string | undefined;
+  /** One line for `--help` and the README. */
+  readonly help: string;
+}
+
+/** Every profile key with its built-in default. */
+export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
+  DATABASE_NAME: { default: "db.sqlite3", help: "SQLite database file" },
+  BUCKET_NAME: { default: undefined, help: "host, http(s) URL with optional prefix, file: URL or folder" },
+  FILES_LIST_KEY: { default: "files_list.data", help: "key of the file list" },
+  BUCKET_ENCODING: { default: "utf-8", help: "WHATWG encoding label of the objects" },
+  DATE_STORE_FORMAT: { default: "%Y-%m-%d %H:%M:%S", help: "strftime format of songs.ingestion_time (UTC)" },
+  PROCESSED_FILES_FILENAME: { default: "", help: "JSON copy of the registry, written after each commit" },
+  SAVE_LOG: { default: "no", help: "also log to logs/YYYY-MM-DD_HH-MM-SS.log" },
+  CONCURRENCY: { default: "8", help: "parallel object fetches" },
+  REQUEST_TIMEOUT_SECONDS: { default: "30", help: "limit for one request, body included" },
+  RETRIES: { default: "4", help: "retries after the first attempt" },
+  RETRY_BASE_SECONDS: { default: "0.5", help: "first backoff delay, doubled each retry, with jitter" },
+  AWESOME_MIN_RATING: { default: "4.5", help: "apps.is_awesome: lowest rating" },
+  AWESOME_MAX_SIZE_BYTES: { default: "100000000", help: "apps.is_awesome: largest size_bytes" },
+  LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
+  MAX_FILE_BYTES: { default: String(512 * 1024 * 1024), help: "larger objects are invalid" },
+  MAX_LIST_BYTES: { default: String(64 * 1024 * 1024), help: "larger file lists fail the run" },
+  MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
+  LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
+  LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
+};
+
+/** Log levels accepted by `LOG_LEVEL` and `--log-level`. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+/** Log formats accepted by `LOG_FORMAT` and `--log-format`. */
+export const LOG_FORMATS = ["text", "json"] as const;
+
+/** The prefix of environment overrides, e.g. `BUCKETLOAD_CONCURRENCY`. */
+export const ENV_PREFIX = "BUCKETLOAD_";
+/** Environment variables that choose the file and profile rather than a key. */
+export const ENV_CHOOSERS: readonly string[] = ["BUCKETLOAD_CONFIG", "BUCKETLOAD_PROFILE"];
+
+/** Sections of a config file: profile name → upper-cased key → value. */
+export type Sections = ReadonlyMap<string, Raw>;
+
+/**
+ * Parses INI text into sections, upper-casing keys as configparser folds them.
+ * Dotted section names stay whole (`[eu.prod]` is the profile `eu.prod`).
+ *
+ * @throws {UsageError} on a key outside any section
+ */
+export function parseConfigText(text: string, path: string): Sections {
+  const sections = new Map<string, Raw>();
+  const walk = (node: Record<string, unknown>, prefix: string) => {
+    for (const [name, value] of Object.entries(node)) {
+      const section = prefix + name;
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        throw new UsageError(`Cannot parse ${path}: key '${name}' is outside any [section]`, { subject: path });
+      }
+      const keys: Record<string, string> = {};
+      for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v === "object" && v !== null && !Array.isArray(v)) continue;
+        keys[key.toUpperCase()] = Array.isArray(v) ? v.join(",") : String(v);
+      }
+      const nested = Object.entries(value as Record<string, unknown>).filter(([, v]) =>
+        typeof v === "object" && v !== null && !Array.isArray(v)
+      );
+      sections.set(section, keys);
+      if (nested.length > 0) walk(Object.fromEntries(nested), `${section}.`);
+    }
+  };
+  walk(ini.parse(text), "");
+  return sections;
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** The known key closest to `key`. */
+export function closestKey(key: string): string {
+  return Object.keys(CONFIG_KEYS).reduce((best, k) => distance(key, k) < distance(key, best) ? k : best);
+}
+
+function checkKeys(raw: Raw, where: string) {
+  for (const key of Object.keys(raw)) {
+    if (!Object.hasOwn(CONFIG_KEYS, key)) {
+      throw new UsageError(`Unknown key '${key}' in ${where}: did you mean '${closestKey(key)}'?`, { subject: key });
+    }
+  }
+}
+
+/** Options of {@linkcode resolveConfig}. */
+export interface ResolveOptions {
+  /** The parsed file, or `undefined` when there is none. */
+  readonly sections?: Sections | undefined;
+  /** The file's absolute path, for messages and relative paths. */
+  readonly configPath?: string | undefined;
+  /** @default {"default"} */
+  readonly profile?: string | undefined;
+  /** The environment, read for `BUCKETLOAD_<KEY>`. @default {{}} */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Values from flags, by key; they win over everything. @default {{}} */
+  readonly overrides?: Raw;
+  /** Where relative paths resolve without a config file. @default {Deno.cwd()} */
+  readonly cwd?: string;
+}
+
+/**
+ * Merges built-in defaults < `[DEFAULT]` < profile < environment < flags and
+ * checks every value.
+ *
+ * @throws {UsageError} naming the profile, key or value at fault
+ */
+export function resolveConfig(options: ResolveOptions): Config {
+  const { sections, configPath, profile = "default", env = {}, overrides = {}, cwd = Deno.cwd() } = options;
+  const layers: Raw[] = [];
+  if (sections !== undefined) {
+    const defaults = sections.get("DEFAULT") ?? {};
+    checkKeys(defaults, `[DEFAULT] of ${configPath}`);
+    const own = sections.get(profile);
+    if (own === undefined || profile === "DEFAULT") {
+      const names = [...sections.keys()].filter((n) => n !== "DEFAULT");
+      throw new UsageError(
+        `Unknown profile '${profile}' in ${configPath}: expected one of ${names.join(", ") || "(none)"}`,
+        { subject: "--profile" },
+      );
+    }
+    checkKeys(own, `profile '${profile}' of ${configPath}`);
+    layers.push(defaults, own);
+  }
+  const fromEnv: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || ENV_CHOOSERS.includes(name)) continue;
+    const key = name.slice(ENV_PREFIX.length);
+    if (!Object.hasOwn(CONFIG_KEYS, key)) {
+      throw new UsageError(
+        `Unknown environment variable '${name}': did you mean '${ENV_PREFIX}${closestKey(key)}'?`,
+        { subject: name },
+      );
+    }
+    fromEnv[key] = value;
+  }
+  layers.push(fromEnv, overrides);
+  const where = sections === undefined ? "the environment" : `profile '${profile}'`;
+  const get = (key: string): string | undefined => {
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const v = layers[i]![key];
+      if (v !== undefined) return v;
+    }
+    return CONFIG_KEYS[key]?.default;
+  };
+  const fail = (key: string, expected: string, got: string): never => {
+    throw new UsageError(`Cannot parse '${key}' in ${where}: expected ${expected}, got ${JSON.stringify(got)}`, {
+      subject: key,
+    });
+  };
+  const str = (key: string): string => get(key) ?? "";
+  const num = (key: string, { integer = false, min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number => {
+    const raw = str(key).trim();
+    const n = Number(raw);
+    const expected = `${integer ? "an integer" : "a number"} ${min}–${max}`;
+    if (raw === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+      return fail(key, expected, raw);
+    }
+    return n;
+  };
+  const bool = (key: string): boolean => {
+    const raw = str(key).trim().toLowerCase();
+    if (["1", "yes", "true", "on"].includes(raw)) return true;
+    if (["0", "no", "false", "off"].includes(raw)) return false;
+    return fail(key, "yes/no, true/false, on/off or 1/0", raw);
+  };
+  const oneOf = <T extends string>(key: string, allowed: readonly T[]): T => {
+    const raw = str(key).trim().toLowerCase();
+    return allowed.includes(raw as T) ? raw as T : fail(key, `one of ${allowed.join(", ")}`, raw);
+  };
+  const baseDir = configPath === undefined ? cwd : dirname(configPath);
+  const path = (key: string): string | undefined => {
+    const raw = str(key).trim();
+    return raw === "" ? undefined : resolve(baseDir, raw);
+  };
+
+  const bucketRaw = get("BUCKET_NAME");
+  if (bucketRaw === undefined) {
+    throw new UsageError(`Missing 'BUCKET_NAME' in ${where}: set it or ${ENV_PREFIX}BUCKET_NAME`, {
+      subject: "BUCKET_NAME",
+    });
+  }
+  let bucket: BucketLocation;
+  try {
+    bucket = parseBucketLocation(bucketRaw, baseDir);
+  } catch (error) {
+    throw new UsageError(`Cannot parse 'BUCKET_NAME' in ${where}: ${(error as Error).message}`, {
+      subject: "BUCKET_NAME",
+    });
+  }
+  const encoding = str("BUCKET_ENCODING").trim();
+  try {
+    new TextDecoder(encoding);
+  } catch {
+    fail("BUCKET_ENCODING", "a WHATWG encoding label such as utf-8", encoding);
+  }
+  const dateStoreFormat = str("DATE_STORE_FORMAT");
+  try {
+    compileStrftime(dateStoreFormat);
+  } catch (error) {
+    throw new UsageError(`Cannot parse 'DATE_STORE_FORMAT' in ${where}: ${(error as Error).message}`, {
+      subject: "DATE_STORE_FORMAT",
+    });
+  }
+  const filesListKey = str("FILES_LIST_KEY").trim();
+  if (filesListKey === "") fail("FILES_LIST_KEY", "a key", filesListKey);
+  const databasePath = path("DATABASE_NAME") ?? fail("DATABASE_NAME", "a file path", "");
+
+  return {
+    profile,
+    configPath,
+    baseDir,
+    databasePath,
+    bucket,
+    filesListKey,
+    encoding,
+    dateStoreFormat,
+    processedFilesPath: path("PROCESSED_FILES_FILENAME"),
+    logDir: bool("SAVE_LOG") ? resolve(baseDir, "logs") : undefined,
+    concurrency: num("CONCURRENCY", { integer: true, min: 1, max: 1024 }),
+    requestTimeoutMs: num("REQUEST_TIMEOUT_SECONDS", { min: 0.001, max: 86_400 }) * 1000,
+    retries: num("RETRIES", { integer: true, max: 100 }),
+    retryBaseMs: num("RETRY_BASE_SECONDS", { max: 3600 }) * 1000,
+    awesomeMinRating: num("AWESOME_MIN_RATING", { max: 5 }),
+    awesomeMaxSizeBytes: num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
+    lockTimeoutMs: num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
+    maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
+    maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
+    maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),
+    logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
+    logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
+  };
+}
+
+/** Options of {@linkcode loadConfig}. */
+export interface LoadOptions extends Omit<ResolveOptions, "sections"> {
+  /**
+   * The config file. When it is `undefined` and `./config.ini` does not exist,
+   * the profile comes from the environment alone.
+   */
+  readonly configPath?: string | undefined;
+}
+
+/** The default config file, relative to the working directory. */
+export const DEFAULT_CONFIG_PATH = "config.ini";
+
+/**
+ * Reads the config file (if any) and resolves the profile.
+ *
+ * @throws {UsageError} when a named file is missing or unreadable, or any value is wrong
+ */
+export async function loadConfig(options: LoadOptions): Promise<Config> {
+  const cwd = options.cwd ?? Deno.cwd();
+  const explicit = options.configPath !== undefined;
+  const path = resolve(cwd, options.configPath ?? DEFAULT_CONFIG_PATH);
+  let text: string | undefined;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (explicit || !(error instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`Cannot read config file ${path}: ${(error as Error).message}`, {
+        subject: "--config",
+        cause: error,
+      });
+    }
+  }
+  if (text === undefined) return resolveConfig({ ...options, configPath: undefined, cwd });
+  return resolveConfig({ ...options, sections: parseConfigText(text, path), configPath: path, cwd });
+}

@@ -1,0 +1,55 @@
+/**
+ * A bucket in a local folder: the offline demo and tests without a server.
+ *
+ * @module
+ */
+import { join, relative, resolve, sep } from "node:path";
+import { refuseReason } from "./bucket_location.ts";
+import { type BucketSource, type FetchResult, readCapped } from "./source.ts";
+
+/** Serves keys as files under `root`. A missing file is `missing` (404). */
+export class FileSource implements BucketSource {
+  readonly display: string;
+  readonly #root: string;
+
+  /** Reads objects from the folder `root`. */
+  constructor(root: string) {
+    this.#root = resolve(root);
+    this.display = this.#root;
+  }
+
+  /** Reads one file. Refused keys and paths outside the root fail. */
+  async get(key: string, maxBytes: number): Promise<FetchResult> {
+    const reason = refuseReason(key);
+    if (reason !== undefined) return { kind: "failed", reason: `refused key: ${reason}` };
+    const path = join(this.#root, ...key.split("/"));
+    const rel = relative(this.#root, path);
+    if (rel.startsWith("..") || rel.startsWith(sep)) {
+      return { kind: "failed", reason: "key resolves outside the bucket" };
+    }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        return { kind: "missing", status: 404 };
+      }
+      return { kind: "failed", reason: `cannot open ${path}: ${(error as Error).message}` };
+    }
+    try {
+      const { size, isFile } = await file.stat();
+      if (!isFile) return { kind: "missing", status: 404 };
+      if (size > maxBytes) return { kind: "too_large", bytes: size, cap: maxBytes };
+      const read = await readCapped(file.readable, maxBytes);
+      return "body" in read
+        ? { kind: "ok", body: read.body }
+        : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes };
+    } catch (error) {
+      return { kind: "failed", reason: `cannot read ${path}: ${(error as Error).message}` };
+    } finally {
+      try {
+        file.close();
+      } catch { /* closed by its readable */ }
+    }
+  }
+}

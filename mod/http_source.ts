@@ -1,0 +1,162 @@
+/**
+ * A bucket served over HTTP(S), e.g. an anonymous S3 website endpoint.
+ * Retries 429, 5xx, network errors and timeouts with jittered exponential
+ * backoff (p-retry), honouring `Retry-After`. Never leaves the bucket's origin.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import pRetry, { AbortError } from "p-retry";
+import { objectUrl, redactUrl } from "./bucket_location.ts";
+import { type BucketSource, type FetchResult, readCapped } from "./source.ts";
+
+const logger = getLogger(["bucketload", "fetch"]);
+
+/** The longest `Retry-After` honoured; a longer one is cut to this. */
+export const MAX_RETRY_AFTER_MS = 120_000;
+/** Same-origin redirects followed before giving up. */
+export const MAX_REDIRECTS = 5;
+
+/** Options of {@linkcode HttpSource}. */
+export interface HttpSourceOptions {
+  /** Sent as `Authorization`, e.g. for credentials taken out of the URL. */
+  readonly authorization?: string | undefined;
+  /** Limit for one attempt, body included. @default {30_000} */
+  readonly timeoutMs?: number;
+  /** Retries after the first attempt. @default {4} */
+  readonly retries?: number;
+  /** First backoff delay; doubles each retry, times a random 1–2. @default {500} */
+  readonly retryBaseMs?: number;
+  /** The fetch to use; tests may wrap it. @default {globalThis.fetch} */
+  readonly fetch?: typeof fetch;
+}
+
+/** A failure worth another attempt. */
+class RetryableError extends Error {
+  constructor(message: string, readonly retryAfterMs: number | undefined = undefined) {
+    super(message);
+    this.name = "RetryableError";
+  }
+}
+
+/** Parses `Retry-After` (seconds or an HTTP-date) into milliseconds from `now`. */
+export function parseRetryAfter(value: string | null, now: number = Date.now()): number | undefined {
+  if (value === null || value.trim() === "") return undefined;
+  const trimmed = value.trim();
+  const ms = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) * 1000 : Date.parse(trimmed) - now;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return "timed out";
+  }
+  return redactUrl(error instanceof Error ? error.message : String(error));
+}
+
+/** Objects under an HTTP(S) base URL. */
+export class HttpSource implements BucketSource {
+  readonly display: string;
+  readonly #base: URL;
+  readonly #headers: Headers;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #retryBaseMs: number;
+  readonly #fetch: typeof fetch;
+
+  /** A source rooted at `base`, which must end in `/`. */
+  constructor(base: URL, options: HttpSourceOptions = {}) {
+    const { authorization, timeoutMs = 30_000, retries = 4, retryBaseMs = 500, fetch = globalThis.fetch } = options;
+    this.#base = new URL(base.href);
+    this.display = redactUrl(this.#base.href);
+    this.#headers = new Headers({ "accept": "*/*", "user-agent": "bucketload" });
+    if (authorization !== undefined) this.#headers.set("authorization", authorization);
+    this.#timeoutMs = timeoutMs;
+    this.#retries = retries;
+    this.#retryBaseMs = retryBaseMs;
+    this.#fetch = fetch;
+  }
+
+  /** Fetches one object with retries. Never throws. */
+  async get(key: string, maxBytes: number): Promise<FetchResult> {
+    let url: URL;
+    try {
+      url = objectUrl(this.#base, key);
+    } catch (error) {
+      return { kind: "failed", reason: (error as Error).message };
+    }
+    try {
+      return await pRetry(() => this.#attempt(url, maxBytes), {
+        retries: this.#retries,
+        minTimeout: this.#retryBaseMs,
+        factor: 2,
+        randomize: true,
+        maxTimeout: 60_000,
+        shouldRetry: ({ error }) => error instanceof RetryableError,
+        onFailedAttempt: async ({ error, attemptNumber, retriesLeft, retryDelay }) => {
+          if (!(error instanceof RetryableError) || retriesLeft === 0) return;
+          logger.info("Retrying {key} after attempt {attempt}: {reason}", {
+            key,
+            attempt: attemptNumber,
+            reason: error.message,
+          });
+          const extra = (error.retryAfterMs ?? 0) - retryDelay;
+          if (extra > 0) await new Promise((r) => setTimeout(r, extra));
+        },
+      });
+    } catch (error) {
+      const reason = error instanceof RetryableError
+        ? `${error.message} (after ${this.#retries + 1} attempts)`
+        : describeError(error);
+      return { kind: "failed", reason };
+    }
+  }
+
+  async #attempt(first: URL, maxBytes: number): Promise<FetchResult> {
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    let url = first;
+    for (let hop = 0;; hop++) {
+      let res: Response;
+      try {
+        res = await this.#fetch(url, { headers: this.#headers, redirect: "manual", signal });
+      } catch (error) {
+        throw new RetryableError(`request failed: ${describeError(error)}`);
+      }
+      if (res.status >= 300 && res.status < 400 && res.headers.has("location")) {
+        await res.body?.cancel();
+        const target = new URL(res.headers.get("location")!, url);
+        if (target.origin !== this.#base.origin) {
+          throw new AbortError(`redirect to another origin refused: ${redactUrl(target.origin)}`);
+        }
+        if (!target.pathname.startsWith(this.#base.pathname)) {
+          throw new AbortError(`redirect outside the bucket prefix refused: ${target.pathname}`);
+        }
+        if (hop >= MAX_REDIRECTS) throw new AbortError(`too many redirects (more than ${MAX_REDIRECTS})`);
+        url = target;
+        continue;
+      }
+      if (res.status === 200) {
+        const declared = Number(res.headers.get("content-length") ?? NaN);
+        if (declared > maxBytes) {
+          await res.body?.cancel();
+          return { kind: "too_large", bytes: declared, cap: maxBytes };
+        }
+        try {
+          const read = await readCapped(res.body ?? new Blob().stream(), maxBytes);
+          return "body" in read
+            ? { kind: "ok", body: read.body }
+            : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes };
+        } catch (error) {
+          throw new RetryableError(`body read failed: ${describeError(error)}`);
+        }
+      }
+      await res.body?.cancel();
+      if (res.status === 403 || res.status === 404) return { kind: "missing", status: res.status };
+      if (res.status === 429 || res.status >= 500) {
+        throw new RetryableError(`HTTP ${res.status}`, parseRetryAfter(res.headers.get("retry-after")));
+      }
+      throw new AbortError(`unexpected HTTP ${res.status}`);
+    }
+  }
+}

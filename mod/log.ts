@@ -1,0 +1,70 @@
+/**
+ * Logging setup (LogTape): text or JSON lines on stderr, and optionally a
+ * log file. Only the entry point calls {@linkcode setupLogging}.
+ *
+ * @module
+ */
+import { getFileSink } from "@logtape/file";
+import {
+  configure,
+  dispose,
+  getJsonLinesFormatter,
+  getTextFormatter,
+  type LogLevel,
+  type Sink,
+  type TextFormatter,
+} from "@logtape/logtape";
+import { join } from "node:path";
+import { strftime } from "./strftime.ts";
+
+/** Options of {@linkcode setupLogging}. */
+export interface LoggingOptions {
+  /** @default {"info"} */
+  readonly level?: LogLevel;
+  /** @default {"text"} */
+  readonly format?: "text" | "json";
+  /** A folder for `YYYY-MM-DD_HH-MM-SS.log`, or `undefined` for none. */
+  readonly logDir?: string | undefined;
+  /** The time that names the log file. @default {new Date()} */
+  readonly now?: Date;
+  /** Where lines go instead of stderr, e.g. an array in tests. */
+  readonly sink?: Sink;
+}
+
+/** A sink writing formatted lines to stderr synchronously, so none are lost at exit. */
+export function stderrSink(formatter: TextFormatter): Sink {
+  const encoder = new TextEncoder();
+  return (record) => {
+    Deno.stderr.writeSync(encoder.encode(formatter(record)));
+  };
+}
+
+/**
+ * Configures LogTape for the `bucketload` category and returns the log
+ * file's path, if any.
+ */
+export async function setupLogging(options: LoggingOptions = {}): Promise<string | undefined> {
+  const { level = "info", format = "text", logDir, now = new Date(), sink } = options;
+  const formatter = format === "json" ? getJsonLinesFormatter() : getTextFormatter({ timestamp: "date-time" });
+  const sinks: Record<string, Sink> = { main: sink ?? stderrSink(formatter) };
+  let logFile: string | undefined;
+  if (logDir !== undefined) {
+    await Deno.mkdir(logDir, { recursive: true });
+    logFile = join(logDir, `${strftime("%Y-%m-%d_%H-%M-%S", now)}.log`);
+    sinks.file = getFileSink(logFile, { formatter });
+  }
+  await configure({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: ["bucketload"], lowestLevel: level, sinks: Object.keys(sinks) },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
+    ],
+  });
+  return logFile;
+}
+
+/** Flushes and closes the sinks. */
+export async function closeLogging(): Promise<void> {
+  await dispose();
+}

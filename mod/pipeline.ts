@@ -1,0 +1,262 @@
+/**
+ * The pipeline runner: list → new keys → fetch in parallel → parse and
+ * classify → write in list order → commit once. It only wires the steps.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { pMapIterable } from "p-map";
+import { parseBody, rawJson } from "./decode.ts";
+import { parseListing } from "./listing.ts";
+import { Classifier, type RecordType, type RowContext } from "./records/mod.ts";
+import type { BucketSource, FetchResult } from "./source.ts";
+import type { FileWrite, Rejection, RunCounts, RunTransaction, Store } from "./store.ts";
+import { compileStrftime } from "./strftime.ts";
+
+const logger = getLogger(["bucketload", "pipeline"]);
+
+/** Options of {@linkcode runPipeline}. */
+export interface PipelineOptions {
+  readonly source: BucketSource;
+  readonly store: Store;
+  readonly types: readonly RecordType[];
+  readonly filesListKey: string;
+  readonly encoding: string;
+  readonly dateStoreFormat: string;
+  readonly awesomeMinRating: number;
+  readonly awesomeMaxSizeBytes: number;
+  /** Parallel fetches. @default {8} */
+  readonly concurrency?: number;
+  /** Re-fetch keys already registered. @default {false} */
+  readonly force?: boolean;
+  /** @default {512 MiB} */
+  readonly maxFileBytes?: number;
+  /** @default {64 MiB} */
+  readonly maxListBytes?: number;
+  /** @default {65536} */
+  readonly maxRejectedRawBytes?: number;
+  /** The clock. @default {() => new Date()} */
+  readonly now?: () => Date;
+}
+
+/** What a run did; `status` decides the exit code. */
+export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
+  /** `ok`: every file ended loaded, invalid, missing or refused. */
+  readonly status: "ok" | "failed" | "list_failed";
+  readonly runId: number | undefined;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  /** Why the list could not be read, for `list_failed`. */
+  readonly listError: string | undefined;
+  readonly failedKeys: readonly { readonly key: string; readonly reason: string }[];
+  readonly missingKeys: readonly string[];
+  readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
+}
+
+type Fetched = { readonly key: string; readonly result: FetchResult };
+
+/** Turns one fetched body into the rows, rejections and counts of its file. */
+function processBody(
+  key: string,
+  body: Uint8Array,
+  options: { encoding: string; classifier: Classifier; processedAt: Date; rawCap: number },
+): FileWrite {
+  const parsed = parseBody(body, options.encoding);
+  const base = { key, processedAt: options.processedAt, bytes: body.byteLength };
+  if ("invalid" in parsed) {
+    return {
+      ...base,
+      status: "invalid",
+      rows: [],
+      rejections: [{ index: null, typeName: null, reason: parsed.invalid, raw: null }],
+      ignored: new Map(),
+    };
+  }
+  const rows: [RecordType, (string | number)[]][] = [];
+  const rejections: Rejection[] = [];
+  const ignoredByType = new Map<string, number>();
+  parsed.elements.forEach((element, index) => {
+    const outcome = options.classifier.classify(element);
+    if (outcome.kind === "row") rows.push([outcome.type, outcome.row]);
+    else if (outcome.kind === "ignored") {
+      ignoredByType.set(outcome.typeName, (ignoredByType.get(outcome.typeName) ?? 0) + 1);
+    } else {
+      rejections.push({
+        index,
+        typeName: outcome.typeName,
+        reason: outcome.reason,
+        raw: rawJson(element, options.rawCap),
+      });
+    }
+  });
+  return { ...base, status: "loaded", rows, rejections, ignored: ignoredByType };
+}
+
+/**
+ * Runs the pipeline once. Everything it writes commits in one transaction at
+ * the end, or not at all.
+ *
+ * @throws {LockedError} when another run holds the store
+ */
+export async function runPipeline(options: PipelineOptions): Promise<RunReport> {
+  const {
+    source,
+    store,
+    types,
+    concurrency = 8,
+    force = false,
+    maxFileBytes = 512 * 1024 * 1024,
+    maxListBytes = 64 * 1024 * 1024,
+    maxRejectedRawBytes = 65_536,
+    now = () => new Date(),
+  } = options;
+  const startedAt = now();
+  const format = compileStrftime(options.dateStoreFormat);
+  const failedKeys: { key: string; reason: string }[] = [];
+  const missingKeys: string[] = [];
+  const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
+  const ignored: Record<string, number> = {};
+  const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
+
+  const tx: RunTransaction = await store.begin(startedAt);
+  try {
+    const list = await source.get(options.filesListKey, maxListBytes);
+    let listError: string | undefined;
+    let text = "";
+    if (list.kind === "ok") {
+      try {
+        text = new TextDecoder(options.encoding, { fatal: true }).decode(list.body);
+      } catch {
+        listError = `not valid ${options.encoding}`;
+      }
+    } else {
+      listError = list.kind === "missing"
+        ? `HTTP ${list.status}`
+        : list.kind === "too_large"
+        ? `too large: ${list.bytes} bytes > ${list.cap}`
+        : list.reason;
+    }
+    if (listError !== undefined) {
+      logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listError });
+      await tx.rollback();
+      return {
+        status: "list_failed",
+        runId: undefined,
+        startedAt,
+        finishedAt: now(),
+        listError,
+        failedKeys,
+        missingKeys,
+        refusedKeys: [],
+        filesListed: 0,
+        filesNew: 0,
+        filesLoaded: 0,
+        filesInvalid: 0,
+        filesMissing: 0,
+        filesFailed: 0,
+        filesRefused: 0,
+        loaded,
+        rejected: 0,
+        ignored,
+      };
+    }
+
+    const listing = parseListing(text);
+    for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
+    const registered = force ? new Set<string>() : await tx.registered(listing.keys);
+    const todo = listing.keys.filter((k) => !registered.has(k));
+    logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
+      listed: listing.keys.length + listing.refused.length,
+      new: todo.length,
+      refused: listing.refused.length,
+      duplicates: listing.duplicates,
+    });
+
+    const fetched = pMapIterable(
+      todo,
+      async (key): Promise<Fetched> => ({ key, result: await source.get(key, maxFileBytes) }),
+      { concurrency, backpressure: concurrency * 2 },
+    );
+    for await (const { key, result } of fetched) {
+      const processedAt = now();
+      let file: FileWrite | undefined;
+      if (result.kind === "ok") {
+        const context: RowContext = {
+          ingestionTime: format(processedAt),
+          awesomeMinRating: options.awesomeMinRating,
+          awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
+        };
+        file = processBody(key, result.body, {
+          encoding: options.encoding,
+          classifier: new Classifier(types, context),
+          processedAt,
+          rawCap: maxRejectedRawBytes,
+        });
+      } else if (result.kind === "too_large") {
+        const reason = `too large: ${result.bytes} bytes > ${result.cap}`;
+        file = {
+          key,
+          status: "invalid",
+          processedAt,
+          bytes: result.bytes,
+          rows: [],
+          rejections: [{ index: null, typeName: null, reason, raw: null }],
+          ignored: new Map(),
+        };
+      } else if (result.kind === "missing") {
+        logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: result.status });
+        missingKeys.push(key);
+      } else {
+        logger.error("Failed {key}: {reason}", { key, reason: result.reason });
+        failedKeys.push({ key, reason: result.reason });
+      }
+      if (file === undefined) continue;
+      await tx.writeFile(file);
+      if (file.status === "loaded") counts.filesLoaded++;
+      else {
+        counts.filesInvalid++;
+        logger.warn("Invalid {key}: {reason}", { key, reason: file.rejections[0]?.reason });
+      }
+      counts.rejected += file.rejections.length;
+      for (const [name, n] of file.ignored) ignored[name] = (ignored[name] ?? 0) + n;
+      for (const [type] of file.rows) loaded[type.type] = (loaded[type.type] ?? 0) + 1;
+      logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
+        key,
+        status: file.status,
+        records: file.rows.length,
+        rejected: file.rejections.length,
+        ignored: file.ignored.size === 0 ? 0 : [...file.ignored.values()].reduce((a, b) => a + b, 0),
+        bytes: file.bytes,
+      });
+    }
+
+    const finishedAt = now();
+    const runCounts: RunCounts = {
+      status: failedKeys.length > 0 ? "failed" : "ok",
+      finishedAt,
+      filesListed: listing.keys.length + listing.refused.length,
+      filesNew: todo.length,
+      filesLoaded: counts.filesLoaded,
+      filesInvalid: counts.filesInvalid,
+      filesMissing: missingKeys.length,
+      filesFailed: failedKeys.length,
+      filesRefused: listing.refused.length,
+      loaded,
+      rejected: counts.rejected,
+      ignored,
+    };
+    await tx.commit(runCounts);
+    return {
+      ...runCounts,
+      runId: tx.runId,
+      startedAt,
+      listError: undefined,
+      failedKeys,
+      missingKeys,
+      refusedKeys: listing.refused,
+    };
+  } catch (error) {
+    await tx.rollback();
+    throw error;
+  }
+}

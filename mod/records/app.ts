@@ -1,0 +1,55 @@
+/**
+ * The `app` record type.
+ *
+ * @module
+ */
+import { type Check, dataProblem, firstProblem, guards, integer, number, string, text } from "./fields.ts";
+import type { RecordType } from "./record_type.ts";
+
+/** A valid app record's data. */
+export interface App {
+  readonly name: string;
+  readonly genre: string;
+  /** 0 to 5. */
+  readonly rating: number;
+  readonly version: string;
+  readonly size_bytes: number;
+}
+
+const FIELDS: Readonly<Record<keyof App, Check>> = {
+  name: text,
+  genre: string,
+  rating: number(0, 5),
+  version: text,
+  size_bytes: integer(0, Number.MAX_SAFE_INTEGER),
+};
+
+/** Returns why `data` is not a valid app, or `undefined`. */
+export function appProblem(data: unknown): string | undefined {
+  return dataProblem(data, FIELDS);
+}
+
+/** `isApp(data)` narrows to a valid app; `parseApp(data)` returns it or throws a `TypeError`. */
+export const { is: isApp, parse: parseApp } = guards<App>("app", appProblem);
+
+/** Apps go to `apps`, keyed on (name, version), with `is_awesome` derived. */
+export const appType: RecordType = {
+  type: "app",
+  table: "apps",
+  columns: [
+    { name: "name", sqlType: "TEXT" },
+    { name: "genre", sqlType: "TEXT" },
+    { name: "rating", sqlType: "REAL" },
+    { name: "version", sqlType: "TEXT" },
+    { name: "size_bytes", sqlType: "INTEGER" },
+    { name: "is_awesome", sqlType: "INTEGER" },
+  ],
+  key: ["name", "version"],
+  toRow(data, { awesomeMinRating, awesomeMaxSizeBytes }) {
+    const problem = firstProblem(data, FIELDS);
+    if (problem !== undefined) return problem;
+    const app = data as unknown as App;
+    const awesome = app.rating >= awesomeMinRating && app.size_bytes <= awesomeMaxSizeBytes;
+    return [app.name, app.genre, app.rating, app.version, app.size_bytes, awesome ? 1 : 0];
+  },
+};

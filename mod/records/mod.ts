@@ -1,0 +1,53 @@
+/**
+ * The record types bucketload loads, and the dispatch of one array element
+ * to exactly one outcome: a row, ignored, or rejected.
+ *
+ * @module
+ */
+import { appType } from "./app.ts";
+import { describe, isObject } from "./fields.ts";
+import { movieType } from "./movie.ts";
+import type { Cell, RecordType, RowContext } from "./record_type.ts";
+import { songType } from "./song.ts";
+
+export type { Cell, Column, RecordType, RowContext } from "./record_type.ts";
+
+/** The types loaded by default. Adding a type means adding its file and listing it here. */
+export const RECORD_TYPES: readonly RecordType[] = [songType, movieType, appType];
+
+/** What became of one element of a file's array. */
+export type Outcome =
+  | { readonly kind: "row"; readonly type: RecordType; readonly row: Cell[] }
+  | { readonly kind: "ignored"; readonly typeName: string }
+  | { readonly kind: "rejected"; readonly typeName: string | null; readonly reason: string };
+
+/** Dispatches elements on their exact `type` to a {@linkcode RecordType}. */
+export class Classifier {
+  readonly #types: ReadonlyMap<string, RecordType>;
+  readonly #context: RowContext;
+
+  /** Builds a classifier for `types`, deriving columns with `context`. */
+  constructor(types: readonly RecordType[], context: RowContext) {
+    this.#types = new Map(types.map((t) => [t.type, t]));
+    this.#context = context;
+  }
+
+  /** Classifies one element. Never throws. */
+  classify(element: unknown): Outcome {
+    if (!isObject(element)) {
+      return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
+    }
+    const typeName = Object.hasOwn(element, "type") ? element.type : undefined;
+    if (typeof typeName !== "string") {
+      return { kind: "rejected", typeName: null, reason: `type: expected a string, got ${describe(typeName)}` };
+    }
+    const type = this.#types.get(typeName);
+    if (type === undefined) return { kind: "ignored", typeName };
+    const data = Object.hasOwn(element, "data") ? element.data : undefined;
+    if (!isObject(data)) {
+      return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
+    }
+    const row = type.toRow(data, this.#context);
+    return typeof row === "string" ? { kind: "rejected", typeName, reason: row } : { kind: "row", type, row };
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The `movie` record type.
+ *
+ * @module
+ */
+import { normalizeTitle } from "../normalize.ts";
+import { boolean, type Check, dataProblem, firstProblem, guards, integer, isoDate, string, text } from "./fields.ts";
+import type { RecordType } from "./record_type.ts";
+
+/** A valid movie record's data. */
+export interface Movie {
+  readonly original_title: string;
+  readonly original_language: string;
+  readonly budget: number;
+  readonly is_adult: boolean;
+  /** `YYYY-MM-DD`. */
+  readonly release_date: string;
+}
+
+const FIELDS: Readonly<Record<keyof Movie, Check>> = {
+  original_title: text,
+  original_language: string,
+  budget: integer(0, Number.MAX_SAFE_INTEGER),
+  is_adult: boolean,
+  release_date: isoDate,
+};
+
+const EMPTY_TITLE = "original_title: normalizes to an empty string";
+
+/** Returns why `data` is not a valid movie, or `undefined`. */
+export function movieProblem(data: unknown): string | undefined {
+  const problem = dataProblem(data, FIELDS);
+  if (problem !== undefined) return problem;
+  return normalizeTitle((data as Movie).original_title) === "" ? EMPTY_TITLE : undefined;
+}
+
+/** `isMovie(data)` narrows to a valid movie; `parseMovie(data)` returns it or throws a `TypeError`. */
+export const { is: isMovie, parse: parseMovie } = guards<Movie>("movie", movieProblem);
+
+/** Movies go to `movies`, keyed on (original_title_normalized, release_date). */
+export const movieType: RecordType = {
+  type: "movie",
+  table: "movies",
+  columns: [
+    { name: "original_title", sqlType: "TEXT" },
+    { name: "original_language", sqlType: "TEXT" },
+    { name: "budget", sqlType: "INTEGER" },
+    { name: "is_adult", sqlType: "INTEGER" },
+    { name: "release_date", sqlType: "TEXT" },
+    { name: "original_title_normalized", sqlType: "TEXT" },
+  ],
+  key: ["original_title_normalized", "release_date"],
+  toRow(data) {
+    const problem = firstProblem(data, FIELDS);
+    if (problem !== undefined) return problem;
+    const movie = data as unknown as Movie;
+    const normalized = normalizeTitle(movie.original_title);
+    if (normalized === "") return EMPTY_TITLE;
+    return [
+      movie.original_title,
+      movie.original_language,
+      movie.budget,
+      movie.is_adult ? 1 : 0,
+      movie.release_date,
+      normalized,
+    ];
+  },
+};

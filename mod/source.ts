@@ -1,0 +1,57 @@
+/**
+ * The bucket source contract: list and get objects by key. Implementations:
+ * {@linkcode HttpSource} (HTTP/HTTPS buckets) and {@linkcode FileSource}
+ * (local folders). An S3 API source slots in beside them.
+ *
+ * @module
+ */
+
+/** What fetching one object came to. */
+export type FetchResult =
+  | { readonly kind: "ok"; readonly body: Uint8Array }
+  /** 403 or 404 (or no such file): try again on a later run. */
+  | { readonly kind: "missing"; readonly status: number }
+  /** Larger than the cap; `bytes` is the size known when reading stopped. */
+  | { readonly kind: "too_large"; readonly bytes: number; readonly cap: number }
+  /** Gave up: retries ran out, or an answer that retrying cannot fix. */
+  | { readonly kind: "failed"; readonly reason: string };
+
+/** A bucket: a flat namespace of keys. */
+export interface BucketSource {
+  /** Where the bucket is, safe to log (no credentials). */
+  readonly display: string;
+  /** Fetches one object, reading at most `maxBytes`. Never throws. */
+  get(key: string, maxBytes: number): Promise<FetchResult>;
+}
+
+/** Reads `stream` into one buffer, stopping once more than `cap` bytes arrive. */
+export async function readCapped(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+): Promise<{ body: Uint8Array } | { tooLarge: number }> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > cap) {
+        await reader.cancel().catch(() => {});
+        return { tooLarge: total };
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1) return { body: chunks[0]! };
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return { body };
+}

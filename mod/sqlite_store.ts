@@ -1,0 +1,287 @@
+/**
+ * The SQLite store (node:sqlite). WAL mode so readers never block the run;
+ * `BEGIN IMMEDIATE` as the run lock; one transaction per run.
+ *
+ * @module
+ */
+import { mkdirSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { UsageError } from "./errors.ts";
+import type { RecordType } from "./records/mod.ts";
+import { type FileWrite, LockedError, type RunCounts, type RunTransaction, type Store } from "./store.ts";
+
+/** Options of {@linkcode SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /** The record types whose tables to create. */
+  readonly types: readonly RecordType[];
+  /** How long to wait for another run's lock. @default {0} */
+  readonly lockTimeoutMs?: number;
+  /** Open read-only, e.g. for status. @default {false} */
+  readonly readOnly?: boolean;
+}
+
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+const BOOKKEEPING = `
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  status TEXT NOT NULL,
+  files_listed INTEGER NOT NULL DEFAULT 0,
+  files_new INTEGER NOT NULL DEFAULT 0,
+  files_loaded INTEGER NOT NULL DEFAULT 0,
+  files_invalid INTEGER NOT NULL DEFAULT 0,
+  files_missing INTEGER NOT NULL DEFAULT 0,
+  files_failed INTEGER NOT NULL DEFAULT 0,
+  files_refused INTEGER NOT NULL DEFAULT 0,
+  records_loaded INTEGER NOT NULL DEFAULT 0,
+  loaded_by_type TEXT NOT NULL DEFAULT '{}',
+  records_rejected INTEGER NOT NULL DEFAULT 0,
+  records_ignored INTEGER NOT NULL DEFAULT 0,
+  ignored_by_type TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE TABLE IF NOT EXISTS processed_files (
+  key TEXT PRIMARY KEY,
+  status TEXT NOT NULL CHECK (status IN ('loaded', 'invalid')),
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  processed_at TEXT NOT NULL,
+  records INTEGER NOT NULL,
+  rejected INTEGER NOT NULL,
+  ignored INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS rejected_records (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  key TEXT NOT NULL,
+  record_index INTEGER,
+  type TEXT,
+  reason TEXT NOT NULL,
+  raw TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS rejected_records_by_key ON rejected_records(key);
+`;
+
+/** The CREATE TABLE statement of a record type's table. */
+export function tableSql(type: RecordType): string {
+  const cols = type.columns.map((c) => `  ${quote(c.name)} ${c.sqlType} NOT NULL`);
+  cols.push(`  source_key TEXT NOT NULL`, `  PRIMARY KEY (${type.key.map(quote).join(", ")})`);
+  return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
+}
+
+function upsertSql(type: RecordType): string {
+  const names = [...type.columns.map((c) => c.name), "source_key"];
+  const updates = names.filter((n) => !type.key.includes(n)).map((n) => `${quote(n)} = excluded.${quote(n)}`);
+  return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")})
+    ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")}`;
+}
+
+function isBusy(error: unknown): boolean {
+  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+}
+
+/** A SQLite database file holding the data tables and the bookkeeping. */
+export class SqliteStore implements Store {
+  readonly display: string;
+  readonly #db: DatabaseSync;
+  readonly #path: string;
+  readonly #types: readonly RecordType[];
+  readonly #lockFile: string;
+
+  private constructor(db: DatabaseSync, path: string, types: readonly RecordType[]) {
+    this.#db = db;
+    this.#path = path;
+    this.display = path;
+    this.#types = types;
+    this.#lockFile = `${path}.lock-info`;
+  }
+
+  /**
+   * Opens (creating if needed) the database at `path`.
+   *
+   * @throws {UsageError} when the path is not a SQLite database or cannot be opened for writing
+   */
+  static open(path: string, options: SqliteStoreOptions): SqliteStore {
+    const { types, lockTimeoutMs = 0, readOnly = false } = options;
+    let db: DatabaseSync | undefined;
+    try {
+      if (!readOnly) {
+        mkdirSync(dirname(path), { recursive: true });
+        if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new Error("it is a folder");
+        // Fail early (and without touching the file) when it is not writable.
+        Deno.openSync(path, { read: true, write: true, create: true }).close();
+      }
+      db = new DatabaseSync(path, { readOnly, timeout: Math.round(lockTimeoutMs) });
+      db.prepare("SELECT count(*) FROM sqlite_schema").get();
+      if (!readOnly) {
+        db.exec("PRAGMA journal_mode = WAL");
+        db.exec("PRAGMA synchronous = FULL");
+      }
+      db.exec("PRAGMA cache_size = -32768");
+      db.exec("PRAGMA foreign_keys = ON");
+    } catch (error) {
+      db?.close();
+      if (isBusy(error)) throw new LockedError(path, readLockInfo(`${path}.lock-info`));
+      throw new UsageError(`Cannot open database ${path}: ${(error as Error).message}`, {
+        subject: "DATABASE_NAME",
+        cause: error,
+      });
+    }
+    return new SqliteStore(db, path, types);
+  }
+
+  /** The underlying connection, for read-only reports and tests. */
+  get db(): DatabaseSync {
+    return this.#db;
+  }
+
+  begin(startedAt: Date): Promise<RunTransaction> {
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      if (isBusy(error)) throw new LockedError(this.#path, readLockInfo(this.#lockFile));
+      throw error;
+    }
+    try {
+      Deno.writeTextFileSync(this.#lockFile, JSON.stringify({ pid: Deno.pid, since: startedAt.toISOString() }));
+    } catch { /* the lock itself is SQLite's; this file only explains it */ }
+    try {
+      this.#db.exec(BOOKKEEPING);
+      for (const type of this.#types) this.#db.exec(tableSql(type));
+      const { id } = this.#db
+        .prepare("INSERT INTO runs (started_at, status) VALUES (?, 'running') RETURNING id")
+        .get(startedAt.toISOString()) as { id: number };
+      return Promise.resolve(new SqliteRun(this.#db, id, this.#types, () => this.#unlock()));
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      this.#unlock();
+      throw error;
+    }
+  }
+
+  #unlock() {
+    try {
+      Deno.removeSync(this.#lockFile);
+    } catch { /* already gone */ }
+  }
+
+  registeredKeys(): Promise<string[]> {
+    const exists = this.#db.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'processed_files'").get();
+    if (exists === undefined) return Promise.resolve([]);
+    const rows = this.#db.prepare("SELECT key FROM processed_files ORDER BY rowid").all() as { key: string }[];
+    return Promise.resolve(rows.map((r) => r.key));
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}
+
+function readLockInfo(file: string): string | undefined {
+  try {
+    const info = JSON.parse(Deno.readTextFileSync(file)) as { since?: unknown; pid?: unknown };
+    return typeof info.since === "string" ? `${info.since} (pid ${String(info.pid)})` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+class SqliteRun implements RunTransaction {
+  readonly runId: number;
+  readonly #db: DatabaseSync;
+  readonly #upserts: Map<RecordType, StatementSync>;
+  readonly #register: StatementSync;
+  readonly #reject: StatementSync;
+  readonly #clearRejections: StatementSync;
+  readonly #release: () => void;
+  #open = true;
+
+  constructor(db: DatabaseSync, runId: number, types: readonly RecordType[], release: () => void) {
+    this.#db = db;
+    this.runId = runId;
+    this.#release = release;
+    this.#upserts = new Map(types.map((t) => [t, db.prepare(upsertSql(t))]));
+    this.#register = db.prepare(
+      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+         processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
+         ignored = excluded.ignored, bytes = excluded.bytes`,
+    );
+    this.#reject = db.prepare(
+      "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    this.#clearRejections = db.prepare("DELETE FROM rejected_records WHERE key = ?");
+  }
+
+  registered(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    const rows = this.#db
+      .prepare("SELECT key FROM processed_files WHERE key IN (SELECT value FROM json_each(?))")
+      .all(JSON.stringify(keys)) as { key: string }[];
+    return Promise.resolve(new Set(rows.map((r) => r.key)));
+  }
+
+  writeFile(file: FileWrite): Promise<void> {
+    for (const [type, row] of file.rows) {
+      const stmt = this.#upserts.get(type);
+      if (stmt === undefined) throw new TypeError(`No table for record type '${type.type}'`);
+      stmt.run(...row, file.key);
+    }
+    this.#clearRejections.run(file.key);
+    for (const r of file.rejections) {
+      this.#reject.run(this.runId, file.key, r.index, r.typeName, r.reason, r.raw);
+    }
+    this.#register.run(
+      file.key,
+      file.status,
+      this.runId,
+      file.processedAt.toISOString(),
+      file.rows.length,
+      file.rejections.length,
+      [...file.ignored.values()].reduce((a, b) => a + b, 0),
+      file.bytes,
+    );
+    return Promise.resolve();
+  }
+
+  commit(c: RunCounts): Promise<void> {
+    const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
+    this.#db.prepare(
+      `UPDATE runs SET finished_at = ?, status = ?, files_listed = ?, files_new = ?, files_loaded = ?,
+         files_invalid = ?, files_missing = ?, files_failed = ?, files_refused = ?, records_loaded = ?,
+         loaded_by_type = ?, records_rejected = ?, records_ignored = ?, ignored_by_type = ?
+       WHERE id = ?`,
+    ).run(
+      c.finishedAt.toISOString(),
+      c.status,
+      c.filesListed,
+      c.filesNew,
+      c.filesLoaded,
+      c.filesInvalid,
+      c.filesMissing,
+      c.filesFailed,
+      c.filesRefused,
+      sum(c.loaded),
+      JSON.stringify(c.loaded),
+      c.rejected,
+      sum(c.ignored),
+      JSON.stringify(c.ignored),
+      this.runId,
+    );
+    this.#db.exec("COMMIT");
+    this.#open = false;
+    this.#release();
+    return Promise.resolve();
+  }
+
+  rollback(): Promise<void> {
+    if (this.#open) {
+      this.#open = false;
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#release();
+    }
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The store contract: one transaction per run holding data rows, the
+ * registry of processed files, rejections and the run row. Implemented by
+ * {@linkcode SqliteStore}; a PostgreSQL store slots in beside it.
+ *
+ * @module
+ */
+import type { Cell, RecordType } from "./records/mod.ts";
+
+/** A record that failed, kept with its reason and raw JSON. */
+export interface Rejection {
+  /** Index in the file's array; `null` when the whole file is invalid. */
+  readonly index: number | null;
+  /** The record's `type`, when it had a string one. */
+  readonly typeName: string | null;
+  readonly reason: string;
+  /** The element's JSON, capped; `null` for a whole-file rejection. */
+  readonly raw: string | null;
+}
+
+/** Everything one processed file adds to the database. */
+export interface FileWrite {
+  readonly key: string;
+  readonly status: "loaded" | "invalid";
+  readonly processedAt: Date;
+  readonly bytes: number;
+  /** Rows in array order, so that a later record with the same key wins. */
+  readonly rows: readonly (readonly [RecordType, Cell[]])[];
+  readonly rejections: readonly Rejection[];
+  /** Ignored records (unknown types) by type name. */
+  readonly ignored: ReadonlyMap<string, number>;
+}
+
+/** The counts stored in the run's row at commit. */
+export interface RunCounts {
+  readonly status: "ok" | "failed";
+  readonly finishedAt: Date;
+  readonly filesListed: number;
+  readonly filesNew: number;
+  readonly filesLoaded: number;
+  readonly filesInvalid: number;
+  readonly filesMissing: number;
+  readonly filesFailed: number;
+  readonly filesRefused: number;
+  /** Loaded records by type name. */
+  readonly loaded: Readonly<Record<string, number>>;
+  readonly rejected: number;
+  /** Ignored records by type name. */
+  readonly ignored: Readonly<Record<string, number>>;
+}
+
+/** An open run: everything written through it commits or rolls back together. */
+export interface RunTransaction {
+  /** The run's id, stored with its rejections and registry entries. */
+  readonly runId: number;
+  /** Which of `keys` are already registered (loaded or invalid). */
+  registered(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Adds one file's rows, rejections and registry entry. */
+  writeFile(file: FileWrite): Promise<void>;
+  /** Stores the run row and commits. */
+  commit(counts: RunCounts): Promise<void>;
+  /** Drops everything written in this run. Safe to call twice. */
+  rollback(): Promise<void>;
+}
+
+/** A database of loaded records. */
+export interface Store {
+  /** Where the store is, for messages. */
+  readonly display: string;
+  /**
+   * Takes the run lock and opens the run's transaction.
+   *
+   * @throws {LockedError} when another run holds the lock past the timeout
+   */
+  begin(startedAt: Date): Promise<RunTransaction>;
+  /** Every registered key, in the order first registered. */
+  registeredKeys(): Promise<string[]>;
+  /** Releases the database. */
+  close(): void;
+}
+
+/** Another run holds the store's lock. */
+export class LockedError extends Error {
+  /** When the other run took the lock, if known. */
+  readonly since: string | undefined;
+
+  /** Creates the error for the store at `display`. */
+  constructor(display: string, since: string | undefined) {
+    super(`Another run holds ${display} since ${since ?? "an unknown time"}`);
+    this.name = "LockedError";
+    this.since = since;
+  }
+}

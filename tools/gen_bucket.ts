@@ -1,0 +1,187 @@
+/**
+ * Generates a deterministic bucket shaped like the real one (see
+ * shared/REAL_DATA.md): UUID `.data` keys, pretty-printed ASCII JSON arrays
+ * with `\uXXXX` escapes, `data` before `type`, about 700 records a file with
+ * books, year 0, `4.0` ratings, sizes above 2³¹ and non-Latin titles.
+ *
+ * Usage: deno run -A tools/gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+
+/** Options of {@linkcode generateBucket}. */
+export interface GenerateOptions {
+  /** @default {4} */
+  readonly files?: number;
+  /** Records per file. @default {700} */
+  readonly records?: number;
+  /** Share of records made invalid. @default {0.03} */
+  readonly invalidRate?: number;
+  /** @default {1} */
+  readonly seed?: number;
+  /** Write one file per `yield`, so huge buckets stay small in memory. */
+  readonly onFile?: (key: string, bytes: number) => void;
+}
+
+/** A small, fast, deterministic PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const ARTISTS = [
+  "The Primeridian",
+  "Mos Def",
+  "Björk",
+  "Sigur Rós",
+  "坂本龍一",
+  "Los Lobos",
+  "Daft Punk",
+  "Nina Simone",
+];
+const WORDS = ["Wisdom", "Night", "Summer", "Reprise", "Love", "Ghost", "River", "Fire", "Dream", "Stone", "Blue"];
+const TITLES = [
+  "Un Français",
+  "Un été à La Goulette",
+  "வழக்கு எண் 18/9",
+  "ねらわれた学園",
+  "卧虎藏龙",
+  "Star Wars: The Force Awakens",
+  "Amélie",
+  "Léon: The Professional",
+  "La Haine",
+];
+const LANGS = ["en", "fr", "ta", "ja", "zh", "es", "de"];
+const APPS = ["Tomb Raider II", "Photo Editor®", "微信 WeChat", "Calm 🧘 Sleep", "Notes", "Chess Pro"];
+const GENRES = ["Games", "Productivity", "Social Networking", "Health & Fitness", "Utilities"];
+const AUTHORS = ["Melinda Haynes", "J.K. Rowling", "Haruki Murakami"];
+
+/** One record in the bucket's shape; some are invalid on purpose. */
+export function makeRecord(rand: () => number, i: number, invalidRate: number): unknown {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const word = () => pick(WORDS);
+  const r = rand();
+  let record: { data: Record<string, unknown>; type: string };
+  if (r < 0.40) {
+    record = {
+      data: {
+        is_adult: false,
+        original_title: `${pick(TITLES)} ${i}`,
+        release_date: `${1950 + Math.floor(rand() * 70)}-${String(1 + Math.floor(rand() * 12)).padStart(2, "0")}-${
+          String(1 + Math.floor(rand() * 28)).padStart(2, "0")
+        }`,
+        original_language: pick(LANGS),
+        budget: rand() < 0.83 ? 0 : Math.floor(rand() * 200_000_000),
+      },
+      type: "movie",
+    };
+  } else if (r < 0.55) {
+    record = {
+      data: {
+        original_title: `${word()} ${word()}`,
+        average_rating: Math.round(rand() * 500) / 100,
+        authors: pick(AUTHORS),
+        language_code: "en-US",
+      },
+      type: "book",
+    };
+  } else if (r < 0.92) {
+    record = {
+      data: {
+        release: `${word()} ${word()}`,
+        artist_name: pick(ARTISTS),
+        title: `${word()} (${i})`,
+        year: rand() < 0.5 ? 0 : 1950 + Math.floor(rand() * 70),
+      },
+      type: "song",
+    };
+  } else {
+    record = {
+      data: {
+        name: `${pick(APPS)} ${i}`,
+        version: pick(["V3.7.0", "v2.13.9", "708", "1.0.3"]),
+        size_bytes: rand() < 0.1 ? 4_025_969_664 : Math.floor(rand() * 300_000_000),
+        genre: pick(GENRES),
+        rating: Math.round(rand() * 10) / 2,
+      },
+      type: "app",
+    };
+  }
+  if (rand() < invalidRate) {
+    const data = record.data;
+    const faults = [
+      () => (data.year = String(data.year ?? "1994")),
+      () => (data.budget = -1),
+      () => (data.release_date = "2019-02-30"),
+      () => (data.rating = 7.5),
+      () => (data.title = "  "),
+      () => (record.data = null as unknown as Record<string, unknown>),
+    ];
+    pick(faults)();
+  }
+  return record;
+}
+
+/** JSON pretty-printed with 2 spaces, every non-ASCII character escaped, ratings as floats. */
+export function asciiJson(value: unknown): string {
+  return JSON.stringify(value, null, 2)
+    .replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    // Python wrote whole-valued float ratings as `4.0`.
+    .replace(/("rating": )(\d)(,?\n)/g, "$1$2.0$3");
+}
+
+function uuid(rand: () => number): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(rand() * 16).toString(16)).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
+/** Writes the bucket into `dir` and returns its keys. */
+export async function generateBucket(dir: string, options: GenerateOptions = {}): Promise<string[]> {
+  const { files = 4, records = 700, invalidRate = 0.03, seed = 1 } = options;
+  const rand = prng(seed);
+  await Deno.mkdir(dir, { recursive: true });
+  const keys: string[] = [];
+  for (let f = 0; f < files; f++) {
+    const key = `${uuid(rand)}.data`;
+    const items = Array.from({ length: records }, (_, i) => makeRecord(rand, f * records + i, invalidRate));
+    const text = asciiJson(items);
+    await Deno.writeTextFile(join(dir, key), text);
+    options.onFile?.(key, text.length);
+    keys.push(key);
+  }
+  await Deno.writeTextFile(join(dir, "files_list.data"), keys.join("\n"));
+  return keys;
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    options: {
+      files: { type: "string" },
+      records: { type: "string" },
+      invalid: { type: "string" },
+      seed: { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  const dir = positionals[0];
+  if (dir === undefined) {
+    console.error("Usage: gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N]");
+    Deno.exit(2);
+  }
+  const keys = await generateBucket(dir, {
+    files: Number(values.files ?? 4),
+    records: Number(values.records ?? 700),
+    invalidRate: Number(values.invalid ?? 0.03),
+    seed: Number(values.seed ?? 1),
+  });
+  console.log(`Wrote ${keys.length} files to ${dir}`);
+}

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startBucketServer } from "./bucket_server.ts";
+import { CASES, copyCase, dumpDatabase, query, ROOT, withTempDir } from "./helpers.ts";
+
+/** Runs the real CLI with the `run` task's permissions. */
+async function cli(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env", join(ROOT, "main.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+async function writeConfig(dir: string, body: string): Promise<string> {
+  const path = join(dir, "config.ini");
+  await Deno.writeTextFile(path, body);
+  return path;
+}
+
+Deno.test("CLI: a run prints a summary, writes the registry file and exits 0", async () => {
+  await withTempDir(async (dir) => {
+    await copyCase("basic", dir);
+    const config = await writeConfig(
+      dir,
+      "[DEFAULT]\nDATABASE_NAME = out/db.sqlite3\n[dev]\nBUCKET_NAME = ./basic\nPROCESSED_FILES_FILENAME = processed.json\nSAVE_LOG = yes\n",
+    );
+    const run = await cli(["--config", config, "--profile", "dev"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^bucketload: run 1 finished in /);
+    assert.match(run.stdout, /files +4 listed, 3 new: 2 loaded, 1 invalid, 0 missing, 0 failed, 1 refused/);
+    assert.match(run.stdout, /records +9 loaded \(song 2, movie 4, app 3\), 5 rejected, 2 ignored \(book 2\)/);
+    assert.match(run.stdout, /records\/s/);
+    assert.match(run.stderr, /Refused key/);
+    const processed = JSON.parse(await Deno.readTextFile(join(dir, "processed.json")));
+    assert.deepEqual(
+      processed,
+      query(join(dir, "out/db.sqlite3"), "SELECT key FROM processed_files ORDER BY rowid").map((r) => r.key),
+    );
+    assert.equal(processed.length, 3);
+    const logs = [...Deno.readDirSync(join(dir, "logs"))].map((e) => e.name);
+    assert.equal(logs.length, 1);
+    assert.match(logs[0]!, /^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.log$/);
+    assert.match(await Deno.readTextFile(join(dir, "logs", logs[0]!)), /Refused key/);
+  });
+});
+
+Deno.test("CLI: usage and config errors print one line and exit 2", async () => {
+  await withTempDir(async (dir) => {
+    const config = await writeConfig(dir, "[dev]\nBUCKET_NAME = ./b\nCONCURENCY = 3\n[ok]\nBUCKET_NAME = ./b\n");
+    const cases: [string[], RegExp][] = [
+      [["--bogus"], /Unknown option '--bogus'.*--help/],
+      [["--config", config, "--profile", "nope"], /Unknown profile 'nope' .*expected one of dev, ok$/],
+      [["--config", config, "--profile", "dev"], /Unknown key 'CONCURENCY'.*did you mean 'CONCURRENCY'\?$/],
+      [
+        ["--config", config, "--profile", "ok", "--concurrency", "abc"],
+        /--concurrency: expected a positive integer, got "abc"$/,
+      ],
+      [["--config", config, "--profile", "ok", "--log-level", "loud"], /'LOG_LEVEL'.*got "loud"$/],
+      [["--config", join(dir, "missing.ini")], /Cannot read config file .*missing.ini/],
+      [["stray"], /positional argument/i],
+    ];
+    for (const [args, message] of cases) {
+      const run = await cli(args);
+      assert.equal(run.code, 2, `${args.join(" ")}: ${run.stderr}`);
+      assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+      assert.match(run.stderr.trim(), message);
+    }
+  });
+});
+
+Deno.test("CLI: a database path that is not SQLite exits 2 and is left unmodified", async () => {
+  await withTempDir(async (dir) => {
+    await copyCase("basic", dir);
+    const notDb = join(dir, "notes.txt");
+    await Deno.writeTextFile(notDb, "hello, not a database\n");
+    const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ./basic\nDATABASE_NAME = notes.txt\n`);
+    const run = await cli(["--config", config, "--profile", "p"]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /Cannot open database .*notes.txt: file is not a database/);
+    assert.equal(await Deno.readTextFile(notDb), "hello, not a database\n");
+  });
+});
+
+Deno.test("CLI: exits 1 when a file fails or the list cannot be fetched", async () => {
+  let listDown = false;
+  const server = await startBucketServer(join(CASES, "basic"), {
+    fault: (key) =>
+      key === "b1b2c3d4-0002-4000-8000-000000000002.data" || (listDown && key === "files_list.data")
+        ? { status: 502 }
+        : undefined,
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const config = await writeConfig(
+        dir,
+        `[p]\nBUCKET_NAME = ${server.url}\nRETRIES = 1\nRETRY_BASE_SECONDS = 0.01\n`,
+      );
+      const run = await cli(["--config", config, "--profile", "p"]);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stdout, /run 1 FAILED/);
+      assert.match(run.stdout, /b1b2c3d4-0002-4000-8000-000000000002\.data: HTTP 502 \(after 2 attempts\)/);
+      listDown = true;
+      const before = dumpDatabase(join(dir, "db.sqlite3"));
+      const down = await cli(["--config", config, "--profile", "p", "--force"]);
+      assert.equal(down.code, 1, down.stderr);
+      assert.match(down.stdout, /cannot read the file list: HTTP 502/);
+      assert.deepEqual(dumpDatabase(join(dir, "db.sqlite3")), before);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("CLI: --help and --version exit 0", async () => {
+  const help = await cli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--concurrency N/);
+  assert.match(help.stdout, /BUCKET_NAME/);
+  const version = await cli(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^bucketload \d+\.\d+\.\d+\n$/);
+});
+
+Deno.test("CLI: runs from the environment alone without a config file", async () => {
+  await withTempDir(async (dir) => {
+    await copyCase("basic", dir);
+    const run = await cli([], { cwd: dir, env: { BUCKETLOAD_BUCKET_NAME: "./basic", BUCKETLOAD_CONCURRENCY: "2" } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(query(join(dir, "db.sqlite3"), "SELECT count(*) n FROM processed_files")[0]!.n, 3);
+  });
+});

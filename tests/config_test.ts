@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadConfig, parseConfigText, resolveConfig } from "../mod/config.ts";
+import { UsageError } from "../mod/errors.ts";
+
+const ORIGINAL = `[default]
+DATABASE_NAME = db.sqlite3
+BUCKET_NAME = data-engineering-interns.macpaw.io
+FILES_LIST_KEY = files_list.data
+BUCKET_ENCODING = utf8
+DATE_STORE_FORMAT = %Y-%m-%d %H:%M:%S
+PROCESSED_FILES_FILENAME = processed.json
+SAVE_LOG = yes
+`;
+const PATH = "/etc/bucketload/config.ini";
+const resolve = (text: string, extra: Partial<Parameters<typeof resolveConfig>[0]> = {}) =>
+  resolveConfig({ sections: parseConfigText(text, PATH), configPath: PATH, ...extra });
+const usageError = (fn: () => unknown, message: RegExp) =>
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof UsageError, `expected a UsageError, got ${e}`);
+    assert.match(e.message, message);
+    assert.doesNotMatch(e.message, /\n/);
+    return true;
+  });
+
+Deno.test("resolveConfig() accepts the original profile as written", () => {
+  const c = resolve(ORIGINAL);
+  assert.equal(c.profile, "default");
+  assert.equal(c.databasePath, "/etc/bucketload/db.sqlite3");
+  assert.equal(c.bucket.kind, "http");
+  assert.equal(c.bucket.display, "http://data-engineering-interns.macpaw.io/");
+  assert.equal(c.filesListKey, "files_list.data");
+  assert.equal(c.encoding, "utf8");
+  assert.equal(c.dateStoreFormat, "%Y-%m-%d %H:%M:%S");
+  assert.equal(c.processedFilesPath, "/etc/bucketload/processed.json");
+  assert.equal(c.logDir, "/etc/bucketload/logs");
+  assert.equal(c.concurrency, 8);
+  assert.equal(c.requestTimeoutMs, 30_000);
+  assert.equal(c.retries, 4);
+  assert.equal(c.awesomeMinRating, 4.5);
+  assert.equal(c.awesomeMaxSizeBytes, 100_000_000);
+});
+
+Deno.test("resolveConfig() inherits [DEFAULT] and lets the profile win", () => {
+  const c = resolve("[DEFAULT]\nCONCURRENCY = 3\nRETRIES = 1\nBUCKET_NAME = a.example\n[dev]\nRETRIES = 2\n", {
+    profile: "dev",
+  });
+  assert.equal(c.concurrency, 3);
+  assert.equal(c.retries, 2);
+  assert.equal(c.bucket.display, "http://a.example/");
+});
+
+Deno.test("resolveConfig() folds key case like configparser", () => {
+  assert.equal(resolve("[p]\nbucket_name = h.example\nconcurrency = 5\n", { profile: "p" }).concurrency, 5);
+});
+
+Deno.test("resolveConfig() resolves relative paths against the config file's folder", () => {
+  const c = resolve("[dev]\nBUCKET_NAME = ./fixtures/b\nDATABASE_NAME = data/dev.sqlite3\n", { profile: "dev" });
+  assert.deepEqual(c.bucket, {
+    kind: "file",
+    root: "/etc/bucketload/fixtures/b",
+    display: "/etc/bucketload/fixtures/b",
+  });
+  assert.equal(c.databasePath, "/etc/bucketload/data/dev.sqlite3");
+  assert.equal(c.processedFilesPath, undefined);
+  assert.equal(c.logDir, undefined);
+});
+
+Deno.test("resolveConfig() parses every BUCKET_NAME form", () => {
+  const b = (v: string) => resolve(`[p]\nBUCKET_NAME = ${v}\n`, { profile: "p" }).bucket;
+  assert.equal(b("https://example.com:8443/pre/fix").display, "https://example.com:8443/pre/fix/");
+  assert.equal(b("localhost:9000").display, "http://localhost:9000/");
+  assert.deepEqual(b("file:///srv/bucket"), { kind: "file", root: "/srv/bucket", display: "/srv/bucket" });
+  assert.equal(b("/srv/bucket").kind, "file");
+  const withCreds = b("http://user:p%40ss@example.com/x");
+  assert.equal(withCreds.display, "http://example.com/x/");
+  assert.ok(withCreds.kind === "http" && withCreds.authorization === `Basic ${btoa("user:p@ss")}`);
+  usageError(() => b("s3://bucket"), /^Cannot parse 'BUCKET_NAME' in profile 'p': unsupported scheme 's3:'/);
+});
+
+Deno.test("resolveConfig() lists the existing profiles for an unknown one", () => {
+  usageError(
+    () => resolve("[DEFAULT]\n[dev]\nBUCKET_NAME=x\n[prod]\nBUCKET_NAME=y\n", { profile: "stage" }),
+    /^Unknown profile 'stage' in \/etc\/bucketload\/config.ini: expected one of dev, prod$/,
+  );
+});
+
+Deno.test("resolveConfig() suggests the closest key for an unknown one", () => {
+  usageError(
+    () => resolve("[p]\nBUCKET_NAME=x\nCONCURENCY = 4\n", { profile: "p" }),
+    /^Unknown key 'CONCURENCY' in profile 'p' .*did you mean 'CONCURRENCY'\?$/,
+  );
+  usageError(
+    () => resolve("[DEFAULT]\nDATABASE = x\n[p]\nBUCKET_NAME=x\n", { profile: "p" }),
+    /\[DEFAULT\].*did you mean 'DATABASE_NAME'/,
+  );
+});
+
+Deno.test("resolveConfig() names the key and value of every bad value", () => {
+  const bad = (line: string, re: RegExp) =>
+    usageError(() => resolve(`[p]\nBUCKET_NAME=x\n${line}\n`, { profile: "p" }), re);
+  bad("CONCURRENCY = abc", /^Cannot parse 'CONCURRENCY' in profile 'p': expected an integer 1–1024, got "abc"$/);
+  bad("CONCURRENCY = 0", /'CONCURRENCY'.*got "0"/);
+  bad("RETRIES = 1.5", /'RETRIES'.*expected an integer/);
+  bad("REQUEST_TIMEOUT_SECONDS = -1", /'REQUEST_TIMEOUT_SECONDS'/);
+  bad("AWESOME_MIN_RATING = 6", /'AWESOME_MIN_RATING'.*got "6"/);
+  bad("SAVE_LOG = maybe", /'SAVE_LOG'.*yes\/no/);
+  bad("BUCKET_ENCODING = klingon", /'BUCKET_ENCODING'.*got "klingon"/);
+  bad("DATE_STORE_FORMAT = %Y-%Q", /'DATE_STORE_FORMAT'.*unknown directive '%Q'/);
+  bad("LOG_LEVEL = loud", /'LOG_LEVEL'.*one of debug, info, warning, error/);
+  usageError(() => resolve("[p]\nCONCURRENCY=2\n", { profile: "p" }), /^Missing 'BUCKET_NAME' in profile 'p'/);
+});
+
+Deno.test("resolveConfig() applies flag > environment > profile > [DEFAULT] > built-in", () => {
+  const text =
+    "[DEFAULT]\nRETRIES = 1\nCONCURRENCY = 2\nLOCK_TIMEOUT_SECONDS = 3\n[p]\nBUCKET_NAME=x\nCONCURRENCY = 4\nRETRIES = 5\n";
+  const c = resolve(text, {
+    profile: "p",
+    env: { BUCKETLOAD_CONCURRENCY: "6", BUCKETLOAD_RETRIES: "7", PATH: "/bin" },
+    overrides: { CONCURRENCY: "9" },
+  });
+  assert.equal(c.concurrency, 9);
+  assert.equal(c.retries, 7);
+  assert.equal(c.lockTimeoutMs, 3000);
+  assert.equal(c.maxFileBytes, 512 * 1024 * 1024);
+  usageError(
+    () => resolve(text, { profile: "p", env: { BUCKETLOAD_RETRYS: "1" } }),
+    /'BUCKETLOAD_RETRYS'.*did you mean 'BUCKETLOAD_RETRIES'/,
+  );
+});
+
+Deno.test("loadConfig() runs from the environment alone when ./config.ini is absent", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const c = await loadConfig({ cwd: dir, env: { BUCKETLOAD_BUCKET_NAME: "./b", BUCKETLOAD_DATABASE_NAME: "x.db" } });
+    assert.equal(c.configPath, undefined);
+    assert.equal(c.databasePath, join(dir, "x.db"));
+    assert.deepEqual(c.bucket, { kind: "file", root: join(dir, "b"), display: join(dir, "b") });
+    await assert.rejects(
+      loadConfig({ cwd: dir, configPath: "nope.ini" }),
+      /^UsageError: Cannot read config file .*nope.ini/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,111 @@
+/**
+ * Shared test wiring: a temporary folder, a pipeline run against a real
+ * source and SQLite file, and a dump of the tables for comparison.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { FileSource } from "../mod/file_source.ts";
+import { HttpSource, type HttpSourceOptions } from "../mod/http_source.ts";
+import { type PipelineOptions, runPipeline, type RunReport } from "../mod/pipeline.ts";
+import { RECORD_TYPES } from "../mod/records/mod.ts";
+import { SqliteStore } from "../mod/sqlite_store.ts";
+
+/** The folder of test inputs. */
+export const CASES = new URL("./cases/", import.meta.url).pathname;
+/** The repository root. */
+export const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Runs `fn` with a fresh temporary folder, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "bucketload-test-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A fixed clock, so that ingestion times compare equal across runs. */
+export const FIXED_NOW = () => new Date(Date.UTC(2021, 4, 1, 12, 0, 0));
+
+/** Options of {@linkcode runOnce}. */
+export interface RunOnceOptions extends Partial<Omit<PipelineOptions, "source" | "store">>, HttpSourceOptions {}
+
+/** One pipeline run of the bucket at `bucket` (a URL or folder) into `dbPath`. */
+export async function runOnce(bucket: string, dbPath: string, options: RunOnceOptions = {}): Promise<RunReport> {
+  const source = bucket.startsWith("http")
+    ? new HttpSource(new URL(bucket), { retryBaseMs: 5, timeoutMs: 2000, ...options })
+    : new FileSource(bucket);
+  const store = SqliteStore.open(dbPath, { types: RECORD_TYPES });
+  try {
+    return await runPipeline({
+      source,
+      store,
+      types: RECORD_TYPES,
+      filesListKey: "files_list.data",
+      encoding: "utf-8",
+      dateStoreFormat: "%Y-%m-%d %H:%M:%S",
+      awesomeMinRating: 4.5,
+      awesomeMaxSizeBytes: 100_000_000,
+      now: FIXED_NOW,
+      ...options,
+    });
+  } finally {
+    store.close();
+  }
+}
+
+/** Every row of `sql` on the database at `dbPath`, as plain objects. */
+export function query(dbPath: string, sql: string, ...params: (string | number | null)[]): Record<string, unknown>[] {
+  const db = new DatabaseSync(dbPath, { readOnly: true });
+  try {
+    return db.prepare(sql).all(...params).map((r) => ({ ...r }));
+  } finally {
+    db.close();
+  }
+}
+
+/** A row as a plain object. */
+export type Row = Record<string, unknown>;
+/** The comparable content of a database. */
+export interface Dump {
+  songs: Row[];
+  movies: Row[];
+  apps: Row[];
+  processed_files: Row[];
+  rejected_records: Row[];
+}
+
+/**
+ * The data tables, registry and rejections in a canonical order, without
+ * values that differ between equivalent runs (run ids and times).
+ */
+export function dumpDatabase(dbPath: string, { ingestionTime = true } = {}): Dump {
+  const songs = query(dbPath, "SELECT * FROM songs ORDER BY artist_name, title");
+  if (!ingestionTime) { for (const s of songs) delete s.ingestion_time; }
+  return {
+    songs,
+    movies: query(dbPath, "SELECT * FROM movies ORDER BY original_title_normalized, release_date"),
+    apps: query(dbPath, "SELECT * FROM apps ORDER BY name, version"),
+    processed_files: query(
+      dbPath,
+      "SELECT key, status, records, rejected, ignored, bytes FROM processed_files ORDER BY key",
+    ),
+    rejected_records: query(
+      dbPath,
+      "SELECT key, record_index, type, reason, raw FROM rejected_records ORDER BY key, record_index",
+    ),
+  };
+}
+
+/** Copies the `basic` case (or another) into `dir` and returns the bucket folder. */
+export async function copyCase(name: string, dir: string): Promise<string> {
+  const target = join(dir, name);
+  await Deno.mkdir(target, { recursive: true });
+  for await (const entry of Deno.readDir(join(CASES, name))) {
+    if (entry.isFile) await Deno.copyFile(join(CASES, name, entry.name), join(target, entry.name));
+  }
+  return target;
+}

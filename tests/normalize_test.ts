@@ -1,0 +1,16 @@
+import assert from "node:assert/strict";
+import { normalizeTitle } from "../mod/normalize.ts";
+
+Deno.test("normalizeTitle() follows the issue's examples", () => {
+  assert.equal(normalizeTitle("Star Wars: The Force Awakens"), "star_wars_the_force_awakens");
+  assert.equal(normalizeTitle("Un été à La Goulette"), "un_été_à_la_goulette");
+  assert.equal(normalizeTitle("வழக்கு எண் 18/9"), "வழக்கு_எண்_189");
+});
+
+Deno.test("normalizeTitle() keeps CJK and marks, applies NFKC, and collapses whitespace", () => {
+  assert.equal(normalizeTitle("ねらわれた学園"), "ねらわれた学園");
+  assert.equal(normalizeTitle("  ＡＢＣ\t\n 123  "), "abc_123");
+  assert.equal(normalizeTitle("e\u0301t\u0301e"), "e\u0301t\u0301e".normalize("NFKC"));
+  assert.equal(normalizeTitle("Léon: The Professional!"), "léon_the_professional");
+  assert.equal(normalizeTitle("?!…"), "");
+});

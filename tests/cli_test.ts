@@ -1,27 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, copyCase, dumpDatabase, query, ROOT, withTempDir } from "./helpers.ts";
-
-/** Runs the real CLI with the `run` task's permissions. */
-async function cli(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env", join(ROOT, "main.ts"), ...args],
-    cwd: options.cwd ?? ROOT,
-    env: { NO_COLOR: "1", ...options.env },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-async function writeConfig(dir: string, body: string): Promise<string> {
-  const path = join(dir, "config.ini");
-  await Deno.writeTextFile(path, body);
-  return path;
-}
+import { CASES, cli, copyCase, dumpDatabase, query, withTempDir, writeConfig } from "./helpers.ts";
 
 Deno.test("CLI: a run prints a summary, writes the registry file and exits 0", async () => {
   await withTempDir(async (dir) => {

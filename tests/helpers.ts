@@ -109,3 +109,39 @@ export async function copyCase(name: string, dir: string): Promise<string> {
   }
   return target;
 }
+
+/** The `run` task's permissions, for starting the real CLI. */
+const RUN_ARGS = ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+
+/** Options of {@linkcode spawnCli} and {@linkcode cli}. */
+export interface CliOptions {
+  readonly cwd?: string;
+  readonly env?: Record<string, string>;
+}
+
+/** Starts the real CLI as a subprocess with piped output. */
+export function spawnCli(args: string[], options: CliOptions = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [...RUN_ARGS, join(ROOT, "main.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Runs the real CLI to the end and returns its exit code and output. */
+export async function cli(args: string[], options: CliOptions = {}) {
+  const out = await spawnCli(args, options).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Writes `body` as `config.ini` in `dir` and returns its path. */
+export async function writeConfig(dir: string, body: string): Promise<string> {
+  const path = join(dir, "config.ini");
+  await Deno.writeTextFile(path, body);
+  return path;
+}

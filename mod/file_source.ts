@@ -39,11 +39,11 @@ export class FileSource implements BucketSource {
     try {
       const { size, isFile } = await file.stat();
       if (!isFile) return { kind: "missing", status: 404 };
-      if (size > maxBytes) return { kind: "too_large", bytes: size, cap: maxBytes };
+      if (size > maxBytes) return { kind: "too_large", bytes: size, cap: maxBytes, declared: true };
       const read = await readCapped(file.readable, maxBytes);
       return "body" in read
         ? { kind: "ok", body: read.body }
-        : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes };
+        : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes, declared: false };
     } catch (error) {
       return { kind: "failed", reason: `cannot read ${path}: ${(error as Error).message}` };
     } finally {

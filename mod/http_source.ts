@@ -69,6 +69,7 @@ export class HttpSource implements BucketSource {
   constructor(base: URL, options: HttpSourceOptions = {}) {
     const { authorization, timeoutMs = 30_000, retries = 4, retryBaseMs = 500, fetch = globalThis.fetch } = options;
     this.#base = new URL(base.href);
+    if (!this.#base.pathname.endsWith("/")) this.#base.pathname += "/";
     this.display = redactUrl(this.#base.href);
     this.#headers = new Headers({ "accept": "*/*", "user-agent": "bucketload" });
     if (authorization !== undefined) this.#headers.set("authorization", authorization);
@@ -140,13 +141,13 @@ export class HttpSource implements BucketSource {
         const declared = Number(res.headers.get("content-length") ?? NaN);
         if (declared > maxBytes) {
           await res.body?.cancel();
-          return { kind: "too_large", bytes: declared, cap: maxBytes };
+          return { kind: "too_large", bytes: declared, cap: maxBytes, declared: true };
         }
         try {
           const read = await readCapped(res.body ?? new Blob().stream(), maxBytes);
           return "body" in read
             ? { kind: "ok", body: read.body }
-            : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes };
+            : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes, declared: false };
         } catch (error) {
           throw new RetryableError(`body read failed: ${describeError(error)}`);
         }

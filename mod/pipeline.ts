@@ -9,7 +9,7 @@ import { pMapIterable } from "p-map";
 import { parseBody, rawJson } from "./decode.ts";
 import { parseListing } from "./listing.ts";
 import { Classifier, type RecordType, type RowContext } from "./records/mod.ts";
-import type { BucketSource, FetchResult } from "./source.ts";
+import { type BucketSource, type FetchResult, tooLargeReason } from "./source.ts";
 import type { FileWrite, Rejection, RunCounts, RunTransaction, Store } from "./store.ts";
 import { compileStrftime } from "./strftime.ts";
 
@@ -133,7 +133,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       listError = list.kind === "missing"
         ? `HTTP ${list.status}`
         : list.kind === "too_large"
-        ? `too large: ${list.bytes} bytes > ${list.cap}`
+        ? tooLargeReason(list)
         : list.reason;
     }
     if (listError !== undefined) {
@@ -193,7 +193,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           rawCap: maxRejectedRawBytes,
         });
       } else if (result.kind === "too_large") {
-        const reason = `too large: ${result.bytes} bytes > ${result.cap}`;
+        const reason = tooLargeReason(result);
         file = {
           key,
           status: "invalid",

@@ -11,8 +11,8 @@ export type FetchResult =
   | { readonly kind: "ok"; readonly body: Uint8Array }
   /** 403 or 404 (or no such file): try again on a later run. */
   | { readonly kind: "missing"; readonly status: number }
-  /** Larger than the cap; `bytes` is the size known when reading stopped. */
-  | { readonly kind: "too_large"; readonly bytes: number; readonly cap: number }
+  /** Larger than the cap: `bytes` is the declared size, or what was read when reading stopped. */
+  | { readonly kind: "too_large"; readonly bytes: number; readonly cap: number; readonly declared: boolean }
   /** Gave up: retries ran out, or an answer that retrying cannot fix. */
   | { readonly kind: "failed"; readonly reason: string };
 
@@ -22,6 +22,13 @@ export interface BucketSource {
   readonly display: string;
   /** Fetches one object, reading at most `maxBytes`. Never throws. */
   get(key: string, maxBytes: number): Promise<FetchResult>;
+}
+
+/** The reason stored for an object over its cap. */
+export function tooLargeReason(result: { bytes: number; cap: number; declared: boolean }): string {
+  return result.declared
+    ? `too large: ${result.bytes} bytes > ${result.cap}`
+    : `too large: over ${result.cap} bytes (stopped reading at ${result.bytes})`;
 }
 
 /** Reads `stream` into one buffer, stopping once more than `cap` bytes arrive. */

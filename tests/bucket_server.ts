@@ -14,7 +14,9 @@ export type Fault =
   /** Send the body a few bytes at a time, slowly. */
   | "drip"
   /** Announce the full Content-Length, send half, then close. */
-  | "truncate";
+  | "truncate"
+  /** Send the body in 64-byte chunks without a Content-Length. */
+  | "chunked";
 
 /** Options of {@linkcode startBucketServer}. */
 export interface BucketServerOptions {
@@ -32,6 +34,10 @@ export interface BucketServer {
   readonly url: string;
   /** Decoded keys requested, in order. */
   readonly requests: string[];
+  /** Raw request paths as sent on the wire, in order. */
+  readonly paths: string[];
+  /** `Authorization` headers received, in order. */
+  readonly authorizations: (string | null)[];
   /** How many times `key` was requested. */
   hits(key: string): number;
   /** Stops the server and waits for it. */
@@ -42,12 +48,16 @@ export interface BucketServer {
 export function startBucketServer(root: string, options: BucketServerOptions = {}): Promise<BucketServer> {
   const { latencyMs = () => 0, fault = () => undefined, files = {} } = options;
   const requests: string[] = [];
+  const paths: string[] = [];
+  const authorizations: (string | null)[] = [];
   const counts = new Map<string, number>();
   const stalls = new Set<AbortController>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const path = new URL(req.url).pathname;
     const key = path.slice(1).split("/").map(decodeURIComponent).join("/");
     requests.push(key);
+    paths.push(path);
+    authorizations.push(req.headers.get("authorization"));
     const attempt = (counts.get(key) ?? 0) + 1;
     counts.set(key, attempt);
     const delay = latencyMs(key);
@@ -73,6 +83,11 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
       });
       stalls.delete(ac);
       return new Response(null, { status: 503 });
+    }
+    if (f === "chunked") {
+      const data = body ?? new Uint8Array(0);
+      const chunks = Array.from({ length: Math.ceil(data.length / 64) }, (_, i) => data.slice(i * 64, i * 64 + 64));
+      return new Response(ReadableStream.from(chunks));
     }
     if (f === "drip" || f === "truncate") {
       const data = body ?? new Uint8Array(0);
@@ -102,6 +117,8 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
   return Promise.resolve({
     url: `http://127.0.0.1:${port}/`,
     requests,
+    paths,
+    authorizations,
     hits: (key) => counts.get(key) ?? 0,
     async close() {
       for (const ac of stalls) ac.abort();

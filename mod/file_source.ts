@@ -5,7 +5,7 @@
  */
 import { join, relative, resolve, sep } from "node:path";
 import { refuseReason } from "./bucket_location.ts";
-import { type BucketSource, type FetchResult, readCapped } from "./source.ts";
+import { type BucketSource, type FetchResult, type GetOptions, readCapped } from "./source.ts";
 
 /** Serves keys as files under `root`. A missing file is `missing` (404). */
 export class FileSource implements BucketSource {
@@ -19,7 +19,8 @@ export class FileSource implements BucketSource {
   }
 
   /** Reads one file. Refused keys and paths outside the root fail. */
-  async get(key: string, maxBytes: number): Promise<FetchResult> {
+  async get(key: string, { maxBytes, signal }: GetOptions): Promise<FetchResult> {
+    signal?.throwIfAborted();
     const reason = refuseReason(key);
     if (reason !== undefined) return { kind: "failed", reason: `refused key: ${reason}` };
     const path = join(this.#root, ...key.split("/"));

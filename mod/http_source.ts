@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import pRetry, { AbortError } from "p-retry";
 import { objectUrl, redactUrl } from "./bucket_location.ts";
-import { type BucketSource, type FetchResult, readCapped } from "./source.ts";
+import { type BucketSource, type FetchResult, type GetOptions, readCapped } from "./source.ts";
 
 const logger = getLogger(["bucketload", "fetch"]);
 
@@ -48,6 +48,22 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
   return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
 }
 
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", abort);
+      resolve();
+    }
+    function abort() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", abort, { once: true });
+  });
+}
+
 function describeError(error: unknown): string {
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
     return "timed out";
@@ -80,7 +96,7 @@ export class HttpSource implements BucketSource {
   }
 
   /** Fetches one object with retries. Never throws. */
-  async get(key: string, maxBytes: number): Promise<FetchResult> {
+  async get(key: string, { maxBytes, signal }: GetOptions): Promise<FetchResult> {
     let url: URL;
     try {
       url = objectUrl(this.#base, key);
@@ -88,7 +104,8 @@ export class HttpSource implements BucketSource {
       return { kind: "failed", reason: (error as Error).message };
     }
     try {
-      return await pRetry(() => this.#attempt(url, maxBytes), {
+      return await pRetry(() => this.#attempt(url, maxBytes, signal), {
+        signal,
         retries: this.#retries,
         minTimeout: this.#retryBaseMs,
         factor: 2,
@@ -103,10 +120,11 @@ export class HttpSource implements BucketSource {
             reason: error.message,
           });
           const extra = (error.retryAfterMs ?? 0) - retryDelay;
-          if (extra > 0) await new Promise((r) => setTimeout(r, extra));
+          if (extra > 0) await sleep(extra, signal);
         },
       });
     } catch (error) {
+      if (signal?.aborted) throw signal.reason;
       const reason = error instanceof RetryableError
         ? `${error.message} (after ${this.#retries + 1} attempts)`
         : describeError(error);
@@ -114,8 +132,9 @@ export class HttpSource implements BucketSource {
     }
   }
 
-  async #attempt(first: URL, maxBytes: number): Promise<FetchResult> {
-    const signal = AbortSignal.timeout(this.#timeoutMs);
+  async #attempt(first: URL, maxBytes: number, stop: AbortSignal | undefined): Promise<FetchResult> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = stop === undefined ? timeout : AbortSignal.any([timeout, stop]);
     let url = first;
     for (let hop = 0;; hop++) {
       let res: Response;

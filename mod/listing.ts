@@ -4,6 +4,7 @@
  * @module
  */
 import { refuseReason } from "./bucket_location.ts";
+import { type BucketSource, tooLargeReason } from "./source.ts";
 
 /** The keys of a list, split into accepted (deduplicated, in order) and refused. */
 export interface Listing {
@@ -34,4 +35,23 @@ export function parseListing(text: string): Listing {
     else refused.push({ key, reason });
   }
   return { keys, refused, duplicates };
+}
+
+/**
+ * Fetches and parses the file list. Never throws: a list that cannot be read
+ * comes back as `{ error }`.
+ */
+export async function fetchListing(
+  source: BucketSource,
+  options: { key: string; encoding: string; maxBytes: number; signal?: AbortSignal | undefined },
+): Promise<Listing | { error: string }> {
+  const list = await source.get(options.key, { maxBytes: options.maxBytes, signal: options.signal });
+  if (list.kind === "missing") return { error: `HTTP ${list.status}` };
+  if (list.kind === "too_large") return { error: tooLargeReason(list) };
+  if (list.kind === "failed") return { error: list.reason };
+  try {
+    return parseListing(new TextDecoder(options.encoding, { fatal: true }).decode(list.body));
+  } catch {
+    return { error: `not valid ${options.encoding}` };
+  }
 }

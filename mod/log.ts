@@ -29,14 +29,15 @@ export interface LoggingOptions {
   readonly now?: Date;
   /** Where lines go instead of stderr, e.g. an array in tests. */
   readonly sink?: Sink;
+  /** How formatted lines reach stderr, e.g. above a progress bar. */
+  readonly write?: ((text: string) => void) | undefined;
 }
 
-/** A sink writing formatted lines to stderr synchronously, so none are lost at exit. */
-export function stderrSink(formatter: TextFormatter): Sink {
+/** A sink writing formatted lines synchronously (to stderr by default), so none are lost at exit. */
+export function stderrSink(formatter: TextFormatter, write?: (text: string) => void): Sink {
   const encoder = new TextEncoder();
-  return (record) => {
-    Deno.stderr.writeSync(encoder.encode(formatter(record)));
-  };
+  const out = write ?? ((text: string) => Deno.stderr.writeSync(encoder.encode(text)));
+  return (record) => out(formatter(record));
 }
 
 /**
@@ -44,9 +45,12 @@ export function stderrSink(formatter: TextFormatter): Sink {
  * file's path, if any.
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<string | undefined> {
-  const { level = "info", format = "text", logDir, now = new Date(), sink } = options;
-  const formatter = format === "json" ? getJsonLinesFormatter() : getTextFormatter({ timestamp: "date-time" });
-  const sinks: Record<string, Sink> = { main: sink ?? stderrSink(formatter) };
+  const { level = "info", format = "text", logDir, now = new Date(), sink, write } = options;
+  const formatter = format === "json" ? getJsonLinesFormatter() : getTextFormatter({
+    timestamp: "date-time",
+    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v, { colors: false, compact: true }),
+  });
+  const sinks: Record<string, Sink> = { main: sink ?? stderrSink(formatter, write) };
   let logFile: string | undefined;
   if (logDir !== undefined) {
     await Deno.mkdir(logDir, { recursive: true });

@@ -7,13 +7,13 @@
 import { getLogger } from "@logtape/logtape";
 import { pMapIterable } from "p-map";
 import { parseBody, rawJson } from "./decode.ts";
-import { parseListing } from "./listing.ts";
+import { fetchListing } from "./listing.ts";
 import { Classifier, type RecordType, type RowContext } from "./records/mod.ts";
 import { type BucketSource, type FetchResult, tooLargeReason } from "./source.ts";
 import type { FileWrite, Rejection, RunCounts, RunTransaction, Store } from "./store.ts";
 import { compileStrftime } from "./strftime.ts";
 
-const logger = getLogger(["bucketload", "pipeline"]);
+const baseLogger = getLogger(["bucketload", "pipeline"]);
 
 /** Options of {@linkcode runPipeline}. */
 export interface PipelineOptions {
@@ -29,6 +29,8 @@ export interface PipelineOptions {
   readonly concurrency?: number;
   /** Re-fetch keys already registered. @default {false} */
   readonly force?: boolean;
+  /** Re-fetch keys registered as invalid (e.g. after a rule was fixed). @default {false} */
+  readonly retryInvalid?: boolean;
   /** @default {512 MiB} */
   readonly maxFileBytes?: number;
   /** @default {64 MiB} */
@@ -37,6 +39,17 @@ export interface PipelineOptions {
   readonly maxRejectedRawBytes?: number;
   /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
+  /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
+  readonly signal?: AbortSignal | undefined;
+  /** Called after each listed key is settled, e.g. for a progress bar. */
+  readonly onProgress?: ((progress: Progress) => void) | undefined;
+}
+
+/** How far a run is. */
+export interface Progress {
+  readonly filesDone: number;
+  readonly filesTotal: number;
+  readonly records: number;
 }
 
 /** What a run did; `status` decides the exit code. */
@@ -105,38 +118,34 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     types,
     concurrency = 8,
     force = false,
+    retryInvalid = false,
     maxFileBytes = 512 * 1024 * 1024,
     maxListBytes = 64 * 1024 * 1024,
     maxRejectedRawBytes = 65_536,
     now = () => new Date(),
+    signal,
+    onProgress,
   } = options;
   const startedAt = now();
   const format = compileStrftime(options.dateStoreFormat);
   const failedKeys: { key: string; reason: string }[] = [];
   const missingKeys: string[] = [];
+  const missingStatus = new Map<string, number>();
   const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
   const ignored: Record<string, number> = {};
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
 
   const tx: RunTransaction = await store.begin(startedAt);
+  const logger = baseLogger.with({ run_id: tx.runId });
   try {
-    const list = await source.get(options.filesListKey, maxListBytes);
-    let listError: string | undefined;
-    let text = "";
-    if (list.kind === "ok") {
-      try {
-        text = new TextDecoder(options.encoding, { fatal: true }).decode(list.body);
-      } catch {
-        listError = `not valid ${options.encoding}`;
-      }
-    } else {
-      listError = list.kind === "missing"
-        ? `HTTP ${list.status}`
-        : list.kind === "too_large"
-        ? tooLargeReason(list)
-        : list.reason;
-    }
-    if (listError !== undefined) {
+    const listing = await fetchListing(source, {
+      key: options.filesListKey,
+      encoding: options.encoding,
+      maxBytes: maxListBytes,
+      signal,
+    });
+    if ("error" in listing) {
+      const listError = listing.error;
       logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listError });
       await tx.rollback();
       return {
@@ -158,12 +167,14 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         loaded,
         rejected: 0,
         ignored,
+        issues: [],
       };
     }
 
-    const listing = parseListing(text);
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
-    const registered = force ? new Set<string>() : await tx.registered(listing.keys);
+    const registered = force
+      ? new Set<string>()
+      : await tx.registered(listing.keys, retryInvalid ? ["loaded"] : ["loaded", "invalid"]);
     const todo = listing.keys.filter((k) => !registered.has(k));
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
       listed: listing.keys.length + listing.refused.length,
@@ -174,10 +185,16 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
 
     const fetched = pMapIterable(
       todo,
-      async (key): Promise<Fetched> => ({ key, result: await source.get(key, maxFileBytes) }),
+      async (key): Promise<Fetched> => ({ key, result: await source.get(key, { maxBytes: maxFileBytes, signal }) }),
       { concurrency, backpressure: concurrency * 2 },
     );
+    let filesDone = 0;
+    let records = 0;
+    const progress = () => onProgress?.({ filesDone, filesTotal: todo.length, records });
+    progress();
     for await (const { key, result } of fetched) {
+      signal?.throwIfAborted();
+      filesDone++;
       const processedAt = now();
       let file: FileWrite | undefined;
       if (result.kind === "ok") {
@@ -206,12 +223,18 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       } else if (result.kind === "missing") {
         logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: result.status });
         missingKeys.push(key);
+        missingStatus.set(key, result.status);
       } else {
         logger.error("Failed {key}: {reason}", { key, reason: result.reason });
         failedKeys.push({ key, reason: result.reason });
       }
-      if (file === undefined) continue;
+      if (file === undefined) {
+        progress();
+        continue;
+      }
       await tx.writeFile(file);
+      records += file.rows.length;
+      progress();
       if (file.status === "loaded") counts.filesLoaded++;
       else {
         counts.filesInvalid++;
@@ -230,6 +253,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       });
     }
 
+    signal?.throwIfAborted();
     const finishedAt = now();
     const runCounts: RunCounts = {
       status: failedKeys.length > 0 ? "failed" : "ok",
@@ -244,8 +268,18 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       loaded,
       rejected: counts.rejected,
       ignored,
+      issues: [
+        ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
+        ...missingKeys.map((key) => ({ key, outcome: "missing" as const, reason: `HTTP ${missingStatus.get(key)}` })),
+        ...failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
+      ],
     };
     await tx.commit(runCounts);
+    logger.info("Committed run {run_id}: {loaded} records loaded, {rejected} rejected", {
+      loaded: records,
+      rejected: counts.rejected,
+      status: runCounts.status,
+    });
     return {
       ...runCounts,
       runId: tx.runId,

@@ -16,12 +16,20 @@ export type FetchResult =
   /** Gave up: retries ran out, or an answer that retrying cannot fix. */
   | { readonly kind: "failed"; readonly reason: string };
 
+/** Options of {@linkcode BucketSource.get}. */
+export interface GetOptions {
+  /** Stop reading past this many bytes: the result is `too_large`. */
+  readonly maxBytes: number;
+  /** Abandons the request (and its retries) when aborted. */
+  readonly signal?: AbortSignal | undefined;
+}
+
 /** A bucket: a flat namespace of keys. */
 export interface BucketSource {
   /** Where the bucket is, safe to log (no credentials). */
   readonly display: string;
-  /** Fetches one object, reading at most `maxBytes`. Never throws. */
-  get(key: string, maxBytes: number): Promise<FetchResult>;
+  /** Fetches one object, reading at most `maxBytes`. Never throws, except the `signal`'s reason once aborted. */
+  get(key: string, options: GetOptions): Promise<FetchResult>;
 }
 
 /** The reason stored for an object over its cap. */

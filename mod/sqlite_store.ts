@@ -9,7 +9,15 @@ import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { UsageError } from "./errors.ts";
 import type { RecordType } from "./records/mod.ts";
-import { type FileWrite, LockedError, type RunCounts, type RunTransaction, type Store } from "./store.ts";
+import type { RunRow, StatusReport } from "./status.ts";
+import {
+  type FileStatus,
+  type FileWrite,
+  LockedError,
+  type RunCounts,
+  type RunTransaction,
+  type Store,
+} from "./store.ts";
 
 /** Options of {@linkcode SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -62,6 +70,12 @@ CREATE TABLE IF NOT EXISTS rejected_records (
   raw TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS rejected_records_by_key ON rejected_records(key);
+CREATE TABLE IF NOT EXISTS run_keys (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  key TEXT NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('refused', 'missing', 'failed')),
+  reason TEXT NOT NULL
+) STRICT;
 `;
 
 /** The CREATE TABLE statement of a record type's table. */
@@ -174,9 +188,62 @@ export class SqliteStore implements Store {
     return Promise.resolve(rows.map((r) => r.key));
   }
 
+  peekRegistered(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    if (!this.#hasTable("processed_files")) return Promise.resolve(new Set());
+    return Promise.resolve(registeredAmong(this.#db, keys));
+  }
+
+  #hasTable(name: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  }
+
+  /** The status report: last runs, registry totals, top rejection reasons, recent problem keys. */
+  status(): Promise<StatusReport> {
+    const empty: StatusReport = { database: this.display, runs: [], registry: {}, topRejections: [], recentIssues: [] };
+    if (!this.#hasTable("runs")) return Promise.resolve(empty);
+    const all = <T>(sql: string) => this.#db.prepare(sql).all().map((r) => ({ ...r }) as T);
+    return Promise.resolve({
+      database: this.display,
+      runs: all<RunRow>(
+        `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
+           files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
+         FROM runs ORDER BY id DESC LIMIT 10`,
+      ),
+      registry: Object.fromEntries(
+        all<{ status: string; n: number }>(
+          "SELECT status, count(*) n FROM processed_files GROUP BY status ORDER BY status",
+        )
+          .map((r) => [r.status, r.n]),
+      ),
+      // The reason without its ", got ..." tail, so that one rule's failures group together.
+      topRejections: all<{ reason: string; count: number }>(
+        `SELECT CASE WHEN instr(reason, ', got ') > 0 THEN substr(reason, 1, instr(reason, ', got ') - 1)
+                     ELSE reason END AS reason, count(*) AS count
+         FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
+      ),
+      recentIssues: this.#hasTable("run_keys")
+        ? all("SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, rowid LIMIT 5")
+        : [],
+    });
+  }
+
   close(): void {
     if (this.#db.isOpen) this.#db.close();
   }
+}
+
+function registeredAmong(
+  db: DatabaseSync,
+  keys: readonly string[],
+  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+): Set<string> {
+  const rows = db
+    .prepare(
+      `SELECT key FROM processed_files
+       WHERE key IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
+    )
+    .all(JSON.stringify(keys), JSON.stringify(statuses)) as { key: string }[];
+  return new Set(rows.map((r) => r.key));
 }
 
 function readLockInfo(file: string): string | undefined {
@@ -216,11 +283,8 @@ class SqliteRun implements RunTransaction {
     this.#clearRejections = db.prepare("DELETE FROM rejected_records WHERE key = ?");
   }
 
-  registered(keys: readonly string[]): Promise<ReadonlySet<string>> {
-    const rows = this.#db
-      .prepare("SELECT key FROM processed_files WHERE key IN (SELECT value FROM json_each(?))")
-      .all(JSON.stringify(keys)) as { key: string }[];
-    return Promise.resolve(new Set(rows.map((r) => r.key)));
+  registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    return Promise.resolve(registeredAmong(this.#db, keys, statuses));
   }
 
   writeFile(file: FileWrite): Promise<void> {
@@ -270,6 +334,8 @@ class SqliteRun implements RunTransaction {
       JSON.stringify(c.ignored),
       this.runId,
     );
+    const issue = this.#db.prepare("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES (?, ?, ?, ?)");
+    for (const i of c.issues) issue.run(this.runId, i.key, i.outcome, i.reason);
     this.#db.exec("COMMIT");
     this.#open = false;
     this.#release();

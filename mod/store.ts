@@ -6,6 +6,7 @@
  * @module
  */
 import type { Cell, RecordType } from "./records/mod.ts";
+import type { StatusReport } from "./status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
 export interface Rejection {
@@ -17,6 +18,9 @@ export interface Rejection {
   /** The element's JSON, capped; `null` for a whole-file rejection. */
   readonly raw: string | null;
 }
+
+/** A registered file's status. */
+export type FileStatus = "loaded" | "invalid";
 
 /** Everything one processed file adds to the database. */
 export interface FileWrite {
@@ -47,14 +51,23 @@ export interface RunCounts {
   readonly rejected: number;
   /** Ignored records by type name. */
   readonly ignored: Readonly<Record<string, number>>;
+  /** Keys that were refused, missing or failed in this run, with why. */
+  readonly issues: readonly KeyIssue[];
+}
+
+/** A key that did not load in a run. */
+export interface KeyIssue {
+  readonly key: string;
+  readonly outcome: "refused" | "missing" | "failed";
+  readonly reason: string;
 }
 
 /** An open run: everything written through it commits or rolls back together. */
 export interface RunTransaction {
   /** The run's id, stored with its rejections and registry entries. */
   readonly runId: number;
-  /** Which of `keys` are already registered (loaded or invalid). */
-  registered(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
+  registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /** Adds one file's rows, rejections and registry entry. */
   writeFile(file: FileWrite): Promise<void>;
   /** Stores the run row and commits. */
@@ -75,6 +88,10 @@ export interface Store {
   begin(startedAt: Date): Promise<RunTransaction>;
   /** Every registered key, in the order first registered. */
   registeredKeys(): Promise<string[]>;
+  /** Which of `keys` are registered, read without taking the lock (for dry runs). */
+  peekRegistered(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  /** The `status` report. Only reads. */
+  status(): Promise<StatusReport>;
   /** Releases the database. */
   close(): void;
 }

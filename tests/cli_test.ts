@@ -43,7 +43,13 @@ Deno.test("CLI: usage and config errors print one line and exit 2", async () => 
       ],
       [["--config", config, "--profile", "ok", "--log-level", "loud"], /'LOG_LEVEL'.*got "loud"$/],
       [["--config", join(dir, "missing.ini")], /Cannot read config file .*missing.ini/],
-      [["stray"], /positional argument/i],
+      [["stray"], /^bucketload: Unknown command 'stray': expected 'run' or 'status'$/],
+      [["--json"], /^bucketload: Flag --json only applies to 'status'$/],
+      [["status", "--force"], /^bucketload: Flag --force only applies to 'run'$/],
+      [
+        ["--config", config, "--profile", "ok", "--schedule", "every minute"],
+        /^bucketload: Cannot parse --schedule: .*"every minute"$/,
+      ],
     ];
     for (const [args, message] of cases) {
       const run = await cli(args);

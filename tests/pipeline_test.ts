@@ -253,3 +253,29 @@ Deno.test("runPipeline() gives identical tables at concurrency 1 and 16 with ran
     await server.close();
   }
 });
+
+Deno.test("runPipeline() with retryInvalid re-fetches only invalid files and replaces their rejections", async () => {
+  let fixed = false;
+  const song = { data: { artist_name: "X", title: "Fixed", year: 1, release: "" }, type: "song" };
+  const server = await startBucketServer(BASIC, {
+    fault: (key) => fixed && key === C ? { status: 200, body: JSON.stringify([song]) } : undefined,
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const db = join(dir, "db.sqlite3");
+      await runOnce(server.url, db);
+      fixed = true;
+      server.requests.length = 0;
+      const report = await runOnce(server.url, db, { retryInvalid: true });
+      assert.deepEqual(server.requests.sort(), [C, "files_list.data"].sort());
+      assert.equal(report.filesLoaded, 1);
+      assert.deepEqual(query(db, "SELECT status, records FROM processed_files WHERE key = ?", C), [
+        { status: "loaded", records: 1 },
+      ]);
+      assert.deepEqual(query(db, "SELECT count(*) n FROM rejected_records WHERE key = ?", C), [{ n: 0 }]);
+      assert.deepEqual(query(db, "SELECT source_key FROM songs WHERE title = 'Fixed'"), [{ source_key: C }]);
+    });
+  } finally {
+    await server.close();
+  }
+});

@@ -1,0 +1,77 @@
+/**
+ * `--dry-run`: what a run would do, from the list and the registry alone.
+ * It fetches only the list and writes nothing.
+ *
+ * @module
+ */
+import { fetchListing } from "./listing.ts";
+import type { BucketSource } from "./source.ts";
+
+/** What a run would do with one listed key. */
+export type PlannedAction = "new" | "processed" | "refetch" | "refused";
+
+/** A dry run's answer. */
+export interface Plan {
+  readonly entries: readonly { readonly key: string; readonly action: PlannedAction; readonly reason?: string }[];
+  readonly counts: Readonly<Record<PlannedAction, number>>;
+  readonly duplicates: number;
+  readonly force: boolean;
+}
+
+/** Options of {@linkcode planRun}. */
+export interface PlanOptions {
+  readonly source: BucketSource;
+  /** Which of the keys are registered; read-only. */
+  readonly registered: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+  readonly filesListKey: string;
+  readonly encoding: string;
+  readonly maxListBytes: number;
+  /** With `--force`, processed keys would be fetched again. */
+  readonly force: boolean;
+}
+
+/** Fetches the list and classifies each key as a run would. */
+export async function planRun(options: PlanOptions): Promise<Plan | { error: string }> {
+  const listing = await fetchListing(options.source, {
+    key: options.filesListKey,
+    encoding: options.encoding,
+    maxBytes: options.maxListBytes,
+  });
+  if ("error" in listing) return listing;
+  const registered = await options.registered(listing.keys);
+  const counts: Record<PlannedAction, number> = { new: 0, processed: 0, refetch: 0, refused: 0 };
+  const entries: Plan["entries"][number][] = listing.keys.map((key) => {
+    const action: PlannedAction = !registered.has(key) ? "new" : options.force ? "refetch" : "processed";
+    counts[action]++;
+    return { key, action };
+  });
+  for (const { key, reason } of listing.refused) {
+    counts.refused++;
+    entries.push({ key, action: "refused", reason });
+  }
+  return { entries, counts, duplicates: listing.duplicates, force: options.force };
+}
+
+const LABEL: Record<PlannedAction, string> = {
+  new: "new: would be fetched",
+  processed: "already processed (--force would re-fetch it)",
+  refetch: "already processed: would be re-fetched (--force)",
+  refused: "refused",
+};
+
+/** Formats a plan: one line per key, then the totals. */
+export function formatPlan(plan: Plan): string {
+  const lines = ["bucketload dry run: nothing is fetched but the list, nothing is written", ""];
+  for (const e of plan.entries) {
+    lines.push(
+      `  ${e.action.padEnd(9)} ${JSON.stringify(e.key)}  ${LABEL[e.action]}${e.reason ? `: ${e.reason}` : ""}`,
+    );
+  }
+  const c = plan.counts;
+  lines.push(
+    "",
+    `${c.new + c.refetch} to fetch (${c.new} new, ${c.refetch} re-fetched), ${c.processed} already processed, ` +
+      `${c.refused} refused, ${plan.duplicates} duplicate lines`,
+  );
+  return lines.join("\n") + "\n";
+}

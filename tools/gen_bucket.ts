@@ -143,18 +143,38 @@ function uuid(rand: () => number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
 }
 
-/** Writes the bucket into `dir` and returns its keys. */
+/** Writes the bucket into `dir` and returns its keys. Files are written in chunks, so a 1 GB file needs little memory. */
 export async function generateBucket(dir: string, options: GenerateOptions = {}): Promise<string[]> {
   const { files = 4, records = 700, invalidRate = 0.03, seed = 1 } = options;
   const rand = prng(seed);
   await Deno.mkdir(dir, { recursive: true });
+  const encoder = new TextEncoder();
   const keys: string[] = [];
+  const CHUNK = 2000;
   for (let f = 0; f < files; f++) {
     const key = `${uuid(rand)}.data`;
-    const items = Array.from({ length: records }, (_, i) => makeRecord(rand, f * records + i, invalidRate));
-    const text = asciiJson(items);
-    await Deno.writeTextFile(join(dir, key), text);
-    options.onFile?.(key, text.length);
+    const file = await Deno.open(join(dir, key), { write: true, create: true, truncate: true });
+    let bytes = 0;
+    const write = async (text: string) => {
+      const data = encoder.encode(text);
+      bytes += data.byteLength;
+      for (let off = 0; off < data.byteLength;) off += await file.write(data.subarray(off));
+    };
+    try {
+      if (records === 0) await write("[]");
+      for (let start = 0; start < records; start += CHUNK) {
+        const items = [];
+        for (let i = start; i < Math.min(records, start + CHUNK); i++) {
+          items.push(makeRecord(rand, f * records + i, invalidRate));
+        }
+        // Pretty-print the chunk as an array, then splice it into the file's one array.
+        const body = asciiJson(items).slice(1, -2);
+        await write((start === 0 ? "[" : ",") + body + (start + CHUNK >= records ? "\n]" : ""));
+      }
+    } finally {
+      file.close();
+    }
+    options.onFile?.(key, bytes);
     keys.push(key);
   }
   await Deno.writeTextFile(join(dir, "files_list.data"), keys.join("\n"));

@@ -1,0 +1,164 @@
+/**
+ * `deno task bench`: end-to-end throughput and memory of bucketload against
+ * two references, on a deterministic bucket shaped like the real one, served
+ * over loopback HTTP.
+ *
+ * - bucketload: `main.ts` as a subprocess, a fresh database, default settings;
+ * - naive: the original design (tools/bench/naive.ts);
+ * - floor: fetch + parse + multi-row insert, no validation (tools/bench/floor.ts).
+ *
+ * Usage: deno task bench [--files N] [--records N] [--runs N] [--only a,b] [--large] [--huge] [--write]
+ *   --large   5,000 files × 1,000 records
+ *   --huge    1 file of about 1 GB (7,000,000 records), bucketload only
+ *   --write   also write the table to BENCH.md
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { generateBucket } from "./gen_bucket.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const BENCH_DIR = join(ROOT, ".bench");
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    files: { type: "string" },
+    records: { type: "string" },
+    runs: { type: "string", default: "3" },
+    only: { type: "string" },
+    large: { type: "boolean" },
+    huge: { type: "boolean" },
+    write: { type: "boolean" },
+  },
+});
+const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : 500));
+const records = Number(values.records ?? (values.huge ? 7_000_000 : 1000));
+const runs = Number(values.runs);
+const impls = (values.only ?? (values.huge ? "bucketload" : "bucketload,naive,floor")).split(",");
+
+/** The bucket, generated once per shape and cached under .bench/. */
+async function bucket(): Promise<string> {
+  const dir = join(BENCH_DIR, `bucket-${files}x${records}`);
+  try {
+    await Deno.stat(join(dir, "files_list.data"));
+  } catch {
+    console.error(`Generating ${files} files × ${records} records into ${dir} ...`);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await generateBucket(dir, { files, records, invalidRate: 0.03, seed: 42 });
+  }
+  return dir;
+}
+
+/** Serves `dir` on 127.0.0.1, streaming files from disk. */
+function serve(dir: string): { url: string; close: () => Promise<void> } {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
+    try {
+      const file = await Deno.open(join(dir, key));
+      const { size } = await file.stat();
+      return new Response(file.readable, { headers: { "content-length": String(size) } });
+    } catch {
+      return new Response("missing", { status: 403 });
+    }
+  });
+  return { url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`, close: () => server.shutdown() };
+}
+
+/** Peak RSS (VmHWM) of a running process, in bytes; 0 once it is gone. */
+function peakRss(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface Sample {
+  readonly seconds: number;
+  readonly rss: number;
+}
+
+async function runOne(impl: string, url: string, work: string): Promise<Sample> {
+  const db = join(work, `${impl}.sqlite3`);
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {});
+  const script = impl === "bucketload" ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${impl}.ts`);
+  const args = impl === "bucketload" ? ["--quiet", "--log-level", "warning"] : [url, db];
+  const start = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    cwd: work,
+    env: { BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_NAME: db },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let rss = 0;
+  const poll = setInterval(() => (rss = Math.max(rss, peakRss(child.pid))), 10);
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  clearInterval(poll);
+  const seconds = (performance.now() - start) / 1000;
+  if (!status.success) throw new Error(`${impl} exited ${status.code}: ${stderr.slice(-2000)}`);
+  return { seconds, rss };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+
+const dir = await bucket();
+const total = files * records;
+let bytes = 0;
+for await (const e of Deno.readDir(dir)) bytes += (await Deno.stat(join(dir, e.name))).size;
+const work = join(BENCH_DIR, "work");
+await Deno.mkdir(work, { recursive: true });
+const server = serve(dir);
+const samples: Record<string, Sample[]> = Object.fromEntries(impls.map((i) => [i, []]));
+try {
+  for (let r = 0; r < runs; r++) {
+    for (const impl of impls) {
+      const s = await runOne(impl, server.url, work);
+      samples[impl]!.push(s);
+      console.error(`run ${r + 1}/${runs} ${impl}: ${s.seconds.toFixed(2)} s, ${mb(s.rss)}`);
+    }
+  }
+} finally {
+  await server.close();
+}
+
+const cpu = (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*: (.*)/)?.[1] ?? "unknown CPU").trim();
+const lines = [
+  `Bucket: ${files} files × ${records} records = ${total.toLocaleString("en-US")} records, ${mb(bytes)}; ` +
+  `${runs} runs each, alternating; ${navigator.hardwareConcurrency} cores, ${cpu}; Deno ${Deno.version.deno}.`,
+  "",
+  "| implementation | wall median (min–max) | records/s (median) | peak RSS median (max) |",
+  "| --- | --- | --- | --- |",
+];
+const med: Record<string, number> = {};
+for (const impl of impls) {
+  const secs = samples[impl]!.map((s) => s.seconds);
+  const rss = samples[impl]!.map((s) => s.rss);
+  med[impl] = median(secs);
+  lines.push(
+    `| ${impl} | ${median(secs).toFixed(2)} s (${Math.min(...secs).toFixed(2)}–${Math.max(...secs).toFixed(2)}) | ` +
+      `${Math.round(total / median(secs)).toLocaleString("en-US")} | ${mb(median(rss))} (${mb(Math.max(...rss))}) |`,
+  );
+}
+lines.push("");
+if (med.naive) lines.push(`bucketload / naive wall time: ${(med.bucketload! / med.naive).toFixed(2)}×`);
+if (med.floor) lines.push(`bucketload / floor wall time: ${(med.bucketload! / med.floor).toFixed(2)}×`);
+const table = lines.join("\n");
+console.log(table);
+if (values.write) {
+  const path = join(ROOT, "BENCH.md");
+  const heading = `## ${files} files × ${records} records`;
+  let doc = await Deno.readTextFile(path).catch(() => "# Benchmarks\n\nWritten by `deno task bench --write`.\n");
+  const start = doc.indexOf(heading);
+  const section = `${heading}\n\n${table}\n`;
+  if (start < 0) doc = `${doc.trimEnd()}\n\n${section}`;
+  else {
+    const next = doc.indexOf("\n## ", start + heading.length);
+    doc = doc.slice(0, start) + section + (next < 0 ? "" : doc.slice(next + 1));
+  }
+  await Deno.writeTextFile(path, doc);
+}

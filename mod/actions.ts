@@ -8,32 +8,19 @@ import { getLogger } from "@logtape/logtape";
 import { existsSync } from "node:fs";
 import type { Config } from "./config.ts";
 import { formatPlan, planRun } from "./dry_run.ts";
-import { FileSource } from "./file_source.ts";
-import { HttpSource } from "./http_source.ts";
 import { type Progress, runPipeline } from "./pipeline.ts";
 import { RECORD_TYPES } from "./records/mod.ts";
 import { writeRegistryFile } from "./registry_file.ts";
-import type { BucketSource } from "./source.ts";
+import { makeSource, sourceSpec } from "./source_spec.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { formatStatus, type StatusReport } from "./status.ts";
 import { formatSummary } from "./summary.ts";
+import { workerProducer } from "./worker_producer.ts";
 
 const logger = getLogger(["bucketload"]);
 
 /** Writes to stdout. */
 export type Out = (text: string) => void;
-
-/** The source for a configured bucket. */
-export function makeSource(config: Config): BucketSource {
-  const { bucket } = config;
-  if (bucket.kind === "file") return new FileSource(bucket.root);
-  return new HttpSource(bucket.base, {
-    authorization: bucket.authorization,
-    timeoutMs: config.requestTimeoutMs,
-    retries: config.retries,
-    retryBaseMs: config.retryBaseMs,
-  });
-}
 
 /** Options of {@linkcode runOnceAction}. */
 export interface RunActionOptions {
@@ -52,7 +39,17 @@ export interface RunActionOptions {
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
   const store = SqliteStore.open(config.databasePath, { types: RECORD_TYPES, lockTimeoutMs: config.lockTimeoutMs });
   try {
-    const source = makeSource(config);
+    const spec = sourceSpec(config);
+    const source = makeSource(spec);
+    const settings = {
+      encoding: config.encoding,
+      dateStoreFormat: config.dateStoreFormat,
+      awesomeMinRating: config.awesomeMinRating,
+      awesomeMaxSizeBytes: config.awesomeMaxSizeBytes,
+      concurrency: config.concurrency,
+      maxFileBytes: config.maxFileBytes,
+      maxRejectedRawBytes: config.maxRejectedRawBytes,
+    };
     logger.info("Run of profile {profile}: {bucket} into {database}", {
       profile: config.profile,
       bucket: source.display,
@@ -75,6 +72,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       maxRejectedRawBytes: config.maxRejectedRawBytes,
       signal: options.signal,
       onProgress: options.onProgress,
+      producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,
     });
     if (report.status !== "list_failed" && config.processedFilesPath !== undefined) {
       await writeRegistryFile(config.processedFilesPath, await store.registeredKeys());
@@ -97,7 +95,7 @@ export async function dryRunAction(config: Config, out: Out, options: { force: b
   const store = openReadOnly(config);
   try {
     const plan = await planRun({
-      source: makeSource(config),
+      source: makeSource(sourceSpec(config)),
       registered: (keys) => store?.peekRegistered(keys) ?? Promise.resolve(new Set()),
       filesListKey: config.filesListKey,
       encoding: config.encoding,

@@ -33,6 +33,7 @@ export interface Config {
   readonly awesomeMinRating: number;
   readonly awesomeMaxSizeBytes: number;
   readonly lockTimeoutMs: number;
+  readonly worker: boolean;
   readonly maxFileBytes: number;
   readonly maxListBytes: number;
   readonly maxRejectedRawBytes: number;
@@ -65,6 +66,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   RETRY_BASE_SECONDS: { default: "0.5", help: "first backoff delay, doubled each retry, with jitter" },
   AWESOME_MIN_RATING: { default: "4.5", help: "apps.is_awesome: lowest rating" },
   AWESOME_MAX_SIZE_BYTES: { default: "100000000", help: "apps.is_awesome: largest size_bytes" },
+  WORKER: { default: "yes", help: "fetch, parse and validate in a worker thread, on a second core" },
   LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
   MAX_FILE_BYTES: { default: String(512 * 1024 * 1024), help: "larger objects are invalid" },
   MAX_LIST_BYTES: { default: String(64 * 1024 * 1024), help: "larger file lists fail the run" },
@@ -283,6 +285,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     awesomeMinRating: num("AWESOME_MIN_RATING", { max: 5 }),
     awesomeMaxSizeBytes: num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
     lockTimeoutMs: num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
+    worker: bool("WORKER"),
     maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
     maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
     maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),

@@ -5,13 +5,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { pMapIterable } from "p-map";
-import { parseBody, rawJson } from "./decode.ts";
 import { fetchListing } from "./listing.ts";
-import { Classifier, type RecordType, type RowContext } from "./records/mod.ts";
-import { type BucketSource, type FetchResult, tooLargeReason } from "./source.ts";
-import type { FileWrite, Rejection, RunCounts, RunTransaction, Store } from "./store.ts";
-import { compileStrftime } from "./strftime.ts";
+import { produceInThread, type Producer } from "./produce.ts";
+import type { RecordType } from "./records/mod.ts";
+import type { BucketSource } from "./source.ts";
+import type { RunCounts, RunTransaction, Store } from "./store.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 
@@ -41,6 +39,8 @@ export interface PipelineOptions {
   readonly now?: () => Date;
   /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
   readonly signal?: AbortSignal | undefined;
+  /** Produces the files (fetch, parse, classify); default in-thread, or a worker's. */
+  readonly producer?: Producer | undefined;
   /** Called after each listed key is settled, e.g. for a progress bar. */
   readonly onProgress?: ((progress: Progress) => void) | undefined;
 }
@@ -66,45 +66,6 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
 }
 
-type Fetched = { readonly key: string; readonly result: FetchResult };
-
-/** Turns one fetched body into the rows, rejections and counts of its file. */
-function processBody(
-  key: string,
-  body: Uint8Array,
-  options: { encoding: string; classifier: Classifier; processedAt: Date; rawCap: number },
-): FileWrite {
-  const parsed = parseBody(body, options.encoding);
-  const base = { key, processedAt: options.processedAt, bytes: body.byteLength };
-  if ("invalid" in parsed) {
-    return {
-      ...base,
-      status: "invalid",
-      rows: [],
-      rejections: [{ index: null, typeName: null, reason: parsed.invalid, raw: null }],
-      ignored: new Map(),
-    };
-  }
-  const rows: [RecordType, (string | number)[]][] = [];
-  const rejections: Rejection[] = [];
-  const ignoredByType = new Map<string, number>();
-  parsed.elements.forEach((element, index) => {
-    const outcome = options.classifier.classify(element);
-    if (outcome.kind === "row") rows.push([outcome.type, outcome.row]);
-    else if (outcome.kind === "ignored") {
-      ignoredByType.set(outcome.typeName, (ignoredByType.get(outcome.typeName) ?? 0) + 1);
-    } else {
-      rejections.push({
-        index,
-        typeName: outcome.typeName,
-        reason: outcome.reason,
-        raw: rawJson(element, options.rawCap),
-      });
-    }
-  });
-  return { ...base, status: "loaded", rows, rejections, ignored: ignoredByType };
-}
-
 /**
  * Runs the pipeline once. Everything it writes commits in one transaction at
  * the end, or not at all.
@@ -127,7 +88,6 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     onProgress,
   } = options;
   const startedAt = now();
-  const format = compileStrftime(options.dateStoreFormat);
   const failedKeys: { key: string; reason: string }[] = [];
   const missingKeys: string[] = [];
   const missingStatus = new Map<string, number>();
@@ -183,74 +143,57 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       duplicates: listing.duplicates,
     });
 
-    const fetched = pMapIterable(
-      todo,
-      async (key): Promise<Fetched> => ({ key, result: await source.get(key, { maxBytes: maxFileBytes, signal }) }),
-      { concurrency, backpressure: concurrency * 2 },
-    );
+    const produce = options.producer ??
+      produceInThread(source, types, {
+        encoding: options.encoding,
+        dateStoreFormat: options.dateStoreFormat,
+        awesomeMinRating: options.awesomeMinRating,
+        awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
+        concurrency,
+        maxFileBytes,
+        maxRejectedRawBytes,
+      }, now);
     let filesDone = 0;
     let records = 0;
     const progress = () => onProgress?.({ filesDone, filesTotal: todo.length, records });
     progress();
-    for await (const { key, result } of fetched) {
+    for await (const produced of produce(todo, signal)) {
       signal?.throwIfAborted();
       filesDone++;
-      const processedAt = now();
-      let file: FileWrite | undefined;
-      if (result.kind === "ok") {
-        const context: RowContext = {
-          ingestionTime: format(processedAt),
-          awesomeMinRating: options.awesomeMinRating,
-          awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
-        };
-        file = processBody(key, result.body, {
-          encoding: options.encoding,
-          classifier: new Classifier(types, context),
-          processedAt,
-          rawCap: maxRejectedRawBytes,
-        });
-      } else if (result.kind === "too_large") {
-        const reason = tooLargeReason(result);
-        file = {
-          key,
-          status: "invalid",
-          processedAt,
-          bytes: result.bytes,
-          rows: [],
-          rejections: [{ index: null, typeName: null, reason, raw: null }],
-          ignored: new Map(),
-        };
-      } else if (result.kind === "missing") {
-        logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: result.status });
+      const { key } = produced;
+      if (produced.kind === "missing") {
+        logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: produced.status });
         missingKeys.push(key);
-        missingStatus.set(key, result.status);
+        missingStatus.set(key, produced.status);
+      } else if (produced.kind === "failed") {
+        logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
+        failedKeys.push({ key, reason: produced.reason });
       } else {
-        logger.error("Failed {key}: {reason}", { key, reason: result.reason });
-        failedKeys.push({ key, reason: result.reason });
+        const { file } = produced;
+        await tx.writeFile(file);
+        records += file.records;
+        if (file.status === "loaded") counts.filesLoaded++;
+        else {
+          counts.filesInvalid++;
+          logger.warn("Invalid {key}: {reason}", { key, reason: file.rejections[0]?.reason });
+        }
+        counts.rejected += file.rejections.length;
+        let ignoredHere = 0;
+        for (const [name, n] of file.ignored) {
+          ignored[name] = (ignored[name] ?? 0) + n;
+          ignoredHere += n;
+        }
+        for (const [name, { count }] of file.rows) loaded[name] = (loaded[name] ?? 0) + count;
+        logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
+          key,
+          status: file.status,
+          records: file.records,
+          rejected: file.rejections.length,
+          ignored: ignoredHere,
+          bytes: file.bytes,
+        });
       }
-      if (file === undefined) {
-        progress();
-        continue;
-      }
-      await tx.writeFile(file);
-      records += file.rows.length;
       progress();
-      if (file.status === "loaded") counts.filesLoaded++;
-      else {
-        counts.filesInvalid++;
-        logger.warn("Invalid {key}: {reason}", { key, reason: file.rejections[0]?.reason });
-      }
-      counts.rejected += file.rejections.length;
-      for (const [name, n] of file.ignored) ignored[name] = (ignored[name] ?? 0) + n;
-      for (const [type] of file.rows) loaded[type.type] = (loaded[type.type] ?? 0) + 1;
-      logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
-        key,
-        status: file.status,
-        records: file.rows.length,
-        rejected: file.rejections.length,
-        ignored: file.ignored.size === 0 ? 0 : [...file.ignored.values()].reduce((a, b) => a + b, 0),
-        bytes: file.bytes,
-      });
     }
 
     signal?.throwIfAborted();

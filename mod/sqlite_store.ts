@@ -85,10 +85,18 @@ export function tableSql(type: RecordType): string {
   return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
 }
 
-function upsertSql(type: RecordType): string {
+/** Rows per multi-row upsert: fewer, larger statements bind faster than one per row. */
+export const UPSERT_BATCH = 32;
+
+/**
+ * An upsert of `rows` rows. SQLite applies the rows of one statement in order,
+ * so a later row with the same key still wins.
+ */
+function upsertSql(type: RecordType, rows: number): string {
   const names = [...type.columns.map((c) => c.name), "source_key"];
   const updates = names.filter((n) => !type.key.includes(n)).map((n) => `${quote(n)} = excluded.${quote(n)}`);
-  return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")})
+  const row = `(${names.map(() => "?").join(", ")})`;
+  return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES ${Array(rows).fill(row).join(", ")}
     ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")}`;
 }
 
@@ -133,7 +141,8 @@ export class SqliteStore implements Store {
         db.exec("PRAGMA journal_mode = WAL");
         db.exec("PRAGMA synchronous = FULL");
       }
-      db.exec("PRAGMA cache_size = -32768");
+      // 64 MiB of page cache: the primary-key indexes of a large run stay in memory.
+      db.exec("PRAGMA cache_size = -65536");
       db.exec("PRAGMA foreign_keys = ON");
     } catch (error) {
       db?.close();
@@ -258,7 +267,8 @@ function readLockInfo(file: string): string | undefined {
 class SqliteRun implements RunTransaction {
   readonly runId: number;
   readonly #db: DatabaseSync;
-  readonly #upserts: Map<RecordType, StatementSync>;
+  readonly #upserts = new Map<string, StatementSync>();
+  readonly #types: ReadonlyMap<string, RecordType>;
   readonly #register: StatementSync;
   readonly #reject: StatementSync;
   readonly #clearRejections: StatementSync;
@@ -269,7 +279,7 @@ class SqliteRun implements RunTransaction {
     this.#db = db;
     this.runId = runId;
     this.#release = release;
-    this.#upserts = new Map(types.map((t) => [t, db.prepare(upsertSql(t))]));
+    this.#types = new Map(types.map((t) => [t.type, t]));
     this.#register = db.prepare(
       `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -288,10 +298,10 @@ class SqliteRun implements RunTransaction {
   }
 
   writeFile(file: FileWrite): Promise<void> {
-    for (const [type, row] of file.rows) {
-      const stmt = this.#upserts.get(type);
-      if (stmt === undefined) throw new TypeError(`No table for record type '${type.type}'`);
-      stmt.run(...row, file.key);
+    for (const [typeName, { cells }] of file.rows) {
+      const type = this.#types.get(typeName);
+      if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
+      this.#upsert(type, cells);
     }
     this.#clearRejections.run(file.key);
     for (const r of file.rejections) {
@@ -302,12 +312,25 @@ class SqliteRun implements RunTransaction {
       file.status,
       this.runId,
       file.processedAt.toISOString(),
-      file.rows.length,
+      file.records,
       file.rejections.length,
       [...file.ignored.values()].reduce((a, b) => a + b, 0),
       file.bytes,
     );
     return Promise.resolve();
+  }
+
+  /** Upserts rows given as one flat array of cells, `UPSERT_BATCH` rows per statement. */
+  #upsert(type: RecordType, flat: readonly (string | number)[]) {
+    const width = type.columns.length + 1;
+    const rows = flat.length / width;
+    for (let start = 0; start < rows; start += UPSERT_BATCH) {
+      const n = Math.min(UPSERT_BATCH, rows - start);
+      const id = `${type.table}/${n}`;
+      let stmt = this.#upserts.get(id);
+      if (stmt === undefined) this.#upserts.set(id, stmt = this.#db.prepare(upsertSql(type, n)));
+      stmt.run(...flat.slice(start * width, (start + n) * width));
+    }
   }
 
   commit(c: RunCounts): Promise<void> {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Cell, RecordType } from "./records/mod.ts";
+import type { Cell } from "./records/mod.ts";
 import type { StatusReport } from "./status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
@@ -28,8 +28,14 @@ export interface FileWrite {
   readonly status: "loaded" | "invalid";
   readonly processedAt: Date;
   readonly bytes: number;
-  /** Rows in array order, so that a later record with the same key wins. */
-  readonly rows: readonly (readonly [RecordType, Cell[]])[];
+  /**
+   * Rows by record type name: `count` rows as one flat array of cells, each
+   * row's columns followed by its `source_key`, in array order (so that a
+   * later record with the same key wins).
+   */
+  readonly rows: ReadonlyMap<string, { readonly count: number; readonly cells: readonly Cell[] }>;
+  /** Rows loaded, all types together. */
+  readonly records: number;
   readonly rejections: readonly Rejection[];
   /** Ignored records (unknown types) by type name. */
   readonly ignored: ReadonlyMap<string, number>;

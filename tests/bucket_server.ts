@@ -24,6 +24,8 @@ export interface BucketServerOptions {
   readonly latencyMs?: (key: string) => number;
   /** A fault for the `attempt`-th request (1-based) of `key`, or `undefined` to serve normally. */
   readonly fault?: (key: string, attempt: number) => Fault | undefined;
+  /** Called as each request arrives, before any latency. */
+  readonly onRequest?: (key: string) => void;
   /** Extra files by key, served instead of the folder's. */
   readonly files?: Readonly<Record<string, string | Uint8Array>>;
 }
@@ -46,7 +48,7 @@ export interface BucketServer {
 
 /** Starts a bucket over `root` on 127.0.0.1 and an ephemeral port. */
 export function startBucketServer(root: string, options: BucketServerOptions = {}): Promise<BucketServer> {
-  const { latencyMs = () => 0, fault = () => undefined, files = {} } = options;
+  const { latencyMs = () => 0, fault = () => undefined, files = {}, onRequest = () => {} } = options;
   const requests: string[] = [];
   const paths: string[] = [];
   const authorizations: (string | null)[] = [];
@@ -56,6 +58,7 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
     const path = new URL(req.url).pathname;
     const key = path.slice(1).split("/").map(decodeURIComponent).join("/");
     requests.push(key);
+    onRequest(key);
     paths.push(path);
     authorizations.push(req.headers.get("authorization"));
     const attempt = (counts.get(key) ?? 0) + 1;

@@ -35,11 +35,9 @@ Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next 
     let onRequest: (key: string) => void = () => {};
     const last = keys.at(-1)!;
     const server = await startBucketServer(bucket, {
-      latencyMs: (key) => key === "files_list.data" ? 0 : key === last ? 400 : 60,
-      fault: (key) => {
-        onRequest(key);
-        return key === "files_list.data" ? { status: 200, body: list } : undefined;
-      },
+      latencyMs: (key) => key === "files_list.data" ? 0 : key === last ? 800 : 60,
+      onRequest: (key) => onRequest(key),
+      fault: (key) => key === "files_list.data" ? { status: 200, body: list } : undefined,
     });
     try {
       const config = await writeConfig(
@@ -74,13 +72,17 @@ Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next 
         { name: "mid-insert, 3 files in", trigger: processed(3) },
         { name: "after 5 files inserted", trigger: processed(5) },
         { name: "waiting for the last file", trigger: request((k) => k === last, 100) },
-        { name: "just before commit", trigger: request((k) => k === last, 395) },
+        { name: "just before commit", trigger: request((k) => k === last, 700) },
       ];
       for (const moment of moments) {
         const child = spawnCli(args);
         const stderr = moment.trigger === moments[0]!.trigger ? null : child.stderr;
         await moment.trigger(child);
-        child.kill("SIGKILL");
+        try {
+          child.kill("SIGKILL");
+        } catch (error) {
+          throw new Error(`${moment.name}: the run ended before the kill`, { cause: error });
+        }
         const status = await child.status;
         if (stderr === null) await child.stderr.cancel();
         else await child.stderr.cancel().catch(() => {});

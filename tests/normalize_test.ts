@@ -14,3 +14,14 @@ Deno.test("normalizeTitle() keeps CJK and marks, applies NFKC, and collapses whi
   assert.equal(normalizeTitle("Léon: The Professional!"), "léon_the_professional");
   assert.equal(normalizeTitle("?!…"), "");
 });
+
+Deno.test("normalizeTitle() gives the same result on its ASCII fast path as the Unicode rules", async () => {
+  const { default: fc } = await import("fast-check");
+  const slow = (t: string) =>
+    t.normalize("NFKC").toLowerCase().replace(/[^\p{L}\p{M}\p{N}\s]/gu, "").trim().replace(/\s+/gu, "_");
+  fc.assert(
+    fc.property(fc.string({ unit: "binary-ascii" }), (title) => normalizeTitle(title) === slow(title)),
+    { numRuns: 2000 },
+  );
+  assert.equal(normalizeTitle("Star Wars:\tThe  Force\u000bAwakens "), "star_wars_the_force_awakens");
+});

@@ -279,3 +279,42 @@ Deno.test("runPipeline() with retryInvalid re-fetches only invalid files and rep
     await server.close();
   }
 });
+
+Deno.test("runPipeline() with the worker producer gives the same tables as in-thread", async () => {
+  const { workerProducer } = await import("../mod/worker_producer.ts");
+  for (const bucket of [BASIC, join(CASES, "hostile")]) {
+    const server = await startBucketServer(bucket, { latencyMs: () => Math.floor(Math.random() * 20) });
+    try {
+      await withTempDir(async (dir) => {
+        const settings = {
+          encoding: "utf-8",
+          dateStoreFormat: "%Y-%m-%d %H:%M:%S",
+          awesomeMinRating: 4.5,
+          awesomeMaxSizeBytes: 100_000_000,
+          concurrency: 4,
+          maxFileBytes: 1 << 20,
+          maxRejectedRawBytes: 65_536,
+        };
+        const spec = {
+          kind: "http",
+          base: server.url,
+          authorization: undefined,
+          timeoutMs: 2000,
+          retries: 1,
+          retryBaseMs: 5,
+        } as const;
+        const producer = workerProducer(spec, settings, { fixedNow: FIXED_NOW().getTime(), maxAhead: 2 });
+        const inWorker = await runOnce(server.url, join(dir, "worker.sqlite3"), { ...settings, producer });
+        const inThread = await runOnce(server.url, join(dir, "thread.sqlite3"), settings);
+        assert.deepEqual(
+          { ...inWorker, startedAt: 0, finishedAt: 0 },
+          { ...inThread, startedAt: 0, finishedAt: 0 },
+        );
+        assert.deepEqual(dumpDatabase(join(dir, "worker.sqlite3")), dumpDatabase(join(dir, "thread.sqlite3")));
+        assert.ok(inWorker.filesLoaded >= 2);
+      });
+    } finally {
+      await server.close();
+    }
+  }
+});

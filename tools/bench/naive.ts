@@ -42,8 +42,9 @@ for (const key of keys) {
     const d = item?.data;
     if (typeof d !== "object" || d === null) continue;
     try {
-      if (item.type === "song") song.run(d.artist_name as string, d.title as string, d.year as number, d.release as string, now);
-      else if (item.type === "movie") {
+      if (item.type === "song") {
+        song.run(d.artist_name as string, d.title as string, d.year as number, d.release as string, now);
+      } else if (item.type === "movie") {
         movie.run(
           d.original_title as string,
           d.original_language as string,
@@ -54,7 +55,14 @@ for (const key of keys) {
         );
       } else if (item.type === "app") {
         const awesome = (d.rating as number) >= 4.5 && (d.size_bytes as number) <= 100_000_000 ? 1 : 0;
-        app.run(d.name as string, d.genre as string, d.rating as number, d.version as string, d.size_bytes as number, awesome);
+        app.run(
+          d.name as string,
+          d.genre as string,
+          d.rating as number,
+          d.version as string,
+          d.size_bytes as number,
+          awesome,
+        );
       }
     } catch {
       // A value SQLite can't bind: skipped, as the original would have crashed or skipped.

@@ -1,0 +1,42 @@
+/**
+ * A plain description of a bucket source, which can cross to a worker, and
+ * the source it describes.
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import { FileSource } from "./file_source.ts";
+import { HttpSource } from "./http_source.ts";
+import type { BucketSource } from "./source.ts";
+
+/** Everything needed to build a source; structured-cloneable. */
+export type SourceSpec =
+  | {
+    readonly kind: "http";
+    readonly base: string;
+    readonly authorization: string | undefined;
+    readonly timeoutMs: number;
+    readonly retries: number;
+    readonly retryBaseMs: number;
+  }
+  | { readonly kind: "file"; readonly root: string };
+
+/** The source spec of a configured bucket. */
+export function sourceSpec(config: Config): SourceSpec {
+  const { bucket } = config;
+  if (bucket.kind === "file") return { kind: "file", root: bucket.root };
+  return {
+    kind: "http",
+    base: bucket.base.href,
+    authorization: bucket.authorization,
+    timeoutMs: config.requestTimeoutMs,
+    retries: config.retries,
+    retryBaseMs: config.retryBaseMs,
+  };
+}
+
+/** Builds the source a spec describes. */
+export function makeSource(spec: SourceSpec): BucketSource {
+  if (spec.kind === "file") return new FileSource(spec.root);
+  return new HttpSource(new URL(spec.base), spec);
+}

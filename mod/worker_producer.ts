@@ -13,7 +13,7 @@ import type { SourceSpec } from "./source_spec.ts";
 
 /** Options of {@linkcode workerProducer}. */
 export interface WorkerProducerOptions {
-  /** Results the worker may post ahead of the writer. @default {settings.concurrency * 2} */
+  /** Results the worker may post ahead of the writer. @default {settings.concurrency} */
   readonly maxAhead?: number;
   /** A fixed clock for the worker (ms since the epoch), for tests. */
   readonly fixedNow?: number | undefined;
@@ -27,7 +27,7 @@ export function workerProducer(
   settings: ProduceSettings,
   options: WorkerProducerOptions = {},
 ): Producer {
-  const { maxAhead = settings.concurrency * 2, fixedNow, logLevel = "info" } = options;
+  const { maxAhead = settings.concurrency, fixedNow, logLevel = "info" } = options;
   return async function* (keys, signal) {
     signal?.throwIfAborted();
     const worker = new Worker(new URL("./produce_worker.ts", import.meta.url), { type: "module" });

@@ -88,7 +88,8 @@ async function runOne(impl: string, url: string, work: string): Promise<Sample> 
   const args = impl === "bucketload" ? ["--quiet", "--log-level", "warning"] : [url, db];
   const start = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
+    // bucketload runs with the V8 flag of `deno task run` (a smaller young generation: less RSS, same speed).
+    args: ["run", "-A", ...(impl === "bucketload" ? ["--v8-flags=--max-semi-space-size=8"] : []), script, ...args],
     cwd: work,
     env: { BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_NAME: db },
     stdout: "null",

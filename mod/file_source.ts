@@ -19,7 +19,7 @@ export class FileSource implements BucketSource {
   }
 
   /** Reads one file. Refused keys and paths outside the root fail. */
-  async get(key: string, { maxBytes, signal }: GetOptions): Promise<FetchResult> {
+  async get(key: string, { maxBytes, signal, ifUnchanged }: GetOptions): Promise<FetchResult> {
     signal?.throwIfAborted();
     const reason = refuseReason(key);
     if (reason !== undefined) return { kind: "failed", reason: `refused key: ${reason}` };
@@ -38,12 +38,15 @@ export class FileSource implements BucketSource {
       return { kind: "failed", reason: `cannot open ${path}: ${(error as Error).message}` };
     }
     try {
-      const { size, isFile } = await file.stat();
+      const { size, isFile, mtime } = await file.stat();
       if (!isFile) return { kind: "missing", status: 404 };
+      // The file's mtime and size stand in for HTTP's validators.
+      const validators = { lastModified: mtime?.toUTCString(), etag: `"${size}-${mtime?.getTime() ?? 0}"` };
+      if (ifUnchanged?.etag !== undefined && ifUnchanged.etag === validators.etag) return { kind: "not_modified" };
       if (size > maxBytes) return { kind: "too_large", bytes: size, cap: maxBytes, declared: true };
       const read = await readCapped(file.readable, maxBytes);
       return "body" in read
-        ? { kind: "ok", body: read.body }
+        ? { kind: "ok", body: read.body, validators }
         : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes, declared: false };
     } catch (error) {
       return { kind: "failed", reason: `cannot read ${path}: ${(error as Error).message}` };

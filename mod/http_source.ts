@@ -96,7 +96,7 @@ export class HttpSource implements BucketSource {
   }
 
   /** Fetches one object with retries. Never throws. */
-  async get(key: string, { maxBytes, signal }: GetOptions): Promise<FetchResult> {
+  async get(key: string, { maxBytes, signal, ifUnchanged }: GetOptions): Promise<FetchResult> {
     let url: URL;
     try {
       url = objectUrl(this.#base, key);
@@ -104,7 +104,10 @@ export class HttpSource implements BucketSource {
       return { kind: "failed", reason: (error as Error).message };
     }
     try {
-      return await pRetry(() => this.#attempt(url, maxBytes, signal), {
+      const headers = new Headers(this.#headers);
+      if (ifUnchanged?.etag !== undefined) headers.set("if-none-match", ifUnchanged.etag);
+      if (ifUnchanged?.lastModified !== undefined) headers.set("if-modified-since", ifUnchanged.lastModified);
+      return await pRetry(() => this.#attempt(url, maxBytes, signal, headers), {
         signal,
         retries: this.#retries,
         minTimeout: this.#retryBaseMs,
@@ -132,16 +135,25 @@ export class HttpSource implements BucketSource {
     }
   }
 
-  async #attempt(first: URL, maxBytes: number, stop: AbortSignal | undefined): Promise<FetchResult> {
+  async #attempt(
+    first: URL,
+    maxBytes: number,
+    stop: AbortSignal | undefined,
+    headers: Headers,
+  ): Promise<FetchResult> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = stop === undefined ? timeout : AbortSignal.any([timeout, stop]);
     let url = first;
     for (let hop = 0;; hop++) {
       let res: Response;
       try {
-        res = await this.#fetch(url, { headers: this.#headers, redirect: "manual", signal });
+        res = await this.#fetch(url, { headers, redirect: "manual", signal });
       } catch (error) {
         throw new RetryableError(`request failed: ${describeError(error)}`);
+      }
+      if (res.status === 304) {
+        await res.body?.cancel();
+        return { kind: "not_modified" };
       }
       if (res.status >= 300 && res.status < 400 && res.headers.has("location")) {
         await res.body?.cancel();
@@ -164,8 +176,12 @@ export class HttpSource implements BucketSource {
         }
         try {
           const read = await readCapped(res.body ?? new Blob().stream(), maxBytes);
+          const validators = {
+            etag: res.headers.get("etag") ?? undefined,
+            lastModified: res.headers.get("last-modified") ?? undefined,
+          };
           return "body" in read
-            ? { kind: "ok", body: read.body }
+            ? { kind: "ok", body: read.body, validators }
             : { kind: "too_large", bytes: read.tooLarge, cap: maxBytes, declared: false };
         } catch (error) {
           throw new RetryableError(`body read failed: ${describeError(error)}`);

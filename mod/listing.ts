@@ -4,7 +4,7 @@
  * @module
  */
 import { refuseReason } from "./bucket_location.ts";
-import { type BucketSource, tooLargeReason } from "./source.ts";
+import { type BucketSource, tooLargeReason, type Validators } from "./source.ts";
 
 /** The keys of a list, split into accepted (deduplicated, in order) and refused. */
 export interface Listing {
@@ -37,21 +37,50 @@ export function parseListing(text: string): Listing {
   return { keys, refused, duplicates };
 }
 
+/** A fetched list: its keys, its text and validators (to cache), and whether it came from the cache. */
+export interface FetchedListing extends Listing {
+  readonly text: string;
+  readonly validators: Validators | undefined;
+  /** The server answered 304: `text` is the cached copy. */
+  readonly notModified: boolean;
+}
+
+/** Options of {@linkcode fetchListing}. */
+export interface FetchListingOptions {
+  readonly key: string;
+  readonly encoding: string;
+  readonly maxBytes: number;
+  readonly signal?: AbortSignal | undefined;
+  /** The list from an earlier run, to send a conditional GET. */
+  readonly cached?: { readonly text: string; readonly validators: Validators } | undefined;
+}
+
 /**
- * Fetches and parses the file list. Never throws: a list that cannot be read
- * comes back as `{ error }`.
+ * Fetches and parses the file list, conditionally when a cached copy is
+ * given. Never throws: a list that cannot be read comes back as `{ error }`.
  */
 export async function fetchListing(
   source: BucketSource,
-  options: { key: string; encoding: string; maxBytes: number; signal?: AbortSignal | undefined },
-): Promise<Listing | { error: string }> {
-  const list = await source.get(options.key, { maxBytes: options.maxBytes, signal: options.signal });
+  options: FetchListingOptions,
+): Promise<FetchedListing | { error: string }> {
+  const { cached } = options;
+  const list = await source.get(options.key, {
+    maxBytes: options.maxBytes,
+    signal: options.signal,
+    ifUnchanged: cached?.validators,
+  });
+  if (list.kind === "not_modified") {
+    if (cached === undefined) return { error: "HTTP 304 to an unconditional request" };
+    return { ...parseListing(cached.text), text: cached.text, validators: cached.validators, notModified: true };
+  }
   if (list.kind === "missing") return { error: `HTTP ${list.status}` };
   if (list.kind === "too_large") return { error: tooLargeReason(list) };
   if (list.kind === "failed") return { error: list.reason };
+  let text: string;
   try {
-    return parseListing(new TextDecoder(options.encoding, { fatal: true }).decode(list.body));
+    text = new TextDecoder(options.encoding, { fatal: true }).decode(list.body);
   } catch {
     return { error: `not valid ${options.encoding}` };
   }
+  return { ...parseListing(text), text, validators: list.validators, notModified: false };
 }

@@ -64,6 +64,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly failedKeys: readonly { readonly key: string; readonly reason: string }[];
   readonly missingKeys: readonly string[];
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** The list answered 304 (unchanged since the last run); the cached copy was used. */
+  readonly unchanged: boolean;
 }
 
 /**
@@ -103,6 +105,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       encoding: options.encoding,
       maxBytes: maxListBytes,
       signal,
+      cached: await tx.cachedList(options.filesListKey),
     });
     if ("error" in listing) {
       const listError = listing.error;
@@ -128,6 +131,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         rejected: 0,
         ignored,
         issues: [],
+        unchanged: false,
       };
     }
 
@@ -141,7 +145,38 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       new: todo.length,
       refused: listing.refused.length,
       duplicates: listing.duplicates,
+      unchanged: listing.notModified,
     });
+    if (listing.notModified && todo.length === 0) {
+      // Nothing changed and nothing is pending: record nothing, so that frequent schedules cost nothing.
+      logger.info("The list is unchanged (HTTP 304) and no key is pending: nothing to do");
+      await tx.rollback();
+      return {
+        status: "ok",
+        runId: undefined,
+        startedAt,
+        finishedAt: now(),
+        listError: undefined,
+        failedKeys,
+        missingKeys,
+        refusedKeys: listing.refused,
+        filesListed: listing.keys.length + listing.refused.length,
+        filesNew: 0,
+        filesLoaded: 0,
+        filesInvalid: 0,
+        filesMissing: 0,
+        filesFailed: 0,
+        filesRefused: listing.refused.length,
+        loaded,
+        rejected: 0,
+        ignored,
+        issues: [],
+        unchanged: true,
+      };
+    }
+    if (!listing.notModified && listing.validators !== undefined) {
+      await tx.cacheList(options.filesListKey, listing.text, listing.validators);
+    }
 
     const produce = options.producer ??
       produceInThread(source, types, {
@@ -231,6 +266,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       failedKeys,
       missingKeys,
       refusedKeys: listing.refused,
+      unchanged: listing.notModified,
     };
   } catch (error) {
     await tx.rollback();

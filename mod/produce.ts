@@ -129,6 +129,8 @@ export function produceInThread(
           return { kind: "missing", key, status: result.status };
         case "failed":
           return { kind: "failed", key, reason: result.reason };
+        case "not_modified":
+          return { kind: "failed", key, reason: "HTTP 304 to an unconditional request" };
       }
     }, { concurrency: settings.concurrency, backpressure: settings.concurrency * 2 });
 }

@@ -8,7 +8,9 @@
 
 /** What fetching one object came to. */
 export type FetchResult =
-  | { readonly kind: "ok"; readonly body: Uint8Array }
+  | { readonly kind: "ok"; readonly body: Uint8Array; readonly validators?: Validators }
+  /** 304: unchanged since the validators given. */
+  | { readonly kind: "not_modified" }
   /** 403 or 404 (or no such file): try again on a later run. */
   | { readonly kind: "missing"; readonly status: number }
   /** Larger than the cap: `bytes` is the declared size, or what was read when reading stopped. */
@@ -16,8 +18,16 @@ export type FetchResult =
   /** Gave up: retries ran out, or an answer that retrying cannot fix. */
   | { readonly kind: "failed"; readonly reason: string };
 
+/** HTTP cache validators of an object, for a conditional GET. */
+export interface Validators {
+  readonly etag?: string | undefined;
+  readonly lastModified?: string | undefined;
+}
+
 /** Options of {@linkcode BucketSource.get}. */
 export interface GetOptions {
+  /** Validators from an earlier GET: an unchanged object answers `not_modified`. */
+  readonly ifUnchanged?: Validators | undefined;
   /** Stop reading past this many bytes: the result is `too_large`. */
   readonly maxBytes: number;
   /** Abandons the request (and its retries) when aborted. */

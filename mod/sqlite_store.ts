@@ -9,6 +9,7 @@ import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { UsageError } from "./errors.ts";
 import type { RecordType } from "./records/mod.ts";
+import type { Validators } from "./source.ts";
 import type { RunRow, StatusReport } from "./status.ts";
 import {
   type FileStatus,
@@ -70,6 +71,13 @@ CREATE TABLE IF NOT EXISTS rejected_records (
   raw TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS rejected_records_by_key ON rejected_records(key);
+CREATE TABLE IF NOT EXISTS list_cache (
+  key TEXT PRIMARY KEY,
+  etag TEXT,
+  last_modified TEXT,
+  body TEXT NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id)
+) STRICT;
 CREATE TABLE IF NOT EXISTS run_keys (
   run_id INTEGER NOT NULL REFERENCES runs(id),
   key TEXT NOT NULL,
@@ -295,6 +303,26 @@ class SqliteRun implements RunTransaction {
 
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
     return Promise.resolve(registeredAmong(this.#db, keys, statuses));
+  }
+
+  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+    const row = this.#db.prepare("SELECT etag, last_modified, body FROM list_cache WHERE key = ?").get(key) as
+      | { etag: string | null; last_modified: string | null; body: string }
+      | undefined;
+    if (row === undefined || (row.etag === null && row.last_modified === null)) return Promise.resolve(undefined);
+    return Promise.resolve({
+      text: row.body,
+      validators: { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined },
+    });
+  }
+
+  cacheList(key: string, text: string, validators: Validators): Promise<void> {
+    this.#db.prepare(
+      `INSERT INTO list_cache (key, etag, last_modified, body, run_id) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+         body = excluded.body, run_id = excluded.run_id`,
+    ).run(key, validators.etag ?? null, validators.lastModified ?? null, text, this.runId);
+    return Promise.resolve();
   }
 
   writeFile(file: FileWrite): Promise<void> {

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Cell } from "./records/mod.ts";
+import type { Validators } from "./source.ts";
 import type { StatusReport } from "./status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
@@ -74,6 +75,10 @@ export interface RunTransaction {
   readonly runId: number;
   /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
+  /** The list cached by an earlier run, for a conditional GET. */
+  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
+  /** Caches the list (with its validators) in this run. */
+  cacheList(key: string, text: string, validators: Validators): Promise<void>;
   /** Adds one file's rows, rejections and registry entry. */
   writeFile(file: FileWrite): Promise<void>;
   /** Stores the run row and commits. */

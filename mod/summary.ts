@@ -19,6 +19,9 @@ export function formatSummary(report: RunReport): string {
     return `bucketload: run failed after ${seconds.toFixed(2)} s: cannot read the file list: ${report.listError}\n` +
       `  nothing was written\n`;
   }
+  if (report.runId === undefined) {
+    return `bucketload: nothing to do in ${seconds.toFixed(2)} s: the list is unchanged and no key is pending\n`;
+  }
   const loaded = Object.values(report.loaded).reduce((a, b) => a + b, 0);
   const ignored = Object.values(report.ignored).reduce((a, b) => a + b, 0);
   const rate = seconds > 0 ? Math.round(loaded / seconds) : loaded;

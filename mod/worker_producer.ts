@@ -30,6 +30,7 @@ export function workerProducer(
   const { maxAhead = settings.concurrency, fixedNow, logLevel = "info" } = options;
   return async function* (keys, signal) {
     signal?.throwIfAborted();
+    if (keys.length === 0) return;
     const worker = new Worker(new URL("./produce_worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
     let wake: (() => void) | undefined;

@@ -24,6 +24,8 @@ export interface BucketServerOptions {
   readonly latencyMs?: (key: string) => number;
   /** A fault for the `attempt`-th request (1-based) of `key`, or `undefined` to serve normally. */
   readonly fault?: (key: string, attempt: number) => Fault | undefined;
+  /** Send an `ETag` and answer a matching `If-None-Match` with 304. @default {false} */
+  readonly etags?: boolean;
   /** Called as each request arrives, before any latency. */
   readonly onRequest?: (key: string) => void;
   /** Extra files by key, served instead of the folder's. */
@@ -48,7 +50,7 @@ export interface BucketServer {
 
 /** Starts a bucket over `root` on 127.0.0.1 and an ephemeral port. */
 export function startBucketServer(root: string, options: BucketServerOptions = {}): Promise<BucketServer> {
-  const { latencyMs = () => 0, fault = () => undefined, files = {}, onRequest = () => {} } = options;
+  const { latencyMs = () => 0, fault = () => undefined, files = {}, onRequest = () => {}, etags = false } = options;
   const requests: string[] = [];
   const paths: string[] = [];
   const authorizations: (string | null)[] = [];
@@ -114,7 +116,13 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
     }
     if (f !== undefined) return new Response(f.body ?? "error page", { status: f.status, headers: f.headers ?? {} });
     if (body === undefined) return new Response("<Error><Code>AccessDenied</Code></Error>", { status: 403 });
-    return new Response(body, { headers: { "content-type": "binary/octet-stream" } });
+    const headers: Record<string, string> = { "content-type": "binary/octet-stream" };
+    if (etags) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", body));
+      headers.etag = `"${Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
+      if (req.headers.get("if-none-match") === headers.etag) return new Response(null, { status: 304, headers });
+    }
+    return new Response(body, { headers });
   });
   const { port } = server.addr as Deno.NetAddr;
   return Promise.resolve({

@@ -318,3 +318,36 @@ Deno.test("runPipeline() with the worker producer gives the same tables as in-th
     }
   }
 });
+
+Deno.test("runPipeline() sends a conditional GET for the list; 304 with nothing pending writes nothing", async () => {
+  let missing = true;
+  const server = await startBucketServer(BASIC, {
+    etags: true,
+    fault: (key) => missing && key === A ? { status: 404 } : undefined,
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const db = join(dir, "db.sqlite3");
+      await runOnce(server.url, db);
+      assert.deepEqual(query(db, "SELECT count(*) n FROM runs"), [{ n: 1 }]);
+      // The list is unchanged, but A is still pending from the first run: it is retried.
+      missing = false;
+      server.requests.length = 0;
+      const retry = await runOnce(server.url, db);
+      assert.equal(retry.unchanged, true);
+      assert.deepEqual(server.requests, ["files_list.data", A]);
+      assert.equal(retry.filesLoaded, 1);
+      // Now nothing is pending: one request, and not even a run row.
+      server.requests.length = 0;
+      const before = dumpDatabase(db);
+      const noop = await runOnce(server.url, db);
+      assert.deepEqual(server.requests, ["files_list.data"]);
+      assert.equal(noop.unchanged, true);
+      assert.equal(noop.runId, undefined);
+      assert.deepEqual(query(db, "SELECT count(*) n FROM runs"), [{ n: 2 }]);
+      assert.deepEqual(dumpDatabase(db), before);
+    });
+  } finally {
+    await server.close();
+  }
+});

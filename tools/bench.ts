@@ -7,10 +7,13 @@
  * - naive: the original design (tools/bench/naive.ts);
  * - floor: fetch + parse + multi-row insert, no validation (tools/bench/floor.ts).
  *
- * Usage: deno task bench [--files N] [--records N] [--runs N] [--only a,b] [--large] [--huge] [--write]
- *   --large   5,000 files × 1,000 records
- *   --huge    1 file of about 1 GB (7,000,000 records), bucketload only
- *   --write   also write the table to BENCH.md
+ * Usage: deno task bench [--files N] [--records N] [--runs N] [--only a,b] [--large] [--huge] [--noop]
+ *                        [--registry] [--write]
+ *   --large     5,000 files × 1,000 records
+ *   --huge      1 file of about 1 GB (7,000,000 records), bucketload only
+ *   --noop      a second run of bucketload when nothing changed: wall time and HTTP requests
+ *   --registry  100,000 keys already registered and 10 new: wall time of the run
+ *   --write     also write the table to BENCH.md
  *
  * @module
  */
@@ -30,6 +33,8 @@ const { values } = parseArgs({
     only: { type: "string" },
     large: { type: "boolean" },
     huge: { type: "boolean" },
+    noop: { type: "boolean" },
+    registry: { type: "boolean" },
     write: { type: "boolean" },
   },
 });
@@ -37,6 +42,9 @@ const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : 50
 const records = Number(values.records ?? (values.huge ? 7_000_000 : 1000));
 const runs = Number(values.runs);
 const impls = (values.only ?? (values.huge ? "bucketload" : "bucketload,naive,floor")).split(",");
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
 
 /** The bucket, generated once per shape and cached under .bench/. */
 async function bucket(): Promise<string> {
@@ -51,19 +59,31 @@ async function bucket(): Promise<string> {
   return dir;
 }
 
-/** Serves `dir` on 127.0.0.1, streaming files from disk. */
-function serve(dir: string): { url: string; close: () => Promise<void> } {
+/** Serves `dir` on 127.0.0.1, streaming files from disk, with ETags; counts requests. */
+function serve(dir: string, list?: string): { url: string; requests: () => number; close: () => Promise<void> } {
+  let requests = 0;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    requests++;
     const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
+    if (list !== undefined && key === "files_list.data") return new Response(list);
     try {
       const file = await Deno.open(join(dir, key));
-      const { size } = await file.stat();
-      return new Response(file.readable, { headers: { "content-length": String(size) } });
+      const { size, mtime } = await file.stat();
+      const etag = `"${size}-${mtime?.getTime()}"`;
+      if (req.headers.get("if-none-match") === etag) {
+        file.close();
+        return new Response(null, { status: 304, headers: { etag } });
+      }
+      return new Response(file.readable, { headers: { "content-length": String(size), etag } });
     } catch {
       return new Response("missing", { status: 403 });
     }
   });
-  return { url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`, close: () => server.shutdown() };
+  return {
+    url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`,
+    requests: () => requests,
+    close: () => server.shutdown(),
+  };
 }
 
 /** Peak RSS (VmHWM) of a running process, in bytes; 0 once it is gone. */
@@ -81,9 +101,9 @@ interface Sample {
   readonly rss: number;
 }
 
-async function runOne(impl: string, url: string, work: string): Promise<Sample> {
+async function runOne(impl: string, url: string, work: string, { fresh = true } = {}): Promise<Sample> {
   const db = join(work, `${impl}.sqlite3`);
-  for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {});
+  if (fresh) { for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {}); }
   const script = impl === "bucketload" ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${impl}.ts`);
   const args = impl === "bucketload" ? ["--quiet", "--log-level", "warning"] : [url, db];
   const start = performance.now();
@@ -104,8 +124,92 @@ async function runOne(impl: string, url: string, work: string): Promise<Sample> 
   return { seconds, rss };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+/** `--noop` and `--registry`: timings of bucketload alone, printed (and written) as a short report. */
+async function special(): Promise<string> {
+  const work = join(BENCH_DIR, "work");
+  await Deno.mkdir(work, { recursive: true });
+  const lines: string[] = [];
+  if (values.noop) {
+    const dir = await bucket();
+    const server = serve(dir);
+    try {
+      await runOne("bucketload", server.url, work);
+      const times: number[] = [];
+      let requests = 0;
+      for (let r = 0; r < runs; r++) {
+        const before = server.requests();
+        times.push((await runOne("bucketload", server.url, work, { fresh: false })).seconds);
+        requests = server.requests() - before;
+      }
+      lines.push(
+        `No-op run (${files} files already loaded, list unchanged): median ${median(times).toFixed(2)} s ` +
+          `(min ${Math.min(...times).toFixed(2)} s), ${requests} HTTP request(s).`,
+      );
+    } finally {
+      await server.close();
+    }
+  }
+  if (values.registry) {
+    const dir = join(BENCH_DIR, "registry-bucket");
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    const fresh = await generateBucket(dir, { files: 10, records: 100, seed: 7 });
+    const old = Array.from({ length: 100_000 }, (_, i) => `old/${String(i).padStart(6, "0")}.data`);
+    const server = serve(dir, [...old, ...fresh].join("\n"));
+    const { DatabaseSync } = await import("node:sqlite");
+    const times: number[] = [];
+    try {
+      for (let r = 0; r < runs; r++) {
+        const db = join(work, "bucketload.sqlite3");
+        for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
+        // Register 100,000 keys as a first run would have.
+        const seed = new DatabaseSync(db);
+        seed.exec(`CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+          status TEXT NOT NULL, files_listed INTEGER NOT NULL DEFAULT 0, files_new INTEGER NOT NULL DEFAULT 0,
+          files_loaded INTEGER NOT NULL DEFAULT 0, files_invalid INTEGER NOT NULL DEFAULT 0,
+          files_missing INTEGER NOT NULL DEFAULT 0, files_failed INTEGER NOT NULL DEFAULT 0,
+          files_refused INTEGER NOT NULL DEFAULT 0, records_loaded INTEGER NOT NULL DEFAULT 0,
+          loaded_by_type TEXT NOT NULL DEFAULT '{}', records_rejected INTEGER NOT NULL DEFAULT 0,
+          records_ignored INTEGER NOT NULL DEFAULT 0, ignored_by_type TEXT NOT NULL DEFAULT '{}') STRICT;
+          CREATE TABLE processed_files (key TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('loaded', 'invalid')),
+          run_id INTEGER NOT NULL REFERENCES runs(id), processed_at TEXT NOT NULL, records INTEGER NOT NULL,
+          rejected INTEGER NOT NULL, ignored INTEGER NOT NULL, bytes INTEGER NOT NULL) STRICT;
+          INSERT INTO runs (id, started_at, status) VALUES (1, '2021-01-01T00:00:00Z', 'ok');`);
+        seed.prepare(
+          `INSERT INTO processed_files SELECT value, 'loaded', 1, '2021-01-01T00:00:00Z', 1000, 0, 0, 200000
+           FROM json_each(?)`,
+        ).run(JSON.stringify(old));
+        seed.close();
+        times.push((await runOne("bucketload", server.url, work, { fresh: false })).seconds);
+      }
+    } finally {
+      await server.close();
+    }
+    lines.push(
+      `Large registry (100,000 keys registered, 10 new): median ${median(times).toFixed(2)} s ` +
+        `(min ${Math.min(...times).toFixed(2)} s).`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (values.noop || values.registry) {
+  const report = await special();
+  console.log(report);
+  if (values.write) {
+    const path = join(ROOT, "BENCH.md");
+    const heading = "## No-op run and large registry";
+    let doc = await Deno.readTextFile(path).catch(() => "# Benchmarks\n\nWritten by `deno task bench --write`.\n");
+    const start = doc.indexOf(heading);
+    const section = `${heading}\n\n${report}\n`;
+    if (start < 0) doc = `${doc.trimEnd()}\n\n${section}`;
+    else {
+      const next = doc.indexOf("\n## ", start + heading.length);
+      doc = doc.slice(0, start) + section + (next < 0 ? "" : doc.slice(next + 1));
+    }
+    await Deno.writeTextFile(path, doc);
+  }
+  Deno.exit(0);
+}
 
 const dir = await bucket();
 const total = files * records;

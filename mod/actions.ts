@@ -49,6 +49,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       concurrency: config.concurrency,
       maxFileBytes: config.maxFileBytes,
       maxRejectedRawBytes: config.maxRejectedRawBytes,
+      streamThresholdBytes: config.streamThresholdBytes,
     };
     logger.info("Run of profile {profile}: {bucket} into {database}", {
       profile: config.profile,
@@ -70,6 +71,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       maxFileBytes: config.maxFileBytes,
       maxListBytes: config.maxListBytes,
       maxRejectedRawBytes: config.maxRejectedRawBytes,
+      streamThresholdBytes: config.streamThresholdBytes,
       signal: options.signal,
       onProgress: options.onProgress,
       producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,

@@ -37,6 +37,7 @@ export interface Config {
   readonly maxFileBytes: number;
   readonly maxListBytes: number;
   readonly maxRejectedRawBytes: number;
+  readonly streamThresholdBytes: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logFormat: (typeof LOG_FORMATS)[number];
 }
@@ -70,6 +71,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
   MAX_FILE_BYTES: { default: String(512 * 1024 * 1024), help: "larger objects are invalid" },
   MAX_LIST_BYTES: { default: String(64 * 1024 * 1024), help: "larger file lists fail the run" },
+  STREAM_THRESHOLD_BYTES: {
+    default: String(32 * 1024 * 1024),
+    help: "larger objects (or of unknown length) are parsed as they download",
+  },
   MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
   LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
   LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
@@ -289,6 +294,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
     maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
     maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),
+    streamThresholdBytes: num("STREAM_THRESHOLD_BYTES", { integer: true }),
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
   };

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { syntaxReason } from "./json_stream.ts";
+
 /** The elements of a file, or why the file is invalid. */
 export type Parsed = { readonly elements: readonly unknown[] } | { readonly invalid: string };
 
@@ -17,14 +19,25 @@ export function parseBody(body: Uint8Array, encoding: string): Parsed {
   try {
     text = new TextDecoder(encoding, { fatal: true }).decode(body);
   } catch {
-    return { invalid: `not valid ${encoding}: the body holds bytes that do not decode` };
+    return { invalid: undecodable(encoding) };
   }
+  return parseText(text);
+}
+
+/** The reason for a body that does not decode. */
+export const undecodable = (encoding: string) => `not valid ${encoding}: the body holds bytes that do not decode`;
+
+/**
+ * Parses decoded text as a JSON array. Syntax errors in an array are worded
+ * by the streaming splitter, so that both paths give the same reason.
+ */
+export function parseText(text: string): Parsed {
   if (text.trim() === "") return { invalid: "empty body (whitespace only)" };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return { invalid: `not JSON: ${(error as Error).message}` };
+    return { invalid: `not JSON: ${syntaxReason(text, (error as Error).message)}` };
   }
   if (!Array.isArray(value)) {
     const got = value === null ? "null" : typeof value === "object" ? "an object" : typeof value;

@@ -5,7 +5,7 @@
  */
 import { join, relative, resolve, sep } from "node:path";
 import { refuseReason } from "./bucket_location.ts";
-import { type BucketSource, type FetchResult, type GetOptions, readCapped } from "./source.ts";
+import { type BucketSource, type FetchResult, type GetOptions, guardStream, readCapped } from "./source.ts";
 
 /** Serves keys as files under `root`. A missing file is `missing` (404). */
 export class FileSource implements BucketSource {
@@ -19,7 +19,10 @@ export class FileSource implements BucketSource {
   }
 
   /** Reads one file. Refused keys and paths outside the root fail. */
-  async get(key: string, { maxBytes, signal, ifUnchanged }: GetOptions): Promise<FetchResult> {
+  async get(
+    key: string,
+    { maxBytes, signal, ifUnchanged, streamOverBytes = Infinity }: GetOptions,
+  ): Promise<FetchResult> {
     signal?.throwIfAborted();
     const reason = refuseReason(key);
     if (reason !== undefined) return { kind: "failed", reason: `refused key: ${reason}` };
@@ -28,7 +31,7 @@ export class FileSource implements BucketSource {
     if (rel.startsWith("..") || rel.startsWith(sep)) {
       return { kind: "failed", reason: "key resolves outside the bucket" };
     }
-    let file: Deno.FsFile;
+    let file: Deno.FsFile | undefined;
     try {
       file = await Deno.open(path, { read: true });
     } catch (error) {
@@ -44,6 +47,11 @@ export class FileSource implements BucketSource {
       const validators = { lastModified: mtime?.toUTCString(), etag: `"${size}-${mtime?.getTime() ?? 0}"` };
       if (ifUnchanged?.etag !== undefined && ifUnchanged.etag === validators.etag) return { kind: "not_modified" };
       if (size > maxBytes) return { kind: "too_large", bytes: size, cap: maxBytes, declared: true };
+      if (size > streamOverBytes) {
+        const body = guardStream(file.readable, { cap: maxBytes });
+        file = undefined;
+        return { kind: "stream", body, declaredBytes: size };
+      }
       const read = await readCapped(file.readable, maxBytes);
       return "body" in read
         ? { kind: "ok", body: read.body, validators }
@@ -52,7 +60,7 @@ export class FileSource implements BucketSource {
       return { kind: "failed", reason: `cannot read ${path}: ${(error as Error).message}` };
     } finally {
       try {
-        file.close();
+        file?.close();
       } catch { /* closed by its readable */ }
     }
   }

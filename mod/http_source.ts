@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import pRetry, { AbortError } from "p-retry";
 import { objectUrl, redactUrl } from "./bucket_location.ts";
-import { type BucketSource, type FetchResult, type GetOptions, readCapped } from "./source.ts";
+import { type BucketSource, type FetchResult, type GetOptions, guardStream, readCapped } from "./source.ts";
 
 const logger = getLogger(["bucketload", "fetch"]);
 
@@ -96,7 +96,8 @@ export class HttpSource implements BucketSource {
   }
 
   /** Fetches one object with retries. Never throws. */
-  async get(key: string, { maxBytes, signal, ifUnchanged }: GetOptions): Promise<FetchResult> {
+  async get(key: string, options: GetOptions): Promise<FetchResult> {
+    const { signal, ifUnchanged } = options;
     let url: URL;
     try {
       url = objectUrl(this.#base, key);
@@ -107,7 +108,7 @@ export class HttpSource implements BucketSource {
       const headers = new Headers(this.#headers);
       if (ifUnchanged?.etag !== undefined) headers.set("if-none-match", ifUnchanged.etag);
       if (ifUnchanged?.lastModified !== undefined) headers.set("if-modified-since", ifUnchanged.lastModified);
-      return await pRetry(() => this.#attempt(url, maxBytes, signal, headers), {
+      return await pRetry(() => this.#attempt(url, options, headers), {
         signal,
         retries: this.#retries,
         minTimeout: this.#retryBaseMs,
@@ -135,14 +136,34 @@ export class HttpSource implements BucketSource {
     }
   }
 
-  async #attempt(
+  async #attempt(first: URL, options: GetOptions, headers: Headers): Promise<FetchResult> {
+    const { maxBytes, signal: stop, streamOverBytes = Infinity } = options;
+    // One timeout for headers and a buffered body; a streamed body gets an idle timeout instead.
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException(`timed out after ${this.#timeoutMs} ms`, "TimeoutError")),
+      this.#timeoutMs,
+    );
+    const signal = stop === undefined ? controller.signal : AbortSignal.any([controller.signal, stop]);
+    try {
+      return await this.#follow(first, { maxBytes, streamOverBytes, signal, headers, controller, timer });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #follow(
     first: URL,
-    maxBytes: number,
-    stop: AbortSignal | undefined,
-    headers: Headers,
+    o: {
+      maxBytes: number;
+      streamOverBytes: number;
+      signal: AbortSignal;
+      headers: Headers;
+      controller: AbortController;
+      timer: ReturnType<typeof setTimeout>;
+    },
   ): Promise<FetchResult> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const signal = stop === undefined ? timeout : AbortSignal.any([timeout, stop]);
+    const { maxBytes, signal, headers } = o;
     let url = first;
     for (let hop = 0;; hop++) {
       let res: Response;
@@ -173,6 +194,15 @@ export class HttpSource implements BucketSource {
         if (declared > maxBytes) {
           await res.body?.cancel();
           return { kind: "too_large", bytes: declared, cap: maxBytes, declared: true };
+        }
+        if (res.body !== null && !(declared <= o.streamOverBytes)) {
+          clearTimeout(o.timer);
+          const body = guardStream(res.body, {
+            cap: maxBytes,
+            idleMs: this.#timeoutMs,
+            onIdle: () => o.controller.abort(),
+          });
+          return { kind: "stream", body, declaredBytes: Number.isFinite(declared) ? declared : undefined };
         }
         try {
           const read = await readCapped(res.body ?? new Blob().stream(), maxBytes);

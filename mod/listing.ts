@@ -76,6 +76,10 @@ export async function fetchListing(
   if (list.kind === "missing") return { error: `HTTP ${list.status}` };
   if (list.kind === "too_large") return { error: tooLargeReason(list) };
   if (list.kind === "failed") return { error: list.reason };
+  if (list.kind === "stream") {
+    await list.body.cancel();
+    return { error: "unexpected streamed list" };
+  }
   let text: string;
   try {
     text = new TextDecoder(options.encoding, { fatal: true }).decode(list.body);

@@ -9,7 +9,7 @@ import { fetchListing } from "./listing.ts";
 import { produceInThread, type Producer } from "./produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source.ts";
-import type { RunCounts, RunTransaction, Store } from "./store.ts";
+import type { FileWrite, RunCounts, RunTransaction, Store } from "./store.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 
@@ -35,6 +35,8 @@ export interface PipelineOptions {
   readonly maxListBytes?: number;
   /** @default {65536} */
   readonly maxRejectedRawBytes?: number;
+  /** Objects larger than this are parsed as they download. @default {32 MiB} */
+  readonly streamThresholdBytes?: number;
   /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
   /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
@@ -85,6 +87,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     maxFileBytes = 512 * 1024 * 1024,
     maxListBytes = 64 * 1024 * 1024,
     maxRejectedRawBytes = 65_536,
+    streamThresholdBytes = 32 * 1024 * 1024,
     now = () => new Date(),
     signal,
     onProgress,
@@ -187,25 +190,52 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         concurrency,
         maxFileBytes,
         maxRejectedRawBytes,
+        streamThresholdBytes,
       }, now);
     let filesDone = 0;
     let records = 0;
     const progress = () => onProgress?.({ filesDone, filesTotal: todo.length, records });
     progress();
+    // Counts of a streamed file's parts, added to the totals once the file is loaded.
+    let pending: { key: string; records: number; rejected: number; loaded: Map<string, number> } | undefined;
+    const addLoaded = (target: Map<string, number> | Record<string, number>, rows: FileWrite["rows"]) => {
+      for (const [name, { count }] of rows) {
+        if (target instanceof Map) target.set(name, (target.get(name) ?? 0) + count);
+        else target[name] = (target[name] ?? 0) + count;
+      }
+    };
     for await (const produced of produce(todo, signal)) {
       signal?.throwIfAborted();
-      filesDone++;
       const { key } = produced;
+      if (produced.kind === "part") {
+        await tx.writePart(key, produced.part);
+        if (pending?.key !== key) pending = { key, records: 0, rejected: 0, loaded: new Map() };
+        pending.records += produced.part.records;
+        pending.rejected += produced.part.rejections.length;
+        addLoaded(pending.loaded, produced.part.rows);
+        for (const [name, n] of produced.part.ignored) ignored[name] = (ignored[name] ?? 0) + n;
+        onProgress?.({ filesDone, filesTotal: todo.length, records: records + pending.records });
+        continue;
+      }
+      filesDone++;
+      const parts = pending?.key === key ? pending : undefined;
+      pending = undefined;
       if (produced.kind === "missing") {
         logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: produced.status });
         missingKeys.push(key);
         missingStatus.set(key, produced.status);
       } else if (produced.kind === "failed") {
+        if (parts !== undefined) await tx.abortFile(key);
         logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
         failedKeys.push({ key, reason: produced.reason });
       } else {
         const { file } = produced;
         await tx.writeFile(file);
+        if (parts !== undefined && file.status === "loaded") {
+          records += parts.records;
+          counts.rejected += parts.rejected;
+          for (const [name, n] of parts.loaded) loaded[name] = (loaded[name] ?? 0) + n;
+        }
         records += file.records;
         if (file.status === "loaded") counts.filesLoaded++;
         else {
@@ -218,7 +248,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           ignored[name] = (ignored[name] ?? 0) + n;
           ignoredHere += n;
         }
-        for (const [name, { count }] of file.rows) loaded[name] = (loaded[name] ?? 0) + count;
+        addLoaded(loaded, file.rows);
         logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
           key,
           status: file.status,

@@ -6,14 +6,18 @@
  * @module
  */
 import { pMapIterable } from "p-map";
-import { parseBody, rawJson } from "./decode.ts";
+import { parseBody, parseText, rawJson, undecodable } from "./decode.ts";
+import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "./json_stream.ts";
 import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
-import { type BucketSource, tooLargeReason } from "./source.ts";
-import type { FileWrite, Rejection } from "./store.ts";
+import { type BucketSource, TooLargeError, tooLargeReason } from "./source.ts";
+import type { FilePart, FileWrite, Rejection } from "./store.ts";
 import { compileStrftime } from "./strftime.ts";
 
-/** What became of one key, ready to write. */
+/** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =
+  /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. */
+  | { readonly kind: "part"; readonly key: string; readonly part: FilePart }
+  /** The file's (last) rows and its registry entry. An invalid file discards the parts before it. */
   | { readonly kind: "file"; readonly key: string; readonly file: FileWrite }
   | { readonly kind: "missing"; readonly key: string; readonly status: number }
   | { readonly kind: "failed"; readonly key: string; readonly reason: string };
@@ -27,7 +31,12 @@ export interface ProduceSettings {
   readonly concurrency: number;
   readonly maxFileBytes: number;
   readonly maxRejectedRawBytes: number;
+  /** Objects larger than this (or of unknown length) are parsed as they download. */
+  readonly streamThresholdBytes: number;
 }
+
+/** Elements per part of a streamed file. */
+export const PART_ELEMENTS = 5000;
 
 /** Yields the outcome of each key, in order; the work runs `concurrency` keys ahead at most twice over. */
 export type Producer = (keys: readonly string[], signal?: AbortSignal) => AsyncIterable<Produced>;
@@ -54,46 +63,149 @@ export function invalidFile(key: string, reason: string, bytes: number, processe
   };
 }
 
+/** Collects classified elements into a part: rows by type, rejections, ignored counts. */
+class PartBuilder {
+  rows = new Map<string, { count: number; cells: Cell[] }>();
+  rejections: Rejection[] = [];
+  ignored = new Map<string, number>();
+  records = 0;
+  elements = 0;
+
+  constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number) {}
+
+  add(element: unknown, index: number) {
+    this.elements++;
+    const outcome = this.classifier.classify(element);
+    if (outcome.kind === "row") {
+      let bucket = this.rows.get(outcome.type.type);
+      if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
+      for (const cell of outcome.row) bucket.cells.push(cell);
+      bucket.cells.push(this.key);
+      bucket.count++;
+      this.records++;
+    } else if (outcome.kind === "ignored") {
+      this.ignored.set(outcome.typeName, (this.ignored.get(outcome.typeName) ?? 0) + 1);
+    } else {
+      this.rejections.push({
+        index,
+        typeName: outcome.typeName,
+        reason: outcome.reason,
+        raw: rawJson(element, this.rawCap),
+      });
+    }
+  }
+
+  /** The part so far; the builder starts over. */
+  take(): FilePart {
+    const part = { rows: this.rows, rejections: this.rejections, ignored: this.ignored, records: this.records };
+    this.rows = new Map();
+    this.rejections = [];
+    this.ignored = new Map();
+    this.records = 0;
+    this.elements = 0;
+    return part;
+  }
+}
+
 /** Turns one fetched body into its file's rows (flat, by type), rejections and ignored counts. */
 export function processBody(key: string, body: Uint8Array, options: ProcessOptions): FileWrite {
   const parsed = parseBody(body, options.encoding);
   if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
-  const rows = new Map<string, { count: number; cells: Cell[] }>();
-  const rejections: Rejection[] = [];
-  const ignored = new Map<string, number>();
-  let records = 0;
-  const elements = parsed.elements;
-  for (let index = 0; index < elements.length; index++) {
-    const element = elements[index];
-    const outcome = options.classifier.classify(element);
-    if (outcome.kind === "row") {
-      let bucket = rows.get(outcome.type.type);
-      if (bucket === undefined) rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
-      for (const cell of outcome.row) bucket.cells.push(cell);
-      bucket.cells.push(key);
-      bucket.count++;
-      records++;
-    } else if (outcome.kind === "ignored") {
-      ignored.set(outcome.typeName, (ignored.get(outcome.typeName) ?? 0) + 1);
-    } else {
-      rejections.push({
-        index,
-        typeName: outcome.typeName,
-        reason: outcome.reason,
-        raw: rawJson(element, options.rawCap),
-      });
-    }
-  }
-  return {
-    key,
-    status: "loaded",
-    processedAt: options.processedAt,
-    bytes: body.byteLength,
-    rows,
-    records,
-    rejections,
-    ignored,
+  const builder = new PartBuilder(key, options.classifier, options.rawCap);
+  parsed.elements.forEach((element, index) => builder.add(element, index));
+  return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...builder.take() };
+}
+
+/**
+ * Parses a body as it downloads: splits the array into elements, parses and
+ * classifies them in batches, and yields a part every {@linkcode PART_ELEMENTS}
+ * elements, then the file. A syntax error anywhere makes the file invalid
+ * (its parts are discarded by the store), with the same reason as the buffered
+ * path; a read error fails it (retried on the next run).
+ */
+export async function* processStream(
+  key: string,
+  body: ReadableStream<Uint8Array>,
+  options: ProcessOptions,
+): AsyncGenerator<Produced> {
+  let bytes = 0;
+  const reader = body.getReader();
+  const decoder = new TextDecoder(options.encoding, { fatal: true });
+  const splitter = new ArraySplitter();
+  const builder = new PartBuilder(key, options.classifier, options.rawCap);
+  const invalid = async (reason: string): Promise<Produced> => {
+    // Read (and count) the rest, so that `bytes` is the object's size, as in the buffered path.
+    try {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) bytes += r.value.byteLength;
+    } catch { /* a read error ends the count */ }
+    return { kind: "file", key, file: invalidFile(key, reason, bytes, options.processedAt) };
   };
+  let index = 0;
+  /** The text read before the first value: needed again if the root is not an array. */
+  let prefix: string[] | undefined = [];
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (error instanceof TooLargeError) {
+          const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
+          return yield { kind: "file", key, file: invalidFile(key, reason, error.bytes, options.processedAt) };
+        }
+        return yield { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+      }
+      if (!chunk.done) bytes += chunk.value.byteLength;
+      let text: string;
+      try {
+        text = decoder.decode(chunk.value, { stream: !chunk.done });
+      } catch {
+        return yield await invalid(undecodable(options.encoding));
+      }
+      try {
+        prefix?.push(text);
+        const texts = splitter.push(text);
+        if (splitter.started) prefix = undefined;
+        for (const value of parseElements(texts, index)) builder.add(value, index++);
+        splitter.throwIfFailed();
+      } catch (error) {
+        if (error instanceof NotAnArrayError) {
+          // Not an array: read the rest and let the buffered rules word the reason.
+          const rest = prefix ?? [text];
+          try {
+            for (let r = await reader.read(); !r.done; r = await reader.read()) {
+              bytes += r.value.byteLength;
+              rest.push(decoder.decode(r.value, { stream: true }));
+            }
+            rest.push(decoder.decode());
+          } catch {
+            return yield await invalid(undecodable(options.encoding));
+          }
+          const parsed = parseText(rest.join(""));
+          return yield await invalid("invalid" in parsed ? parsed.invalid : "expected a JSON array at the top level");
+        }
+        if (error instanceof JsonSyntaxError) return yield await invalid(`not JSON: ${error.message}`);
+        throw error;
+      }
+      if (chunk.done) break;
+      if (builder.elements >= PART_ELEMENTS) yield { kind: "part", key, part: builder.take() };
+    }
+    if (bytes === 0) return yield await invalid("empty body");
+    if (!splitter.started) return yield await invalid("empty body (whitespace only)");
+    try {
+      splitter.end();
+    } catch (error) {
+      if (error instanceof JsonSyntaxError) return yield await invalid(`not JSON: ${error.message}`);
+      throw error;
+    }
+    yield {
+      kind: "file",
+      key,
+      file: { key, status: "loaded", processedAt: options.processedAt, bytes, ...builder.take() },
+    };
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /** The in-thread producer: fetches with `source`, `concurrency` at a time, and processes each body. */
@@ -104,25 +216,30 @@ export function produceInThread(
   now: () => Date,
 ): Producer {
   const format = compileStrftime(settings.dateStoreFormat);
-  return (keys, signal) =>
-    pMapIterable(keys, async (key): Promise<Produced> => {
-      const result = await source.get(key, { maxBytes: settings.maxFileBytes, signal });
+  type Step = Produced | { readonly kind: "stream"; readonly parts: AsyncGenerator<Produced> };
+  return async function* (keys, signal) {
+    const steps = pMapIterable(keys, async (key): Promise<Step> => {
+      const result = await source.get(key, {
+        maxBytes: settings.maxFileBytes,
+        streamOverBytes: settings.streamThresholdBytes,
+        signal,
+      });
       const processedAt = now();
+      const options = () => ({
+        encoding: settings.encoding,
+        classifier: new Classifier(types, {
+          ingestionTime: format(processedAt),
+          awesomeMinRating: settings.awesomeMinRating,
+          awesomeMaxSizeBytes: settings.awesomeMaxSizeBytes,
+        }),
+        processedAt,
+        rawCap: settings.maxRejectedRawBytes,
+      });
       switch (result.kind) {
-        case "ok": {
-          const classifier = new Classifier(types, {
-            ingestionTime: format(processedAt),
-            awesomeMinRating: settings.awesomeMinRating,
-            awesomeMaxSizeBytes: settings.awesomeMaxSizeBytes,
-          });
-          const file = processBody(key, result.body, {
-            encoding: settings.encoding,
-            classifier,
-            processedAt,
-            rawCap: settings.maxRejectedRawBytes,
-          });
-          return { kind: "file", key, file };
-        }
+        case "ok":
+          return { kind: "file", key, file: processBody(key, result.body, options()) };
+        case "stream":
+          return { kind: "stream", parts: processStream(key, result.body, options()) };
         case "too_large":
           return { kind: "file", key, file: invalidFile(key, tooLargeReason(result), result.bytes, processedAt) };
         case "missing":
@@ -133,4 +250,9 @@ export function produceInThread(
           return { kind: "failed", key, reason: "HTTP 304 to an unconditional request" };
       }
     }, { concurrency: settings.concurrency, backpressure: settings.concurrency * 2 });
+    for await (const step of steps) {
+      if (step.kind === "stream") yield* step.parts;
+      else yield step;
+    }
+  };
 }

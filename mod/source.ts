@@ -9,6 +9,12 @@
 /** What fetching one object came to. */
 export type FetchResult =
   | { readonly kind: "ok"; readonly body: Uint8Array; readonly validators?: Validators }
+  /**
+   * A body too big to buffer (over `streamOverBytes`, or of unknown length):
+   * read it incrementally. Read errors are final (the stream is not retried);
+   * reading past `maxBytes` errors with {@linkcode TooLargeError}.
+   */
+  | { readonly kind: "stream"; readonly body: ReadableStream<Uint8Array>; readonly declaredBytes: number | undefined }
   /** 304: unchanged since the validators given. */
   | { readonly kind: "not_modified" }
   /** 403 or 404 (or no such file): try again on a later run. */
@@ -30,6 +36,8 @@ export interface GetOptions {
   readonly ifUnchanged?: Validators | undefined;
   /** Stop reading past this many bytes: the result is `too_large`. */
   readonly maxBytes: number;
+  /** Hand over bodies larger than this (or of unknown length) as a stream. @default {Infinity} */
+  readonly streamOverBytes?: number | undefined;
   /** Abandons the request (and its retries) when aborted. */
   readonly signal?: AbortSignal | undefined;
 }
@@ -47,6 +55,66 @@ export function tooLargeReason(result: { bytes: number; cap: number; declared: b
   return result.declared
     ? `too large: ${result.bytes} bytes > ${result.cap}`
     : `too large: over ${result.cap} bytes (stopped reading at ${result.bytes})`;
+}
+
+/** A streamed body passed its cap. */
+export class TooLargeError extends RangeError {
+  /** Creates the error: `bytes` had been read when the cap `cap` was passed. */
+  constructor(readonly bytes: number, readonly cap: number) {
+    super(`too large: over ${cap} bytes (stopped reading at ${bytes})`);
+    this.name = "TooLargeError";
+  }
+}
+
+/**
+ * Wraps a body so that it errors with {@linkcode TooLargeError} past `cap`
+ * bytes, and with a timeout when no chunk arrives for `idleMs`.
+ */
+export function guardStream(
+  body: ReadableStream<Uint8Array>,
+  options: { cap: number; idleMs?: number; onIdle?: () => void },
+): ReadableStream<Uint8Array> {
+  let total = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const reader = body.getReader();
+  const arm = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    if (options.idleMs === undefined) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      options.onIdle?.();
+      controller.error(new DOMException(`no data for ${options.idleMs} ms`, "TimeoutError"));
+      reader.cancel().catch(() => {});
+    }, options.idleMs);
+  };
+  return new ReadableStream<Uint8Array>({
+    start: arm,
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          clearTimeout(timer);
+          controller.close();
+          return;
+        }
+        total += value.byteLength;
+        if (total > options.cap) {
+          clearTimeout(timer);
+          await reader.cancel().catch(() => {});
+          controller.error(new TooLargeError(total, options.cap));
+          return;
+        }
+        arm(controller);
+        controller.enqueue(value);
+      } catch (error) {
+        clearTimeout(timer);
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      clearTimeout(timer);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** Reads `stream` into one buffer, stopping once more than `cap` bytes arrive. */

@@ -12,6 +12,7 @@ import type { RecordType } from "./records/mod.ts";
 import type { Validators } from "./source.ts";
 import type { RunRow, StatusReport } from "./status.ts";
 import {
+  type FilePart,
   type FileStatus,
   type FileWrite,
   LockedError,
@@ -325,26 +326,66 @@ class SqliteRun implements RunTransaction {
     return Promise.resolve();
   }
 
-  writeFile(file: FileWrite): Promise<void> {
-    for (const [typeName, { cells }] of file.rows) {
+  /** The streamed file whose parts are being written, inside the savepoint `file_part`. */
+  #streaming: { key: string; records: number; rejected: number; ignored: number } | undefined = undefined;
+
+  #writeRowsAndRejections(key: string, part: FilePart) {
+    for (const [typeName, { cells }] of part.rows) {
       const type = this.#types.get(typeName);
       if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
       this.#upsert(type, cells);
     }
-    this.#clearRejections.run(file.key);
-    for (const r of file.rejections) {
-      this.#reject.run(this.runId, file.key, r.index, r.typeName, r.reason, r.raw);
+    for (const r of part.rejections) this.#reject.run(this.runId, key, r.index, r.typeName, r.reason, r.raw);
+  }
+
+  writePart(key: string, part: FilePart): Promise<void> {
+    if (this.#streaming?.key !== key) {
+      if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
+      this.#db.exec("SAVEPOINT file_part");
+      this.#clearRejections.run(key);
+      this.#streaming = { key, records: 0, rejected: 0, ignored: 0 };
     }
+    this.#writeRowsAndRejections(key, part);
+    this.#streaming.records += part.records;
+    this.#streaming.rejected += part.rejections.length;
+    for (const n of part.ignored.values()) this.#streaming.ignored += n;
+    return Promise.resolve();
+  }
+
+  abortFile(key: string): Promise<void> {
+    if (this.#streaming?.key === key) {
+      this.#db.exec("ROLLBACK TO file_part");
+      this.#db.exec("RELEASE file_part");
+      this.#streaming = undefined;
+    }
+    return Promise.resolve();
+  }
+
+  writeFile(file: FileWrite): Promise<void> {
+    let before = { records: 0, rejected: 0, ignored: 0 };
+    if (this.#streaming?.key === file.key) {
+      if (file.status === "invalid") {
+        this.#db.exec("ROLLBACK TO file_part");
+        this.#clearRejections.run(file.key);
+      } else before = this.#streaming;
+    } else {
+      this.#clearRejections.run(file.key);
+    }
+    this.#writeRowsAndRejections(file.key, file);
     this.#register.run(
       file.key,
       file.status,
       this.runId,
       file.processedAt.toISOString(),
-      file.records,
-      file.rejections.length,
-      [...file.ignored.values()].reduce((a, b) => a + b, 0),
+      before.records + file.records,
+      before.rejected + file.rejections.length,
+      before.ignored + [...file.ignored.values()].reduce((a, b) => a + b, 0),
       file.bytes,
     );
+    if (this.#streaming?.key === file.key) {
+      this.#db.exec("RELEASE file_part");
+      this.#streaming = undefined;
+    }
     return Promise.resolve();
   }
 

@@ -23,12 +23,8 @@ export interface Rejection {
 /** A registered file's status. */
 export type FileStatus = "loaded" | "invalid";
 
-/** Everything one processed file adds to the database. */
-export interface FileWrite {
-  readonly key: string;
-  readonly status: "loaded" | "invalid";
-  readonly processedAt: Date;
-  readonly bytes: number;
+/** Rows, rejections and ignored counts of a file, or of a part of a streamed file. */
+export interface FilePart {
   /**
    * Rows by record type name: `count` rows as one flat array of cells, each
    * row's columns followed by its `source_key`, in array order (so that a
@@ -40,6 +36,14 @@ export interface FileWrite {
   readonly rejections: readonly Rejection[];
   /** Ignored records (unknown types) by type name. */
   readonly ignored: ReadonlyMap<string, number>;
+}
+
+/** Everything one processed file adds to the database (after any parts written before it). */
+export interface FileWrite extends FilePart {
+  readonly key: string;
+  readonly status: FileStatus;
+  readonly processedAt: Date;
+  readonly bytes: number;
 }
 
 /** The counts stored in the run's row at commit. */
@@ -79,8 +83,15 @@ export interface RunTransaction {
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
   /** Caches the list (with its validators) in this run. */
   cacheList(key: string, text: string, validators: Validators): Promise<void>;
-  /** Adds one file's rows, rejections and registry entry. */
+  /** Adds part of a streamed file, inside a savepoint that its `writeFile` releases. */
+  writePart(key: string, part: FilePart): Promise<void>;
+  /**
+   * Adds one file's (last) rows, rejections and registry entry. For an
+   * invalid file, parts written before are discarded first.
+   */
   writeFile(file: FileWrite): Promise<void>;
+  /** Discards the parts of a streamed file that failed. A no-op when there are none. */
+  abortFile(key: string): Promise<void>;
   /** Stores the run row and commits. */
   commit(counts: RunCounts): Promise<void>;
   /** Drops everything written in this run. Safe to call twice. */

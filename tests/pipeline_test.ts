@@ -294,6 +294,7 @@ Deno.test("runPipeline() with the worker producer gives the same tables as in-th
           concurrency: 4,
           maxFileBytes: 1 << 20,
           maxRejectedRawBytes: 65_536,
+          streamThresholdBytes: 1 << 20,
         };
         const spec = {
           kind: "http",

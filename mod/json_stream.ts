@@ -1,0 +1,208 @@
+/**
+ * An incremental splitter for a top-level JSON array: it finds where each
+ * element starts and ends (tracking strings, escapes and nesting) and leaves
+ * parsing each element to `JSON.parse`, in batches. It is also the one source
+ * of syntax-error reasons, so the streaming and buffered paths reject a bad
+ * file with the same words.
+ *
+ * @module
+ */
+
+/** A syntax error with the reason stored for the invalid file (without the `not JSON: ` prefix). */
+export class JsonSyntaxError extends SyntaxError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "JsonSyntaxError";
+  }
+}
+
+/** The root is not an array: the caller falls back to parsing the whole text. */
+export class NotAnArrayError extends Error {
+  /** Creates the error. */
+  constructor() {
+    super("The top level is not an array");
+    this.name = "NotAnArrayError";
+  }
+}
+
+const enum State {
+  BeforeRoot,
+  InRoot,
+  AfterRoot,
+}
+
+const WS = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/** Splits a JSON array's text, pushed in chunks, into the texts of its elements. */
+export class ArraySplitter {
+  #state = State.BeforeRoot;
+  #depth = 0;
+  #inString = false;
+  #escape = false;
+  /** Pieces of the element being read. */
+  #pieces: string[] = [];
+  #sawComma = false;
+  #offset = 0;
+  /** A structural error found, raised by {@linkcode throwIfFailed} after the elements before it. */
+  #error: JsonSyntaxError | undefined;
+  /** Elements completed so far, all chunks together. */
+  count = 0;
+
+  /**
+   * Consumes a chunk and returns the texts of the elements it completed. A
+   * structural error stops the scan; parse the returned texts, then call
+   * {@linkcode throwIfFailed}, so that errors surface in text order whatever
+   * the chunking.
+   *
+   * @throws {NotAnArrayError} when the first value is not an array
+   */
+  push(chunk: string): string[] {
+    const out: string[] = [];
+    if (this.#error !== undefined) return out;
+    let start = 0;
+    let i = 0;
+    const n = chunk.length;
+    if (this.#state === State.BeforeRoot) {
+      while (i < n && WS(chunk.charCodeAt(i))) i++;
+      if (i === n) {
+        this.#offset += n;
+        return out;
+      }
+      if (chunk.charCodeAt(i) !== 0x5b) throw new NotAnArrayError();
+      this.#state = State.InRoot;
+      start = ++i;
+    }
+    if (this.#state === State.InRoot) {
+      let depth = this.#depth, inString = this.#inString, escape = this.#escape;
+      for (; i < n; i++) {
+        const c = chunk.charCodeAt(i);
+        if (inString) {
+          if (escape) escape = false;
+          else if (c === 0x5c) escape = true;
+          else if (c === 0x22) inString = false;
+          continue;
+        }
+        if (c === 0x22) inString = true;
+        else if (c === 0x5b || c === 0x7b) depth++;
+        else if (c === 0x5d || c === 0x7d) {
+          if (depth > 0) depth--;
+          else if (c === 0x7d) {
+            this.#error = new JsonSyntaxError(`unexpected "}" at character ${this.#offset + i}`);
+            break;
+          } else {
+            // The root array closes.
+            const text = this.#take(chunk, start, i);
+            if (this.#sawComma || text.trim() !== "") out.push(text);
+            this.#state = State.AfterRoot;
+            i++;
+            break;
+          }
+        } else if (c === 0x2c && depth === 0) {
+          out.push(this.#take(chunk, start, i));
+          this.#sawComma = true;
+          start = i + 1;
+        }
+      }
+      this.#depth = depth;
+      this.#inString = inString;
+      this.#escape = escape;
+      if (this.#state === State.InRoot && this.#error === undefined) this.#pieces.push(chunk.slice(start));
+    }
+    if (this.#state === State.AfterRoot) {
+      for (; i < n; i++) {
+        if (!WS(chunk.charCodeAt(i))) {
+          this.#error = new JsonSyntaxError(
+            `unexpected ${JSON.stringify(chunk[i])} after the array at character ${this.#offset + i}`,
+          );
+          break;
+        }
+      }
+    }
+    this.#offset += n;
+    this.count += out.length;
+    return out;
+  }
+
+  #take(chunk: string, start: number, end: number): string {
+    const tail = chunk.slice(start, end);
+    if (this.#pieces.length === 0) return tail;
+    this.#pieces.push(tail);
+    const text = this.#pieces.join("");
+    this.#pieces = [];
+    return text;
+  }
+
+  /**
+   * Raises the structural error found by {@linkcode push}, if any.
+   *
+   * @throws {JsonSyntaxError}
+   */
+  throwIfFailed(): void {
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  /**
+   * Checks that the input ended after a complete array.
+   *
+   * @throws {JsonSyntaxError} on a structural error, or when it ended early
+   */
+  end(): void {
+    this.throwIfFailed();
+    if (this.#state === State.InRoot) throw new JsonSyntaxError("unexpected end of input");
+  }
+
+  /** Whether any non-whitespace was seen (to tell an empty body). */
+  get started(): boolean {
+    return this.#state !== State.BeforeRoot;
+  }
+}
+
+/**
+ * Parses element texts in one `JSON.parse`; on failure finds the first bad
+ * element. `firstIndex` is the index of `texts[0]` in the file.
+ *
+ * @throws {JsonSyntaxError} naming the element that does not parse
+ */
+export function parseElements(texts: readonly string[], firstIndex: number): unknown[] {
+  if (texts.length === 0) return [];
+  try {
+    const values = JSON.parse(`[${texts.join(",")}]`);
+    // One empty text alone reads as "[]": the count tells.
+    if (values.length === texts.length) return values;
+  } catch {
+    // Find the element below.
+  }
+  {
+    for (let k = 0; k < texts.length; k++) {
+      try {
+        JSON.parse(texts[k]!);
+      } catch (error) {
+        throw new JsonSyntaxError(`element ${firstIndex + k}: ${(error as Error).message}`);
+      }
+    }
+    // Each element parses alone but not together: cannot happen for element texts split at top-level commas.
+    throw new JsonSyntaxError(`elements ${firstIndex}–${firstIndex + texts.length - 1} do not parse together`);
+  }
+}
+
+/**
+ * The reason a text that `JSON.parse` rejected is not JSON, in the splitter's
+ * words when its root is an array (so that both paths agree).
+ */
+export function syntaxReason(text: string, fallback: string): string {
+  const splitter = new ArraySplitter();
+  try {
+    let index = 0;
+    for (let i = 0; i < text.length; i += 1 << 16) {
+      const texts = splitter.push(text.slice(i, i + (1 << 16)));
+      parseElements(texts, index);
+      index += texts.length;
+      splitter.throwIfFailed();
+    }
+    splitter.end();
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) return error.message;
+  }
+  return fallback;
+}

@@ -70,6 +70,31 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly unchanged: boolean;
 }
 
+/** The report of a run that wrote nothing: the list failed, or nothing changed. */
+function nothingWritten(
+  r: Pick<RunReport, "status" | "startedAt" | "finishedAt" | "loaded"> & Partial<RunReport>,
+): RunReport {
+  return {
+    runId: undefined,
+    listError: undefined,
+    failedKeys: [],
+    missingKeys: [],
+    refusedKeys: [],
+    filesListed: 0,
+    filesNew: 0,
+    filesLoaded: 0,
+    filesInvalid: 0,
+    filesMissing: 0,
+    filesFailed: 0,
+    filesRefused: r.refusedKeys?.length ?? 0,
+    rejected: 0,
+    ignored: {},
+    issues: [],
+    unchanged: false,
+    ...r,
+  };
+}
+
 /**
  * Runs the pipeline once. Everything it writes commits in one transaction at
  * the end, or not at all.
@@ -114,28 +139,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       const listError = listing.error;
       logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listError });
       await tx.rollback();
-      return {
-        status: "list_failed",
-        runId: undefined,
-        startedAt,
-        finishedAt: now(),
-        listError,
-        failedKeys,
-        missingKeys,
-        refusedKeys: [],
-        filesListed: 0,
-        filesNew: 0,
-        filesLoaded: 0,
-        filesInvalid: 0,
-        filesMissing: 0,
-        filesFailed: 0,
-        filesRefused: 0,
-        loaded,
-        rejected: 0,
-        ignored,
-        issues: [],
-        unchanged: false,
-      };
+      return nothingWritten({ status: "list_failed", startedAt, finishedAt: now(), listError, loaded });
     }
 
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
@@ -154,28 +158,15 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       // Nothing changed and nothing is pending: record nothing, so that frequent schedules cost nothing.
       logger.info("The list is unchanged (HTTP 304) and no key is pending: nothing to do");
       await tx.rollback();
-      return {
+      return nothingWritten({
         status: "ok",
-        runId: undefined,
         startedAt,
         finishedAt: now(),
-        listError: undefined,
-        failedKeys,
-        missingKeys,
+        loaded,
+        unchanged: true,
         refusedKeys: listing.refused,
         filesListed: listing.keys.length + listing.refused.length,
-        filesNew: 0,
-        filesLoaded: 0,
-        filesInvalid: 0,
-        filesMissing: 0,
-        filesFailed: 0,
-        filesRefused: listing.refused.length,
-        loaded,
-        rejected: 0,
-        ignored,
-        issues: [],
-        unchanged: true,
-      };
+      });
     }
     if (!listing.notModified && listing.validators !== undefined) {
       await tx.cacheList(options.filesListKey, listing.text, listing.validators);

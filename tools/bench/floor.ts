@@ -8,20 +8,14 @@
  *
  * @module
  */
+import { REFERENCE_SCHEMA } from "./schema.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pMapIterable } from "p-map";
 
 const [base, dbPath] = Deno.args as [string, string];
 const db = new DatabaseSync(dbPath);
 db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;");
-db.exec(`
-  CREATE TABLE IF NOT EXISTS songs (artist_name TEXT, title TEXT, year INTEGER, release TEXT, ingestion_time TEXT,
-    PRIMARY KEY (artist_name, title));
-  CREATE TABLE IF NOT EXISTS movies (original_title TEXT, original_language TEXT, budget INTEGER, is_adult INTEGER,
-    release_date TEXT, original_title_normalized TEXT, PRIMARY KEY (original_title_normalized, release_date));
-  CREATE TABLE IF NOT EXISTS apps (name TEXT, genre TEXT, rating REAL, version TEXT, size_bytes INTEGER,
-    is_awesome INTEGER, PRIMARY KEY (name, version));
-`);
+db.exec(REFERENCE_SCHEMA);
 const BATCH = 32;
 const TABLES = { song: ["songs", 5], movie: ["movies", 6], app: ["apps", 6] } as const;
 const statements = new Map<string, StatementSync>();

@@ -211,6 +211,11 @@ export async function main(args: readonly string[]): Promise<number> {
   const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && cli.schedule === undefined &&
     Deno.stderr.isTerminal();
   const progress = interactive ? new ProgressLine() : undefined;
+  // The summary replaces the progress bar rather than continuing its line.
+  const print = (text: string) => {
+    progress?.clear();
+    out(text);
+  };
   const logFile = await setupLogging({
     level: config.logLevel,
     format: config.logFormat,
@@ -247,11 +252,11 @@ export async function main(args: readonly string[]): Promise<number> {
   };
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
-    if (cli.command === "status") return await guard(() => statusAction(config, out, { json: cli.json }));
-    if (cli.dryRun) return await guard(() => dryRunAction(config, out, { force: cli.force }));
+    if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
+    if (cli.dryRun) return await guard(() => dryRunAction(config, print, { force: cli.force }));
     const runOnce = () =>
       guard(() =>
-        runOnceAction(config, out, {
+        runOnceAction(config, print, {
           force: cli.force,
           retryInvalid: cli.retryInvalid,
           signal: controller.signal,

@@ -164,11 +164,6 @@ export class SqliteStore implements Store {
     return new SqliteStore(db, path, types);
   }
 
-  /** The underlying connection, for read-only reports and tests. */
-  get db(): DatabaseSync {
-    return this.#db;
-  }
-
   begin(startedAt: Date): Promise<RunTransaction> {
     try {
       this.#db.exec("BEGIN IMMEDIATE");

@@ -54,9 +54,6 @@ const DIRECTIVES: Readonly<Record<string, (d: Date) => string>> = {
   "%": () => "%",
 };
 
-/** The directive letters {@linkcode strftime} understands. */
-export const STRFTIME_DIRECTIVES: readonly string[] = Object.keys(DIRECTIVES);
-
 /**
  * Checks a format string and returns a function that formats dates in UTC.
  *

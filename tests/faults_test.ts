@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Fault, startBucketServer } from "./bucket_server.ts";
+import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/http_source.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { CASES, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 
@@ -148,4 +149,15 @@ Deno.test("faults: an unreachable list host exits with list_failed and writes no
     assert.match(report.listError!, /^request failed: .*\(after 2 attempts\)$/);
     assert.deepEqual(query(db, "SELECT count(*) n FROM sqlite_schema"), [{ n: 0 }], "the schema was committed");
   });
+});
+
+Deno.test("parseRetryAfter() reads seconds and HTTP dates, and caps them", () => {
+  const now = Date.UTC(2021, 4, 1, 12, 0, 0);
+  assert.equal(parseRetryAfter("3", now), 3000);
+  assert.equal(parseRetryAfter("0.5", now), 500);
+  assert.equal(parseRetryAfter(new Date(now + 7000).toUTCString(), now), 7000);
+  assert.equal(parseRetryAfter(new Date(now - 7000).toUTCString(), now), 0);
+  assert.equal(parseRetryAfter("86400", now), MAX_RETRY_AFTER_MS);
+  assert.equal(parseRetryAfter("soon", now), undefined);
+  assert.equal(parseRetryAfter(null, now), undefined);
 });

@@ -1,23 +1,27 @@
 # bucketload in a container. Build: docker build -t bucketload .
 # Run:   docker run --rm -v bucketload-data:/data bucketload
+#        docker run --rm -v bucketload-data:/data bucketload status
 # State (database, registry copy, logs) lives on the /data volume.
 FROM denoland/deno:2.9.6
 
 WORKDIR /app
-# Dependencies first, exactly as locked, so code changes reuse this layer.
-COPY deno.json deno.lock ./
-RUN deno install --frozen
-COPY main.ts config.ini ./
-COPY mod/ ./mod/
-RUN deno cache --frozen main.ts \
-  && mkdir -p /data \
-  && chown deno:deno /data
-
+RUN mkdir -p /data && chown deno:deno /app /data
+# Build and run as the image's non-root user, so the cache it fills is its own.
 USER deno
+
+# Dependencies first, exactly as locked, so code changes reuse this layer.
+COPY --chown=deno:deno deno.json deno.lock ./
+RUN deno install --frozen
+COPY --chown=deno:deno main.ts config.ini ./
+COPY --chown=deno:deno mod/ ./mod/
+# The worker module is loaded at run time: cache its graph too.
+RUN deno cache --frozen main.ts mod/produce_worker.ts
+
 VOLUME ["/data"]
 ENV BUCKETLOAD_PROFILE=docker
 
 # Narrow permissions: read the app and /data, write only /data, network for
-# the bucket, environment for BUCKETLOAD_* overrides.
+# the bucket, environment for BUCKETLOAD_* overrides. A smaller V8 young
+# generation keeps RSS under 200 MB at the same speed.
 ENTRYPOINT ["deno", "run", "--cached-only", "--allow-net", "--allow-read=/app,/data", "--allow-write=/data", "--allow-env=BUCKETLOAD_*", "--v8-flags=--max-semi-space-size=8", "main.ts"]
 CMD []

@@ -91,6 +91,8 @@ Deno.test("CLI: exits 1 when a file fails or the list cannot be fetched", async 
       assert.equal(run.code, 1, run.stderr);
       assert.match(run.stdout, /run 1 FAILED/);
       assert.match(run.stdout, /b1b2c3d4-0002-4000-8000-000000000002\.data: HTTP 502 \(after 2 attempts\)/);
+      // Logged in the worker, forwarded to the main thread's sinks.
+      assert.match(run.stderr, /Retrying b1b2c3d4-0002-4000-8000-000000000002\.data after attempt 1: HTTP 502/);
       listDown = true;
       const before = dumpDatabase(join(dir, "db.sqlite3"));
       const down = await cli(["--config", config, "--profile", "p", "--force"]);

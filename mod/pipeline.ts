@@ -9,7 +9,7 @@ import { fetchListing } from "./listing.ts";
 import { produceInThread, type Producer } from "./produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source.ts";
-import type { FileWrite, RunCounts, RunTransaction, Store } from "./store.ts";
+import type { FilePart, RunCounts, RunTransaction, Store } from "./store.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 
@@ -68,6 +68,33 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
   /** The list answered 304 (unchanged since the last run); the cached copy was used. */
   readonly unchanged: boolean;
+}
+
+/** Counts of one file, summed over its parts. */
+class Tally {
+  records = 0;
+  rejected = 0;
+  ignoredTotal = 0;
+  readonly #loaded = new Map<string, number>();
+  readonly #ignored = new Map<string, number>();
+
+  /** Adds a part's (or a file's) counts; returns this. */
+  add(part: FilePart): this {
+    this.records += part.records;
+    this.rejected += part.rejections.length;
+    for (const [name, { count }] of part.rows) this.#loaded.set(name, (this.#loaded.get(name) ?? 0) + count);
+    for (const [name, n] of part.ignored) {
+      this.#ignored.set(name, (this.#ignored.get(name) ?? 0) + n);
+      this.ignoredTotal += n;
+    }
+    return this;
+  }
+
+  /** Adds the loaded and ignored counts by type to the run's. */
+  addTo(loaded: Record<string, number>, ignored: Record<string, number>) {
+    for (const [name, n] of this.#loaded) loaded[name] = (loaded[name] ?? 0) + n;
+    for (const [name, n] of this.#ignored) ignored[name] = (ignored[name] ?? 0) + n;
+  }
 }
 
 /** The report of a run that wrote nothing: the list failed, or nothing changed. */
@@ -185,67 +212,50 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       }, now);
     let filesDone = 0;
     let records = 0;
-    const progress = () => onProgress?.({ filesDone, filesTotal: todo.length, records });
+    const progress = (extra = 0) => onProgress?.({ filesDone, filesTotal: todo.length, records: records + extra });
     progress();
-    // Counts of a streamed file's parts, added to the totals once the file is loaded.
-    let pending: { key: string; records: number; rejected: number; loaded: Map<string, number> } | undefined;
-    const addLoaded = (target: Map<string, number> | Record<string, number>, rows: FileWrite["rows"]) => {
-      for (const [name, { count }] of rows) {
-        if (target instanceof Map) target.set(name, (target.get(name) ?? 0) + count);
-        else target[name] = (target[name] ?? 0) + count;
-      }
-    };
+    // A streamed file's parts, counted into the totals only once the file is loaded.
+    let parts: { key: string; tally: Tally } | undefined;
     for await (const produced of produce(todo, signal)) {
       signal?.throwIfAborted();
       const { key } = produced;
       if (produced.kind === "part") {
         await tx.writePart(key, produced.part);
-        if (pending?.key !== key) pending = { key, records: 0, rejected: 0, loaded: new Map() };
-        pending.records += produced.part.records;
-        pending.rejected += produced.part.rejections.length;
-        addLoaded(pending.loaded, produced.part.rows);
-        for (const [name, n] of produced.part.ignored) ignored[name] = (ignored[name] ?? 0) + n;
-        onProgress?.({ filesDone, filesTotal: todo.length, records: records + pending.records });
+        if (parts?.key !== key) parts = { key, tally: new Tally() };
+        parts.tally.add(produced.part);
+        progress(parts.tally.records);
         continue;
       }
       filesDone++;
-      const parts = pending?.key === key ? pending : undefined;
-      pending = undefined;
+      const tally = parts?.key === key ? parts.tally : new Tally();
+      parts = undefined;
       if (produced.kind === "missing") {
         logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: produced.status });
         missingKeys.push(key);
         missingStatus.set(key, produced.status);
       } else if (produced.kind === "failed") {
-        if (parts !== undefined) await tx.abortFile(key);
+        await tx.abortFile(key);
         logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
         failedKeys.push({ key, reason: produced.reason });
       } else {
         const { file } = produced;
         await tx.writeFile(file);
-        if (parts !== undefined && file.status === "loaded") {
-          records += parts.records;
-          counts.rejected += parts.rejected;
-          for (const [name, n] of parts.loaded) loaded[name] = (loaded[name] ?? 0) + n;
-        }
-        records += file.records;
+        // An invalid file's parts were discarded: only its own whole-file rejection counts.
+        const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
+        counted.addTo(loaded, ignored);
+        records += counted.records;
+        counts.rejected += counted.rejected;
         if (file.status === "loaded") counts.filesLoaded++;
         else {
           counts.filesInvalid++;
           logger.warn("Invalid {key}: {reason}", { key, reason: file.rejections[0]?.reason });
         }
-        counts.rejected += file.rejections.length;
-        let ignoredHere = 0;
-        for (const [name, n] of file.ignored) {
-          ignored[name] = (ignored[name] ?? 0) + n;
-          ignoredHere += n;
-        }
-        addLoaded(loaded, file.rows);
         logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
           key,
           status: file.status,
-          records: file.records,
-          rejected: file.rejections.length,
-          ignored: ignoredHere,
+          records: counted.records,
+          rejected: counted.rejected,
+          ignored: counted.ignoredTotal,
           bytes: file.bytes,
         });
       }

@@ -188,6 +188,7 @@ Deno.test("streaming: a cut connection fails the file and discards its parts; to
       assert.match(reason, /^too large: over 1000000 bytes \(stopped reading at 10000\d\d\)$/);
       assert.deepEqual(query(db, "SELECT count(*) n FROM songs"), [{ n: 0 }]);
       assert.equal(tooLarge.loaded.song, 0);
+      assert.deepEqual(tooLarge.ignored, {}, "ignored records of discarded parts were counted");
     });
   } finally {
     await server.close();

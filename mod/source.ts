@@ -87,23 +87,22 @@ export function guardStream(
     }, options.idleMs);
   };
   return new ReadableStream<Uint8Array>({
-    start: arm,
+    // The idle clock runs only while a read waits for the network, not while the consumer is busy elsewhere.
     async pull(controller) {
       try {
+        arm(controller);
         const { done, value } = await reader.read();
+        clearTimeout(timer);
         if (done) {
-          clearTimeout(timer);
           controller.close();
           return;
         }
         total += value.byteLength;
         if (total > options.cap) {
-          clearTimeout(timer);
           await reader.cancel().catch(() => {});
           controller.error(new TooLargeError(total, options.cap));
           return;
         }
-        arm(controller);
         controller.enqueue(value);
       } catch (error) {
         clearTimeout(timer);

@@ -16,7 +16,9 @@ export type Fault =
   /** Announce the full Content-Length, send half, then close. */
   | "truncate"
   /** Send the body in 64-byte chunks without a Content-Length. */
-  | "chunked";
+  | "chunked"
+  /** Send half of the body, then nothing more (until the client gives up). */
+  | "hang";
 
 /** Options of {@linkcode startBucketServer}. */
 export interface BucketServerOptions {
@@ -93,6 +95,15 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
       const data = body ?? new Uint8Array(0);
       const chunks = Array.from({ length: Math.ceil(data.length / 64) }, (_, i) => data.slice(i * 64, i * 64 + 64));
       return new Response(ReadableStream.from(chunks));
+    }
+    if (f === "hang") {
+      const data = body ?? new Uint8Array(0);
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(data.slice(0, data.length >> 1));
+        },
+      });
+      return new Response(stream, { headers: { "content-length": String(data.length) } });
     }
     if (f === "drip" || f === "truncate") {
       const data = body ?? new Uint8Array(0);

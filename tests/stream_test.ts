@@ -165,7 +165,7 @@ Deno.test("streaming: a cut connection fails the file and discards its parts; to
   const bucket = await Deno.makeTempDir();
   const { generateBucket } = await import("../tools/gen_bucket.ts");
   const [big] = await generateBucket(bucket, { files: 1, records: 20_000, seed: 8 });
-  let mode: "truncate" | "chunked" = "truncate";
+  let mode: "truncate" | "chunked" | "hang" = "truncate";
   const server = await startBucketServer(bucket, { fault: (key) => key === big ? mode : undefined });
   try {
     await withTempDir(async (tmp) => {
@@ -180,6 +180,11 @@ Deno.test("streaming: a cut connection fails the file and discards its parts; to
         ),
         [{ n: 0 }],
       );
+      // A body that stops arriving mid-stream ends after REQUEST_TIMEOUT_SECONDS of silence.
+      mode = "hang";
+      const hung = await runOnce(server.url, db, { streamThresholdBytes: 1, timeoutMs: 300 });
+      assert.match(hung.failedKeys[0]?.reason ?? "", /^body read failed while streaming: no data for 300 ms$/);
+      assert.deepEqual(query(db, "SELECT count(*) n FROM songs"), [{ n: 0 }]);
       // Without a Content-Length, the cap is found while streaming: parts written before it are discarded.
       mode = "chunked";
       const tooLarge = await runOnce(server.url, db, { streamThresholdBytes: 1, maxFileBytes: 1_000_000 });

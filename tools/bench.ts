@@ -99,6 +99,8 @@ function peakRss(pid: number): number {
 interface Sample {
   readonly seconds: number;
   readonly rss: number;
+  /** Rows in songs, movies and apps after the run: the three load the same data. */
+  readonly rows: number;
 }
 
 async function runOne(impl: string, url: string, work: string, { fresh = true } = {}): Promise<Sample> {
@@ -126,15 +128,23 @@ async function runOne(impl: string, url: string, work: string, { fresh = true } 
   clearInterval(poll);
   const seconds = (performance.now() - start) / 1000;
   if (!status.success) throw new Error(`${impl} exited ${status.code}: ${stderr.slice(-2000)}`);
-  if (impl === "bucketload" && fresh) {
+  const { DatabaseSync } = await import("node:sqlite");
+  const check = new DatabaseSync(db, { readOnly: true });
+  let rows = 0;
+  try {
     // A fast run that loaded nothing would be a wrong number: check that every file was loaded.
-    const { DatabaseSync } = await import("node:sqlite");
-    const check = new DatabaseSync(db, { readOnly: true });
-    const bad = check.prepare("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'").get() as { n: number };
+    if (impl === "bucketload" && fresh) {
+      const bad = check.prepare("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'").get() as {
+        n: number;
+      };
+      if (bad.n > 0) throw new Error(`bucketload left ${bad.n} file(s) not loaded`);
+    }
+    const count = (table: string) => (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
+    if (fresh) rows = count("songs") + count("movies") + count("apps");
+  } finally {
     check.close();
-    if (bad.n > 0) throw new Error(`bucketload left ${bad.n} file(s) not loaded`);
   }
-  return { seconds, rss };
+  return { seconds, rss, rows };
 }
 
 /** Replaces (or appends) the section under `heading` in BENCH.md. */
@@ -251,8 +261,8 @@ const lines = [
   `Bucket: ${files} files × ${records} records = ${total.toLocaleString("en-US")} records, ${mb(bytes)}; ` +
   `${runs} runs each, alternating; ${navigator.hardwareConcurrency} cores, ${cpu}; Deno ${Deno.version.deno}.`,
   "",
-  "| implementation | wall median (min–max) | records/s (median) | peak RSS median (max) |",
-  "| --- | --- | --- | --- |",
+  "| implementation | wall median (min–max) | records/s (median) | peak RSS median (max) | rows loaded |",
+  "| --- | --- | --- | --- | --- |",
 ];
 const med: Record<string, number> = {};
 for (const impl of impls) {
@@ -261,7 +271,8 @@ for (const impl of impls) {
   med[impl] = median(secs);
   lines.push(
     `| ${impl} | ${median(secs).toFixed(2)} s (${Math.min(...secs).toFixed(2)}–${Math.max(...secs).toFixed(2)}) | ` +
-      `${Math.round(total / median(secs)).toLocaleString("en-US")} | ${mb(median(rss))} (${mb(Math.max(...rss))}) |`,
+      `${Math.round(total / median(secs)).toLocaleString("en-US")} | ${mb(median(rss))} (${mb(Math.max(...rss))}) | ` +
+      `${samples[impl]![0]!.rows.toLocaleString("en-US")} |`,
   );
 }
 lines.push("");

@@ -1,60 +1,78 @@
 /**
- * The "floor": the least work that loads the same tables. Fetch all objects
- * (8 at a time), JSON.parse, insert rows of the three types with multi-row
- * upserts and bulk-load pragmas; no validation, no bookkeeping, no crash
- * safety (journal off).
+ * The "floor": the least work that loads the same rows into the same tables
+ * (bucketload's schema: STRICT, with source_key). Fetch all objects 8 at a
+ * time, JSON.parse, keep rows whose fields have the right JSON types (a
+ * typeof filter, not the full rules), derive the same columns, and insert
+ * with multi-row INSERT OR REPLACE and bulk-load pragmas: no validation
+ * reasons, no bookkeeping, no crash safety (journal off).
  *
  * Usage: deno run -A tools/bench/floor.ts BUCKET_URL DB_PATH
  *
  * @module
  */
-import { REFERENCE_SCHEMA } from "./schema.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pMapIterable } from "p-map";
+import { normalizeTitle } from "../../mod/normalize.ts";
+import { RECORD_TYPES } from "../../mod/records/mod.ts";
+import { tableSql } from "../../mod/sqlite_store.ts";
 
 const [base, dbPath] = Deno.args as [string, string];
 const db = new DatabaseSync(dbPath);
 db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;");
-db.exec(REFERENCE_SCHEMA);
+for (const type of RECORD_TYPES) db.exec(tableSql(type));
+
 const BATCH = 32;
-const TABLES = { song: ["songs", 5], movie: ["movies", 6], app: ["apps", 6] } as const;
+const WIDTH = { songs: 6, movies: 7, apps: 7 } as const;
 const statements = new Map<string, StatementSync>();
-function statement(table: string, width: number, rows: number): StatementSync {
+function statement(table: keyof typeof WIDTH, rows: number): StatementSync {
   const id = `${table}/${rows}`;
   let stmt = statements.get(id);
   if (stmt === undefined) {
-    const row = `(${Array(width).fill("?").join(", ")})`;
+    const row = `(${Array(WIDTH[table]).fill("?").join(", ")})`;
     stmt = db.prepare(`INSERT OR REPLACE INTO ${table} VALUES ${Array(rows).fill(row).join(", ")}`);
     statements.set(id, stmt);
   }
   return stmt;
 }
+
 const now = new Date().toISOString().slice(0, 19).replace("T", " ");
 const keys = (await (await fetch(new URL("files_list.data", base))).text()).split("\n").filter((k) => k.trim());
+const str = (x: unknown): x is string => typeof x === "string";
+const num = (x: unknown): x is number => typeof x === "number";
+const int = (x: unknown): x is number => Number.isInteger(x);
+type Item = { type?: unknown; data?: Record<string, unknown> | null };
+
 db.exec("BEGIN");
-const parsed = pMapIterable(keys, async (key) => JSON.parse(await (await fetch(new URL(key, base))).text()), {
-  concurrency: 8,
-});
-/** A bindable value: anything else becomes NULL (the floor doesn't validate). */
-const v = (x: unknown): string | number | null => typeof x === "string" || typeof x === "number" ? x : null;
-type Item = { type: string; data: Record<string, unknown> | null };
-for await (const items of parsed as AsyncIterable<Item[]>) {
-  const byType: Record<string, (string | number | null)[]> = { song: [], movie: [], app: [] };
-  for (const { type, data: d } of items) {
-    const out = byType[type];
-    if (out === undefined || d === null) continue;
-    if (type === "song") out.push(v(d.artist_name), v(d.title), v(d.year), v(d.release), now);
-    else if (type === "movie") {
-      const title = v(d.original_title);
-      out.push(title, v(d.original_language), v(d.budget), d.is_adult ? 1 : 0, v(d.release_date), title);
-    } else out.push(v(d.name), v(d.genre), v(d.rating), v(d.version), v(d.size_bytes), Number(d.rating) >= 4.5 ? 1 : 0);
+const parsed = pMapIterable(keys, async (key) => ({
+  key,
+  items: JSON.parse(await (await fetch(new URL(key, base))).text()) as Item[],
+}), { concurrency: 8 });
+for await (const { key, items } of parsed) {
+  const rows: Record<keyof typeof WIDTH, (string | number)[]> = { songs: [], movies: [], apps: [] };
+  for (const item of items) {
+    const d = item?.data;
+    if (typeof d !== "object" || d === null) continue;
+    if (item.type === "song") {
+      if (str(d.artist_name) && str(d.title) && int(d.year) && str(d.release)) {
+        rows.songs.push(d.artist_name, d.title, d.year, d.release, now, key);
+      }
+    } else if (item.type === "movie") {
+      const { original_title: t, original_language: l, budget: b, is_adult: a, release_date: r } = d;
+      if (str(t) && str(l) && int(b) && typeof a === "boolean" && str(r)) {
+        rows.movies.push(t, l, b, a ? 1 : 0, r, normalizeTitle(t), key);
+      }
+    } else if (item.type === "app") {
+      const { name: n, genre: g, rating: r, version: v, size_bytes: s } = d;
+      if (str(n) && str(g) && num(r) && str(v) && int(s)) {
+        rows.apps.push(n, g, r, v, s, r >= 4.5 && s <= 100_000_000 ? 1 : 0, key);
+      }
+    }
   }
-  for (const [type, flat] of Object.entries(byType)) {
-    const [table, width] = TABLES[type as keyof typeof TABLES];
-    const rows = flat.length / width;
-    for (let i = 0; i < rows; i += BATCH) {
-      const n = Math.min(BATCH, rows - i);
-      statement(table, width, n).run(...flat.slice(i * width, (i + n) * width));
+  for (const table of ["songs", "movies", "apps"] as const) {
+    const flat = rows[table], width = WIDTH[table], count = flat.length / width;
+    for (let i = 0; i < count; i += BATCH) {
+      const n = Math.min(BATCH, count - i);
+      statement(table, n).run(...flat.slice(i * width, (i + n) * width));
     }
   }
 }

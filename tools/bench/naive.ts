@@ -7,13 +7,22 @@
  *
  * @module
  */
-import { REFERENCE_SCHEMA } from "./schema.ts";
 import { DatabaseSync } from "node:sqlite";
 import { normalizeTitle } from "../../mod/normalize.ts";
 
+/** The original's tables: no STRICT, no source_key. */
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS songs (artist_name TEXT, title TEXT, year INTEGER, release TEXT, ingestion_time TEXT,
+    PRIMARY KEY (artist_name, title));
+  CREATE TABLE IF NOT EXISTS movies (original_title TEXT, original_language TEXT, budget INTEGER, is_adult INTEGER,
+    release_date TEXT, original_title_normalized TEXT, PRIMARY KEY (original_title_normalized, release_date));
+  CREATE TABLE IF NOT EXISTS apps (name TEXT, genre TEXT, rating REAL, version TEXT, size_bytes INTEGER,
+    is_awesome INTEGER, PRIMARY KEY (name, version));
+`;
+
 const [base, dbPath] = Deno.args as [string, string];
 const db = new DatabaseSync(dbPath);
-db.exec(REFERENCE_SCHEMA);
+db.exec(SCHEMA);
 const song = db.prepare("INSERT OR REPLACE INTO songs VALUES (?, ?, ?, ?, ?)");
 const movie = db.prepare("INSERT OR REPLACE INTO movies VALUES (?, ?, ?, ?, ?, ?)");
 const app = db.prepare("INSERT OR REPLACE INTO apps VALUES (?, ?, ?, ?, ?, ?)");

@@ -249,7 +249,7 @@ export function produceInThread(
         case "not_modified":
           return { kind: "failed", key, reason: "HTTP 304 to an unconditional request" };
       }
-    }, { concurrency: settings.concurrency, backpressure: settings.concurrency * 2 });
+    }, { concurrency: settings.concurrency, backpressure: settings.concurrency });
     for await (const step of steps) {
       if (step.kind === "stream") yield* step.parts;
       else yield step;

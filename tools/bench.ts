@@ -111,7 +111,7 @@ async function runOne(impl: string, url: string, work: string, { fresh = true } 
   const start = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     // bucketload runs with the V8 flag of `deno task run` (a smaller young generation: less RSS, same speed).
-    args: ["run", "-A", ...(impl === "bucketload" ? ["--v8-flags=--max-semi-space-size=8"] : []), script, ...args],
+    args: ["run", "-A", ...(impl === "bucketload" ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
     cwd: work,
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
     env: {

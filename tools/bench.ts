@@ -226,7 +226,7 @@ async function special(): Promise<string> {
         `(min ${Math.min(...times).toFixed(2)} s).`,
     );
   }
-  return lines.join("\n");
+  return lines.join("\n\n");
 }
 
 if (values.noop || values.registry) {
@@ -276,8 +276,8 @@ for (const impl of impls) {
   );
 }
 lines.push("");
-if (med.naive) lines.push(`bucketload / naive wall time: ${(med.bucketload! / med.naive).toFixed(2)}×`);
-if (med.floor) lines.push(`bucketload / floor wall time: ${(med.bucketload! / med.floor).toFixed(2)}×`);
+if (med.naive) lines.push(`- bucketload / naive wall time: ${(med.bucketload! / med.naive).toFixed(2)}×`);
+if (med.floor) lines.push(`- bucketload / floor wall time: ${(med.bucketload! / med.floor).toFixed(2)}×`);
 const table = lines.join("\n");
 console.log(table);
 if (values.write) await writeSection(`## ${files} files × ${records} records`, table);

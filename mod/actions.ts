@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import type { Config } from "./config.ts";
 import { formatPlan, planRun } from "./dry_run.ts";
 import { type Progress, runPipeline } from "./pipeline.ts";
+import type { ProduceSettings } from "./produce.ts";
 import { RECORD_TYPES } from "./records/mod.ts";
 import { writeRegistryFile } from "./registry_file.ts";
 import { makeSource, sourceSpec } from "./source_spec.ts";
@@ -41,7 +42,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
   try {
     const spec = sourceSpec(config);
     const source = makeSource(spec);
-    const settings = {
+    const settings: ProduceSettings = {
       encoding: config.encoding,
       dateStoreFormat: config.dateStoreFormat,
       awesomeMinRating: config.awesomeMinRating,
@@ -57,21 +58,14 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       database: store.display,
     });
     const report = await runPipeline({
+      ...settings,
       source,
       store,
       types: RECORD_TYPES,
       filesListKey: config.filesListKey,
-      encoding: config.encoding,
-      dateStoreFormat: config.dateStoreFormat,
-      awesomeMinRating: config.awesomeMinRating,
-      awesomeMaxSizeBytes: config.awesomeMaxSizeBytes,
-      concurrency: config.concurrency,
+      maxListBytes: config.maxListBytes,
       force: options.force,
       retryInvalid: options.retryInvalid,
-      maxFileBytes: config.maxFileBytes,
-      maxListBytes: config.maxListBytes,
-      maxRejectedRawBytes: config.maxRejectedRawBytes,
-      streamThresholdBytes: config.streamThresholdBytes,
       signal: options.signal,
       onProgress: options.onProgress,
       producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, dumpDatabase, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, dumpDatabase, LineWatcher, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 
 /** Everything a run may change, including the bookkeeping rows. */
 function fullState(db: string) {
@@ -11,19 +11,6 @@ function fullState(db: string) {
     runs: query(db, "SELECT * FROM runs ORDER BY id"),
     registry: query(db, "SELECT * FROM processed_files ORDER BY key"),
   };
-}
-
-/** Resolves when `stream` has produced `count` lines matching `pattern`. */
-async function waitForLines(stream: ReadableStream<Uint8Array>, pattern: RegExp, count: number): Promise<void> {
-  let seen = 0;
-  let buffer = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    const lines = buffer.split("\n");
-    buffer = lines.pop()!;
-    seen += lines.filter((l) => pattern.test(l)).length;
-    if (seen >= count) return;
-  }
 }
 
 Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next run completes it", async () => {
@@ -51,7 +38,7 @@ Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next 
       const before = fullState(db);
       assert.equal(before.registry.length, 2);
 
-      type Moment = { name: string; trigger: (child: Deno.ChildProcess) => Promise<void> };
+      type Moment = { name: string; trigger: (stderr: LineWatcher) => Promise<void> };
       const request = (match: (key: string) => boolean, delayMs = 0) => () =>
         new Promise<void>((resolve) => {
           onRequest = (key) => {
@@ -61,7 +48,7 @@ Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next 
             }
           };
         });
-      const processed = (n: number) => (child: Deno.ChildProcess) => waitForLines(child.stderr, /Processed /, n);
+      const processed = (n: number) => (stderr: LineWatcher) => stderr.waitFor(/Processed /, n);
       const moments: Moment[] = [
         { name: "at start", trigger: () => Promise.resolve() },
         { name: "on the list request", trigger: request((k) => k === "files_list.data") },
@@ -76,16 +63,15 @@ Deno.test("crash: SIGKILL at 10 moments leaves the database as before; the next 
       ];
       for (const moment of moments) {
         const child = spawnCli(args);
-        const stderr = moment.trigger === moments[0]!.trigger ? null : child.stderr;
-        await moment.trigger(child);
+        const stderr = new LineWatcher(child.stderr);
+        await moment.trigger(stderr);
         try {
           child.kill("SIGKILL");
         } catch (error) {
           throw new Error(`${moment.name}: the run ended before the kill`, { cause: error });
         }
         const status = await child.status;
-        if (stderr === null) await child.stderr.cancel();
-        else await child.stderr.cancel().catch(() => {});
+        await stderr.cancel();
         await child.stdout.cancel();
         assert.equal(status.signal, "SIGKILL", `${moment.name}: the run ended before the kill`);
         onRequest = () => {};
@@ -125,7 +111,8 @@ Deno.test("concurrent runs: the second exits 1 at once, or waits LOCK_TIMEOUT_SE
         `[p]\nBUCKET_NAME = ${server.url}\nCONCURRENCY = 1\n[wait]\nBUCKET_NAME = ${server.url}\nLOCK_TIMEOUT_SECONDS = 30\n`,
       );
       const first = spawnCli(["--config", config, "--profile", "p"]);
-      await waitForLines(first.stderr, /Listed/, 1);
+      const firstStderr = new LineWatcher(first.stderr);
+      await firstStderr.waitFor(/Listed/);
       const second = await cli(["--config", config, "--profile", "p"]);
       assert.equal(second.code, 1);
       assert.match(
@@ -133,7 +120,8 @@ Deno.test("concurrent runs: the second exits 1 at once, or waits LOCK_TIMEOUT_SE
         /^bucketload: Another run holds .*db\.sqlite3 since \d{4}-\d\d-\d\dT[\d:.]+Z \(pid \d+\)$/m,
       );
       const waiter = cli(["--config", config, "--profile", "wait"]);
-      assert.equal((await first.status).code, 0);
+      const [firstStatus] = await Promise.all([first.status, firstStderr.drain()]);
+      assert.equal(firstStatus.code, 0);
       await first.stdout.cancel();
       const waited = await waiter;
       assert.equal(waited.code, 0, waited.stderr);

@@ -145,3 +145,37 @@ export async function writeConfig(dir: string, body: string): Promise<string> {
   await Deno.writeTextFile(path, body);
   return path;
 }
+
+/** Reads a child's output line by line, so that a test can wait for log lines and then drain or drop the rest. */
+export class LineWatcher {
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  #buffer = "";
+  #lines: string[] = [];
+
+  /** Watches `stream` (e.g. a child's stderr). */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** Resolves once `count` lines seen so far match `pattern`, or when the output ends. */
+  async waitFor(pattern: RegExp, count = 1): Promise<void> {
+    while (this.#lines.filter((l) => pattern.test(l)).length < count) {
+      const { value, done } = await this.#reader.read();
+      if (done) return;
+      this.#buffer += value;
+      const lines = this.#buffer.split("\n");
+      this.#buffer = lines.pop()!;
+      this.#lines.push(...lines);
+    }
+  }
+
+  /** Reads the rest of the output, so that the child never blocks on a full pipe. */
+  async drain(): Promise<void> {
+    while (!(await this.#reader.read()).done) { /* discard */ }
+  }
+
+  /** Stops reading. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}

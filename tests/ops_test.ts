@@ -4,7 +4,7 @@ import { generateBucket } from "../tools/gen_bucket.ts";
 import { nonOverlapping } from "../main.ts";
 import { ProgressLine, renderProgress } from "../mod/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, cli, dumpDatabase, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import { CASES, cli, dumpDatabase, LineWatcher, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 
 const BASIC = join(CASES, "basic");
 const B = "b1b2c3d4-0002-4000-8000-000000000002.data";
@@ -138,16 +138,11 @@ Deno.test("SIGTERM and SIGINT stop a run, roll it back and exit 143/130", async 
       const db = join(dir, "db.sqlite3");
       for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
         const child = spawnCli(["--config", config, "--profile", "p"]);
-        const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-        let seen = "";
-        while (!/Processed .*\n(.|\n)*Processed /.test(seen)) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          seen += value;
-        }
+        const stderr = new LineWatcher(child.stderr);
+        await stderr.waitFor(/Processed /, 2);
         child.kill(signal);
         const status = await child.status;
-        while (!(await reader.read()).done) { /* drain */ }
+        await stderr.drain();
         await child.stdout.cancel();
         assert.equal(status.code, code, signal);
         assert.deepEqual(

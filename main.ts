@@ -9,17 +9,22 @@
 import { getLogger } from "@logtape/logtape";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { dryRunAction, runOnceAction, statusAction } from "./mod/actions.ts";
+import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/actions.ts";
 import { type Config, CONFIG_KEYS, ENV_CHOOSERS, ENV_PREFIX, loadConfig } from "./mod/config.ts";
+
+export { nonOverlapping } from "./mod/schedule.ts";
+import { refuseReason } from "./mod/bucket_location.ts";
 import { UsageError } from "./mod/errors.ts";
 import { closeLogging, setupLogging } from "./mod/log.ts";
 import { ProgressLine } from "./mod/progress.ts";
+import { type CronPlan, parseCron, schedule, SIGNAL_CODES, StopSignal } from "./mod/schedule.ts";
 import { LockedError } from "./mod/store.ts";
 
 const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
 
 Usage:
   deno task run [options]            run the pipeline once (or on --schedule)
+  deno task run --dry-run [options]  print what a run would do
   deno task run status [--json]      last runs, registry, top rejections, recent problem keys
 
 Options:
@@ -27,13 +32,15 @@ Options:
   --profile NAME       profile (section) to use (default "default", or $BUCKETLOAD_PROFILE)
   --force              re-fetch and re-load keys already processed
   --retry-invalid      re-fetch only keys registered as invalid (e.g. after fixing a rule)
+  --key KEY            fetch (again) only this key; repeat for more
   --dry-run            fetch only the list and print what a run would do; write nothing
   --concurrency N      parallel fetches (overrides CONCURRENCY)
   --log-level LEVEL    debug, info, warning or error (overrides LOG_LEVEL)
   --log-format FORMAT  text or json (overrides LOG_FORMAT)
   --quiet              no progress bar
   --schedule CRON      stay up and run on this cron schedule (UTC), e.g. "*/15 * * * *"
-  --json               status: print one JSON document
+  --run-at-start       with --schedule: also run once right away
+  --json               print the summary (or status) as one JSON document
   -h, --help           show this help
   --version            show the version
 
@@ -58,6 +65,8 @@ const OPTIONS = {
   "log-format": { type: "string" },
   quiet: { type: "boolean" },
   schedule: { type: "string" },
+  "run-at-start": { type: "boolean" },
+  key: { type: "string", multiple: true },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
@@ -74,6 +83,9 @@ export interface Cli {
   readonly quiet: boolean;
   readonly json: boolean;
   readonly schedule: string | undefined;
+  readonly runAtStart: boolean;
+  /** `--key` values: fetch only these. */
+  readonly keys: readonly string[] | undefined;
   readonly configPath: string | undefined;
   readonly profile: string | undefined;
   /** Profile keys set by flags. */
@@ -105,10 +117,28 @@ export function parseCli(args: readonly string[]): Cli {
       throw new UsageError(`Flag --${flag} only applies to '${where}'`, { subject: `--${flag}` });
     }
   };
-  only("json", "status");
-  for (const flag of ["force", "retry-invalid", "dry-run", "schedule", "concurrency"] as const) only(flag, "run");
-  if (values["dry-run"] && values.schedule !== undefined) {
-    throw new UsageError("Flags --dry-run and --schedule don't go together", { subject: "--schedule" });
+  for (const flag of ["force", "retry-invalid", "dry-run", "schedule", "concurrency", "key", "run-at-start"] as const) {
+    only(flag, "run");
+  }
+  const clash = (a: keyof typeof values, b: keyof typeof values) => {
+    if (values[a] !== undefined && values[b] !== undefined) {
+      throw new UsageError(`Flags --${a} and --${b} don't go together`, { subject: `--${b}` });
+    }
+  };
+  clash("dry-run", "schedule");
+  clash("force", "retry-invalid");
+  clash("force", "key");
+  clash("retry-invalid", "key");
+  clash("key", "schedule");
+  clash("json", "schedule");
+  if (values["run-at-start"] && values.schedule === undefined) {
+    throw new UsageError("Flag --run-at-start needs --schedule", { subject: "--run-at-start" });
+  }
+  for (const key of values.key ?? []) {
+    const reason = refuseReason(key);
+    if (reason !== undefined) {
+      throw new UsageError(`Cannot use --key ${JSON.stringify(key)}: ${reason}`, { subject: "--key" });
+    }
   }
   const overrides: Record<string, string> = {};
   if (values.concurrency !== undefined) {
@@ -132,6 +162,8 @@ export function parseCli(args: readonly string[]): Cli {
     quiet: values.quiet ?? false,
     json: values.json ?? false,
     schedule: values.schedule,
+    runAtStart: values["run-at-start"] ?? false,
+    keys: values.key,
     configPath: values.config,
     profile: values.profile,
     overrides,
@@ -152,15 +184,18 @@ export function readEnv(): Record<string, string> {
   return env;
 }
 
-const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+/** Whether an action (a run, a dry run, status) is going, so that a stop signal says what it stops. */
+let busy = false;
 
 /** Aborts on SIGINT/SIGTERM; a second signal exits at once (nothing is committed). */
 function trapSignals(controller: AbortController): () => void {
   const handlers = Object.entries(SIGNAL_CODES).map(([name, code]) => {
     const handler = () => {
       if (controller.signal.aborted) Deno.exit(code);
-      getLogger(["bucketload"]).warn("Received {signal}: stopping and rolling back", { signal: name });
-      controller.abort(new StopSignal(name as keyof typeof SIGNAL_CODES));
+      const logger = getLogger(["bucketload"]);
+      if (busy) logger.warn("Received {signal}: stopping and rolling back", { signal: name });
+      else logger.info("Received {signal}: stopping (no run in progress)", { signal: name });
+      controller.abort(new StopSignal(name as keyof typeof SIGNAL_CODES, busy));
     };
     Deno.addSignalListener(name as Deno.Signal, handler);
     return [name as Deno.Signal, handler] as const;
@@ -168,12 +203,19 @@ function trapSignals(controller: AbortController): () => void {
   return () => handlers.forEach(([name, handler]) => Deno.removeSignalListener(name, handler));
 }
 
-/** The reason a run was stopped by a signal. */
-class StopSignal extends Error {
-  constructor(readonly signal: keyof typeof SIGNAL_CODES) {
-    super(`Stopped by ${signal}`);
-    this.name = "StopSignal";
+/**
+ * The one line for an error a person can fix: a usage or config error, or a
+ * permission Deno denied (named with its path and the fix). `undefined` for
+ * anything else.
+ */
+export function fixableError(error: unknown): string | undefined {
+  if (error instanceof UsageError) return error.message;
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    const what = (error as Error).message.replace(/, run again with .*$/s, "").replace(/\.$/, "");
+    return `Permission denied: ${what}: run through 'deno task run' (it grants the paths of the resolved config), ` +
+      `or grant that path with --allow-read/--allow-write, or point the setting at a path you may use`;
   }
+  return undefined;
 }
 
 /** Runs the CLI and returns the exit code. */
@@ -183,6 +225,7 @@ export async function main(args: readonly string[]): Promise<number> {
   const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
   let config: Config;
   let cli: Cli;
+  let cron: CronPlan | undefined;
   try {
     cli = parseCli(args);
     if (cli.help) {
@@ -193,22 +236,21 @@ export async function main(args: readonly string[]): Promise<number> {
       out(`bucketload ${denoJson.version}\n`);
       return 0;
     }
-    const env = readEnv();
-    config = await loadConfig({
-      configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
-      profile: cli.profile ?? env.BUCKETLOAD_PROFILE,
-      env,
-      overrides: cli.overrides,
-    });
-  } catch (error) {
-    if (error instanceof UsageError) {
-      err(`bucketload: ${error.message}\n`);
-      return 2;
+    config = await loadConfigFromEnv(cli);
+    // Everything that can be checked is checked before a log line or a file is written.
+    if (cli.schedule !== undefined) cron = parseCron(cli.schedule);
+    if (cli.command === "run" && !cli.dryRun) {
+      await preflight(config);
+      if (config.logDir !== undefined) await checkFolderWritable(config.logDir, "LOG_DIR");
     }
-    throw error;
+  } catch (error) {
+    const line = fixableError(error);
+    if (line === undefined) throw error;
+    err(`bucketload: ${line}\n`);
+    return 2;
   }
 
-  const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && cli.schedule === undefined &&
+  const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && !cli.json && cli.schedule === undefined &&
     Deno.stderr.isTerminal();
   const progress = interactive ? new ProgressLine() : undefined;
   // The summary replaces the progress bar rather than continuing its line.
@@ -216,16 +258,24 @@ export async function main(args: readonly string[]): Promise<number> {
     progress?.clear();
     out(text);
   };
-  const logFile = await setupLogging({
-    level: config.logLevel,
-    format: config.logFormat,
-    logDir: cli.command === "run" && !cli.dryRun ? config.logDir : undefined,
-    write: progress === undefined ? undefined : (text) => progress.writeAbove(text),
-  });
+  let logFile: string | undefined;
+  try {
+    logFile = await setupLogging({
+      level: config.logLevel,
+      format: config.logFormat,
+      logDir: cli.command === "run" && !cli.dryRun ? config.logDir : undefined,
+      write: progress === undefined ? undefined : (text) => progress.writeAbove(text),
+    });
+  } catch (error) {
+    const line = fixableError(error) ?? `Cannot open the log: ${(error as Error).message}`;
+    err(`bucketload: ${line}\n`);
+    return 2;
+  }
   const logger = getLogger(["bucketload"]);
   const controller = new AbortController();
   const untrap = trapSignals(controller);
   const guard = async (action: () => Promise<number>): Promise<number> => {
+    busy = true;
     try {
       return await action();
     } catch (error) {
@@ -235,8 +285,10 @@ export async function main(args: readonly string[]): Promise<number> {
         err(`bucketload: ${reason.message}: the run was rolled back, nothing was written\n`);
         return SIGNAL_CODES[reason.signal];
       }
-      if (error instanceof UsageError) {
-        err(`bucketload: ${error.message}\n`);
+      const line = fixableError(error);
+      if (line !== undefined) {
+        progress?.clear();
+        err(`bucketload: ${line}\n`);
         return 2;
       }
       if (error instanceof LockedError) {
@@ -247,77 +299,69 @@ export async function main(args: readonly string[]): Promise<number> {
       err(`bucketload: run failed: ${(error as Error).message}\n`);
       return 1;
     } finally {
+      busy = false;
       progress?.clear();
     }
   };
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
-    if (cli.dryRun) return await guard(() => dryRunAction(config, print, { force: cli.force }));
+    if (cli.dryRun) {
+      return await guard(() =>
+        dryRunAction(config, print, { force: cli.force, retryInvalid: cli.retryInvalid, keys: cli.keys })
+      );
+    }
     const runOnce = () =>
       guard(() =>
         runOnceAction(config, print, {
           force: cli.force,
           retryInvalid: cli.retryInvalid,
+          keys: cli.keys,
+          json: cli.json,
           signal: controller.signal,
           onProgress: progress === undefined ? undefined : (p) => progress.update(p),
         })
       );
-    if (cli.schedule === undefined) return await runOnce();
-    try {
-      return await schedule(cli.schedule, runOnce, controller.signal);
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      err(`bucketload: ${error.message}\n`);
-      return 2;
-    }
+    if (cron === undefined) return await runOnce();
+    return await schedule(cron, runOnce, controller.signal, { runAtStart: cli.runAtStart });
   } finally {
     untrap();
     await closeLogging();
   }
 }
 
-/**
- * Wraps `task` so that a call while the previous one is still going is
- * skipped (and reported through `onSkip`) instead of overlapping it.
- */
-export function nonOverlapping(task: () => Promise<void>, onSkip: () => void): () => Promise<void> {
-  let running = false;
-  return async () => {
-    if (running) return onSkip();
-    running = true;
-    try {
-      await task();
-    } finally {
-      running = false;
-    }
-  };
+/** The working directory the user ran from: `deno task` runs in the project folder and keeps it in INIT_CWD. */
+export function userCwd(env: Readonly<Record<string, string>>): string {
+  return env.BUCKETLOAD_CWD ?? env.INIT_CWD ?? Deno.cwd();
+}
+
+/** Reads the environment and the config file the flags name. */
+async function loadConfigFromEnv(cli: Cli): Promise<Config> {
+  const env = readEnv();
+  return await loadConfig({
+    configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
+    profile: cli.profile ?? env.BUCKETLOAD_PROFILE,
+    env,
+    overrides: cli.overrides,
+    cwd: userCwd(env),
+  });
 }
 
 /**
- * Runs `run` on a cron schedule until `signal` aborts. Runs never overlap: a
- * tick while a run is going is skipped with a warning. A failing run is logged
- * and the scheduler goes on.
+ * Checks that `dir` exists or can be created, and takes a new file.
  *
- * @throws {UsageError} on an invalid cron expression
+ * @throws {UsageError} naming `key` and the path
  */
-export async function schedule(cron: string, run: () => Promise<number>, signal: AbortSignal): Promise<number> {
-  const logger = getLogger(["bucketload", "schedule"]);
-  const tick = nonOverlapping(async () => {
-    const code = await run();
-    if (code !== 0) logger.error("Scheduled run ended with exit code {code}", { code });
-  }, () => logger.warn("Skipping the {cron} tick: the previous run is still going", { cron }));
+async function checkFolderWritable(dir: string, key: string): Promise<void> {
+  const probe = `${dir}/.bucketload-probe-${crypto.randomUUID()}`;
   try {
-    Deno.cron("bucketload", cron, { signal }, tick);
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
   } catch (error) {
-    throw new UsageError(`Cannot parse --schedule: ${(error as Error).message}, got ${JSON.stringify(cron)}`, {
-      subject: "--schedule",
-    });
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    throw new UsageError(`Cannot write ${key} ${dir}: ${(error as Error).message}`, { subject: key, cause: error });
   }
-  logger.info("Scheduled on {cron} (UTC); stop with SIGINT or SIGTERM", { cron });
-  await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
-  const reason = signal.reason;
-  return reason instanceof StopSignal ? SIGNAL_CODES[reason.signal] : 0;
 }
 
 if (import.meta.main) {

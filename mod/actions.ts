@@ -11,11 +11,11 @@ import { formatPlan, planRun } from "./dry_run.ts";
 import { type Progress, runPipeline } from "./pipeline.ts";
 import type { ProduceSettings } from "./produce.ts";
 import { RECORD_TYPES } from "./records/mod.ts";
-import { writeRegistryFile } from "./registry_file.ts";
+import { checkRegistryFileWritable, readRegistryFile, writeRegistryFile } from "./registry_file.ts";
 import { makeSource, sourceSpec } from "./source_spec.ts";
-import { SqliteStore } from "./sqlite_store.ts";
+import { emptyStatus, SqliteStore } from "./sqlite_store.ts";
 import { formatStatus, type StatusReport } from "./status.ts";
-import { formatSummary } from "./summary.ts";
+import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "./worker_producer.ts";
 
 const logger = getLogger(["bucketload"]);
@@ -27,8 +27,22 @@ export type Out = (text: string) => void;
 export interface RunActionOptions {
   readonly force: boolean;
   readonly retryInvalid: boolean;
+  /** Fetch only these keys (`--key`), registered or not. */
+  readonly keys?: readonly string[] | undefined;
+  /** Print the summary as one JSON document. */
+  readonly json?: boolean;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ((p: Progress) => void) | undefined;
+}
+
+/**
+ * Checks, before anything is fetched or written, what a run will need to
+ * write besides the database: the registry file's folder.
+ *
+ * @throws {UsageError} naming the path and the key
+ */
+export async function preflight(config: Config): Promise<void> {
+  if (config.processedFilesPath !== undefined) await checkRegistryFileWritable(config.processedFilesPath);
 }
 
 /**
@@ -38,7 +52,10 @@ export interface RunActionOptions {
  * @throws {LockedError} when another run holds the database
  */
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
+  await preflight(config);
+  const importKeys = config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath);
   const store = SqliteStore.open(config.databasePath, { types: RECORD_TYPES, lockTimeoutMs: config.lockTimeoutMs });
+  let report;
   try {
     const spec = sourceSpec(config);
     const source = makeSource(spec);
@@ -57,7 +74,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       bucket: source.display,
       database: store.display,
     });
-    const report = await runPipeline({
+    report = await runPipeline({
       ...settings,
       source,
       store,
@@ -66,18 +83,30 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       maxListBytes: config.maxListBytes,
       force: options.force,
       retryInvalid: options.retryInvalid,
+      onlyKeys: options.keys,
+      importKeys,
+      missingGiveUpRuns: config.missingGiveUpRuns,
       signal: options.signal,
       onProgress: options.onProgress,
       producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,
     });
-    if (report.status !== "list_failed" && config.processedFilesPath !== undefined) {
-      await writeRegistryFile(config.processedFilesPath, await store.registeredKeys());
+    if (report.runId !== undefined && config.processedFilesPath !== undefined) {
+      try {
+        await writeRegistryFile(config.processedFilesPath, await store.registeredKeys());
+      } catch (error) {
+        // The run is committed: the copy is only a courtesy, so its failure must not fail the run.
+        logger.error("Cannot write PROCESSED_FILES_FILENAME {path}: {reason}; the run is committed", {
+          path: config.processedFilesPath,
+          reason: (error as Error).message,
+        });
+      }
     }
-    out(formatSummary(report));
-    return report.status === "ok" ? 0 : 1;
   } finally {
-    store.close();
+    const removed = store.closeAndTidy();
+    if (removed) logger.debug("Removed the database file created for a run that committed nothing");
   }
+  out(options.json ? JSON.stringify(summaryJson(report), null, 2) + "\n" : formatSummary(report));
+  return report.status === "ok" ? 0 : 1;
 }
 
 /** Opens the database read-only, or returns `undefined` when it does not exist yet. */
@@ -86,17 +115,33 @@ function openReadOnly(config: Config): SqliteStore | undefined {
   return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
 }
 
+/** Options of {@linkcode dryRunAction}. */
+export interface DryRunOptions {
+  readonly force: boolean;
+  readonly retryInvalid?: boolean;
+  readonly keys?: readonly string[] | undefined;
+}
+
 /** `--dry-run`: prints what a run would do; fetches only the list and writes nothing. Returns 0, or 1 when the list fails. */
-export async function dryRunAction(config: Config, out: Out, options: { force: boolean }): Promise<number> {
+export async function dryRunAction(config: Config, out: Out, options: DryRunOptions): Promise<number> {
   const store = openReadOnly(config);
+  const imported = new Set(
+    config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath),
+  );
   try {
     const plan = await planRun({
       source: makeSource(sourceSpec(config)),
-      registered: (keys) => store?.peekRegistered(keys) ?? Promise.resolve(new Set()),
+      registered: async (keys, statuses) => {
+        const inStore = store === undefined ? new Set<string>() : await store.peekRegistered(keys, statuses);
+        // Keys of the processed-files list count as loaded, as a run would import them.
+        return new Set([...inStore, ...(statuses.includes("loaded") ? keys.filter((k) => imported.has(k)) : [])]);
+      },
       filesListKey: config.filesListKey,
       encoding: config.encoding,
       maxListBytes: config.maxListBytes,
       force: options.force,
+      retryInvalid: options.retryInvalid ?? false,
+      keys: options.keys,
     });
     if ("error" in plan) {
       out(`bucketload dry run: cannot read the file list: ${plan.error}\n`);
@@ -114,9 +159,7 @@ export async function statusAction(config: Config, out: Out, options: { json: bo
   const store = openReadOnly(config);
   let report: StatusReport;
   try {
-    report = store === undefined
-      ? { database: config.databasePath, runs: [], registry: {}, topRejections: [], recentIssues: [] }
-      : await store.status();
+    report = store === undefined ? emptyStatus(config.databasePath) : await store.status();
   } finally {
     store?.close();
   }

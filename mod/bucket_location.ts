@@ -41,7 +41,8 @@ export function parseBucketLocation(value: string, baseDir: string): BucketLocat
     try {
       url = new URL(trimmed);
     } catch {
-      throw new RangeError(`expected a valid URL, got "${redactUrl(trimmed)}"`);
+      // The value is not echoed: a malformed URL may hold a password that redaction cannot find.
+      throw new RangeError("expected a valid http(s) URL (the value is not shown: it may hold credentials)");
     }
     return httpLocation(url);
   }

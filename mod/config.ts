@@ -5,10 +5,10 @@
  *
  * @module
  */
-import ini from "ini";
 import { dirname, resolve } from "node:path";
 import { type BucketLocation, parseBucketLocation } from "./bucket_location.ts";
 import { UsageError } from "./errors.ts";
+import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";
 
 /** A resolved profile, ready for the pipeline. Paths are absolute. */
@@ -33,6 +33,8 @@ export interface Config {
   readonly awesomeMinRating: number;
   readonly awesomeMaxSizeBytes: number;
   readonly lockTimeoutMs: number;
+  /** Give up on a key missing in this many runs in a row; 0 never. */
+  readonly missingGiveUpRuns: number;
   readonly worker: boolean;
   readonly maxFileBytes: number;
   readonly maxListBytes: number;
@@ -69,6 +71,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   AWESOME_MAX_SIZE_BYTES: { default: "100000000", help: "apps.is_awesome: largest size_bytes" },
   WORKER: { default: "yes", help: "fetch, parse and validate in a worker thread, on a second core" },
   LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
+  MISSING_GIVE_UP_RUNS: {
+    default: "0",
+    help: "register a key missing in this many runs in a row as invalid; 0 retries it forever",
+  },
   MAX_FILE_BYTES: { default: String(512 * 1024 * 1024), help: "larger objects are invalid" },
   MAX_LIST_BYTES: { default: String(64 * 1024 * 1024), help: "larger file lists fail the run" },
   STREAM_THRESHOLD_BYTES: {
@@ -90,37 +96,33 @@ export const ENV_PREFIX = "BUCKETLOAD_";
 /** Environment variables that choose the file and profile rather than a key. */
 export const ENV_CHOOSERS: readonly string[] = ["BUCKETLOAD_CONFIG", "BUCKETLOAD_PROFILE"];
 
+/** Flags that set a key, by key (the rest are not settable by a flag). */
+const FLAG_OF: Readonly<Record<string, string>> = {
+  CONCURRENCY: "concurrency",
+  LOG_LEVEL: "log-level",
+  LOG_FORMAT: "log-format",
+};
+
 /** Sections of a config file: profile name → upper-cased key → value. */
 export type Sections = ReadonlyMap<string, Raw>;
 
 /**
- * Parses INI text into sections, upper-casing keys as configparser folds them.
- * Dotted section names stay whole (`[eu.prod]` is the profile `eu.prod`).
+ * Parses INI text into sections with configparser's rules (see `ini.ts`),
+ * upper-casing keys as configparser folds them.
  *
- * @throws {UsageError} on a key outside any section
+ * @throws {UsageError} naming the file and line of a syntax error or a duplicate section or key
  */
 export function parseConfigText(text: string, path: string): Sections {
-  const sections = new Map<string, Raw>();
-  const walk = (node: Record<string, unknown>, prefix: string) => {
-    for (const [name, value] of Object.entries(node)) {
-      const section = prefix + name;
-      if (typeof value !== "object" || value === null || Array.isArray(value)) {
-        throw new UsageError(`Cannot parse ${path}: key '${name}' is outside any [section]`, { subject: path });
-      }
-      const keys: Record<string, string> = {};
-      for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v === "object" && v !== null && !Array.isArray(v)) continue;
-        keys[key.toUpperCase()] = Array.isArray(v) ? v.join(",") : String(v);
-      }
-      const nested = Object.entries(value as Record<string, unknown>).filter(([, v]) =>
-        typeof v === "object" && v !== null && !Array.isArray(v)
-      );
-      sections.set(section, keys);
-      if (nested.length > 0) walk(Object.fromEntries(nested), `${section}.`);
+  try {
+    const sections = new Map<string, Raw>();
+    for (const [name, keys] of parseIni(text)) {
+      sections.set(name, Object.fromEntries([...keys].map(([k, v]) => [k.toUpperCase(), v])));
     }
-  };
-  walk(ini.parse(text), "");
-  return sections;
+    return sections;
+  } catch (error) {
+    if (!(error instanceof IniSyntaxError)) throw error;
+    throw new UsageError(`Cannot parse ${path}: ${error.message}`, { subject: path, cause: error });
+  }
 }
 
 /** Levenshtein distance, for "did you mean". */
@@ -173,7 +175,8 @@ export interface ResolveOptions {
  */
 export function resolveConfig(options: ResolveOptions): Config {
   const { sections, configPath, profile = "default", env = {}, overrides = {}, cwd = Deno.cwd() } = options;
-  const layers: Raw[] = [];
+  // Each layer names where its values come from, so that an error names the flag, variable or section at fault.
+  const layers: { raw: Raw; where: (key: string) => string }[] = [];
   if (sections !== undefined) {
     const defaults = sections.get("DEFAULT") ?? {};
     checkKeys(defaults, `[DEFAULT] of ${configPath}`);
@@ -186,7 +189,10 @@ export function resolveConfig(options: ResolveOptions): Config {
       );
     }
     checkKeys(own, `profile '${profile}' of ${configPath}`);
-    layers.push(defaults, own);
+    layers.push(
+      { raw: defaults, where: (key) => `'${key}' in [DEFAULT] of ${configPath}` },
+      { raw: own, where: (key) => `'${key}' in profile '${profile}' of ${configPath}` },
+    );
   }
   const fromEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
@@ -200,17 +206,26 @@ export function resolveConfig(options: ResolveOptions): Config {
     }
     fromEnv[key] = value;
   }
-  layers.push(fromEnv, overrides);
+  layers.push(
+    { raw: fromEnv, where: (key) => `environment variable ${ENV_PREFIX}${key}` },
+    { raw: overrides, where: (key) => `--${FLAG_OF[key] ?? key.toLowerCase().replaceAll("_", "-")}` },
+  );
   const where = sections === undefined ? "the environment" : `profile '${profile}'`;
+  const source = (key: string): string => {
+    for (let i = layers.length - 1; i >= 0; i--) {
+      if (layers[i]!.raw[key] !== undefined) return layers[i]!.where(key);
+    }
+    return `'${key}' (built-in default)`;
+  };
   const get = (key: string): string | undefined => {
     for (let i = layers.length - 1; i >= 0; i--) {
-      const v = layers[i]![key];
+      const v = layers[i]!.raw[key];
       if (v !== undefined) return v;
     }
     return CONFIG_KEYS[key]?.default;
   };
   const fail = (key: string, expected: string, got: string): never => {
-    throw new UsageError(`Cannot parse '${key}' in ${where}: expected ${expected}, got ${JSON.stringify(got)}`, {
+    throw new UsageError(`Cannot parse ${source(key)}: expected ${expected}, got ${JSON.stringify(got)}`, {
       subject: key,
     });
   };
@@ -250,7 +265,7 @@ export function resolveConfig(options: ResolveOptions): Config {
   try {
     bucket = parseBucketLocation(bucketRaw, baseDir);
   } catch (error) {
-    throw new UsageError(`Cannot parse 'BUCKET_NAME' in ${where}: ${(error as Error).message}`, {
+    throw new UsageError(`Cannot parse ${source("BUCKET_NAME")}: ${(error as Error).message}`, {
       subject: "BUCKET_NAME",
     });
   }
@@ -264,7 +279,7 @@ export function resolveConfig(options: ResolveOptions): Config {
   try {
     compileStrftime(dateStoreFormat);
   } catch (error) {
-    throw new UsageError(`Cannot parse 'DATE_STORE_FORMAT' in ${where}: ${(error as Error).message}`, {
+    throw new UsageError(`Cannot parse ${source("DATE_STORE_FORMAT")}: ${(error as Error).message}`, {
       subject: "DATE_STORE_FORMAT",
     });
   }
@@ -290,6 +305,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     awesomeMinRating: num("AWESOME_MIN_RATING", { max: 5 }),
     awesomeMaxSizeBytes: num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
     lockTimeoutMs: num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
+    missingGiveUpRuns: num("MISSING_GIVE_UP_RUNS", { integer: true, max: 1_000_000 }),
     worker: bool("WORKER"),
     maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
     maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),

@@ -6,9 +6,10 @@
  */
 import { fetchListing } from "./listing.ts";
 import type { BucketSource } from "./source.ts";
+import type { FileStatus } from "./store.ts";
 
 /** What a run would do with one listed key. */
-export type PlannedAction = "new" | "processed" | "refetch" | "refused";
+export type PlannedAction = "new" | "processed" | "refetch" | "refused" | "skipped";
 
 /** A dry run's answer. */
 export interface Plan {
@@ -21,13 +22,17 @@ export interface Plan {
 /** Options of {@linkcode planRun}. */
 export interface PlanOptions {
   readonly source: BucketSource;
-  /** Which of the keys are registered; read-only. */
-  readonly registered: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Which of the keys are registered with one of `statuses`; read-only. */
+  readonly registered: (keys: readonly string[], statuses: readonly FileStatus[]) => Promise<ReadonlySet<string>>;
   readonly filesListKey: string;
   readonly encoding: string;
   readonly maxListBytes: number;
   /** With `--force`, processed keys would be fetched again. */
   readonly force: boolean;
+  /** With `--retry-invalid`, keys registered invalid would be fetched again. @default {false} */
+  readonly retryInvalid?: boolean;
+  /** With `--key`, only these keys would be fetched. */
+  readonly keys?: readonly string[] | undefined;
 }
 
 /** Fetches the list and classifies each key as a run would. */
@@ -38,13 +43,25 @@ export async function planRun(options: PlanOptions): Promise<Plan | { error: str
     maxBytes: options.maxListBytes,
   });
   if ("error" in listing) return listing;
-  const registered = await options.registered(listing.keys);
-  const counts: Record<PlannedAction, number> = { new: 0, processed: 0, refetch: 0, refused: 0 };
+  const registered = await options.registered(listing.keys, ["loaded", "invalid"]);
+  const invalid = options.retryInvalid ? await options.registered(listing.keys, ["invalid"]) : new Set<string>();
+  const only = options.keys === undefined ? undefined : new Set(options.keys);
+  const counts: Record<PlannedAction, number> = { new: 0, processed: 0, refetch: 0, refused: 0, skipped: 0 };
   const entries: Plan["entries"][number][] = listing.keys.map((key) => {
-    const action: PlannedAction = !registered.has(key) ? "new" : options.force ? "refetch" : "processed";
+    let action: PlannedAction;
+    if (only !== undefined && !only.has(key)) action = "skipped";
+    else if (!registered.has(key)) action = "new";
+    else if (options.force || invalid.has(key) || only !== undefined) action = "refetch";
+    else action = "processed";
     counts[action]++;
     return { key, action };
   });
+  for (const key of options.keys ?? []) {
+    if (!listing.keys.includes(key)) {
+      counts.new++;
+      entries.push({ key, action: "new", reason: "not in the list; fetched as asked (--key)" });
+    }
+  }
   for (const { key, reason } of listing.refused) {
     counts.refused++;
     entries.push({ key, action: "refused", reason });
@@ -55,8 +72,9 @@ export async function planRun(options: PlanOptions): Promise<Plan | { error: str
 const LABEL: Record<PlannedAction, string> = {
   new: "new: would be fetched",
   processed: "already processed (--force would re-fetch it)",
-  refetch: "already processed: would be re-fetched (--force)",
+  refetch: "already processed: would be re-fetched (--force, --retry-invalid or --key)",
   refused: "refused",
+  skipped: "not asked for (--key)",
 };
 
 /** Formats a plan: one line per key, then the totals. */
@@ -71,7 +89,7 @@ export function formatPlan(plan: Plan): string {
   lines.push(
     "",
     `${c.new + c.refetch} to fetch (${c.new} new, ${c.refetch} re-fetched), ${c.processed} already processed, ` +
-      `${c.refused} refused, ${plan.duplicates} duplicate lines`,
+      `${c.refused} refused, ${plan.duplicates} duplicate lines${c.skipped > 0 ? `, ${c.skipped} not asked for` : ""}`,
   );
   return lines.join("\n") + "\n";
 }

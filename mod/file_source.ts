@@ -36,13 +36,13 @@ export class FileSource implements BucketSource {
       file = await Deno.open(path, { read: true });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
-        return { kind: "missing", status: 404 };
+        return { kind: "missing", reason: "no such file" };
       }
       return { kind: "failed", reason: `cannot open ${path}: ${(error as Error).message}` };
     }
     try {
       const { size, isFile, mtime } = await file.stat();
-      if (!isFile) return { kind: "missing", status: 404 };
+      if (!isFile) return { kind: "missing", reason: "not a file" };
       // The file's mtime and size stand in for HTTP's validators.
       const validators = { lastModified: mtime?.toUTCString(), etag: `"${size}-${mtime?.getTime() ?? 0}"` };
       if (ifUnchanged?.etag !== undefined && ifUnchanged.etag === validators.etag) return { kind: "not_modified" };

@@ -218,7 +218,7 @@ export class HttpSource implements BucketSource {
         }
       }
       await res.body?.cancel();
-      if (res.status === 403 || res.status === 404) return { kind: "missing", status: res.status };
+      if (res.status === 403 || res.status === 404) return { kind: "missing", reason: `HTTP ${res.status}` };
       if (res.status === 429 || res.status >= 500) {
         throw new RetryableError(`HTTP ${res.status}`, parseRetryAfter(res.headers.get("retry-after")));
       }

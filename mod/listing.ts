@@ -70,10 +70,10 @@ export async function fetchListing(
     ifUnchanged: cached?.validators,
   });
   if (list.kind === "not_modified") {
-    if (cached === undefined) return { error: "HTTP 304 to an unconditional request" };
+    if (cached === undefined) return { error: "'not modified' answered to an unconditional request" };
     return { ...parseListing(cached.text), text: cached.text, validators: cached.validators, notModified: true };
   }
-  if (list.kind === "missing") return { error: `HTTP ${list.status}` };
+  if (list.kind === "missing") return { error: list.reason };
   if (list.kind === "too_large") return { error: tooLargeReason(list) };
   if (list.kind === "failed") return { error: list.reason };
   if (list.kind === "stream") {

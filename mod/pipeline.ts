@@ -29,6 +29,12 @@ export interface PipelineOptions {
   readonly force?: boolean;
   /** Re-fetch keys registered as invalid (e.g. after a rule was fixed). @default {false} */
   readonly retryInvalid?: boolean;
+  /** Fetch only these keys, registered or not (`--key`). */
+  readonly onlyKeys?: readonly string[] | undefined;
+  /** Keys another tool processed (the original's `processed.json`): registered as loaded before listing. */
+  readonly importKeys?: readonly string[] | undefined;
+  /** Register a key as invalid after it was missing in this many runs in a row; 0 never. @default {0} */
+  readonly missingGiveUpRuns?: number;
   /** @default {512 MiB} */
   readonly maxFileBytes?: number;
   /** @default {64 MiB} */
@@ -68,6 +74,19 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
   /** The list answered 304 (unchanged since the last run); the cached copy was used. */
   readonly unchanged: boolean;
+  /** Of `filesNew`, keys that were registered before and fetched again (`--force`, `--retry-invalid`, `--key`). */
+  readonly filesRefetched: number;
+  /** Rows new to the tables, and rows that replaced an earlier row with the same key. */
+  readonly rowsInserted: number;
+  readonly rowsUpdated: number;
+  /** Time spent waiting for another run's lock, not counted in the run's time. */
+  readonly lockWaitMs: number;
+  /** Keys imported from `PROCESSED_FILES_FILENAME` into the registry. */
+  readonly imported: number;
+  /** Keys given up after `MISSING_GIVE_UP_RUNS` runs missing (now registered invalid). */
+  readonly gaveUpKeys: readonly string[];
+  /** Files that ended invalid in this run, with the reason. */
+  readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
 }
 
 /** Counts of one file, summed over its parts. */
@@ -118,6 +137,13 @@ function nothingWritten(
     ignored: {},
     issues: [],
     unchanged: false,
+    filesRefetched: 0,
+    rowsInserted: 0,
+    rowsUpdated: 0,
+    lockWaitMs: 0,
+    imported: 0,
+    gaveUpKeys: [],
+    invalidKeys: [],
     ...r,
   };
 }
@@ -136,6 +162,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     concurrency = 8,
     force = false,
     retryInvalid = false,
+    onlyKeys,
+    importKeys = [],
+    missingGiveUpRuns = 0,
     maxFileBytes = 512 * 1024 * 1024,
     maxListBytes = 64 * 1024 * 1024,
     maxRejectedRawBytes = 65_536,
@@ -144,36 +173,62 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     signal,
     onProgress,
   } = options;
-  const startedAt = now();
+  const requestedAt = now();
   const failedKeys: { key: string; reason: string }[] = [];
   const missingKeys: string[] = [];
-  const missingStatus = new Map<string, number>();
+  const missingReason = new Map<string, string>();
   const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
   const ignored: Record<string, number> = {};
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
+  const invalidKeys: { key: string; reason: string }[] = [];
 
-  const tx: RunTransaction = await store.begin(startedAt);
+  const tx: RunTransaction = await store.begin(requestedAt, {
+    bucket: source.display,
+    onBucketChange: (previous, current) =>
+      baseLogger.warn(
+        "This database was loaded from {previous} and now loads from {current}: keys registered from the " +
+          "earlier bucket count as processed here (use one database per bucket, or --force)",
+        { previous, current },
+      ),
+  });
+  // The run's time starts once it holds the lock.
+  const startedAt = now();
+  const lockWaitMs = startedAt.getTime() - requestedAt.getTime();
   const logger = baseLogger.with({ run_id: tx.runId });
   try {
+    const imported = importKeys.length > 0 ? await tx.importKeys(importKeys, startedAt) : 0;
+    if (imported > 0) {
+      logger.info("Imported {imported} keys from the processed-files list into the registry, as loaded", { imported });
+    }
     const listing = await fetchListing(source, {
       key: options.filesListKey,
       encoding: options.encoding,
       maxBytes: maxListBytes,
       signal,
-      cached: await tx.cachedList(options.filesListKey),
+      // --force reads the list afresh rather than trusting a cached copy.
+      cached: force ? undefined : await tx.cachedList(options.filesListKey),
     });
     if ("error" in listing) {
       const listError = listing.error;
       logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listError });
       await tx.rollback();
-      return nothingWritten({ status: "list_failed", startedAt, finishedAt: now(), listError, loaded });
+      return nothingWritten({ status: "list_failed", startedAt, finishedAt: now(), listError, loaded, lockWaitMs });
     }
 
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
-    const registered = force
-      ? new Set<string>()
-      : await tx.registered(listing.keys, retryInvalid ? ["loaded"] : ["loaded", "invalid"]);
-    const todo = listing.keys.filter((k) => !registered.has(k));
+    const everRegistered = await tx.registered(listing.keys);
+    let todo: string[];
+    if (onlyKeys !== undefined) {
+      for (const key of onlyKeys) {
+        if (!listing.keys.includes(key)) logger.warn("Key {key} is not in the list; fetching it as asked", { key });
+      }
+      todo = [...onlyKeys];
+    } else if (force) todo = [...listing.keys];
+    else {
+      const registered = retryInvalid ? await tx.registered(listing.keys, ["loaded"]) : everRegistered;
+      todo = listing.keys.filter((k) => !registered.has(k));
+    }
+    const filesRefetched = todo.filter((k) => everRegistered.has(k)).length;
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
       listed: listing.keys.length + listing.refused.length,
       new: todo.length,
@@ -182,17 +237,19 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       unchanged: listing.notModified,
     });
     if (listing.notModified && todo.length === 0) {
-      // Nothing changed and nothing is pending: record nothing, so that frequent schedules cost nothing.
-      logger.info("The list is unchanged (HTTP 304) and no key is pending: nothing to do");
-      await tx.rollback();
+      // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
+      logger.info("The list is unchanged and no key is pending: nothing to do");
+      const finishedAt = now();
+      await tx.rollbackAsCheck(finishedAt, "list unchanged, nothing pending");
       return nothingWritten({
         status: "ok",
         startedAt,
-        finishedAt: now(),
+        finishedAt,
         loaded,
         unchanged: true,
         refusedKeys: listing.refused,
         filesListed: listing.keys.length + listing.refused.length,
+        lockWaitMs,
       });
     }
     if (!listing.notModified && listing.validators !== undefined) {
@@ -230,9 +287,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       const tally = parts?.key === key ? parts.tally : new Tally();
       parts = undefined;
       if (produced.kind === "missing") {
-        logger.warn("Missing {key}: HTTP {status}; will retry on the next run", { key, status: produced.status });
+        logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
         missingKeys.push(key);
-        missingStatus.set(key, produced.status);
+        missingReason.set(key, produced.reason);
       } else if (produced.kind === "failed") {
         await tx.abortFile(key);
         logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
@@ -248,7 +305,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         if (file.status === "loaded") counts.filesLoaded++;
         else {
           counts.filesInvalid++;
-          logger.warn("Invalid {key}: {reason}", { key, reason: file.rejections[0]?.reason });
+          const reason = file.rejections[0]?.reason ?? "";
+          invalidKeys.push({ key, reason });
+          logger.warn("Invalid {key}: {reason}", { key, reason });
         }
         logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
           key,
@@ -263,6 +322,18 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     }
 
     signal?.throwIfAborted();
+    const gaveUpKeys = await tx.noteMissing(
+      missingKeys.map((key) => ({ key, reason: missingReason.get(key) ?? "missing" })),
+      missingGiveUpRuns,
+      now(),
+    );
+    for (const key of gaveUpKeys) {
+      logger.warn("Gave up on {key}: missing in {runs} runs in a row; registered as invalid", {
+        key,
+        runs: missingGiveUpRuns,
+      });
+    }
+    const rows = await tx.rowCounts();
     const finishedAt = now();
     const runCounts: RunCounts = {
       status: failedKeys.length > 0 ? "failed" : "ok",
@@ -279,18 +350,34 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       ignored,
       issues: [
         ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
-        ...missingKeys.map((key) => ({ key, outcome: "missing" as const, reason: `HTTP ${missingStatus.get(key)}` })),
+        ...missingKeys.map((key) => ({
+          key,
+          outcome: "missing" as const,
+          reason: missingReason.get(key) ?? "missing",
+        })),
         ...failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
       ],
     };
     await tx.commit(runCounts);
-    logger.info("Committed run {run_id}: {loaded} records loaded, {rejected} rejected", {
-      loaded: records,
-      rejected: counts.rejected,
-      status: runCounts.status,
-    });
+    logger.info(
+      "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated), {rejected} rejected",
+      {
+        loaded: records,
+        inserted: rows.inserted,
+        updated: rows.updated,
+        rejected: counts.rejected,
+        status: runCounts.status,
+      },
+    );
     return {
       ...runCounts,
+      filesRefetched,
+      rowsInserted: rows.inserted,
+      rowsUpdated: rows.updated,
+      lockWaitMs,
+      imported,
+      gaveUpKeys,
+      invalidKeys,
       runId: tx.runId,
       startedAt,
       listError: undefined,

@@ -19,7 +19,7 @@ export type Produced =
   | { readonly kind: "part"; readonly key: string; readonly part: FilePart }
   /** The file's (last) rows and its registry entry. An invalid file discards the parts before it. */
   | { readonly kind: "file"; readonly key: string; readonly file: FileWrite }
-  | { readonly kind: "missing"; readonly key: string; readonly status: number }
+  | { readonly kind: "missing"; readonly key: string; readonly reason: string }
   | { readonly kind: "failed"; readonly key: string; readonly reason: string };
 
 /** Settings of the produce step. */
@@ -243,7 +243,7 @@ export function produceInThread(
         case "too_large":
           return { kind: "file", key, file: invalidFile(key, tooLargeReason(result), result.bytes, processedAt) };
         case "missing":
-          return { kind: "missing", key, status: result.status };
+          return { kind: "missing", key, reason: result.reason };
         case "failed":
           return { kind: "failed", key, reason: result.reason };
         case "not_modified":

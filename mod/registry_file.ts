@@ -1,18 +1,84 @@
 /**
- * The optional JSON copy of the registry (`PROCESSED_FILES_FILENAME`), for
- * tools that read the original's `processed.json`.
+ * The JSON list of processed keys (`PROCESSED_FILES_FILENAME`): the Python
+ * original's `processed.json`. bucketload imports it into the registry and
+ * writes it back after each commit, never dropping a key it held.
  *
  * @module
  */
 import { dirname, join } from "node:path";
+import { UsageError } from "./errors.ts";
 
-/** Writes `keys` as a JSON array to `path` atomically: a temp file, then rename. */
+/**
+ * Reads the keys of a registry file; an absent file has none.
+ *
+ * @throws {UsageError} when the file cannot be read or is not a JSON array of strings
+ */
+export async function readRegistryFile(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw new UsageError(`Cannot read PROCESSED_FILES_FILENAME ${path}: ${(error as Error).message}`, {
+      subject: "PROCESSED_FILES_FILENAME",
+      cause: error,
+    });
+  }
+  let value: unknown;
+  try {
+    value = text.trim() === "" ? [] : JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`Cannot parse PROCESSED_FILES_FILENAME ${path}: ${(error as Error).message}`, {
+      subject: "PROCESSED_FILES_FILENAME",
+    });
+  }
+  if (!Array.isArray(value) || !value.every((k) => typeof k === "string")) {
+    throw new UsageError(`Cannot parse PROCESSED_FILES_FILENAME ${path}: expected a JSON array of keys`, {
+      subject: "PROCESSED_FILES_FILENAME",
+    });
+  }
+  return value;
+}
+
+/**
+ * Checks before a run that the registry file's folder can take a new file
+ * (the file is replaced by a rename), so that a committed run never finds out
+ * afterwards.
+ *
+ * @throws {UsageError} naming the path when it cannot be written
+ */
+export async function checkRegistryFileWritable(path: string): Promise<void> {
+  const dir = dirname(path);
+  const probe = join(dir, `.bucketload-probe-${crypto.randomUUID()}.tmp`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+    const stat = await Deno.stat(path).catch(() => undefined);
+    if (stat?.isDirectory) throw new Error("it is a folder");
+  } catch (error) {
+    await Deno.remove(probe).catch(() => {});
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(
+      `Cannot write PROCESSED_FILES_FILENAME ${path}: ${(error as Error).message}; fix its folder's permissions ` +
+        `or unset the key`,
+      { subject: "PROCESSED_FILES_FILENAME", cause: error },
+    );
+  }
+}
+
+/**
+ * Writes `keys` as a JSON array to `path` atomically (a temp file, then
+ * rename). The keys already in the file come first and are all kept.
+ */
 export async function writeRegistryFile(path: string, keys: readonly string[]): Promise<void> {
+  const merged = new Set(await readRegistryFile(path).catch(() => []));
+  for (const key of keys) merged.add(key);
   const dir = dirname(path);
   await Deno.mkdir(dir, { recursive: true });
   const temp = join(dir, `.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.writeTextFile(temp, JSON.stringify(keys, null, 2) + "\n");
+    await Deno.writeTextFile(temp, JSON.stringify([...merged], null, 2) + "\n");
     await Deno.rename(temp, path);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});

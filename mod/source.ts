@@ -17,8 +17,8 @@ export type FetchResult =
   | { readonly kind: "stream"; readonly body: ReadableStream<Uint8Array>; readonly declaredBytes: number | undefined }
   /** 304: unchanged since the validators given. */
   | { readonly kind: "not_modified" }
-  /** 403 or 404 (or no such file): try again on a later run. */
-  | { readonly kind: "missing"; readonly status: number }
+  /** 403 or 404 (or no such file): try again on a later run. `reason` says it in the source's terms. */
+  | { readonly kind: "missing"; readonly reason: string }
   /** Larger than the cap: `bytes` is the declared size, or what was read when reading stopped. */
   | { readonly kind: "too_large"; readonly bytes: number; readonly cap: number; readonly declared: boolean }
   /** Gave up: retries ran out, or an answer that retrying cannot fix. */

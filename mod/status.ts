@@ -39,6 +39,18 @@ export interface StatusReport {
     readonly outcome: string;
     readonly reason: string;
   }[];
+  /** Rows per data table. */
+  readonly tables: Readonly<Record<string, number>>;
+  /** Keys registered as invalid (newest first, up to 20) with their whole-file reason. */
+  readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** The bucket the last run read, and the one before it when it changed. */
+  readonly bucket: string | null;
+  readonly previousBucket: string | null;
+  readonly bucketChangedAt: string | null;
+  /** The last time a run found nothing to do (such a run leaves no run row). */
+  readonly lastCheck: { readonly at: string; readonly result: string } | null;
+  /** The run holding the lock now, as its lock-info file tells: `since (pid N)`. */
+  readonly running: string | null;
 }
 
 const seconds = (r: RunRow) =>
@@ -47,6 +59,17 @@ const seconds = (r: RunRow) =>
 /** Formats a status report for a person. */
 export function formatStatus(report: StatusReport): string {
   const lines = [`bucketload status of ${report.database}`, ""];
+  if (report.bucket !== null) lines.push(`Bucket: ${report.bucket}`);
+  if (report.previousBucket !== null) {
+    lines.push(
+      `  changed from ${report.previousBucket} at ${report.bucketChangedAt}: keys registered from it count as processed`,
+    );
+  }
+  if (report.running !== null) lines.push(`Run in progress: since ${report.running}`);
+  if (report.lastCheck !== null) lines.push(`Last checked: ${report.lastCheck.at} (${report.lastCheck.result})`);
+  const tables = Object.entries(report.tables).map(([t, n]) => `${t} ${n.toLocaleString("en-US")}`).join(", ");
+  if (tables !== "") lines.push(`Rows: ${tables}`);
+  if (lines.length > 2) lines.push("");
   if (report.runs.length === 0) lines.push("No runs yet.");
   else {
     lines.push(`Last ${report.runs.length} run${report.runs.length === 1 ? "" : "s"}:`);
@@ -65,6 +88,10 @@ export function formatStatus(report: StatusReport): string {
   if (report.topRejections.length > 0) {
     lines.push("", "Top rejection reasons:");
     for (const { reason, count } of report.topRejections) lines.push(`  ${String(count).padStart(7)}  ${reason}`);
+  }
+  if (report.invalidKeys.length > 0) {
+    lines.push("", "Invalid keys (--retry-invalid re-fetches them):");
+    for (const i of report.invalidKeys) lines.push(`  ${i.key}: ${i.reason}`);
   }
   if (report.recentIssues.length > 0) {
     lines.push("", "Recent refused, missing and failed keys:");

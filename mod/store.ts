@@ -48,6 +48,9 @@ export interface FileWrite extends FilePart {
 
 /** The counts stored in the run's row at commit. */
 export interface RunCounts {
+  /** Rows new to the tables and rows that replaced an earlier row, all tables together (set by the store). */
+  readonly rowsInserted?: number;
+  readonly rowsUpdated?: number;
   readonly status: "ok" | "failed";
   readonly finishedAt: Date;
   readonly filesListed: number;
@@ -79,10 +82,23 @@ export interface RunTransaction {
   readonly runId: number;
   /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
-  /** The list cached by an earlier run, for a conditional GET. */
+  /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
-  /** Caches the list (with its validators) in this run. */
+  /** Caches the list (with its validators) for this run's bucket. */
   cacheList(key: string, text: string, validators: Validators): Promise<void>;
+  /**
+   * Registers keys another tool processed (the original's `processed.json`)
+   * as loaded, unless already registered; returns how many were new.
+   */
+  importKeys(keys: readonly string[], processedAt: Date): Promise<number>;
+  /**
+   * Counts a run in which `keys` were missing (and resets the count of every
+   * other key); keys missing in `giveUpRuns` runs in a row are registered as
+   * invalid and returned. `giveUpRuns` 0 never gives up.
+   */
+  noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]>;
+  /** Rows written so far in this run: new rows and rows that replaced others. */
+  rowCounts(): Promise<{ inserted: number; updated: number }>;
   /** Adds part of a streamed file, inside a savepoint that its `writeFile` releases. */
   writePart(key: string, part: FilePart): Promise<void>;
   /**
@@ -94,8 +110,21 @@ export interface RunTransaction {
   abortFile(key: string): Promise<void>;
   /** Stores the run row and commits. */
   commit(counts: RunCounts): Promise<void>;
+  /**
+   * Drops everything written in this run but a note that the bucket was
+   * checked at `at` with `result` (a no-op run leaves no run row, only that).
+   */
+  rollbackAsCheck(at: Date, result: string): Promise<void>;
   /** Drops everything written in this run. Safe to call twice. */
   rollback(): Promise<void>;
+}
+
+/** What a run tells the store up front. */
+export interface BeginOptions {
+  /** The bucket's identity (its display form): the list cache is kept per bucket, and a change is reported. */
+  readonly bucket: string;
+  /** Told once when the database was loaded from another bucket before. */
+  readonly onBucketChange?: ((previous: string, current: string) => void) | undefined;
 }
 
 /** A database of loaded records. */
@@ -107,11 +136,11 @@ export interface Store {
    *
    * @throws {LockedError} when another run holds the lock past the timeout
    */
-  begin(startedAt: Date): Promise<RunTransaction>;
+  begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction>;
   /** Every registered key, in the order first registered. */
   registeredKeys(): Promise<string[]>;
   /** Which of `keys` are registered, read without taking the lock (for dry runs). */
-  peekRegistered(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /** The `status` report. Only reads. */
   status(): Promise<StatusReport>;
   /** Releases the database. */

@@ -1,5 +1,6 @@
 /**
- * The end-of-run summary a person reads at a glance.
+ * The end-of-run summary: a few lines a person reads at a glance, or one
+ * JSON document a scheduler reads (`--json`).
  *
  * @module
  */
@@ -12,36 +13,78 @@ function byType(counts: Readonly<Record<string, number>>): string {
   return parts.length > 0 ? ` (${parts.join(", ")})` : "";
 }
 
+const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000;
+
 /** Formats a run report as a few aligned lines. */
 export function formatSummary(report: RunReport): string {
-  const seconds = (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000;
+  const s = seconds(report);
+  const waited = report.lockWaitMs >= 10
+    ? ` (after ${(report.lockWaitMs / 1000).toFixed(2)} s waiting for the lock)`
+    : "";
   if (report.status === "list_failed") {
-    return `bucketload: run failed after ${seconds.toFixed(2)} s: cannot read the file list: ${report.listError}\n` +
+    return `bucketload: run failed after ${s.toFixed(2)} s${waited}: cannot read the file list: ${report.listError}\n` +
       `  nothing was written\n`;
   }
   if (report.runId === undefined) {
-    return `bucketload: nothing to do in ${seconds.toFixed(2)} s: the list is unchanged and no key is pending\n`;
+    return `bucketload: nothing to do in ${s.toFixed(2)} s${waited}: the list is unchanged and no key is pending\n`;
   }
   const loaded = Object.values(report.loaded).reduce((a, b) => a + b, 0);
   const ignored = Object.values(report.ignored).reduce((a, b) => a + b, 0);
-  const rate = seconds > 0 ? Math.round(loaded / seconds) : loaded;
+  const rate = s > 0 ? Math.round(loaded / s) : loaded;
+  const fresh = report.filesNew - report.filesRefetched;
   const lines = [
-    `bucketload: run ${report.runId} ${report.status === "ok" ? "finished" : "FAILED"} in ${seconds.toFixed(2)} s`,
-    `  files    ${n(report.filesListed)} listed, ${n(report.filesNew)} new: ${n(report.filesLoaded)} loaded, ` +
-    `${n(report.filesInvalid)} invalid, ${n(report.filesMissing)} missing, ${n(report.filesFailed)} failed, ` +
-    `${n(report.filesRefused)} refused`,
-    `  records  ${n(loaded)} loaded${byType(report.loaded)}, ${n(report.rejected)} rejected, ` +
+    `bucketload: run ${report.runId} ${report.status === "ok" ? "finished" : "FAILED"} in ${s.toFixed(2)} s${waited}`,
+    `  files    ${n(report.filesListed)} listed, ${n(fresh)} new, ${n(report.filesRefetched)} re-fetched: ` +
+    `${n(report.filesLoaded)} loaded, ${n(report.filesInvalid)} invalid, ${n(report.filesMissing)} missing, ` +
+    `${n(report.filesFailed)} failed, ${n(report.filesRefused)} refused`,
+    `  records  ${n(loaded)} valid${byType(report.loaded)}, ${n(report.rejected)} rejected, ` +
     `${n(ignored)} ignored${byType(report.ignored)}`,
+    `  rows     ${n(report.rowsInserted)} inserted, ${n(report.rowsUpdated)} updated`,
     `  rate     ${n(rate)} records/s`,
   ];
+  if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
   const show = (title: string, items: readonly string[]) => {
     if (items.length === 0) return;
     lines.push(`  ${title}`);
     for (const item of items.slice(0, 10)) lines.push(`    ${item}`);
     if (items.length > 10) lines.push(`    … and ${items.length - 10} more`);
   };
+  show("invalid (--retry-invalid re-fetches):", report.invalidKeys.map((f) => `${f.key}: ${f.reason}`));
   show("failed (retried next run):", report.failedKeys.map((f) => `${f.key}: ${f.reason}`));
   show("missing (retried next run):", report.missingKeys);
+  show("gave up (missing too often; registered invalid):", report.gaveUpKeys);
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
   return lines.join("\n") + "\n";
+}
+
+/** The run report as one plain JSON value, for `--json`. */
+export function summaryJson(report: RunReport): Record<string, unknown> {
+  return {
+    status: report.status,
+    runId: report.runId ?? null,
+    startedAt: report.startedAt.toISOString(),
+    finishedAt: report.finishedAt.toISOString(),
+    seconds: seconds(report),
+    lockWaitSeconds: report.lockWaitMs / 1000,
+    listError: report.listError ?? null,
+    unchanged: report.unchanged,
+    files: {
+      listed: report.filesListed,
+      new: report.filesNew - report.filesRefetched,
+      refetched: report.filesRefetched,
+      loaded: report.filesLoaded,
+      invalid: report.filesInvalid,
+      missing: report.filesMissing,
+      failed: report.filesFailed,
+      refused: report.filesRefused,
+    },
+    records: { valid: report.loaded, rejected: report.rejected, ignored: report.ignored },
+    rows: { inserted: report.rowsInserted, updated: report.rowsUpdated },
+    imported: report.imported,
+    invalidKeys: report.invalidKeys,
+    failedKeys: report.failedKeys,
+    missingKeys: report.missingKeys,
+    gaveUpKeys: report.gaveUpKeys,
+    refusedKeys: report.refusedKeys,
+  };
 }

@@ -13,8 +13,18 @@ Deno.test("CLI: a run prints a summary, writes the registry file and exits 0", a
     const run = await cli(["--config", config, "--profile", "dev"]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /^bucketload: run 1 finished in /);
-    assert.match(run.stdout, /files +4 listed, 3 new: 2 loaded, 1 invalid, 0 missing, 0 failed, 1 refused/);
-    assert.match(run.stdout, /records +9 loaded \(song 2, movie 4, app 3\), 5 rejected, 2 ignored \(book 2\)/);
+    assert.match(
+      run.stdout,
+      /files +4 listed, 3 new, 0 re-fetched: 2 loaded, 1 invalid, 0 missing, 0 failed, 1 refused/,
+    );
+    assert.match(run.stdout, /records +9 valid \(song 2, movie 4, app 3\), 5 rejected, 2 ignored \(book 2\)/);
+    // 9 valid records, 2 of them repeat an earlier key: 7 rows in the tables.
+    const rows = ["songs", "movies", "apps"].map((t) =>
+      query(join(dir, "out/db.sqlite3"), `SELECT count(*) n FROM ${t}`)
+    )
+      .reduce((a, r) => a + Number(r[0]!.n), 0);
+    assert.equal(rows, 7);
+    assert.match(run.stdout, /rows +7 inserted, 2 updated/);
     assert.match(run.stdout, /records\/s/);
     assert.match(run.stderr, /Refused key/);
     const processed = JSON.parse(await Deno.readTextFile(join(dir, "processed.json")));
@@ -41,10 +51,18 @@ Deno.test("CLI: usage and config errors print one line and exit 2", async () => 
         ["--config", config, "--profile", "ok", "--concurrency", "abc"],
         /--concurrency: expected a positive integer, got "abc"$/,
       ],
-      [["--config", config, "--profile", "ok", "--log-level", "loud"], /'LOG_LEVEL'.*got "loud"$/],
+      [["--config", config, "--profile", "ok", "--log-level", "loud"], /Cannot parse --log-level: .*got "loud"$/],
+      [["--config", config, "--profile", "ok", "--concurrency", "0"], /Cannot parse --concurrency: .*got "0"$/],
+      [["--force", "--retry-invalid"], /^bucketload: Flags --force and --retry-invalid don't go together$/],
+      [["--key", "../x"], /^bucketload: Cannot use --key "..\/x": has an empty, '.' or '..' path segment$/],
+      [["--run-at-start"], /^bucketload: Flag --run-at-start needs --schedule$/],
+      [
+        ["--config", config, "--profile", "ok", "--schedule", "0 0 31 2 *"],
+        /^bucketload: Cannot parse --schedule: it never fires, got "0 0 31 2 \*"$/,
+      ],
       [["--config", join(dir, "missing.ini")], /Cannot read config file .*missing.ini/],
       [["stray"], /^bucketload: Unknown command 'stray': expected 'run' or 'status'$/],
-      [["--json"], /^bucketload: Flag --json only applies to 'status'$/],
+      [["status", "--key", "a.data"], /^bucketload: Flag --key only applies to 'run'$/],
       [["status", "--force"], /^bucketload: Flag --force only applies to 'run'$/],
       [
         ["--config", config, "--profile", "ok", "--schedule", "every minute"],

@@ -75,7 +75,7 @@ Deno.test("resolveConfig() parses every BUCKET_NAME form", () => {
   const withCreds = b("http://user:p%40ss@example.com/x");
   assert.equal(withCreds.display, "http://example.com/x/");
   assert.ok(withCreds.kind === "http" && withCreds.authorization === `Basic ${btoa("user:p@ss")}`);
-  usageError(() => b("s3://bucket"), /^Cannot parse 'BUCKET_NAME' in profile 'p': unsupported scheme 's3:'/);
+  usageError(() => b("s3://bucket"), /^Cannot parse 'BUCKET_NAME' in profile 'p' of \S+: unsupported scheme 's3:'/);
 });
 
 Deno.test("resolveConfig() lists the existing profiles for an unknown one", () => {
@@ -99,7 +99,10 @@ Deno.test("resolveConfig() suggests the closest key for an unknown one", () => {
 Deno.test("resolveConfig() names the key and value of every bad value", () => {
   const bad = (line: string, re: RegExp) =>
     usageError(() => resolve(`[p]\nBUCKET_NAME=x\n${line}\n`, { profile: "p" }), re);
-  bad("CONCURRENCY = abc", /^Cannot parse 'CONCURRENCY' in profile 'p': expected an integer 1–1024, got "abc"$/);
+  bad(
+    "CONCURRENCY = abc",
+    /^Cannot parse 'CONCURRENCY' in profile 'p' of \/etc\/bucketload\/config.ini: expected an integer 1–1024, got "abc"$/,
+  );
   bad("CONCURRENCY = 0", /'CONCURRENCY'.*got "0"/);
   bad("RETRIES = 1.5", /'RETRIES'.*expected an integer/);
   bad("REQUEST_TIMEOUT_SECONDS = -1", /'REQUEST_TIMEOUT_SECONDS'/);

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateBucket } from "../tools/gen_bucket.ts";
@@ -124,7 +125,10 @@ Deno.test("BUCKETLOAD_CONFIG and BUCKETLOAD_PROFILE choose the file and profile;
     assert.equal(query(join(dir, "b.sqlite3"), "SELECT count(*) n FROM runs")[0]!.n, 1);
     const bad = await cli([], { env: { ...env, BUCKETLOAD_CONCURRENCY: "zero" }, cwd: dir });
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /Cannot parse 'CONCURRENCY'.*got "zero"/);
+    assert.match(
+      bad.stderr.trim(),
+      /^bucketload: Cannot parse environment variable BUCKETLOAD_CONCURRENCY: .*got "zero"$/,
+    );
   });
 });
 
@@ -145,11 +149,8 @@ Deno.test("SIGTERM and SIGINT stop a run, roll it back and exit 143/130", async 
         await stderr.drain();
         await child.stdout.cancel();
         assert.equal(status.code, code, signal);
-        assert.deepEqual(
-          query(db, "SELECT count(*) n FROM sqlite_schema"),
-          [{ n: 0 }],
-          `${signal}: something was committed`,
-        );
+        // The first run created the database file; rolled back, it leaves none behind.
+        assert.equal(existsSync(db), false, `${signal}: something was committed`);
       }
       const finish = await cli(["--config", config, "--profile", "p"]);
       assert.equal(finish.code, 0);

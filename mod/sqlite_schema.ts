@@ -1,0 +1,217 @@
+/**
+ * The SQLite schema and its versioned migrations. `schema_version` records
+ * each applied step; a database made by the Python original (data tables
+ * without `source_key`, no bookkeeping) is migrated in place. Every step runs
+ * inside the caller's transaction, so a migration commits with its run or not
+ * at all.
+ *
+ * @module
+ */
+import type { DatabaseSync } from "node:sqlite";
+import { UsageError } from "./errors.ts";
+import type { RecordType } from "./records/mod.ts";
+
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** One schema step: applied once, in order, and recorded in `schema_version`. */
+interface Migration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "bookkeeping: runs, processed_files, rejected_records, list_cache, run_keys",
+    sql: `
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  status TEXT NOT NULL,
+  files_listed INTEGER NOT NULL DEFAULT 0,
+  files_new INTEGER NOT NULL DEFAULT 0,
+  files_loaded INTEGER NOT NULL DEFAULT 0,
+  files_invalid INTEGER NOT NULL DEFAULT 0,
+  files_missing INTEGER NOT NULL DEFAULT 0,
+  files_failed INTEGER NOT NULL DEFAULT 0,
+  files_refused INTEGER NOT NULL DEFAULT 0,
+  records_loaded INTEGER NOT NULL DEFAULT 0,
+  loaded_by_type TEXT NOT NULL DEFAULT '{}',
+  records_rejected INTEGER NOT NULL DEFAULT 0,
+  records_ignored INTEGER NOT NULL DEFAULT 0,
+  ignored_by_type TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE TABLE IF NOT EXISTS processed_files (
+  key TEXT PRIMARY KEY,
+  status TEXT NOT NULL CHECK (status IN ('loaded', 'invalid')),
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  processed_at TEXT NOT NULL,
+  records INTEGER NOT NULL,
+  rejected INTEGER NOT NULL,
+  ignored INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS rejected_records (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  key TEXT NOT NULL,
+  record_index INTEGER,
+  type TEXT,
+  reason TEXT NOT NULL,
+  raw TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS rejected_records_by_key ON rejected_records(key);
+CREATE TABLE IF NOT EXISTS list_cache (
+  key TEXT PRIMARY KEY,
+  etag TEXT,
+  last_modified TEXT,
+  body TEXT NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS run_keys (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  key TEXT NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('refused', 'missing', 'failed')),
+  reason TEXT NOT NULL
+) STRICT;`,
+  },
+  {
+    version: 2,
+    description: "list cache keyed by bucket; bucket identity; imported keys; inserted/updated counts; missing streaks",
+    sql: `
+DROP TABLE list_cache;
+CREATE TABLE list_cache (
+  bucket TEXT NOT NULL,
+  key TEXT NOT NULL,
+  etag TEXT,
+  last_modified TEXT,
+  body TEXT NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  PRIMARY KEY (bucket, key)
+) STRICT;
+CREATE TABLE meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+CREATE TABLE missing_keys (
+  key TEXT PRIMARY KEY,
+  runs INTEGER NOT NULL,
+  last_reason TEXT NOT NULL
+) STRICT;
+ALTER TABLE processed_files ADD COLUMN origin TEXT NOT NULL DEFAULT 'run';
+ALTER TABLE runs ADD COLUMN bucket TEXT;
+ALTER TABLE runs ADD COLUMN rows_inserted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN rows_updated INTEGER NOT NULL DEFAULT 0;`,
+  },
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
+
+/** The CREATE TABLE statement of a record type's table. */
+export function tableSql(type: RecordType): string {
+  const cols = type.columns.map((c) => `  ${quote(c.name)} ${c.sqlType} NOT NULL`);
+  cols.push(`  source_key TEXT NOT NULL`, `  PRIMARY KEY (${type.key.map(quote).join(", ")})`);
+  return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
+}
+
+const hasTable = (db: DatabaseSync, name: string) =>
+  db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
+
+/** The applied schema version: 0 for a new or original database, 1 for bucketload's before versioning. */
+export function schemaVersion(db: DatabaseSync): number {
+  if (hasTable(db, "schema_version")) {
+    const row = db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null };
+    return row.v ?? 0;
+  }
+  return hasTable(db, "runs") ? 1 : 0;
+}
+
+/**
+ * Brings the database to {@linkcode SCHEMA_VERSION} and makes every record
+ * type's table loadable; returns a line per change, for the log. Runs inside
+ * the caller's transaction.
+ *
+ * @throws {UsageError} when the database is newer than this build, or a data table cannot be given a unique natural key
+ */
+export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Date): string[] {
+  const changes: string[] = [];
+  const from = schemaVersion(db);
+  if (from > SCHEMA_VERSION) {
+    throw new UsageError(
+      `Database schema version ${from} is newer than this bucketload's (${SCHEMA_VERSION}): upgrade bucketload`,
+      { subject: "DATABASE_NAME" },
+    );
+  }
+  const versioned = hasTable(db, "schema_version");
+  db.exec(
+    `CREATE TABLE IF NOT EXISTS schema_version (
+       version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, description TEXT NOT NULL) STRICT`,
+  );
+  if (from === 1 && !versioned) {
+    // bucketload before versioning: its bookkeeping is version 1.
+    db.prepare("INSERT INTO schema_version VALUES (1, ?, ?)").run(now.toISOString(), MIGRATIONS[0]!.description);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= from) continue;
+    db.exec(m.sql);
+    db.prepare("INSERT INTO schema_version VALUES (?, ?, ?)").run(m.version, now.toISOString(), m.description);
+    changes.push(`schema ${m.version}: ${m.description}`);
+  }
+  for (const type of types) changes.push(...ensureTable(db, type));
+  return changes;
+}
+
+/**
+ * Creates a record type's table, or adapts one made elsewhere (the Python
+ * original): adds missing columns (NULL in existing rows, `source_key`
+ * included) and a unique index on the natural key when it has none. Rows keep
+ * their values.
+ */
+function ensureTable(db: DatabaseSync, type: RecordType): string[] {
+  if (!hasTable(db, type.table)) {
+    db.exec(tableSql(type));
+    return [];
+  }
+  const changes: string[] = [];
+  const have = new Set(
+    (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(type.table) as { name: string }[]).map((c) => c.name),
+  );
+  for (const column of [...type.columns, { name: "source_key", sqlType: "TEXT" as const }]) {
+    if (have.has(column.name)) continue;
+    db.exec(`ALTER TABLE ${quote(type.table)} ADD COLUMN ${quote(column.name)} ${column.sqlType}`);
+    changes.push(`${type.table}: added column ${column.name} (NULL in existing rows)`);
+  }
+  if (!hasUniqueKey(db, type)) {
+    const index = `${type.table}_natural_key`;
+    try {
+      db.exec(`CREATE UNIQUE INDEX ${quote(index)} ON ${quote(type.table)} (${type.key.map(quote).join(", ")})`);
+    } catch (error) {
+      throw new UsageError(
+        `Cannot migrate table ${type.table}: its rows repeat the natural key (${type.key.join(", ")}): ${
+          (error as Error).message
+        }`,
+        { subject: "DATABASE_NAME", cause: error },
+      );
+    }
+    changes.push(`${type.table}: added unique index ${index} on (${type.key.join(", ")})`);
+  }
+  return changes;
+}
+
+/** Whether a primary key or unique index covers exactly the type's natural key, as ON CONFLICT needs. */
+function hasUniqueKey(db: DatabaseSync, type: RecordType): boolean {
+  const want = [...type.key].sort().join("\0");
+  const indexes = db.prepare(`SELECT name FROM pragma_index_list(?) WHERE "unique" = 1`).all(type.table) as {
+    name: string;
+  }[];
+  for (const { name } of indexes) {
+    const cols = (db.prepare(`SELECT name FROM pragma_index_info(?)`).all(name) as { name: string }[])
+      .map((c) => c.name).sort().join("\0");
+    if (cols === want) return true;
+  }
+  // A rowid table's INTEGER PRIMARY KEY has no index row; natural keys here are never that.
+  return false;
+}

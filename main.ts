@@ -253,6 +253,8 @@ export async function main(args: readonly string[]): Promise<number> {
   const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && !cli.json && cli.schedule === undefined &&
     Deno.stderr.isTerminal();
   const progress = interactive ? new ProgressLine() : undefined;
+  const onResize = () => progress?.resize();
+  if (progress !== undefined && Deno.build.os !== "windows") Deno.addSignalListener("SIGWINCH", onResize);
   // The summary replaces the progress bar rather than continuing its line.
   const print = (text: string) => {
     progress?.clear();
@@ -326,6 +328,7 @@ export async function main(args: readonly string[]): Promise<number> {
     return await schedule(cron, runOnce, controller.signal, { runAtStart: cli.runAtStart });
   } finally {
     untrap();
+    if (progress !== undefined && Deno.build.os !== "windows") Deno.removeSignalListener("SIGWINCH", onResize);
     await closeLogging();
   }
 }

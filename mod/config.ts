@@ -94,7 +94,7 @@ export const LOG_FORMATS = ["text", "json"] as const;
 /** The prefix of environment overrides, e.g. `BUCKETLOAD_CONCURRENCY`. */
 export const ENV_PREFIX = "BUCKETLOAD_";
 /** Environment variables that choose the file and profile rather than a key. */
-export const ENV_CHOOSERS: readonly string[] = ["BUCKETLOAD_CONFIG", "BUCKETLOAD_PROFILE"];
+export const ENV_CHOOSERS: readonly string[] = ["BUCKETLOAD_CONFIG", "BUCKETLOAD_PROFILE", "BUCKETLOAD_CWD"];
 
 /** Flags that set a key, by key (the rest are not settable by a flag). */
 const FLAG_OF: Readonly<Record<string, string>> = {

@@ -7,7 +7,7 @@
 import { syntaxReason } from "./json_stream.ts";
 
 /** The elements of a file, or why the file is invalid. */
-export type Parsed = { readonly elements: readonly unknown[] } | { readonly invalid: string };
+export type Parsed = { readonly elements: readonly unknown[]; readonly text: string } | { readonly invalid: string };
 
 /**
  * Decodes `body` with `encoding` (fatal on invalid bytes, a BOM stripped) and
@@ -43,7 +43,19 @@ export function parseText(text: string): Parsed {
     const got = value === null ? "null" : typeof value === "object" ? "an object" : typeof value;
     return { invalid: `expected a JSON array at the top level, got ${got}` };
   }
-  return { elements: value };
+  return { elements: value, text };
+}
+
+/**
+ * The text of a record as the file holds it (not re-serialized, so `1e400`
+ * and `9007199254740993` stay as written), cut to `cap` characters with a
+ * marker.
+ */
+export function rawText(text: string, cap: number): string {
+  const trimmed = text.trim();
+  if (trimmed.length <= cap) return trimmed;
+  const marker = `…[truncated, ${trimmed.length} chars in all]`;
+  return trimmed.slice(0, Math.max(0, cap - marker.length)) + marker;
 }
 
 /**

@@ -64,6 +64,35 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/** `host:port` of a URL, the port made explicit. */
+export function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+}
+
+/**
+ * Names the cause of a failed request in a person's terms: refused, DNS,
+ * TLS, reset, timed out or permission denied, with the host and port.
+ */
+export function networkCause(error: unknown, url: URL): string {
+  const where = hostPort(url);
+  const text = `${error instanceof Error ? error.message : String(error)} ${
+    error instanceof Error && error.cause !== undefined ? String(error.cause) : ""
+  }`;
+  if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return `${where}: timed out`;
+  }
+  if (/refused/i.test(text)) return `${where}: connection refused`;
+  if (/dns error|lookup|name or service not known|nodename nor servname/i.test(text)) {
+    return `${where}: DNS lookup failed for ${url.hostname}`;
+  }
+  if (/certificate|tls|ssl|handshake|InvalidContentType|CorruptMessage/i.test(text)) {
+    return `${where}: TLS error: ${redactUrl(text.replace(/^.*?(tls|certificate)/i, "$1").trim()).slice(0, 160)}`;
+  }
+  if (/reset|broken pipe|connection closed|unexpected eof/i.test(text)) return `${where}: connection reset`;
+  if (/blocked/i.test(text)) return `${where}: ${redactUrl(text.trim())}`;
+  return `${where}: ${redactUrl(text.trim()).slice(0, 200)}`;
+}
+
 function describeError(error: unknown): string {
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
     return "timed out";
@@ -130,7 +159,7 @@ export class HttpSource implements BucketSource {
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       const reason = error instanceof RetryableError
-        ? `${error.message} (after ${this.#retries + 1} attempts)`
+        ? `${error.message} (after ${this.#retries + 1} attempt${this.#retries === 0 ? "" : "s"})`
         : describeError(error);
       return { kind: "failed", reason };
     }
@@ -170,7 +199,11 @@ export class HttpSource implements BucketSource {
       try {
         res = await this.#fetch(url, { headers, redirect: "manual", signal });
       } catch (error) {
-        throw new RetryableError(`request failed: ${describeError(error)}`);
+        if (error instanceof Deno.errors.NotCapable) {
+          // Retrying cannot grant a permission.
+          throw new AbortError(`permission denied: network access to ${hostPort(url)} is not granted`);
+        }
+        throw new RetryableError(`request failed: ${networkCause(error, url)}`);
       }
       if (res.status === 304) {
         await res.body?.cancel();

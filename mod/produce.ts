@@ -6,7 +6,7 @@
  * @module
  */
 import { pMapIterable } from "p-map";
-import { parseBody, parseText, rawJson, undecodable } from "./decode.ts";
+import { parseBody, parseText, rawJson, rawText, undecodable } from "./decode.ts";
 import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "./json_stream.ts";
 import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
 import { type BucketSource, TooLargeError, tooLargeReason } from "./source.ts";
@@ -73,7 +73,8 @@ class PartBuilder {
 
   constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number) {}
 
-  add(element: unknown, index: number) {
+  /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
+  add(element: unknown, index: number, text?: string) {
     this.elements++;
     const outcome = this.classifier.classify(element);
     if (outcome.kind === "row") {
@@ -90,7 +91,7 @@ class PartBuilder {
         index,
         typeName: outcome.typeName,
         reason: outcome.reason,
-        raw: rawJson(element, this.rawCap),
+        raw: text === undefined ? rawJson(element, this.rawCap) : rawText(text, this.rawCap),
       });
     }
   }
@@ -113,7 +114,16 @@ export function processBody(key: string, body: Uint8Array, options: ProcessOptio
   if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
   parsed.elements.forEach((element, index) => builder.add(element, index));
-  return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...builder.take() };
+  const part = builder.take();
+  if (part.rejections.length > 0) {
+    // Rejections keep the records' text as written: split the array again (rare, so not paid on clean files).
+    const texts = new ArraySplitter().push(parsed.text);
+    for (const r of part.rejections) {
+      const text = r.index === null ? undefined : texts[r.index];
+      if (text !== undefined) (r as { raw: string | null }).raw = rawText(text, options.rawCap);
+    }
+  }
+  return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...part };
 }
 
 /**
@@ -166,7 +176,8 @@ export async function* processStream(
         prefix?.push(text);
         const texts = splitter.push(text);
         if (splitter.started) prefix = undefined;
-        for (const value of parseElements(texts, index)) builder.add(value, index++);
+        const values = parseElements(texts, index);
+        for (let k = 0; k < values.length; k++) builder.add(values[k], index++, texts[k]);
         splitter.throwIfFailed();
       } catch (error) {
         if (error instanceof NotAnArrayError) {

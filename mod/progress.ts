@@ -16,15 +16,29 @@ function duration(seconds: number): string {
   return h > 0 ? `${h}:${mmss}` : mmss;
 }
 
-/** Renders one progress line, e.g. `[#####-----] 12/40 files  8,400 records  2,100 rec/s  ETA 00:13`. */
-export function renderProgress(p: Progress, elapsedSeconds: number): string {
+/**
+ * Renders one progress line, e.g. `[#####-----] 12/40 files  8,400 records  2,100 rec/s  ETA 00:13`,
+ * in fewer than `columns` characters (so that the terminal never wraps it):
+ * the bar narrows first, then the rate and records go, then the line is cut.
+ */
+export function renderProgress(p: Progress, elapsedSeconds: number, columns = Infinity): string {
   const ratio = p.filesTotal === 0 ? 1 : p.filesDone / p.filesTotal;
-  const filled = Math.round(ratio * WIDTH);
   const rate = elapsedSeconds > 0 ? p.records / elapsedSeconds : 0;
   const eta = p.filesDone === 0 ? NaN : (elapsedSeconds / p.filesDone) * (p.filesTotal - p.filesDone);
-  return `[${"#".repeat(filled)}${"-".repeat(WIDTH - filled)}] ${p.filesDone}/${p.filesTotal} files  ` +
-    `${p.records.toLocaleString("en-US")} records  ${Math.round(rate).toLocaleString("en-US")} rec/s  ` +
-    `ETA ${duration(eta)}`;
+  const files = `${p.filesDone}/${p.filesTotal} files`;
+  const records = `${p.records.toLocaleString("en-US")} records`;
+  const speed = `${Math.round(rate).toLocaleString("en-US")} rec/s`;
+  const left = `ETA ${duration(eta)}`;
+  const max = columns - 1;
+  for (const parts of [[files, records, speed, left], [files, records, left], [files, left], [files]]) {
+    const text = parts.join("  ");
+    const width = Math.min(WIDTH, max - text.length - 3);
+    if (width >= 10 || (width >= 0 && parts.length === 1)) {
+      const filled = Math.round(ratio * width);
+      return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${text}`;
+    }
+  }
+  return files.slice(0, Math.max(0, max));
 }
 
 /** A progress line at the bottom of a terminal, redrawn at most every `intervalMs`. */
@@ -33,16 +47,34 @@ export class ProgressLine {
   readonly #now: () => number;
   readonly #start: number;
   readonly #intervalMs: number;
+  readonly #columns: () => number;
   #line = "";
+  #last: Progress | undefined;
   #lastDraw = -Infinity;
 
-  /** Draws through `write` (stderr by default). */
-  constructor(options: { write?: (text: string) => void; now?: () => number; intervalMs?: number } = {}) {
+  /** Draws through `write` (stderr by default), fitting `columns()` (the terminal's width by default). */
+  constructor(
+    options: { write?: (text: string) => void; now?: () => number; intervalMs?: number; columns?: () => number } = {},
+  ) {
     const encoder = new TextEncoder();
     this.#write = options.write ?? ((text) => Deno.stderr.writeSync(encoder.encode(text)));
     this.#now = options.now ?? (() => performance.now());
     this.#start = this.#now();
     this.#intervalMs = options.intervalMs ?? 100;
+    this.#columns = options.columns ?? (() => {
+      try {
+        return Deno.consoleSize().columns;
+      } catch {
+        return 80;
+      }
+    });
+  }
+
+  /** Redraws the bar at the terminal's current width, e.g. on SIGWINCH. */
+  resize(): void {
+    if (this.#last === undefined || this.#line === "") return;
+    this.#line = renderProgress(this.#last, (this.#now() - this.#start) / 1000, this.#columns());
+    this.#write(`\r\x1b[2K${this.#line}`);
   }
 
   /** Updates the bar; redraws when the interval has passed or the run is complete. */
@@ -50,7 +82,8 @@ export class ProgressLine {
     const now = this.#now();
     if (now - this.#lastDraw < this.#intervalMs && p.filesDone < p.filesTotal) return;
     this.#lastDraw = now;
-    this.#line = renderProgress(p, (now - this.#start) / 1000);
+    this.#last = p;
+    this.#line = renderProgress(p, (now - this.#start) / 1000, this.#columns());
     this.#write(`\r\x1b[2K${this.#line}`);
   }
 

@@ -131,14 +131,15 @@ export function schemaVersion(db: DatabaseSync): number {
 
 /**
  * Brings the database to {@linkcode SCHEMA_VERSION} and makes every record
- * type's table loadable; returns a line per change, for the log. Runs inside
- * the caller's transaction.
+ * type's table loadable; returns a line per change to an existing database
+ * (none for a new one), for the log. Runs inside the caller's transaction.
  *
  * @throws {UsageError} when the database is newer than this build, or a data table cannot be given a unique natural key
  */
 export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Date): string[] {
   const changes: string[] = [];
   const from = schemaVersion(db);
+  const fresh = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0;
   if (from > SCHEMA_VERSION) {
     throw new UsageError(
       `Database schema version ${from} is newer than this bucketload's (${SCHEMA_VERSION}): upgrade bucketload`,
@@ -161,7 +162,7 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
     changes.push(`schema ${m.version}: ${m.description}`);
   }
   for (const type of types) changes.push(...ensureTable(db, type));
-  return changes;
+  return fresh ? [] : changes;
 }
 
 /**

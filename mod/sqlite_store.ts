@@ -145,7 +145,7 @@ export class SqliteStore implements Store {
     } catch { /* the lock itself is SQLite's; this file only explains it */ }
     try {
       const changes = migrate(this.#db, this.#types, startedAt);
-      if (changes.length > 0 && changes.some((c) => !c.startsWith("schema 1:"))) {
+      if (changes.length > 0) {
         logger.info("Migrating {database} (in this run's transaction): {changes}", {
           database: this.display,
           changes: changes.join("; "),

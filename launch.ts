@@ -1,0 +1,116 @@
+/**
+ * The launcher behind `deno task run`. It parses the flags and resolves the
+ * config exactly as main.ts does (so usage and config errors, an unknown
+ * `BUCKETLOAD_*` variable included, exit 2 here), then runs main.ts in a
+ * child Deno granted only what that config needs: read and write of the
+ * database's, registry file's and log folders, read of the config file and a
+ * folder bucket, network to the bucket's host:port alone, and the
+ * `BUCKETLOAD_*` variables. The code that parses untrusted bucket data thus
+ * runs with least privilege, wherever the config and database live.
+ *
+ * Signals are passed on to the child, and its exit code is returned.
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Config, loadConfig } from "./mod/config.ts";
+import { fixableError, parseCli, readEnv, userCwd } from "./main.ts";
+import { parseCron } from "./mod/schedule.ts";
+
+/** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
+const PROJECT = dirname(fileURLToPath(import.meta.url));
+
+/** What the child needs: the command and whether it writes. */
+export interface Need {
+  readonly command: "run" | "status";
+  readonly dryRun: boolean;
+}
+
+/**
+ * The permission flags a child running `need` on `config` gets. Paths are
+ * folders, because SQLite and the atomic registry copy create files beside
+ * their targets.
+ */
+export function childPermissions(config: Config, need: Need, project = PROJECT): string[] {
+  const writes = need.command === "run" && !need.dryRun;
+  const read = new Set<string>([project]);
+  const write = new Set<string>();
+  const both = (path: string) => {
+    read.add(path);
+    if (writes) write.add(path);
+  };
+  if (config.configPath !== undefined) read.add(config.configPath);
+  both(dirname(config.databasePath));
+  if (config.processedFilesPath !== undefined) both(dirname(config.processedFilesPath));
+  if (writes && config.logDir !== undefined) both(config.logDir);
+  if (config.bucket.kind === "file") read.add(config.bucket.root);
+  const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
+  if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
+  if (config.bucket.kind === "http") {
+    const { hostname, port, protocol } = config.bucket.base;
+    flags.push(`--allow-net=${hostname}:${port || (protocol === "https:" ? "443" : "80")}`);
+  }
+  flags.push("--allow-env=BUCKETLOAD_*");
+  return flags;
+}
+
+/** Runs the launcher: returns the child's exit code, or 2 for a usage or config error. */
+export async function launch(args: readonly string[]): Promise<number> {
+  const err = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
+  const env = readEnv();
+  let config: Config | undefined;
+  let need: Need = { command: "run", dryRun: false };
+  try {
+    const cli = parseCli(args);
+    need = cli;
+    if (!cli.help && !cli.version) {
+      config = await loadConfig({
+        configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
+        profile: cli.profile ?? env.BUCKETLOAD_PROFILE,
+        env,
+        overrides: cli.overrides,
+        cwd: userCwd(env),
+      });
+      if (cli.schedule !== undefined) parseCron(cli.schedule);
+    }
+  } catch (error) {
+    const line = fixableError(error);
+    if (line === undefined) throw error;
+    err(`bucketload: ${line}\n`);
+    return 2;
+  }
+  const permissions = config === undefined ? ["--no-prompt"] : childPermissions(config, need);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--cached-only",
+      `--config=${join(PROJECT, "deno.json")}`,
+      ...permissions,
+      "--v8-flags=--max-semi-space-size=4",
+      join(PROJECT, "main.ts"),
+      ...args,
+    ],
+    env: { BUCKETLOAD_CWD: userCwd(env) },
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const forward = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const handler = () => {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+    };
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  });
+  const status = await child.status;
+  forward.forEach((remove) => remove());
+  if (status.signal !== null) return 128 + (status.signal === "SIGINT" ? 2 : status.signal === "SIGTERM" ? 15 : 9);
+  return status.code;
+}
+
+if (import.meta.main) {
+  Deno.exit(await launch(Deno.args));
+}

@@ -28,6 +28,11 @@ export interface BucketServerOptions {
   readonly fault?: (key: string, attempt: number) => Fault | undefined;
   /** Send an `ETag` and answer a matching `If-None-Match` with 304. @default {false} */
   readonly etags?: boolean;
+  /**
+   * Send this `Last-Modified` for every object and answer an `If-Modified-Since`
+   * at or after it with 304, as S3 does.
+   */
+  readonly lastModified?: Date;
   /** Called as each request arrives, before any latency. */
   readonly onRequest?: (key: string) => void;
   /** Extra files by key, served instead of the folder's. */
@@ -53,6 +58,7 @@ export interface BucketServer {
 /** Starts a bucket over `root` on 127.0.0.1 and an ephemeral port. */
 export function startBucketServer(root: string, options: BucketServerOptions = {}): Promise<BucketServer> {
   const { latencyMs = () => 0, fault = () => undefined, files = {}, onRequest = () => {}, etags = false } = options;
+  const { lastModified } = options;
   const requests: string[] = [];
   const paths: string[] = [];
   const authorizations: (string | null)[] = [];
@@ -129,6 +135,13 @@ export function startBucketServer(root: string, options: BucketServerOptions = {
     if (f !== undefined) return new Response(f.body ?? "error page", { status: f.status, headers: f.headers ?? {} });
     if (body === undefined) return new Response("<Error><Code>AccessDenied</Code></Error>", { status: 403 });
     const headers: Record<string, string> = { "content-type": "binary/octet-stream" };
+    if (lastModified !== undefined) {
+      headers["last-modified"] = lastModified.toUTCString();
+      const since = Date.parse(req.headers.get("if-modified-since") ?? "");
+      if (since >= Math.floor(lastModified.getTime() / 1000) * 1000) {
+        return new Response(null, { status: 304, headers });
+      }
+    }
     if (etags) {
       const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", body));
       headers.etag = `"${Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")}"`;

@@ -19,7 +19,9 @@ async function task(args: string[], options: { cwd: string; env?: Record<string,
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", `--config=${join(ROOT, "deno.json")}`, "run", ...args],
     cwd: options.cwd,
-    env: { NO_COLOR: "1", ...options.env },
+    // A user's terminal: no INIT_CWD from an outer `deno task`.
+    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...options.env },
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { parseConfigText, resolveConfig } from "../mod/config.ts";
+import { UsageError } from "../mod/errors.ts";
+import { IniSyntaxError, parseIni } from "../mod/ini.ts";
+
+const section = (text: string, name = "p") => Object.fromEntries(parseIni(text).get(name)!);
+
+Deno.test("parseIni() keeps '#' and ';' inside a value; inline comments need whitespace before them", () => {
+  assert.deepEqual(
+    section("[p]\nBUCKET_NAME = http://alice:s3cr#et@host\nA = x;y\nB = value # a comment\nC = v ; other\n"),
+    { bucket_name: "http://alice:s3cr#et@host", a: "x;y", b: "value", c: "v" },
+  );
+});
+
+Deno.test("parseIni() takes ':' as a separator, a BOM, CRLF, indented comments and continuation lines", () => {
+  const sections = parseIni(
+    "\uFEFF; top\r\n[DEFAULT]\r\nKEY: value\r\n  # indented comment\r\n[p]\nLONG = one\n  two\n",
+  );
+  assert.deepEqual(Object.fromEntries(sections.get("DEFAULT")!), { key: "value" });
+  assert.deepEqual(Object.fromEntries(sections.get("p")!), { long: "one\ntwo" });
+});
+
+Deno.test("parseIni() refuses a duplicate section or key with both line numbers, as configparser does", () => {
+  assert.throws(() => parseIni("[p]\nA = 1\n\n[p]\nB = 2\n"), (e: unknown) => {
+    assert.ok(e instanceof IniSyntaxError);
+    assert.equal(e.message, "line 4: section [p] given twice (first on line 1)");
+    return true;
+  });
+  assert.throws(
+    () => parseIni("[p]\nA = 1\na = 2\n"),
+    /^IniSyntaxError: line 3: key 'a' given twice in \[p\] \(first on line 2\)$/,
+  );
+  assert.throws(() => parseIni("A = 1\n"), /line 1: a key outside any \[section\]/);
+  assert.throws(() => parseIni("[p]\njust words\n"), /line 2: expected \[section\], KEY = value or a comment/);
+});
+
+Deno.test("a config error never prints a credential, even from a malformed URL", () => {
+  const text = "[p]\nBUCKET_NAME = http://alice:s3cr et@[bad\n";
+  assert.throws(
+    () => resolveConfig({ sections: parseConfigText(text, "/c.ini"), configPath: "/c.ini", profile: "p" }),
+    (e: unknown) => {
+      assert.ok(e instanceof UsageError);
+      assert.doesNotMatch(e.message, /s3cr|alice/);
+      assert.match(e.message, /^Cannot parse 'BUCKET_NAME' in profile 'p' of \/c.ini: expected a valid http\(s\) URL/);
+      return true;
+    },
+  );
+  // A '#' in a URL's password must be written %23 (else it starts the fragment); either way nothing leaks.
+  assert.throws(
+    () =>
+      resolveConfig({
+        sections: parseConfigText("[p]\nBUCKET_NAME = http://alice:s3cr#et@host\n", "/c.ini"),
+        configPath: "/c.ini",
+        profile: "p",
+      }),
+    (e: unknown) => e instanceof UsageError && !/s3cr|alice/.test(e.message),
+  );
+  const c = resolveConfig({
+    sections: parseConfigText("[p]\nBUCKET_NAME = http://alice:s3cr%23et@host\n", "/c.ini"),
+    configPath: "/c.ini",
+    profile: "p",
+  });
+  assert.ok(c.bucket.kind === "http");
+  assert.equal(c.bucket.authorization, `Basic ${btoa("alice:s3cr#et")}`);
+  assert.doesNotMatch(c.bucket.display, /s3cr/);
+});
+
+Deno.test("parseConfigText() reports the file and line of a duplicate as a UsageError", () => {
+  assert.throws(() => parseConfigText("[p]\nA=1\nA=2\n", "/etc/b.ini"), (e: unknown) => {
+    assert.ok(e instanceof UsageError);
+    assert.equal(e.message, "Cannot parse /etc/b.ini: line 3: key 'a' given twice in [p] (first on line 2)");
+    return true;
+  });
+});

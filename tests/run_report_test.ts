@@ -252,3 +252,31 @@ Deno.test("MISSING_GIVE_UP_RUNS gives up on a key that stays missing; --key load
     assert.deepEqual(query(db, "SELECT status FROM processed_files WHERE key = 'ghost.data'"), [{ status: "loaded" }]);
   });
 });
+
+Deno.test("networkCause() names host:port and the cause: refused, DNS, TLS, timeout", async () => {
+  const { networkCause } = await import("../mod/http_source.ts");
+  const url = new URL("https://bucket.example.com/prefix/");
+  const fetchFailed = (cause: string) => new TypeError("fetch failed", { cause: new Error(cause) });
+  assert.equal(
+    networkCause(
+      fetchFailed(
+        "error sending request for url (https://bucket.example.com/x): client error (Connect): dns error: " +
+          "failed to lookup address information: Name or service not known",
+      ),
+      url,
+    ),
+    "bucket.example.com:443: DNS lookup failed for bucket.example.com",
+  );
+  assert.equal(
+    networkCause(fetchFailed("client error (Connect): tcp connect error: Connection refused (os error 111)"), url),
+    "bucket.example.com:443: connection refused",
+  );
+  assert.match(
+    networkCause(fetchFailed("client error (Connect): invalid peer certificate: UnknownIssuer"), url),
+    /^bucket\.example\.com:443: TLS error: /,
+  );
+  assert.equal(
+    networkCause(new DOMException("timed out after 30000 ms", "TimeoutError"), new URL("http://h:8080/")),
+    "h:8080: timed out",
+  );
+});

@@ -35,9 +35,12 @@ const { values } = parseArgs({
     huge: { type: "boolean" },
     noop: { type: "boolean" },
     registry: { type: "boolean" },
+    incremental: { type: "boolean" },
     write: { type: "boolean" },
+    shape: { type: "string", default: "real" },
   },
 });
+const shape = values.shape === "sequential" ? "sequential" : "real";
 const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : 500));
 const records = Number(values.records ?? (values.huge ? 7_000_000 : 1000));
 const runs = Number(values.runs);
@@ -48,13 +51,13 @@ const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
 
 /** The bucket, generated once per shape and cached under .bench/. */
 async function bucket(): Promise<string> {
-  const dir = join(BENCH_DIR, `bucket-${files}x${records}`);
+  const dir = join(BENCH_DIR, `bucket-${shape}-${files}x${records}`);
   try {
     await Deno.stat(join(dir, "files_list.data"));
   } catch {
     console.error(`Generating ${files} files × ${records} records into ${dir} ...`);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await generateBucket(dir, { files, records, invalidRate: 0.03, seed: 42 });
+    await generateBucket(dir, { files, records, invalidRate: 0.03, seed: 42, shape });
   }
   return dir;
 }
@@ -103,7 +106,13 @@ interface Sample {
   readonly rows: number;
 }
 
-async function runOne(impl: string, url: string, work: string, { fresh = true } = {}): Promise<Sample> {
+async function runOne(
+  impl: string,
+  url: string,
+  work: string,
+  options: { fresh?: boolean; count?: boolean } = {},
+): Promise<Sample> {
+  const { fresh = true, count = fresh } = options;
   const db = join(work, `${impl}.sqlite3`);
   if (fresh) { for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {}); }
   const script = impl === "bucketload" ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${impl}.ts`);
@@ -139,8 +148,9 @@ async function runOne(impl: string, url: string, work: string, { fresh = true } 
       };
       if (bad.n > 0) throw new Error(`bucketload left ${bad.n} file(s) not loaded`);
     }
-    const count = (table: string) => (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
-    if (fresh) rows = count("songs") + count("movies") + count("apps");
+    const countRows = (table: string) =>
+      (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
+    if (count) rows = countRows("songs") + countRows("movies") + countRows("apps");
   } finally {
     check.close();
   }
@@ -227,6 +237,84 @@ async function special(): Promise<string> {
     );
   }
   return lines.join("\n\n");
+}
+
+/**
+ * `--incremental`: 500 new files into a database that already holds about
+ * 500k rows (the first 1,500 files of a 2,000-file bucket of the same shape;
+ * with the real shape's repeats that is ~500k distinct rows). Compared with
+ * the first load of 500 files into an empty database, alternating.
+ */
+async function incremental(): Promise<string> {
+  const half = files;
+  const dir = join(BENCH_DIR, `bucket-${shape}-${half * 4}x${records}`);
+  try {
+    await Deno.stat(join(dir, "files_list.data"));
+  } catch {
+    console.error(`Generating ${half * 2} files × ${records} records into ${dir} ...`);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await generateBucket(dir, { files: half * 4, records, invalidRate: 0.03, seed: 42, shape });
+  }
+  const keys = (await Deno.readTextFile(join(dir, "files_list.data"))).split("\n");
+  const work = join(BENCH_DIR, "work");
+  await Deno.mkdir(work, { recursive: true });
+  const first = serve(dir, keys.slice(0, half).join("\n"));
+  const base = serve(dir, keys.slice(0, half * 3).join("\n"));
+  const all = serve(dir, keys.join("\n"));
+  const db = join(work, "bucketload.sqlite3");
+  const template = join(work, "incremental-template.sqlite3");
+  const firstTimes: number[] = [], nextTimes: number[] = [], rss: number[] = [];
+  let rowsBefore = 0, rowsAfter = 0;
+  try {
+    for (let r = 0; r < runs; r++) {
+      const a = await runOne("bucketload", first.url, work);
+      firstTimes.push(a.seconds);
+      rowsBefore = a.rows;
+      if (r === 0) {
+        // The base: 1,500 files loaded, once.
+        await runOne("bucketload", base.url, work);
+        await Deno.copyFile(db, template);
+        console.error("base database ready");
+      }
+      for (const suffix of ["-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
+      await Deno.copyFile(template, db);
+      const b = await runOne("bucketload", all.url, work, { fresh: false, count: true });
+      nextTimes.push(b.seconds);
+      rss.push(b.rss);
+      rowsAfter = b.rows;
+      console.error(`run ${r + 1}/${runs}: first ${a.seconds.toFixed(2)} s, incremental ${b.seconds.toFixed(2)} s`);
+    }
+  } finally {
+    await first.close();
+    await base.close();
+    await all.close();
+  }
+  return [
+    `Incremental: ${half} new files (${(half * records).toLocaleString("en-US")} records, ${shape} shape) into a ` +
+    `database holding the rows of ${half * 3} earlier files (${
+      rowsAfter.toLocaleString("en-US")
+    } rows after); ${runs} runs, alternating with the first load of ${half} files (${
+      rowsBefore.toLocaleString("en-US")
+    } rows).`,
+    "",
+    "| run | wall median (min–max) | peak RSS median (max) |",
+    "| --- | --- | --- |",
+    `| first load (${half} files, empty database) | ${median(firstTimes).toFixed(2)} s (${
+      Math.min(...firstTimes).toFixed(2)
+    }–${Math.max(...firstTimes).toFixed(2)}) | |`,
+    `| incremental (${half} new files) | ${median(nextTimes).toFixed(2)} s (${Math.min(...nextTimes).toFixed(2)}–${
+      Math.max(...nextTimes).toFixed(2)
+    }) | ${mb(median(rss))} (${mb(Math.max(...rss))}) |`,
+    "",
+    `- incremental / first load wall time: ${(median(nextTimes) / median(firstTimes)).toFixed(2)}×`,
+  ].join("\n");
+}
+
+if (values.incremental) {
+  const report = await incremental();
+  console.log(report);
+  if (values.write) await writeSection(`## Incremental: ${files} new files into ${files} loaded`, report);
+  Deno.exit(0);
 }
 
 if (values.noop || values.registry) {

@@ -54,7 +54,11 @@ export async function preflight(config: Config): Promise<void> {
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
   await preflight(config);
   const importKeys = config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath);
-  const store = SqliteStore.open(config.databasePath, { types: RECORD_TYPES, lockTimeoutMs: config.lockTimeoutMs });
+  const store = SqliteStore.open(config.databasePath, {
+    types: RECORD_TYPES,
+    lockTimeoutMs: config.lockTimeoutMs,
+    loadMode: config.loadMode,
+  });
   let report;
   try {
     const spec = sourceSpec(config);

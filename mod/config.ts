@@ -36,6 +36,7 @@ export interface Config {
   /** Give up on a key missing in this many runs in a row; 0 never. */
   readonly missingGiveUpRuns: number;
   readonly worker: boolean;
+  readonly loadMode: (typeof LOAD_MODES)[number];
   readonly maxFileBytes: number;
   readonly maxListBytes: number;
   readonly maxRejectedRawBytes: number;
@@ -70,6 +71,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   AWESOME_MIN_RATING: { default: "4.5", help: "apps.is_awesome: lowest rating" },
   AWESOME_MAX_SIZE_BYTES: { default: "100000000", help: "apps.is_awesome: largest size_bytes" },
   WORKER: { default: "yes", help: "fetch, parse and validate in a worker thread, on a second core" },
+  LOAD_MODE: {
+    default: "auto",
+    help: "auto, staged (merge rows in key order) or direct (upsert as they come); same tables",
+  },
   LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
   MISSING_GIVE_UP_RUNS: {
     default: "0",
@@ -88,6 +93,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
 
 /** Log levels accepted by `LOG_LEVEL` and `--log-level`. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+/** Load modes accepted by `LOAD_MODE`. */
+export const LOAD_MODES = ["auto", "staged", "direct"] as const;
 /** Log formats accepted by `LOG_FORMAT` and `--log-format`. */
 export const LOG_FORMATS = ["text", "json"] as const;
 
@@ -307,6 +314,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     lockTimeoutMs: num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
     missingGiveUpRuns: num("MISSING_GIVE_UP_RUNS", { integer: true, max: 1_000_000 }),
     worker: bool("WORKER"),
+    loadMode: oneOf("LOAD_MODE", LOAD_MODES),
     maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
     maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
     maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),

@@ -43,6 +43,8 @@ export interface PipelineOptions {
   readonly maxRejectedRawBytes?: number;
   /** Objects larger than this are parsed as they download. @default {32 MiB} */
   readonly streamThresholdBytes?: number;
+  /** Elements per part of a streamed file (tests use small parts). */
+  readonly partElements?: number;
   /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
   /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
@@ -266,6 +268,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         maxFileBytes,
         maxRejectedRawBytes,
         streamThresholdBytes,
+        partElements: options.partElements,
       }, now);
     let filesDone = 0;
     let records = 0;

@@ -33,6 +33,8 @@ export interface ProduceSettings {
   readonly maxRejectedRawBytes: number;
   /** Objects larger than this (or of unknown length) are parsed as they download. */
   readonly streamThresholdBytes: number;
+  /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
+  readonly partElements?: number | undefined;
 }
 
 /** Elements per part of a streamed file. */
@@ -47,6 +49,8 @@ export interface ProcessOptions {
   readonly classifier: Classifier;
   readonly processedAt: Date;
   readonly rawCap: number;
+  /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
+  readonly partElements?: number | undefined;
 }
 
 /** An invalid file's write: one whole-file rejection, no rows. */
@@ -199,7 +203,9 @@ export async function* processStream(
         throw error;
       }
       if (chunk.done) break;
-      if (builder.elements >= PART_ELEMENTS) yield { kind: "part", key, part: builder.take() };
+      if (builder.elements >= (options.partElements ?? PART_ELEMENTS)) {
+        yield { kind: "part", key, part: builder.take() };
+      }
     }
     if (bytes === 0) return yield await invalid("empty body");
     if (!splitter.started) return yield await invalid("empty body (whitespace only)");
@@ -245,6 +251,7 @@ export function produceInThread(
         }),
         processedAt,
         rawCap: settings.maxRejectedRawBytes,
+        partElements: settings.partElements,
       });
       switch (result.kind) {
         case "ok":

@@ -115,17 +115,21 @@ async function runOne(
   const { fresh = true, count = fresh } = options;
   const db = join(work, `${impl}.sqlite3`);
   if (fresh) { for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {}); }
-  const script = impl === "bucketload" ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${impl}.ts`);
-  const args = impl === "bucketload" ? ["--quiet", "--log-level", "warning"] : [url, db];
+  // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
+  const [name, loadMode] = impl.split(":") as [string, string | undefined];
+  const ours = name === "bucketload";
+  const script = ours ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${name}.ts`);
+  const args = ours ? ["--quiet", "--log-level", "warning"] : [url, db];
   const start = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     // bucketload runs with the V8 flag of `deno task run` (a smaller young generation: less RSS, same speed).
-    args: ["run", "-A", ...(impl === "bucketload" ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
+    args: ["run", "-A", ...(ours ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
     cwd: work,
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
     env: {
       BUCKETLOAD_BUCKET_NAME: url,
       BUCKETLOAD_DATABASE_NAME: db,
+      ...(loadMode !== undefined ? { BUCKETLOAD_LOAD_MODE: loadMode } : {}),
       ...(values.huge ? { BUCKETLOAD_MAX_FILE_BYTES: String(4 * 1024 ** 3) } : {}),
     },
     stdout: "null",
@@ -142,14 +146,13 @@ async function runOne(
   let rows = 0;
   try {
     // A fast run that loaded nothing would be a wrong number: check that every file was loaded.
-    if (impl === "bucketload" && fresh) {
+    if (ours && fresh) {
       const bad = check.prepare("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'").get() as {
         n: number;
       };
       if (bad.n > 0) throw new Error(`bucketload left ${bad.n} file(s) not loaded`);
     }
-    const countRows = (table: string) =>
-      (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
+    const countRows = (table: string) => (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
     if (count) rows = countRows("songs") + countRows("movies") + countRows("apps");
   } finally {
     check.close();
@@ -261,35 +264,42 @@ async function incremental(): Promise<string> {
   const first = serve(dir, keys.slice(0, half).join("\n"));
   const base = serve(dir, keys.slice(0, half * 3).join("\n"));
   const all = serve(dir, keys.join("\n"));
-  const db = join(work, "bucketload.sqlite3");
   const template = join(work, "incremental-template.sqlite3");
-  const firstTimes: number[] = [], nextTimes: number[] = [], rss: number[] = [];
+  const ours = impls.filter((i) => i.startsWith("bucketload"));
+  const firstTimes = new Map<string, number[]>(ours.map((i) => [i, []]));
+  const nextTimes = new Map<string, number[]>(ours.map((i) => [i, []]));
+  const rss = new Map<string, number[]>(ours.map((i) => [i, []]));
   let rowsBefore = 0, rowsAfter = 0;
   try {
+    // The base: 1,500 files loaded, once.
+    await runOne("bucketload", base.url, work);
+    await Deno.copyFile(join(work, "bucketload.sqlite3"), template);
+    console.error("base database ready");
     for (let r = 0; r < runs; r++) {
-      const a = await runOne("bucketload", first.url, work);
-      firstTimes.push(a.seconds);
-      rowsBefore = a.rows;
-      if (r === 0) {
-        // The base: 1,500 files loaded, once.
-        await runOne("bucketload", base.url, work);
-        await Deno.copyFile(db, template);
-        console.error("base database ready");
+      for (const impl of ours) {
+        const a = await runOne(impl, first.url, work);
+        firstTimes.get(impl)!.push(a.seconds);
+        rowsBefore = a.rows;
+        const db = join(work, `${impl}.sqlite3`);
+        for (const suffix of ["-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
+        await Deno.copyFile(template, db);
+        const b = await runOne(impl, all.url, work, { fresh: false, count: true });
+        nextTimes.get(impl)!.push(b.seconds);
+        rss.get(impl)!.push(b.rss);
+        rowsAfter = b.rows;
+        console.error(
+          `run ${r + 1}/${runs} ${impl}: first ${a.seconds.toFixed(2)} s, incremental ${b.seconds.toFixed(2)} s`,
+        );
       }
-      for (const suffix of ["-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
-      await Deno.copyFile(template, db);
-      const b = await runOne("bucketload", all.url, work, { fresh: false, count: true });
-      nextTimes.push(b.seconds);
-      rss.push(b.rss);
-      rowsAfter = b.rows;
-      console.error(`run ${r + 1}/${runs}: first ${a.seconds.toFixed(2)} s, incremental ${b.seconds.toFixed(2)} s`);
     }
   } finally {
     await first.close();
     await base.close();
     await all.close();
   }
-  return [
+  const span = (xs: number[]) =>
+    `${median(xs).toFixed(2)} s (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+  const lines = [
     `Incremental: ${half} new files (${(half * records).toLocaleString("en-US")} records, ${shape} shape) into a ` +
     `database holding the rows of ${half * 3} earlier files (${
       rowsAfter.toLocaleString("en-US")
@@ -297,17 +307,18 @@ async function incremental(): Promise<string> {
       rowsBefore.toLocaleString("en-US")
     } rows).`,
     "",
-    "| run | wall median (min–max) | peak RSS median (max) |",
-    "| --- | --- | --- |",
-    `| first load (${half} files, empty database) | ${median(firstTimes).toFixed(2)} s (${
-      Math.min(...firstTimes).toFixed(2)
-    }–${Math.max(...firstTimes).toFixed(2)}) | |`,
-    `| incremental (${half} new files) | ${median(nextTimes).toFixed(2)} s (${Math.min(...nextTimes).toFixed(2)}–${
-      Math.max(...nextTimes).toFixed(2)
-    }) | ${mb(median(rss))} (${mb(Math.max(...rss))}) |`,
-    "",
-    `- incremental / first load wall time: ${(median(nextTimes) / median(firstTimes)).toFixed(2)}×`,
-  ].join("\n");
+    "| implementation | first load, empty database | incremental | incremental / first | peak RSS median (max) |",
+    "| --- | --- | --- | --- | --- |",
+  ];
+  for (const impl of ours) {
+    const f = firstTimes.get(impl)!, n = nextTimes.get(impl)!, m = rss.get(impl)!;
+    lines.push(
+      `| ${impl} | ${span(f)} | ${span(n)} | ${(median(n) / median(f)).toFixed(2)}× | ${mb(median(m))} (${
+        mb(Math.max(...m))
+      }) |`,
+    );
+  }
+  return lines.join("\n");
 }
 
 if (values.incremental) {
@@ -364,8 +375,10 @@ for (const impl of impls) {
   );
 }
 lines.push("");
-if (med.naive) lines.push(`- bucketload / naive wall time: ${(med.bucketload! / med.naive).toFixed(2)}×`);
-if (med.floor) lines.push(`- bucketload / floor wall time: ${(med.bucketload! / med.floor).toFixed(2)}×`);
+for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
+  if (med.naive) lines.push(`- ${impl} / naive wall time: ${(med[impl]! / med.naive).toFixed(2)}×`);
+  if (med.floor) lines.push(`- ${impl} / floor wall time: ${(med[impl]! / med.floor).toFixed(2)}×`);
+}
 const table = lines.join("\n");
 console.log(table);
 if (values.write) await writeSection(`## ${files} files × ${records} records`, table);

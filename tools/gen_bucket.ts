@@ -263,8 +263,9 @@ function realFile(
     const type = TYPES[cumulative.findIndex((c) => u <= c)] ?? "book";
     let data: Record<string, unknown> | undefined;
     if (rand() < options.repeatRate) {
-      const earlier = (options.history !== undefined && rand() < 0.5 ? options.history : options.pool).pick(type, rand) ??
-        options.pool.pick(type, rand);
+      const earlier =
+        (options.history !== undefined && rand() < 0.5 ? options.history : options.pool).pick(type, rand) ??
+          options.pool.pick(type, rand);
       if (earlier !== undefined) data = repeatOf(rand, type, earlier);
     }
     if (data === undefined) {

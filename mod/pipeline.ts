@@ -44,7 +44,7 @@ export interface PipelineOptions {
   /** Objects larger than this are parsed as they download. @default {32 MiB} */
   readonly streamThresholdBytes?: number;
   /** Elements per part of a streamed file (tests use small parts). */
-  readonly partElements?: number;
+  readonly partElements?: number | undefined;
   /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
   /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */

@@ -5,7 +5,8 @@
  *
  * - bucketload: `main.ts` as a subprocess, a fresh database, default settings;
  * - naive: the original design (tools/bench/naive.ts);
- * - floor: fetch + parse + multi-row insert, no validation (tools/bench/floor.ts).
+ * - floor: fetch + parse + multi-row insert, no validation (tools/bench/floor.ts);
+ * - original: the original design in Python (tools/bench/original.py, python3), for --real-sized.
  *
  * Usage: deno task bench [--files N] [--records N] [--runs N] [--only a,b] [--large] [--huge] [--noop]
  *                        [--registry] [--write]
@@ -13,6 +14,9 @@
  *   --huge      1 file of about 1 GB (7,000,000 records), bucketload only
  *   --noop      a second run of bucketload when nothing changed: wall time and HTTP requests
  *   --registry  100,000 keys already registered and 10 new: wall time of the run
+ *   --incremental  500 new files into a database of ~500k rows, against the first load of 500 files
+ *   --real-sized   80 files × 2,000 records of the real shape: bucketload against the original (Python)
+ *   --shape S   real (default: random key order, repeats) or sequential (counter keys)
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -36,15 +40,18 @@ const { values } = parseArgs({
     noop: { type: "boolean" },
     registry: { type: "boolean" },
     incremental: { type: "boolean" },
+    "real-sized": { type: "boolean" },
     write: { type: "boolean" },
     shape: { type: "string", default: "real" },
   },
 });
 const shape = values.shape === "sequential" ? "sequential" : "real";
-const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : 500));
-const records = Number(values.records ?? (values.huge ? 7_000_000 : 1000));
+const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : values["real-sized"] ? 80 : 500));
+const records = Number(values.records ?? (values.huge ? 7_000_000 : values["real-sized"] ? 2000 : 1000));
 const runs = Number(values.runs);
-const impls = (values.only ?? (values.huge ? "bucketload" : "bucketload,naive,floor")).split(",");
+const impls = (values.only ??
+  (values.huge ? "bucketload" : values["real-sized"] ? "bucketload,original,naive" : "bucketload,naive,floor"))
+  .split(",");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
@@ -118,12 +125,18 @@ async function runOne(
   // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
   const [name, loadMode] = impl.split(":") as [string, string | undefined];
   const ours = name === "bucketload";
-  const script = ours ? join(ROOT, "main.ts") : join(ROOT, "tools", "bench", `${name}.ts`);
+  const script = ours
+    ? join(ROOT, "main.ts")
+    : join(ROOT, "tools", "bench", name === "original" ? "original.py" : `${name}.ts`);
   const args = ours ? ["--quiet", "--log-level", "warning"] : [url, db];
+  if (fresh) await Deno.remove(`${db}.processed.json`).catch(() => {});
   const start = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
+  const python = name === "original";
+  const child = new Deno.Command(python ? "python3" : Deno.execPath(), {
     // bucketload runs with the V8 flag of `deno task run` (a smaller young generation: less RSS, same speed).
-    args: ["run", "-A", ...(ours ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
+    args: python
+      ? [script, ...args]
+      : ["run", "-A", ...(ours ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
     cwd: work,
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
     env: {
@@ -254,7 +267,7 @@ async function incremental(): Promise<string> {
   try {
     await Deno.stat(join(dir, "files_list.data"));
   } catch {
-    console.error(`Generating ${half * 2} files × ${records} records into ${dir} ...`);
+    console.error(`Generating ${half * 4} files × ${records} records into ${dir} ...`);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await generateBucket(dir, { files: half * 4, records, invalidRate: 0.03, seed: 42, shape });
   }
@@ -376,9 +389,12 @@ for (const impl of impls) {
 }
 lines.push("");
 for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
+  if (med.original) {
+    lines.push(`- ${impl} is ${(med.original / med[impl]!).toFixed(2)}× faster than the original (Python)`);
+  }
   if (med.naive) lines.push(`- ${impl} / naive wall time: ${(med[impl]! / med.naive).toFixed(2)}×`);
   if (med.floor) lines.push(`- ${impl} / floor wall time: ${(med[impl]! / med.floor).toFixed(2)}×`);
 }
 const table = lines.join("\n");
 console.log(table);
-if (values.write) await writeSection(`## ${files} files × ${records} records`, table);
+if (values.write) await writeSection(`## ${files} files × ${records} records, ${shape} shape`, table);

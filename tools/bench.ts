@@ -17,6 +17,7 @@
  *   --incremental  500 new files into a database of ~500k rows, against the first load of 500 files
  *   --real-sized   80 files × 2,000 records of the real shape: bucketload against the original (Python)
  *   --shape S   real (default: random key order, repeats) or sequential (counter keys)
+ *   --latency MS  wait MS before answering each request, as a remote bucket does (default 0: loopback)
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -41,6 +42,7 @@ const { values } = parseArgs({
     registry: { type: "boolean" },
     incremental: { type: "boolean" },
     "real-sized": { type: "boolean" },
+    latency: { type: "string", default: "0" },
     write: { type: "boolean" },
     shape: { type: "string", default: "real" },
   },
@@ -72,8 +74,10 @@ async function bucket(): Promise<string> {
 /** Serves `dir` on 127.0.0.1, streaming files from disk, with ETags; counts requests. */
 function serve(dir: string, list?: string): { url: string; requests: () => number; close: () => Promise<void> } {
   let requests = 0;
+  const latency = Number(values.latency);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     requests++;
+    if (latency > 0) await new Promise((r) => setTimeout(r, latency));
     const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
     if (list !== undefined && key === "files_list.data") return new Response(list);
     try {
@@ -371,7 +375,8 @@ try {
 const cpu = (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*: (.*)/)?.[1] ?? "unknown CPU").trim();
 const lines = [
   `Bucket: ${files} files × ${records} records = ${total.toLocaleString("en-US")} records, ${mb(bytes)}; ` +
-  `${runs} runs each, alternating; ${navigator.hardwareConcurrency} cores, ${cpu}; Deno ${Deno.version.deno}.`,
+  `${runs} runs each, alternating; ${navigator.hardwareConcurrency} cores, ${cpu}; Deno ${Deno.version.deno}` +
+  `${Number(values.latency) > 0 ? `; ${values.latency} ms latency per request` : "; loopback, no added latency"}.`,
   "",
   "| implementation | wall median (min–max) | records/s (median) | peak RSS median (max) | rows loaded |",
   "| --- | --- | --- | --- | --- |",
@@ -397,4 +402,7 @@ for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
 }
 const table = lines.join("\n");
 console.log(table);
-if (values.write) await writeSection(`## ${files} files × ${records} records, ${shape} shape`, table);
+if (values.write) {
+  const latency = Number(values.latency) > 0 ? `, ${values.latency} ms latency` : "";
+  await writeSection(`## ${files} files × ${records} records, ${shape} shape${latency}`, table);
+}

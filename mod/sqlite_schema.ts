@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS run_keys (
     version: 2,
     description: "list cache keyed by bucket; bucket identity; imported keys; inserted/updated counts; missing streaks",
     sql: `
-DROP TABLE list_cache;
+DROP TABLE IF EXISTS list_cache;
 CREATE TABLE list_cache (
   bucket TEXT NOT NULL,
   key TEXT NOT NULL,
@@ -152,7 +152,8 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
        version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, description TEXT NOT NULL) STRICT`,
   );
   if (from === 1 && !versioned) {
-    // bucketload before versioning: its bookkeeping is version 1.
+    // bucketload before versioning: its bookkeeping is version 1 (re-applied, as it is idempotent, to fill any gap).
+    db.exec(MIGRATIONS[0]!.sql);
     db.prepare("INSERT INTO schema_version VALUES (1, ?, ?)").run(now.toISOString(), MIGRATIONS[0]!.description);
   }
   for (const m of MIGRATIONS) {

@@ -372,3 +372,31 @@ Deno.test("status works for a user who may only read the database", async () => 
     }
   });
 });
+
+Deno.test("migration: a bucketload database from before schema versions is upgraded, even with tables missing", async () => {
+  await withTempDir(async (dir) => {
+    const dbPath = join(dir, "db.sqlite3");
+    const db = new DatabaseSync(dbPath);
+    // Only runs and processed_files, as an early bucketload (or a hand-seeded database) had.
+    db.exec(
+      `CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+      files_listed INTEGER NOT NULL DEFAULT 0, files_new INTEGER NOT NULL DEFAULT 0, files_loaded INTEGER NOT NULL DEFAULT 0,
+      files_invalid INTEGER NOT NULL DEFAULT 0, files_missing INTEGER NOT NULL DEFAULT 0,
+      files_failed INTEGER NOT NULL DEFAULT 0, files_refused INTEGER NOT NULL DEFAULT 0,
+      records_loaded INTEGER NOT NULL DEFAULT 0, loaded_by_type TEXT NOT NULL DEFAULT '{}',
+      records_rejected INTEGER NOT NULL DEFAULT 0, records_ignored INTEGER NOT NULL DEFAULT 0,
+      ignored_by_type TEXT NOT NULL DEFAULT '{}') STRICT;
+      CREATE TABLE processed_files (key TEXT PRIMARY KEY, status TEXT NOT NULL, run_id INTEGER NOT NULL,
+      processed_at TEXT NOT NULL, records INTEGER NOT NULL, rejected INTEGER NOT NULL, ignored INTEGER NOT NULL,
+      bytes INTEGER NOT NULL) STRICT;
+      INSERT INTO runs (id, started_at, status) VALUES (1, '2021-01-01T00:00:00Z', 'ok');
+      INSERT INTO processed_files VALUES ('a1b2c3d4-0001-4000-8000-000000000001.data', 'loaded', 1, 'x', 1, 0, 0, 1);`,
+    );
+    db.close();
+    const report = await runOnce(join(CASES, "basic"), dbPath);
+    assert.equal(report.filesNew, 2, "the registered key was fetched again, or the run failed");
+    assert.deepEqual(query(dbPath, "SELECT version FROM schema_version ORDER BY version"), [{ version: 1 }, {
+      version: 2,
+    }]);
+  });
+});

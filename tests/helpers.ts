@@ -30,6 +30,17 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 /** A fixed clock, so that ingestion times compare equal across runs. */
 export const FIXED_NOW = () => new Date(Date.UTC(2021, 4, 1, 12, 0, 0));
 
+/** The pipeline settings tests share: the real record types, the default list key and rules, a fixed clock. */
+export const PIPELINE_DEFAULTS = {
+  types: RECORD_TYPES,
+  filesListKey: "files_list.data",
+  encoding: "utf-8",
+  dateStoreFormat: "%Y-%m-%d %H:%M:%S",
+  awesomeMinRating: 4.5,
+  awesomeMaxSizeBytes: 100_000_000,
+  now: FIXED_NOW,
+} as const;
+
 /** Options of {@linkcode runOnce}. */
 export interface RunOnceOptions extends Partial<Omit<PipelineOptions, "source" | "store">>, HttpSourceOptions {}
 
@@ -41,15 +52,9 @@ export async function runOnce(bucket: string, dbPath: string, options: RunOnceOp
   const store = SqliteStore.open(dbPath, { types: RECORD_TYPES });
   try {
     return await runPipeline({
+      ...PIPELINE_DEFAULTS,
       source,
       store,
-      types: RECORD_TYPES,
-      filesListKey: "files_list.data",
-      encoding: "utf-8",
-      dateStoreFormat: "%Y-%m-%d %H:%M:%S",
-      awesomeMinRating: 4.5,
-      awesomeMaxSizeBytes: 100_000_000,
-      now: FIXED_NOW,
       ...options,
     });
   } finally {

@@ -11,7 +11,7 @@ import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import type { BucketSource, FetchResult, GetOptions } from "../mod/source.ts";
 import { type LoadMode, SqliteStore } from "../mod/sqlite_store.ts";
-import { FIXED_NOW, query, withTempDir } from "./helpers.ts";
+import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 
 /** A bucket held in memory: the list, then each file's JSON text. */
 class MemorySource implements BucketSource {
@@ -79,19 +79,13 @@ async function load(dir: string, name: string, files: ReadonlyMap<string, string
   try {
     for (const force of [false, true]) {
       await runPipeline({
+        ...PIPELINE_DEFAULTS,
         source: new MemorySource(files),
         store,
-        types: RECORD_TYPES,
-        filesListKey: "files_list.data",
-        encoding: "utf-8",
-        dateStoreFormat: "%Y",
-        awesomeMinRating: 4.5,
-        awesomeMaxSizeBytes: 1e8,
         streamThresholdBytes: 400,
         partElements: 3,
         concurrency: 3,
         force,
-        now: FIXED_NOW,
       });
     }
   } finally {

@@ -9,7 +9,17 @@ import { FileSource } from "../mod/file_source.ts";
 import { HttpSource } from "../mod/http_source.ts";
 import { ProgressLine, renderProgress } from "../mod/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, copyCase, LineWatcher, query, runOnce, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import {
+  cli,
+  copyCase,
+  LineWatcher,
+  PIPELINE_DEFAULTS,
+  query,
+  runOnce,
+  spawnCli,
+  withTempDir,
+  writeConfig,
+} from "./helpers.ts";
 
 Deno.test("config errors come before any log line or log file; a bad --schedule creates no log file", async () => {
   await withTempDir(async (dir) => {
@@ -110,15 +120,11 @@ setTimeout(() => { db.exec("ROLLBACK"); db.close(); }, 500);
     await new Promise<void>((resolve) => other.onmessage = () => resolve());
     try {
       const report = await runPipeline({
+        ...PIPELINE_DEFAULTS,
         source: new FileSource(bucket),
         store,
-        types: RECORD_TYPES,
-        filesListKey: "files_list.data",
-        encoding: "utf-8",
-        dateStoreFormat: "%Y",
-        awesomeMinRating: 4.5,
-        awesomeMaxSizeBytes: 1e8,
         force: true,
+        now: () => new Date(),
       });
       assert.ok(report.lockWaitMs >= 300, `waited ${report.lockWaitMs} ms`);
       assert.ok(report.finishedAt.getTime() - report.startedAt.getTime() < report.lockWaitMs, "the wait was counted");

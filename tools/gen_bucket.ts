@@ -130,19 +130,24 @@ export function makeRecord(rand: () => number, i: number, invalidRate: number): 
       type: "app",
     };
   }
-  if (rand() < invalidRate) {
-    const data = record.data;
-    const faults = [
-      () => (data.year = String(data.year ?? "1994")),
-      () => (data.budget = -1),
-      () => (data.release_date = "2019-02-30"),
-      () => (data.rating = 7.5),
-      () => (data.title = "  "),
-      () => (record.data = null as unknown as Record<string, unknown>),
-    ];
-    pick(faults)();
-  }
+  if (rand() < invalidRate) record.data = broken(record.data, rand) as Record<string, unknown>;
   return record;
+}
+
+/** A copy of `data` with one fault a guard must reject, or `null` (a record whose `data` is not an object). */
+function broken(data: Record<string, unknown>, rand: () => number): Record<string, unknown> | null {
+  const d = { ...data };
+  const faults = [
+    () => (d.year = String(d.year ?? "1994")),
+    () => (d.budget = -1),
+    () => (d.release_date = "2019-02-30"),
+    () => (d.rating = 7.5),
+    () => (d.title = "  "),
+  ];
+  const i = Math.floor(rand() * (faults.length + 1));
+  if (i === faults.length) return null;
+  faults[i]!();
+  return d;
 }
 
 const TYPES = ["song", "movie", "app", "book"] as const;
@@ -275,18 +280,7 @@ function realFile(
     const record: { data: Record<string, unknown> | null; type: string } = typeFirst
       ? { type, data: ordered(data, orders.get(type as typeof TYPES[number])) }
       : { data: ordered(data, orders.get(type as typeof TYPES[number])), type };
-    if (rand() < options.invalidRate) {
-      const d = { ...record.data! };
-      const faults = [
-        () => (d.year = String(d.year ?? "1994")),
-        () => (d.budget = -1),
-        () => (d.release_date = "2019-02-30"),
-        () => (d.rating = 7.5),
-        () => (d.title = "  "),
-      ];
-      faults[Math.floor(rand() * faults.length)]!();
-      record.data = rand() < 0.15 ? null : d;
-    }
+    if (rand() < options.invalidRate) record.data = broken(record.data!, rand);
     records.push(record);
   }
   // Records become repeatable from the next file on.

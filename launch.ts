@@ -16,7 +16,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Config, loadConfig } from "./mod/config.ts";
 import { fixableError, parseCli, readEnv, userCwd } from "./main.ts";
-import { parseCron } from "./mod/schedule.ts";
+import { parseCron } from "./mod/cli/schedule.ts";
 
 /** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
 const PROJECT = dirname(fileURLToPath(import.meta.url));

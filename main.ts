@@ -9,16 +9,16 @@
 import { getLogger } from "@logtape/logtape";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/actions.ts";
+import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/cli/actions.ts";
 import { type Config, CONFIG_KEYS, ENV_CHOOSERS, ENV_PREFIX, loadConfig } from "./mod/config.ts";
 
-export { nonOverlapping } from "./mod/schedule.ts";
-import { refuseReason } from "./mod/bucket_location.ts";
+export { nonOverlapping } from "./mod/cli/schedule.ts";
+import { refuseReason } from "./mod/source/location.ts";
 import { UsageError } from "./mod/errors.ts";
-import { closeLogging, setupLogging } from "./mod/log.ts";
-import { ProgressLine } from "./mod/progress.ts";
-import { type CronPlan, parseCron, schedule, SIGNAL_CODES, StopSignal } from "./mod/schedule.ts";
-import { LockedError } from "./mod/store.ts";
+import { closeLogging, setupLogging } from "./mod/cli/log.ts";
+import { ProgressLine } from "./mod/cli/progress.ts";
+import { type CronPlan, parseCron, schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
+import { LockedError } from "./mod/store/store.ts";
 
 const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
 

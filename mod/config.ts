@@ -6,7 +6,7 @@
  * @module
  */
 import { dirname, resolve } from "node:path";
-import { type BucketLocation, parseBucketLocation } from "./bucket_location.ts";
+import { type BucketLocation, parseBucketLocation } from "./source/location.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";

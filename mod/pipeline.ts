@@ -5,11 +5,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { fetchListing } from "./listing.ts";
-import { produceInThread, type Producer } from "./produce.ts";
+import { fetchListing } from "./source/listing.ts";
+import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
-import type { BucketSource } from "./source.ts";
-import type { FilePart, RunCounts, RunTransaction, Store } from "./store.ts";
+import type { BucketSource } from "./source/source.ts";
+import type { FilePart, RunCounts, RunTransaction, Store } from "./store/store.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { parseBody, rawJson, rawText } from "../mod/decode.ts";
+import { parseBody, rawJson, rawText } from "../mod/produce/decode.ts";
 import { Classifier } from "../mod/records/mod.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { processBody } from "../mod/produce.ts";
+import { processBody } from "../mod/produce/produce.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const invalid = (body: Uint8Array, encoding = "utf-8") => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Fault, startBucketServer } from "./bucket_server.ts";
-import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/http_source.ts";
+import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/source/http.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { CASES, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 

@@ -6,11 +6,11 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { FileSource } from "../mod/file_source.ts";
-import { HttpSource, type HttpSourceOptions } from "../mod/http_source.ts";
+import { FileSource } from "../mod/source/file.ts";
+import { HttpSource, type HttpSourceOptions } from "../mod/source/http.ts";
 import { type PipelineOptions, runPipeline, type RunReport } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { SqliteStore } from "../mod/sqlite_store.ts";
+import { SqliteStore } from "../mod/store/sqlite.ts";
 
 /** The folder of test inputs. */
 export const CASES = new URL("./cases/", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { objectUrl, redactUrl, refuseReason } from "../mod/bucket_location.ts";
-import { parseListing } from "../mod/listing.ts";
+import { objectUrl, redactUrl, refuseReason } from "../mod/source/location.ts";
+import { parseListing } from "../mod/source/listing.ts";
 
 Deno.test("parseListing() handles CRLF, blank lines, padding and duplicates", () => {
   const listing = parseListing("a.data\r\n\r\n  b.data \r\na.data\n\nc.data");

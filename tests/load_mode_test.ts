@@ -9,8 +9,8 @@ import fc from "fast-check";
 import { join } from "node:path";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import type { BucketSource, FetchResult, GetOptions } from "../mod/source.ts";
-import { type LoadMode, SqliteStore } from "../mod/sqlite_store.ts";
+import type { BucketSource, FetchResult, GetOptions } from "../mod/source/source.ts";
+import { type LoadMode, SqliteStore } from "../mod/store/sqlite.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 
 /** A bucket held in memory: the list, then each file's JSON text. */

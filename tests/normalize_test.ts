@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { normalizeTitle } from "../mod/normalize.ts";
+import { normalizeTitle } from "../mod/records/normalize.ts";
 
 Deno.test("normalizeTitle() follows the issue's examples", () => {
   assert.equal(normalizeTitle("Star Wars: The Force Awakens"), "star_wars_the_force_awakens");

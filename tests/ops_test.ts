@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { nonOverlapping } from "../main.ts";
-import { ProgressLine, renderProgress } from "../mod/progress.ts";
+import { ProgressLine, renderProgress } from "../mod/cli/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, cli, dumpDatabase, LineWatcher, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 

@@ -281,7 +281,7 @@ Deno.test("runPipeline() with retryInvalid re-fetches only invalid files and rep
 });
 
 Deno.test("runPipeline() with the worker producer gives the same tables as in-thread", async () => {
-  const { workerProducer } = await import("../mod/worker_producer.ts");
+  const { workerProducer } = await import("../mod/produce/worker_producer.ts");
   for (const bucket of [BASIC, join(CASES, "hostile")]) {
     const server = await startBucketServer(bucket, { latencyMs: () => Math.floor(Math.random() * 20) });
     try {

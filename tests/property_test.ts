@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Classifier, RECORD_TYPES } from "../mod/records/mod.ts";
-import { parseBody, rawJson } from "../mod/decode.ts";
+import { parseBody, rawJson } from "../mod/produce/decode.ts";
 
 const ctx = { ingestionTime: "t", awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
 const classifier = new Classifier(RECORD_TYPES, ctx);

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { FileSource } from "../mod/file_source.ts";
-import { HttpSource } from "../mod/http_source.ts";
-import { ProgressLine, renderProgress } from "../mod/progress.ts";
+import { FileSource } from "../mod/source/file.ts";
+import { HttpSource } from "../mod/source/http.ts";
+import { ProgressLine, renderProgress } from "../mod/cli/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import {
   cli,
@@ -101,7 +101,7 @@ Deno.test("summary: time waiting for the lock is not run time", async () => {
     const bucket = await copyCase("basic", dir);
     const dbPath = join(dir, "db.sqlite3");
     await runOnce(bucket, dbPath);
-    const { SqliteStore } = await import("../mod/sqlite_store.ts");
+    const { SqliteStore } = await import("../mod/store/sqlite.ts");
     const { RECORD_TYPES } = await import("../mod/records/mod.ts");
     const { runPipeline } = await import("../mod/pipeline.ts");
     const store = SqliteStore.open(dbPath, { types: RECORD_TYPES, lockTimeoutMs: 5000 });
@@ -260,7 +260,7 @@ Deno.test("MISSING_GIVE_UP_RUNS gives up on a key that stays missing; --key load
 });
 
 Deno.test("networkCause() names host:port and the cause: refused, DNS, TLS, timeout", async () => {
-  const { networkCause } = await import("../mod/http_source.ts");
+  const { networkCause } = await import("../mod/source/http.ts");
   const url = new URL("https://bucket.example.com/prefix/");
   const fetchFailed = (cause: string) => new TypeError("fetch failed", { cause: new Error(cause) });
   assert.equal(

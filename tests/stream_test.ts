@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { join } from "node:path";
-import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "../mod/json_stream.ts";
-import { processBody, processStream, type Produced } from "../mod/produce.ts";
+import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "../mod/produce/json_stream.ts";
+import { processBody, processStream, type Produced } from "../mod/produce/produce.ts";
 import { Classifier, RECORD_TYPES } from "../mod/records/mod.ts";
-import type { FileWrite } from "../mod/store.ts";
+import type { FileWrite } from "../mod/store/store.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 

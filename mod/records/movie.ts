@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { normalizeTitle } from "../normalize.ts";
+import { normalizeTitle } from "./normalize.ts";
 import { boolean, type Check, dataProblem, firstProblem, guards, integer, isoDate, string, text } from "./fields.ts";
 import type { RecordType } from "./record_type.ts";
 

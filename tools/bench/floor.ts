@@ -12,9 +12,9 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pMapIterable } from "p-map";
-import { normalizeTitle } from "../../mod/normalize.ts";
+import { normalizeTitle } from "../../mod/records/normalize.ts";
 import { RECORD_TYPES } from "../../mod/records/mod.ts";
-import { tableSql } from "../../mod/sqlite_schema.ts";
+import { tableSql } from "../../mod/store/migrations.ts";
 
 const [base, dbPath] = Deno.args as [string, string];
 const db = new DatabaseSync(dbPath);

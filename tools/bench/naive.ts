@@ -8,7 +8,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { normalizeTitle } from "../../mod/normalize.ts";
+import { normalizeTitle } from "../../mod/records/normalize.ts";
 
 /** The original's tables: no STRICT, no source_key. */
 const SCHEMA = `

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import type { Cell } from "./records/mod.ts";
-import type { Validators } from "./source.ts";
-import type { StatusReport } from "./status.ts";
+import type { Cell } from "../records/mod.ts";
+import type { Validators } from "../source/source.ts";
+import type { StatusReport } from "../cli/status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
 export interface Rejection {

@@ -4,7 +4,7 @@
  * @module
  */
 import { join, relative, resolve, sep } from "node:path";
-import { refuseReason } from "./bucket_location.ts";
+import { refuseReason } from "./location.ts";
 import { type BucketSource, type FetchResult, type GetOptions, guardStream, readCapped } from "./source.ts";
 
 /** Serves keys as files under `root`. A missing file is `missing` (404). */

@@ -6,17 +6,17 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { existsSync } from "node:fs";
-import type { Config } from "./config.ts";
+import type { Config } from "../config.ts";
 import { formatPlan, planRun } from "./dry_run.ts";
-import { type Progress, runPipeline } from "./pipeline.ts";
-import type { ProduceSettings } from "./produce.ts";
-import { RECORD_TYPES } from "./records/mod.ts";
-import { checkRegistryFileWritable, readRegistryFile, writeRegistryFile } from "./registry_file.ts";
-import { makeSource, sourceSpec } from "./source_spec.ts";
-import { emptyStatus, SqliteStore } from "./sqlite_store.ts";
+import { type Progress, runPipeline } from "../pipeline.ts";
+import type { ProduceSettings } from "../produce/produce.ts";
+import { RECORD_TYPES } from "../records/mod.ts";
+import { checkRegistryFileWritable, readRegistryFile, writeRegistryFile } from "../store/registry_file.ts";
+import { makeSource, sourceSpec } from "../source/spec.ts";
+import { emptyStatus, SqliteStore } from "../store/sqlite.ts";
 import { formatStatus, type StatusReport } from "./status.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
-import { workerProducer } from "./worker_producer.ts";
+import { workerProducer } from "../produce/worker_producer.ts";
 
 const logger = getLogger(["bucketload"]);
 

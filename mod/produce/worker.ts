@@ -9,8 +9,8 @@
 /// <reference lib="deno.worker" />
 import { configure, type LogLevel } from "@logtape/logtape";
 import { type Produced, produceInThread, type ProduceSettings } from "./produce.ts";
-import { RECORD_TYPES } from "./records/mod.ts";
-import { makeSource, type SourceSpec } from "./source_spec.ts";
+import { RECORD_TYPES } from "../records/mod.ts";
+import { makeSource, type SourceSpec } from "../source/spec.ts";
 
 /** The first message: what to produce. */
 export interface WorkerInit {

@@ -8,8 +8,8 @@
  */
 import { getLogger, type LogLevel, type LogRecord } from "@logtape/logtape";
 import type { Producer, ProduceSettings } from "./produce.ts";
-import type { FromWorker, WorkerInit } from "./produce_worker.ts";
-import type { SourceSpec } from "./source_spec.ts";
+import type { FromWorker, WorkerInit } from "./worker.ts";
+import type { SourceSpec } from "../source/spec.ts";
 
 /** Options of {@linkcode workerProducer}. */
 export interface WorkerProducerOptions {
@@ -31,7 +31,7 @@ export function workerProducer(
   return async function* (keys, signal) {
     signal?.throwIfAborted();
     if (keys.length === 0) return;
-    const worker = new Worker(new URL("./produce_worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
     let wake: (() => void) | undefined;
     const push = (message: FromWorker) => {

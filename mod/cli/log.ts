@@ -15,7 +15,7 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import { join } from "node:path";
-import { strftime } from "./strftime.ts";
+import { strftime } from "../strftime.ts";
 
 /** Options of {@linkcode setupLogging}. */
 export interface LoggingOptions {

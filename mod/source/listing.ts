@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { refuseReason } from "./bucket_location.ts";
+import { refuseReason } from "./location.ts";
 import { type BucketSource, tooLargeReason, type Validators } from "./source.ts";
 
 /** The keys of a list, split into accepted (deduplicated, in order) and refused. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { RunReport } from "./pipeline.ts";
+import type { RunReport } from "../pipeline.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 

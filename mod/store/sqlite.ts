@@ -8,11 +8,11 @@ import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { UsageError } from "./errors.ts";
-import type { RecordType } from "./records/mod.ts";
-import type { Validators } from "./source.ts";
-import { migrate } from "./sqlite_schema.ts";
-import type { RunRow, StatusReport } from "./status.ts";
+import { UsageError } from "../errors.ts";
+import type { RecordType } from "../records/mod.ts";
+import type { Validators } from "../source/source.ts";
+import { migrate } from "./migrations.ts";
+import type { RunRow, StatusReport } from "../cli/status.ts";
 import {
   type BeginOptions,
   type FilePart,

@@ -1,17 +1,17 @@
 /**
  * The produce step: fetch each key, decode, parse and classify its records,
  * yielding one {@linkcode Produced} per key in list order. It runs in-thread
- * or in a worker (see worker_producer.ts); its output is structured-cloneable.
+ * or in a worker (see worker_producer.ts in this folder); its output is structured-cloneable.
  *
  * @module
  */
 import { pMapIterable } from "p-map";
 import { parseBody, parseText, rawJson, rawText, undecodable } from "./decode.ts";
 import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "./json_stream.ts";
-import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
-import { type BucketSource, TooLargeError, tooLargeReason } from "./source.ts";
-import type { FilePart, FileWrite, Rejection } from "./store.ts";
-import { compileStrftime } from "./strftime.ts";
+import { type Cell, Classifier, type RecordType } from "../records/mod.ts";
+import { type BucketSource, TooLargeError, tooLargeReason } from "../source/source.ts";
+import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
+import { compileStrftime } from "../strftime.ts";
 
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =

@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import pRetry, { AbortError } from "p-retry";
-import { objectUrl, redactUrl } from "./bucket_location.ts";
+import { objectUrl, redactUrl } from "./location.ts";
 import { type BucketSource, type FetchResult, type GetOptions, guardStream, readCapped } from "./source.ts";
 
 const logger = getLogger(["bucketload", "fetch"]);

@@ -8,8 +8,8 @@
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
-import { UsageError } from "./errors.ts";
-import type { RecordType } from "./records/mod.ts";
+import { UsageError } from "../errors.ts";
+import type { RecordType } from "../records/mod.ts";
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { fetchListing } from "./listing.ts";
-import type { BucketSource } from "./source.ts";
-import type { FileStatus } from "./store.ts";
+import { fetchListing } from "../source/listing.ts";
+import type { BucketSource } from "../source/source.ts";
+import type { FileStatus } from "../store/store.ts";
 
 /** What a run would do with one listed key. */
 export type PlannedAction = "new" | "processed" | "refetch" | "refused" | "skipped";

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
-import { FileSource } from "./file_source.ts";
-import { HttpSource } from "./http_source.ts";
+import type { Config } from "../config.ts";
+import { FileSource } from "./file.ts";
+import { HttpSource } from "./http.ts";
 import type { BucketSource } from "./source.ts";
 
 /** Everything needed to build a source; structured-cloneable. */

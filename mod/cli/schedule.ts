@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { Cron } from "croner";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 
 /** Exit codes of the stop signals. */
 export const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;

@@ -75,6 +75,8 @@ export const STAGE_ROWS = 1_000_000;
 
 /** The page cache, KiB. */
 const CACHE_KIB = 16_384;
+/** The page cache while a stage is merged, KiB. */
+const MERGE_CACHE_KIB = 32_768;
 
 /** The insert of `rows` rows into a type's stage: no constraints, so it never touches the table's B-tree. */
 function stageSql(type: RecordType, rows: number): string {
@@ -481,6 +483,9 @@ class SqliteRun implements RunTransaction {
   /** Merges the staged rows into the data tables, table by table, in key order. */
   #merge() {
     if (this.#stagedRows === 0) return;
+    // A larger cache while merging: fewer dirty pages spilled to the WAL more than once (incremental run: 1.62× → 1.44×
+    // the first load, 175 → 190 MB peak; 48 MiB measured no faster and passed 200 MB).
+    this.#db.exec(`PRAGMA cache_size = -${MERGE_CACHE_KIB}`);
     for (const type of this.#types.values()) {
       const id = `merge/${type.table}`;
       let stmt = this.#upserts.get(id);
@@ -489,6 +494,7 @@ class SqliteRun implements RunTransaction {
       this.#db.exec(`DELETE FROM temp.${quote(`stage_${type.table}`)}`);
     }
     this.#stagedRows = 0;
+    this.#db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
   }
 
   rowCounts(): Promise<{ inserted: number; updated: number }> {

@@ -189,6 +189,8 @@ async function writeSection(heading: string, body: string): Promise<void> {
     doc = doc.slice(0, start) + section + (next < 0 ? "" : doc.slice(next + 1));
   }
   await Deno.writeTextFile(path, doc);
+  // Keep `deno task check` (deno fmt --check) clean.
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", path] }).output();
 }
 
 /** `--noop` and `--registry`: timings of bucketload alone, printed (and written) as a short report. */

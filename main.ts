@@ -239,10 +239,7 @@ export async function main(args: readonly string[]): Promise<number> {
     config = await loadConfigFromEnv(cli);
     // Everything that can be checked is checked before a log line or a file is written.
     if (cli.schedule !== undefined) cron = parseCron(cli.schedule);
-    if (cli.command === "run" && !cli.dryRun) {
-      await preflight(config);
-      if (config.logDir !== undefined) await checkFolderWritable(config.logDir, "LOG_DIR");
-    }
+    if (cli.command === "run" && !cli.dryRun) await preflight(config);
   } catch (error) {
     const line = fixableError(error);
     if (line === undefined) throw error;
@@ -348,23 +345,6 @@ async function loadConfigFromEnv(cli: Cli): Promise<Config> {
     overrides: cli.overrides,
     cwd: userCwd(env),
   });
-}
-
-/**
- * Checks that `dir` exists or can be created, and takes a new file.
- *
- * @throws {UsageError} naming `key` and the path
- */
-async function checkFolderWritable(dir: string, key: string): Promise<void> {
-  const probe = `${dir}/.bucketload-probe-${crypto.randomUUID()}`;
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(probe, "");
-    await Deno.remove(probe);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    throw new UsageError(`Cannot write ${key} ${dir}: ${(error as Error).message}`, { subject: key, cause: error });
-  }
 }
 
 if (import.meta.main) {

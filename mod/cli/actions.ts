@@ -11,7 +11,12 @@ import { formatPlan, planRun } from "./dry_run.ts";
 import { type Progress, runPipeline } from "../pipeline.ts";
 import type { ProduceSettings } from "../produce/produce.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
-import { checkRegistryFileWritable, readRegistryFile, writeRegistryFile } from "../store/registry_file.ts";
+import {
+  checkFolderWritable,
+  checkRegistryFileWritable,
+  readRegistryFile,
+  writeRegistryFile,
+} from "../store/registry_file.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
 import { emptyStatus, SqliteStore } from "../store/sqlite.ts";
 import { formatStatus, type StatusReport } from "./status.ts";
@@ -37,12 +42,14 @@ export interface RunActionOptions {
 
 /**
  * Checks, before anything is fetched or written, what a run will need to
- * write besides the database: the registry file's folder.
+ * write besides the database: the registry file's folder and the log folder.
+ * The CLI calls it once, before logging starts.
  *
  * @throws {UsageError} naming the path and the key
  */
 export async function preflight(config: Config): Promise<void> {
   if (config.processedFilesPath !== undefined) await checkRegistryFileWritable(config.processedFilesPath);
+  if (config.logDir !== undefined) await checkFolderWritable(config.logDir, "LOG_DIR");
 }
 
 /**
@@ -52,7 +59,6 @@ export async function preflight(config: Config): Promise<void> {
  * @throws {LockedError} when another run holds the database
  */
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
-  await preflight(config);
   const importKeys = config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath);
   const store = SqliteStore.open(config.databasePath, {
     types: RECORD_TYPES,

@@ -41,29 +41,41 @@ export async function readRegistryFile(path: string): Promise<string[]> {
 }
 
 /**
- * Checks before a run that the registry file's folder can take a new file
- * (the file is replaced by a rename), so that a committed run never finds out
- * afterwards.
+ * Checks that `dir` exists or can be created and takes a new file, by
+ * writing and removing a probe. A permission Deno denies is rethrown as it
+ * is, for the CLI's permission message.
  *
- * @throws {UsageError} naming the path when it cannot be written
+ * @throws {UsageError} naming `key` and `shown` (the path it sets, `dir` by default) when the folder cannot be written
  */
-export async function checkRegistryFileWritable(path: string): Promise<void> {
-  const dir = dirname(path);
+export async function checkFolderWritable(dir: string, key: string, shown = dir, hint = ""): Promise<void> {
   const probe = join(dir, `.bucketload-probe-${crypto.randomUUID()}.tmp`);
   try {
     await Deno.mkdir(dir, { recursive: true });
     await Deno.writeTextFile(probe, "");
     await Deno.remove(probe);
-    const stat = await Deno.stat(path).catch(() => undefined);
-    if (stat?.isDirectory) throw new Error("it is a folder");
   } catch (error) {
     await Deno.remove(probe).catch(() => {});
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(
-      `Cannot write PROCESSED_FILES_FILENAME ${path}: ${(error as Error).message}; fix its folder's permissions ` +
-        `or unset the key`,
-      { subject: "PROCESSED_FILES_FILENAME", cause: error },
-    );
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    throw new UsageError(`Cannot write ${key} ${shown}: ${(error as Error).message}${hint}`, {
+      subject: key,
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Checks before a run that the registry file can be replaced (a new file in
+ * its folder, then a rename), so that a committed run never finds out
+ * afterwards.
+ *
+ * @throws {UsageError} naming the path when it cannot be written
+ */
+export async function checkRegistryFileWritable(path: string): Promise<void> {
+  const key = "PROCESSED_FILES_FILENAME";
+  const hint = "; fix its folder's permissions or unset the key";
+  await checkFolderWritable(dirname(path), key, path, hint);
+  if ((await Deno.stat(path).catch(() => undefined))?.isDirectory) {
+    throw new UsageError(`Cannot write ${key} ${path}: it is a folder${hint}`, { subject: key });
   }
 }
 

@@ -14,8 +14,9 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Config, loadConfig } from "./mod/config.ts";
-import { fixableError, parseCli, readEnv, userCwd } from "./main.ts";
+import type { Config } from "./mod/config.ts";
+import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./main.ts";
+import { hostPort } from "./mod/source/http.ts";
 import { parseCron } from "./mod/cli/schedule.ts";
 
 /** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
@@ -48,8 +49,7 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
   if (config.bucket.kind === "http") {
-    const { hostname, port, protocol } = config.bucket.base;
-    flags.push(`--allow-net=${hostname}:${port || (protocol === "https:" ? "443" : "80")}`);
+    flags.push(`--allow-net=${hostPort(config.bucket.base)}`);
   }
   flags.push("--allow-env=BUCKETLOAD_*");
   return flags;
@@ -65,13 +65,7 @@ export async function launch(args: readonly string[]): Promise<number> {
     const cli = parseCli(args);
     need = cli;
     if (!cli.help && !cli.version) {
-      config = await loadConfig({
-        configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
-        profile: cli.profile ?? env.BUCKETLOAD_PROFILE,
-        env,
-        overrides: cli.overrides,
-        cwd: userCwd(env),
-      });
+      config = await loadConfigFromEnv(cli, env);
       if (cli.schedule !== undefined) parseCron(cli.schedule);
     }
   } catch (error) {

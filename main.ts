@@ -335,9 +335,8 @@ export function userCwd(env: Readonly<Record<string, string>>): string {
   return env.BUCKETLOAD_CWD ?? env.INIT_CWD ?? Deno.cwd();
 }
 
-/** Reads the environment and the config file the flags name. */
-async function loadConfigFromEnv(cli: Cli): Promise<Config> {
-  const env = readEnv();
+/** Reads the config file the flags name, with `env` (the environment by default) for overrides and choosers. */
+export async function loadConfigFromEnv(cli: Cli, env: Record<string, string> = readEnv()): Promise<Config> {
   return await loadConfig({
     configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
     profile: cli.profile ?? env.BUCKETLOAD_PROFILE,

@@ -78,9 +78,6 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly unchanged: boolean;
   /** Of `filesNew`, keys that were registered before and fetched again (`--force`, `--retry-invalid`, `--key`). */
   readonly filesRefetched: number;
-  /** Rows new to the tables, and rows that replaced an earlier row with the same key. */
-  readonly rowsInserted: number;
-  readonly rowsUpdated: number;
   /** Time spent waiting for another run's lock, not counted in the run's time. */
   readonly lockWaitMs: number;
   /** Keys imported from `PROCESSED_FILES_FILENAME` into the registry. */
@@ -341,6 +338,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     const runCounts: RunCounts = {
       status: failedKeys.length > 0 ? "failed" : "ok",
       finishedAt,
+      rowsInserted: rows.inserted,
+      rowsUpdated: rows.updated,
       filesListed: listing.keys.length + listing.refused.length,
       filesNew: todo.length,
       filesLoaded: counts.filesLoaded,
@@ -375,8 +374,6 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     return {
       ...runCounts,
       filesRefetched,
-      rowsInserted: rows.inserted,
-      rowsUpdated: rows.updated,
       lockWaitMs,
       imported,
       gaveUpKeys,

@@ -223,18 +223,12 @@ export class SqliteStore implements Store {
           changes: changes.join("; "),
         });
       }
-      const meta = (name: string) =>
-        (this.#db.prepare("SELECT value FROM meta WHERE name = ?").get(name) as { value: string } | undefined)?.value;
-      const setMeta = this.#db.prepare(
-        "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-      );
-      const previous = meta("bucket");
+      const previous = readMeta(this.#db, "bucket");
       if (previous !== undefined && previous !== options.bucket) {
         options.onBucketChange?.(previous, options.bucket);
-        setMeta.run("previous_bucket", previous);
-        setMeta.run("bucket_changed_at", startedAt.toISOString());
+        writeMeta(this.#db, { previous_bucket: previous, bucket_changed_at: startedAt.toISOString() });
       }
-      setMeta.run("bucket", options.bucket);
+      writeMeta(this.#db, { bucket: options.bucket });
       const { id } = this.#db
         .prepare("INSERT INTO runs (started_at, status, bucket) VALUES (?, 'running', ?) RETURNING id")
         .get(startedAt.toISOString(), options.bucket) as { id: number };
@@ -289,11 +283,8 @@ export class SqliteStore implements Store {
     const empty: StatusReport = { ...emptyStatus(this.display), tables, running: running ?? null };
     if (!this.#hasTable("runs")) return Promise.resolve(empty);
     const all = <T>(sql: string, ...params: string[]) => db.prepare(sql).all(...params).map((r) => ({ ...r }) as T);
-    const meta = (name: string) =>
-      this.#hasTable("meta")
-        ? (db.prepare("SELECT value FROM meta WHERE name = ?").get(name) as { value: string } | undefined)?.value ??
-          null
-        : null;
+    const hasMeta = this.#hasTable("meta");
+    const meta = (name: string) => (hasMeta ? readMeta(db, name) : undefined) ?? null;
     const lastCheckAt = meta("last_check_at");
     return Promise.resolve({
       ...empty,
@@ -377,6 +368,19 @@ function openReadOnly(path: string): DatabaseSync {
     url.searchParams.set("immutable", "1");
     return tryOpen(url);
   }
+}
+
+/** A value of the `meta` table, or `undefined` when it is not set. */
+function readMeta(db: DatabaseSync, name: string): string | undefined {
+  return (db.prepare("SELECT value FROM meta WHERE name = ?").get(name) as { value: string } | undefined)?.value;
+}
+
+/** Sets values of the `meta` table. */
+function writeMeta(db: DatabaseSync, values: Readonly<Record<string, string>>) {
+  const set = db.prepare(
+    "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+  );
+  for (const [name, value] of Object.entries(values)) set.run(name, value);
 }
 
 /** Removes a database file with its WAL, shared-memory and lock-info companions. */
@@ -543,11 +547,7 @@ class SqliteRun implements RunTransaction {
     if (!this.#open) return Promise.resolve();
     this.#db.exec("ROLLBACK");
     this.#db.exec("BEGIN IMMEDIATE");
-    const set = this.#db.prepare(
-      "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    );
-    set.run("last_check_at", at.toISOString());
-    set.run("last_check_result", result);
+    writeMeta(this.#db, { last_check_at: at.toISOString(), last_check_result: result });
     this.#db.exec("COMMIT");
     this.#open = false;
     this.#release();
@@ -682,7 +682,6 @@ class SqliteRun implements RunTransaction {
   commit(c: RunCounts): Promise<void> {
     this.#merge();
     const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
-    const inserted = this.#countRows() - this.#rowsBefore;
     this.#db.prepare(
       `UPDATE runs SET finished_at = ?, status = ?, files_listed = ?, files_new = ?, files_loaded = ?,
          files_invalid = ?, files_missing = ?, files_failed = ?, files_refused = ?, records_loaded = ?,
@@ -704,8 +703,8 @@ class SqliteRun implements RunTransaction {
       c.rejected,
       sum(c.ignored),
       JSON.stringify(c.ignored),
-      inserted,
-      this.#upserted - inserted,
+      c.rowsInserted,
+      c.rowsUpdated,
       this.runId,
     );
     const issue = this.#db.prepare("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES (?, ?, ?, ?)");

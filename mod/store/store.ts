@@ -48,9 +48,9 @@ export interface FileWrite extends FilePart {
 
 /** The counts stored in the run's row at commit. */
 export interface RunCounts {
-  /** Rows new to the tables and rows that replaced an earlier row, all tables together (set by the store). */
-  readonly rowsInserted?: number;
-  readonly rowsUpdated?: number;
+  /** Rows new to the tables, and rows that replaced an earlier row with the same key (from `rowCounts()`). */
+  readonly rowsInserted: number;
+  readonly rowsUpdated: number;
   readonly status: "ok" | "failed";
   readonly finishedAt: Date;
   readonly filesListed: number;
@@ -97,7 +97,7 @@ export interface RunTransaction {
    * invalid and returned. `giveUpRuns` 0 never gives up.
    */
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]>;
-  /** Rows written so far in this run: new rows and rows that replaced others. */
+  /** Rows written so far in this run (staged rows merged first): new rows and rows that replaced others. */
   rowCounts(): Promise<{ inserted: number; updated: number }>;
   /** Adds part of a streamed file, inside a savepoint that its `writeFile` releases. */
   writePart(key: string, part: FilePart): Promise<void>;

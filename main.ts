@@ -195,7 +195,7 @@ function trapSignals(controller: AbortController): () => void {
       const logger = getLogger(["bucketload"]);
       if (busy) logger.warn("Received {signal}: stopping and rolling back", { signal: name });
       else logger.info("Received {signal}: stopping (no run in progress)", { signal: name });
-      controller.abort(new StopSignal(name as keyof typeof SIGNAL_CODES, busy));
+      controller.abort(new StopSignal(name as keyof typeof SIGNAL_CODES));
     };
     Deno.addSignalListener(name as Deno.Signal, handler);
     return [name as Deno.Signal, handler] as const;

@@ -14,8 +14,8 @@ export const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 
 /** The reason a run or the scheduler was stopped by a signal. */
 export class StopSignal extends Error {
-  /** `busy`: a run was going when the signal came (it is rolled back). */
-  constructor(readonly signal: keyof typeof SIGNAL_CODES, readonly busy: boolean) {
+  /** Creates the reason for `signal`. */
+  constructor(readonly signal: keyof typeof SIGNAL_CODES) {
     super(`Stopped by ${signal}`);
     this.name = "StopSignal";
   }

@@ -117,7 +117,8 @@ export function tableSql(type: RecordType): string {
   return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
 }
 
-const hasTable = (db: DatabaseSync, name: string) =>
+/** Whether the database has the table `name`. */
+export const hasTable = (db: DatabaseSync, name: string): boolean =>
   db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
 
 /** The applied schema version: 0 for a new or original database, 1 for bucketload's before versioning. */

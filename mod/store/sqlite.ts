@@ -11,7 +11,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
-import { migrate } from "./migrations.ts";
+import { hasTable, migrate } from "./migrations.ts";
 import type { RunRow, StatusReport } from "../cli/status.ts";
 import {
   type BeginOptions,
@@ -255,8 +255,7 @@ export class SqliteStore implements Store {
   }
 
   registeredKeys(): Promise<string[]> {
-    const exists = this.#db.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'processed_files'").get();
-    if (exists === undefined) return Promise.resolve([]);
+    if (!this.#hasTable("processed_files")) return Promise.resolve([]);
     const rows = this.#db.prepare("SELECT key FROM processed_files ORDER BY rowid").all() as { key: string }[];
     return Promise.resolve(rows.map((r) => r.key));
   }
@@ -267,7 +266,7 @@ export class SqliteStore implements Store {
   }
 
   #hasTable(name: string): boolean {
-    return this.#db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
+    return hasTable(this.#db, name);
   }
 
   /** The status report: last runs, registry totals, rows per table, problem keys, the bucket, the run in progress. */

@@ -174,8 +174,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   } = options;
   const requestedAt = now();
   const failedKeys: { key: string; reason: string }[] = [];
-  const missingKeys: string[] = [];
-  const missingReason = new Map<string, string>();
+  const missing: { key: string; reason: string }[] = [];
   const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
   const ignored: Record<string, number> = {};
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
@@ -288,8 +287,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       parts = undefined;
       if (produced.kind === "missing") {
         logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
-        missingKeys.push(key);
-        missingReason.set(key, produced.reason);
+        missing.push({ key, reason: produced.reason });
       } else if (produced.kind === "failed") {
         await tx.abortFile(key);
         logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
@@ -323,7 +321,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
 
     signal?.throwIfAborted();
     const gaveUpKeys = await tx.noteMissing(
-      missingKeys.map((key) => ({ key, reason: missingReason.get(key) ?? "missing" })),
+      missing,
       missingGiveUpRuns,
       now(),
     );
@@ -344,7 +342,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesNew: todo.length,
       filesLoaded: counts.filesLoaded,
       filesInvalid: counts.filesInvalid,
-      filesMissing: missingKeys.length,
+      filesMissing: missing.length,
       filesFailed: failedKeys.length,
       filesRefused: listing.refused.length,
       loaded,
@@ -352,11 +350,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       ignored,
       issues: [
         ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
-        ...missingKeys.map((key) => ({
-          key,
-          outcome: "missing" as const,
-          reason: missingReason.get(key) ?? "missing",
-        })),
+        ...missing.map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
         ...failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
       ],
     };
@@ -382,7 +376,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       startedAt,
       listError: undefined,
       failedKeys,
-      missingKeys,
+      missingKeys: missing.map((m) => m.key),
       refusedKeys: listing.refused,
       unchanged: listing.notModified,
     };

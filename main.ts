@@ -172,12 +172,13 @@ export function parseCli(args: readonly string[]): Cli {
 
 /**
  * The environment bucketload reads: all of it when allowed, else only the
- * `BUCKETLOAD_*` names it knows (under `--allow-env=BUCKETLOAD_*`).
+ * `BUCKETLOAD_*` names it knows and `DATABASE_URL` (under
+ * `--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*`; the PostgreSQL client reads `PG*` itself).
  */
 export function readEnv(): Record<string, string> {
   if (Deno.permissions.querySync({ name: "env" }).state === "granted") return Deno.env.toObject();
   const env: Record<string, string> = {};
-  for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k)]) {
+  for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k), "DATABASE_URL"]) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }

@@ -18,7 +18,10 @@ export interface Config {
   readonly configPath: string | undefined;
   /** Where relative paths resolve: the config file's folder, else the working directory. */
   readonly baseDir: string;
+  /** The SQLite file (unused when `databaseUrl` is set). */
   readonly databasePath: string;
+  /** The PostgreSQL URL, when the store is PostgreSQL. */
+  readonly databaseUrl: string | undefined;
   readonly bucket: BucketLocation;
   readonly filesListKey: string;
   readonly encoding: string;
@@ -57,6 +60,10 @@ interface KeySpec {
 /** Every profile key with its built-in default. */
 export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   DATABASE_NAME: { default: "db.sqlite3", help: "SQLite database file" },
+  DATABASE_URL: {
+    default: undefined,
+    help: "postgres:// URL: use PostgreSQL instead of DATABASE_NAME (also read from plain DATABASE_URL)",
+  },
   BUCKET_NAME: { default: undefined, help: "host, http(s) URL with optional prefix, file: URL or folder" },
   FILES_LIST_KEY: { default: "files_list.data", help: "key of the file list" },
   BUCKET_ENCODING: { default: "utf-8", help: "WHATWG encoding label of the objects" },
@@ -293,12 +300,19 @@ export function resolveConfig(options: ResolveOptions): Config {
   const filesListKey = str("FILES_LIST_KEY").trim();
   if (filesListKey === "") fail("FILES_LIST_KEY", "a key", filesListKey);
   const databasePath = path("DATABASE_NAME") ?? fail("DATABASE_NAME", "a file path", "");
+  const databaseUrl = resolveDatabaseUrl(
+    get("DATABASE_URL"),
+    layers.some((l) => l.raw.DATABASE_NAME !== undefined),
+    env.DATABASE_URL,
+    (got) => fail("DATABASE_URL", "a postgres:// or postgresql:// URL", got),
+  );
 
   return {
     profile,
     configPath,
     baseDir,
     databasePath,
+    databaseUrl,
     bucket,
     filesListKey,
     encoding,
@@ -322,6 +336,23 @@ export function resolveConfig(options: ResolveOptions): Config {
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
   };
+}
+
+/**
+ * The PostgreSQL URL: the `DATABASE_URL` key when set; else the plain
+ * `DATABASE_URL` variable (as Deno Deploy and Heroku-style hosts set it),
+ * unless `DATABASE_NAME` was set explicitly, which keeps SQLite.
+ */
+function resolveDatabaseUrl(
+  key: string | undefined,
+  sqliteChosen: boolean,
+  plain: string | undefined,
+  fail: (got: string) => never,
+): string | undefined {
+  const raw = (key ?? (sqliteChosen ? undefined : plain))?.trim();
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^postgres(ql)?:\/\//i.test(raw)) return fail(raw.replace(/\/\/[^@/]*@/, "//***@"));
+  return raw;
 }
 
 /** Options of {@linkcode loadConfig}. */

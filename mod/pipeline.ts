@@ -51,6 +51,12 @@ export interface PipelineOptions {
   readonly signal?: AbortSignal | undefined;
   /** Produces the files (fetch, parse, classify); default in-thread, or a worker's. */
   readonly producer?: Producer | undefined;
+  /**
+   * Keys claimed at a time from a store that runs share (PostgreSQL): small
+   * enough that runs side by side share the work, large enough that the
+   * fetches stay busy. @default {max(4 × concurrency, 32)}
+   */
+  readonly claimBatch?: number | undefined;
   /** Called after each listed key is settled, e.g. for a progress bar. */
   readonly onProgress?: ((progress: Progress) => void) | undefined;
 }
@@ -86,6 +92,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly gaveUpKeys: readonly string[];
   /** Files that ended invalid in this run, with the reason. */
   readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
+  readonly filesClaimedElsewhere: number;
 }
 
 /** Counts of one file, summed over its parts. */
@@ -143,6 +151,7 @@ function nothingWritten(
     imported: 0,
     gaveUpKeys: [],
     invalidKeys: [],
+    filesClaimedElsewhere: 0,
     ...r,
   };
 }
@@ -226,7 +235,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       const registered = retryInvalid ? await tx.registered(listing.keys, ["loaded"]) : everRegistered;
       todo = listing.keys.filter((k) => !registered.has(k));
     }
-    const filesRefetched = todo.filter((k) => everRegistered.has(k)).length;
+    let filesRefetched = 0;
+    const refetched = (keys: readonly string[]) => keys.filter((k) => everRegistered.has(k)).length;
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
       listed: listing.keys.length + listing.refused.length,
       new: todo.length,
@@ -265,6 +275,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         maxRejectedRawBytes,
         streamThresholdBytes,
         partElements: options.partElements,
+        rejectNul: !store.holdsNul,
       }, now);
     let filesDone = 0;
     let records = 0;
@@ -272,51 +283,85 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     progress();
     // A streamed file's parts, counted into the totals only once the file is loaded.
     let parts: { key: string; tally: Tally } | undefined;
-    for await (const produced of produce(todo, signal)) {
-      signal?.throwIfAborted();
-      const { key } = produced;
-      if (produced.kind === "part") {
-        await tx.writePart(key, produced.part);
-        if (parts?.key !== key) parts = { key, tally: new Tally() };
-        parts.tally.add(produced.part);
-        progress(parts.tally.records);
-        continue;
-      }
-      filesDone++;
-      const tally = parts?.key === key ? parts.tally : new Tally();
-      parts = undefined;
-      if (produced.kind === "missing") {
-        logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
-        missing.push({ key, reason: produced.reason });
-      } else if (produced.kind === "failed") {
-        await tx.abortFile(key);
-        logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
-        failedKeys.push({ key, reason: produced.reason });
-      } else {
-        const { file } = produced;
-        await tx.writeFile(file);
-        // An invalid file's parts were discarded: only its own whole-file rejection counts.
-        const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
-        counted.addTo(loaded, ignored);
-        records += counted.records;
-        counts.rejected += counted.rejected;
-        if (file.status === "loaded") counts.filesLoaded++;
-        else {
-          counts.filesInvalid++;
-          const reason = file.rejections[0]?.reason ?? "";
-          invalidKeys.push({ key, reason });
-          logger.warn("Invalid {key}: {reason}", { key, reason });
+    const load = async (keys: readonly string[]) => {
+      for await (const produced of produce(keys, signal)) {
+        signal?.throwIfAborted();
+        const { key } = produced;
+        if (produced.kind === "part") {
+          await tx.writePart(key, produced.part);
+          if (parts?.key !== key) parts = { key, tally: new Tally() };
+          parts.tally.add(produced.part);
+          progress(parts.tally.records);
+          continue;
         }
-        logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
-          key,
-          status: file.status,
-          records: counted.records,
-          rejected: counted.rejected,
-          ignored: counted.ignoredTotal,
-          bytes: file.bytes,
+        filesDone++;
+        const tally = parts?.key === key ? parts.tally : new Tally();
+        parts = undefined;
+        if (produced.kind === "missing") {
+          logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
+          missing.push({ key, reason: produced.reason });
+        } else if (produced.kind === "failed") {
+          await tx.abortFile(key);
+          logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
+          failedKeys.push({ key, reason: produced.reason });
+        } else {
+          const { file } = produced;
+          await tx.writeFile(file);
+          // An invalid file's parts were discarded: only its own whole-file rejection counts.
+          const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
+          counted.addTo(loaded, ignored);
+          records += counted.records;
+          counts.rejected += counted.rejected;
+          if (file.status === "loaded") counts.filesLoaded++;
+          else {
+            counts.filesInvalid++;
+            const reason = file.rejections[0]?.reason ?? "";
+            invalidKeys.push({ key, reason });
+            logger.warn("Invalid {key}: {reason}", { key, reason });
+          }
+          logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
+            key,
+            status: file.status,
+            records: counted.records,
+            rejected: counted.rejected,
+            ignored: counted.ignoredTotal,
+            bytes: file.bytes,
+          });
+        }
+        progress();
+      }
+    };
+    let filesClaimedElsewhere = 0;
+    if (tx.claim === undefined) {
+      filesRefetched = refetched(todo);
+      await load(todo);
+    } else {
+      // A shared store: claim a batch at a time, so that runs side by side split the keys between them.
+      const position = new Map(listing.keys.map((k, i) => [k, i]));
+      const skip = onlyKeys !== undefined || force
+        ? undefined
+        : retryInvalid
+        ? (["loaded"] as const)
+        : (["loaded", "invalid"] as const);
+      const batch = options.claimBatch ?? Math.max(4 * concurrency, 32);
+      for (let i = 0; i < todo.length; i += batch) {
+        signal?.throwIfAborted();
+        const wanted = todo.slice(i, i + batch);
+        const mine = await tx.claim(
+          wanted.map((key, j) => ({ key, position: position.get(key) ?? listing.keys.length + i + j })),
+          skip,
+        );
+        filesClaimedElsewhere += wanted.length - mine.length;
+        filesDone += wanted.length - mine.length;
+        filesRefetched += refetched(mine);
+        if (mine.length > 0) await load(mine);
+        else progress();
+      }
+      if (filesClaimedElsewhere > 0) {
+        logger.info("{count} keys were claimed or loaded by another run side by side", {
+          count: filesClaimedElsewhere,
         });
       }
-      progress();
     }
 
     signal?.throwIfAborted();
@@ -339,7 +384,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       rowsInserted: rows.inserted,
       rowsUpdated: rows.updated,
       filesListed: listing.keys.length + listing.refused.length,
-      filesNew: todo.length,
+      filesNew: todo.length - filesClaimedElsewhere,
       filesLoaded: counts.filesLoaded,
       filesInvalid: counts.filesInvalid,
       filesMissing: missing.length,
@@ -372,6 +417,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       imported,
       gaveUpKeys,
       invalidKeys,
+      filesClaimedElsewhere,
       runId: tx.runId,
       startedAt,
       listError: undefined,

@@ -5,7 +5,6 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { formatPlan, planRun } from "./dry_run.ts";
 import { type Progress, runPipeline } from "../pipeline.ts";
@@ -18,7 +17,8 @@ import {
   writeRegistryFile,
 } from "../store/registry_file.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
-import { emptyStatus, SqliteStore } from "../store/sqlite.ts";
+import { emptyStatus } from "../store/sqlite.ts";
+import { openStore, openStoreReadOnly, storeDisplay } from "../store/open.ts";
 import { formatStatus, type StatusReport } from "./status.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "../produce/worker_producer.ts";
@@ -60,11 +60,8 @@ export async function preflight(config: Config): Promise<void> {
  */
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
   const importKeys = config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath);
-  const store = SqliteStore.open(config.databasePath, {
-    types: RECORD_TYPES,
-    lockTimeoutMs: config.lockTimeoutMs,
-    loadMode: config.loadMode,
-  });
+  const opened = await openStore(config);
+  const { store } = opened;
   let report;
   try {
     const spec = sourceSpec(config);
@@ -78,6 +75,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       maxFileBytes: config.maxFileBytes,
       maxRejectedRawBytes: config.maxRejectedRawBytes,
       streamThresholdBytes: config.streamThresholdBytes,
+      rejectNul: !store.holdsNul,
     };
     logger.info("Run of profile {profile}: {bucket} into {database}", {
       profile: config.profile,
@@ -112,17 +110,11 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       }
     }
   } finally {
-    const removed = store.closeAndTidy();
+    const removed = await opened.close();
     if (removed) logger.debug("Removed the database file created for a run that committed nothing");
   }
   out(options.json ? JSON.stringify(summaryJson(report), null, 2) + "\n" : formatSummary(report));
   return report.status === "ok" ? 0 : 1;
-}
-
-/** Opens the database read-only, or returns `undefined` when it does not exist yet. */
-function openReadOnly(config: Config): SqliteStore | undefined {
-  if (!existsSync(config.databasePath)) return undefined;
-  return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
 }
 
 /** Options of {@linkcode dryRunAction}. */
@@ -134,7 +126,7 @@ export interface DryRunOptions {
 
 /** `--dry-run`: prints what a run would do; fetches only the list and writes nothing. Returns 0, or 1 when the list fails. */
 export async function dryRunAction(config: Config, out: Out, options: DryRunOptions): Promise<number> {
-  const store = openReadOnly(config);
+  const store = await openStoreReadOnly(config);
   const imported = new Set(
     config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath),
   );
@@ -160,18 +152,18 @@ export async function dryRunAction(config: Config, out: Out, options: DryRunOpti
     out(formatPlan(plan));
     return 0;
   } finally {
-    store?.close();
+    await store?.close();
   }
 }
 
 /** `status`: prints the report (text or JSON) from a read-only database. Returns 0. */
 export async function statusAction(config: Config, out: Out, options: { json: boolean }): Promise<number> {
-  const store = openReadOnly(config);
+  const store = await openStoreReadOnly(config);
   let report: StatusReport;
   try {
-    report = store === undefined ? emptyStatus(config.databasePath) : await store.status();
+    report = store === undefined ? emptyStatus(storeDisplay(config)) : await store.status();
   } finally {
-    store?.close();
+    await store?.close();
   }
   out(options.json ? JSON.stringify(report, null, 2) + "\n" : formatStatus(report));
   return 0;

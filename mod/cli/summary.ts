@@ -43,6 +43,9 @@ export function formatSummary(report: RunReport): string {
     `  rate     ${n(rate)} records/s`,
   ];
   if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
+  if (report.filesClaimedElsewhere > 0) {
+    lines.push(`  shared   ${n(report.filesClaimedElsewhere)} keys claimed or loaded by another run side by side`);
+  }
   const show = (title: string, items: readonly string[]) => {
     if (items.length === 0) return;
     lines.push(`  ${title}`);
@@ -77,6 +80,7 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
       missing: report.filesMissing,
       failed: report.filesFailed,
       refused: report.filesRefused,
+      claimedElsewhere: report.filesClaimedElsewhere,
     },
     records: { valid: report.loaded, rejected: report.rejected, ignored: report.ignored },
     rows: { inserted: report.rowsInserted, updated: report.rowsUpdated },

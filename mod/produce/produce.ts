@@ -35,6 +35,8 @@ export interface ProduceSettings {
   readonly streamThresholdBytes: number;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
+  /** Reject records with U+0000 in a text column (the PostgreSQL store cannot hold it). @default {false} */
+  readonly rejectNul?: boolean | undefined;
 }
 
 /** Elements per part of a streamed file. */
@@ -248,6 +250,7 @@ export function produceInThread(
           ingestionTime: format(processedAt),
           awesomeMinRating: settings.awesomeMinRating,
           awesomeMaxSizeBytes: settings.awesomeMaxSizeBytes,
+          rejectNul: settings.rejectNul,
         }),
         processedAt,
         rawCap: settings.maxRejectedRawBytes,

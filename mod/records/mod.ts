@@ -48,6 +48,19 @@ export class Classifier {
       return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
     }
     const row = type.toRow(data, this.#context);
-    return typeof row === "string" ? { kind: "rejected", typeName, reason: row } : { kind: "row", type, row };
+    if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
+    if (this.#context.rejectNul) {
+      const at = row.findIndex((cell) => typeof cell === "string" && cell.includes("\u0000"));
+      if (at !== -1) {
+        return {
+          kind: "rejected",
+          typeName,
+          reason: `${
+            type.columns[at]?.name ?? "source_key"
+          }: contains U+0000 (NUL), which PostgreSQL text cannot store`,
+        };
+      }
+    }
+    return { kind: "row", type, row };
   }
 }

@@ -21,6 +21,8 @@ export interface RowContext {
   readonly ingestionTime: string;
   readonly awesomeMinRating: number;
   readonly awesomeMaxSizeBytes: number;
+  /** Reject a row with U+0000 in a text column (PostgreSQL's text cannot hold it). @default {false} */
+  readonly rejectNul?: boolean | undefined;
 }
 
 /** One record type: its table, its checks and its derived columns. */

@@ -108,6 +108,7 @@ function isBusy(error: unknown): boolean {
 /** A SQLite database file holding the data tables and the bookkeeping. */
 export class SqliteStore implements Store {
   readonly display: string;
+  readonly holdsNul = true;
   readonly #db: DatabaseSync;
   readonly #path: string;
   readonly #types: readonly RecordType[];

@@ -1,7 +1,8 @@
 /**
  * The store contract: one transaction per run holding data rows, the
  * registry of processed files, rejections and the run row. Implemented by
- * {@linkcode SqliteStore}; a PostgreSQL store slots in beside it.
+ * `SqliteStore` (one run at a time) and `PostgresStore` (runs that claim
+ * keys, side by side).
  *
  * @module
  */
@@ -76,12 +77,26 @@ export interface KeyIssue {
   readonly reason: string;
 }
 
+/** A key a run wants to fetch, with its position in the list (a later position wins a key's row). */
+export interface Claim {
+  readonly key: string;
+  readonly position: number;
+}
+
 /** An open run: everything written through it commits or rolls back together. */
 export interface RunTransaction {
   /** The run's id, stored with its rejections and registry entries. */
   readonly runId: number;
   /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
+  /**
+   * For a store that several runs share at once: claims `keys` for this run
+   * (until it ends) and returns those it got, in order. A key another run
+   * holds is skipped, and so is one registered with a status of
+   * `skipRegistered` by the time the claim is held. Stores with one run at a
+   * time (SQLite's lock) leave it out, and every key is the run's.
+   */
+  claim?(keys: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]>;
   /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
   /** Caches the list (with its validators) for this run's bucket. */
@@ -131,6 +146,8 @@ export interface BeginOptions {
 export interface Store {
   /** Where the store is, for messages. */
   readonly display: string;
+  /** Whether text columns hold U+0000 (SQLite's do, PostgreSQL's do not: such records are rejected). */
+  readonly holdsNul: boolean;
   /**
    * Takes the run lock and opens the run's transaction.
    *
@@ -144,7 +161,7 @@ export interface Store {
   /** The `status` report. Only reads. */
   status(): Promise<StatusReport>;
   /** Releases the database. */
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 /** Another run holds the store's lock. */

@@ -1,0 +1,57 @@
+/**
+ * Opens the store a config names: PostgreSQL when it has a `DATABASE_URL`,
+ * else the SQLite file `DATABASE_NAME`.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import type { Config } from "../config.ts";
+import { RECORD_TYPES } from "../records/mod.ts";
+import { PostgresStore } from "./postgres.ts";
+import { SqliteStore } from "./sqlite.ts";
+import type { Store } from "./store.ts";
+
+/** An open store and how to let it go. */
+export interface OpenedStore {
+  readonly store: Store;
+  /**
+   * Releases the store. A SQLite file this run created and left empty is
+   * removed; returns whether it was.
+   */
+  close(): Promise<boolean>;
+}
+
+/** Where the config's store is, for messages (a URL without its password). */
+export function storeDisplay(config: Config): string {
+  return config.databaseUrl === undefined ? config.databasePath : PostgresStore.display(config.databaseUrl);
+}
+
+/**
+ * Opens the config's store for a run.
+ *
+ * @throws {UsageError} when it cannot be opened
+ */
+export async function openStore(config: Config): Promise<OpenedStore> {
+  if (config.databaseUrl !== undefined) {
+    const store = await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
+    return { store, close: async () => (await store.close(), false) };
+  }
+  const store = SqliteStore.open(config.databasePath, {
+    types: RECORD_TYPES,
+    lockTimeoutMs: config.lockTimeoutMs,
+    loadMode: config.loadMode,
+  });
+  return { store, close: () => Promise.resolve(store.closeAndTidy()) };
+}
+
+/**
+ * Opens the config's store only to read (status, dry runs); `undefined` when
+ * a SQLite file does not exist yet.
+ */
+export async function openStoreReadOnly(config: Config): Promise<Store | undefined> {
+  if (config.databaseUrl !== undefined) {
+    return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES, readOnly: true });
+  }
+  if (!existsSync(config.databasePath)) return undefined;
+  return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
+}

@@ -1,0 +1,644 @@
+/**
+ * The PostgreSQL store (npm `postgres`). Several runs, on one machine or
+ * many, may load one bucket into one database at once:
+ *
+ * - A run claims each key with a transaction-scoped advisory lock before it
+ *   fetches it, and checks the registry again once it holds it, so that every
+ *   object is fetched and loaded once. A run that dies releases its claims
+ *   with its connection, and its transaction rolls back.
+ * - Rows are copied (`COPY`) into the run's temp stage and merged at commit,
+ *   under a short advisory "merge" lock, so that runs never wait on each
+ *   other's row locks while they fetch. Each row keeps its file's list
+ *   position (`source_pos`) and only a row from the same or a later position
+ *   replaces it: the later file in list order wins, whichever run loads it.
+ * - Shared bookkeeping rows (list cache, meta, missing counts) are written
+ *   in that commit section too.
+ *
+ * @module
+ */
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { getLogger } from "@logtape/logtape";
+import postgres from "postgres";
+import { UsageError } from "../errors.ts";
+import type { RecordType } from "../records/mod.ts";
+import type { Validators } from "../source/source.ts";
+import type { RunRow, StatusReport } from "../cli/status.ts";
+import { MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
+import type {
+  BeginOptions,
+  Claim,
+  FilePart,
+  FileStatus,
+  FileWrite,
+  RunCounts,
+  RunTransaction,
+  Store,
+} from "./store.ts";
+
+const logger = getLogger(["bucketload", "store"]);
+
+type Sql = postgres.Sql<Record<string, never>>;
+type Reserved = postgres.ReservedSql<Record<string, never>>;
+
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** Advisory lock ids (a namespace of this program's own): schema migrations, and the commit section. */
+const MIGRATE_LOCK = 0x6275636b_6c6f6164n; // "buckload" in ASCII
+const COMMIT_LOCK = MIGRATE_LOCK + 1n;
+
+/** Options of {@linkcode PostgresStore.open}. */
+export interface PostgresStoreOptions {
+  /** The record types whose tables to create. */
+  readonly types: readonly RecordType[];
+  /** Only read (status, dry runs): never creates or migrates anything. @default {false} */
+  readonly readOnly?: boolean;
+  /** How long to wait to connect, seconds. @default {10} */
+  readonly connectTimeoutSeconds?: number;
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    for (const name of [...u.searchParams.keys()]) {
+      if (/pass|secret|key/i.test(name)) u.searchParams.set(name, "***");
+    }
+    return u.toString();
+  } catch {
+    return "postgres://(unparsable URL)";
+  }
+}
+
+/** The SQL type of a record column in PostgreSQL. */
+const pgType = (sqlType: string) => sqlType === "INTEGER" ? "BIGINT" : sqlType === "REAL" ? "DOUBLE PRECISION" : "TEXT";
+
+/** The CREATE TABLE statement of a record type's table, with the list position of each row's file. */
+export function postgresTableSql(type: RecordType): string {
+  const cols = type.columns.map((c) => `  ${quote(c.name)} ${pgType(c.sqlType)} NOT NULL`);
+  cols.push(
+    "  source_key TEXT NOT NULL",
+    "  source_pos BIGINT",
+    `  PRIMARY KEY (${type.key.map(quote).join(", ")})`,
+  );
+  return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n)`;
+}
+
+/** A value as COPY's text format writes it. */
+function copyCell(value: string | number): string {
+  if (typeof value === "number") return String(value);
+  return value.replace(/[\\\t\n\r]/g, (c) => c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r");
+}
+
+/** The connection errors worth one clear line: no server, wrong password, no database. */
+function connectError(display: string, error: unknown): UsageError {
+  const e = error as { code?: string; message?: string };
+  const cause = e.code === "ECONNREFUSED"
+    ? "connection refused (is PostgreSQL running there?)"
+    : e.message ?? String(error);
+  return new UsageError(`Cannot connect to PostgreSQL ${display}: ${cause}`, { subject: "DATABASE_URL", cause: error });
+}
+
+/** A PostgreSQL database holding the data tables and the bookkeeping, shared by any number of runs. */
+export class PostgresStore implements Store {
+  readonly display: string;
+  readonly holdsNul = false;
+  readonly #sql: Sql;
+  readonly #types: readonly RecordType[];
+
+  private constructor(sql: Sql, display: string, types: readonly RecordType[]) {
+    this.#sql = sql;
+    this.display = display;
+    this.#types = types;
+  }
+
+  /** The URL without its password, for messages. */
+  static display(url: string): string {
+    return redactUrl(url);
+  }
+
+  /**
+   * Connects to the database at `url` (a `postgres://` URL; missing parts come
+   * from the `PG*` variables, as libpq's do).
+   *
+   * @throws {UsageError} when the server cannot be reached or refuses the login
+   */
+  static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
+    const display = redactUrl(url);
+    const sql = postgres(url, {
+      max: 4,
+      onnotice: () => {},
+      // A run's connection must live as long as the run.
+      max_lifetime: null,
+      idle_timeout: 30,
+      connect_timeout: options.connectTimeoutSeconds ?? 10,
+      connection: { application_name: "bucketload" },
+      types: {
+        // BIGINT columns and counts as numbers (they stay below 2^53 here).
+        int8: { to: 20, from: [20], serialize: (v: number) => String(v), parse: (v: string) => Number(v) },
+      },
+    }) as unknown as Sql;
+    try {
+      await sql`SELECT 1`;
+    } catch (error) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      throw connectError(display, error);
+    }
+    return new PostgresStore(sql, display, options.types);
+  }
+
+  /** Brings the schema to this build's version, in its own transaction under the migration lock. */
+  async #migrate(now: Date): Promise<string[]> {
+    return await this.#sql.begin(async (t) => {
+      await t`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK.toString()}::bigint)`;
+      await t`SET LOCAL client_min_messages = warning`;
+      await t.unsafe(
+        `CREATE TABLE IF NOT EXISTS schema_version (
+           version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL, description TEXT NOT NULL)`,
+      );
+      const { v } = (await t<{ v: number | null }[]>`SELECT max(version) AS v FROM schema_version`)[0]!;
+      const from = v ?? 0;
+      if (from > SCHEMA_VERSION) {
+        throw new UsageError(
+          `Database schema version ${from} is newer than this bucketload's (${SCHEMA_VERSION}): upgrade bucketload`,
+          { subject: "DATABASE_URL" },
+        );
+      }
+      const changes: string[] = [];
+      for (const m of MIGRATIONS) {
+        if (m.version <= from) continue;
+        await t.unsafe(postgresSql(m.sql)).simple();
+        await t`INSERT INTO schema_version VALUES (${m.version}, ${now.toISOString()}, ${m.description})`;
+        changes.push(`schema ${m.version}: ${m.description}`);
+      }
+      for (const type of this.#types) await t.unsafe(postgresTableSql(type));
+      return from === 0 ? [] : changes;
+    });
+  }
+
+  async begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction> {
+    let changes: string[];
+    try {
+      changes = await this.#migrate(startedAt);
+    } catch (error) {
+      if (error instanceof UsageError) throw error;
+      throw connectError(this.display, error);
+    }
+    if (changes.length > 0) {
+      logger.info("Migrated {database}: {changes}", { database: this.display, changes: changes.join("; ") });
+    }
+    const conn = await this.#sql.reserve();
+    try {
+      await conn`BEGIN`;
+      const { id } = (await conn<{ id: number }[]>`
+        INSERT INTO runs (started_at, status, bucket) VALUES (${startedAt.toISOString()}, 'running', ${options.bucket})
+        RETURNING id`)[0]!;
+      // Other sessions see the run in pg_stat_activity (status reports it).
+      await conn`SELECT set_config('application_name', ${`bucketload run ${id} since ${startedAt.toISOString()}`}, false)`;
+      const previous = await readMeta(conn, "bucket");
+      if (previous !== undefined && previous !== options.bucket) options.onBucketChange?.(previous, options.bucket);
+      const run = new PostgresRun(conn, id, this.#types, {
+        bucket: options.bucket,
+        previousBucket: previous,
+        startedAt,
+      });
+      await run.createStages();
+      return run;
+    } catch (error) {
+      await conn`ROLLBACK`.catch(() => {});
+      conn.release();
+      throw error;
+    }
+  }
+
+  async #hasTable(name: string): Promise<boolean> {
+    const [row] = await this.#sql<{ t: string | null }[]>`SELECT to_regclass(${name})::text AS t`;
+    return row?.t != null;
+  }
+
+  async registeredKeys(): Promise<string[]> {
+    if (!(await this.#hasTable("processed_files"))) return [];
+    const rows = await this.#sql<{ key: string }[]>`SELECT key FROM processed_files ORDER BY run_id, key`;
+    return rows.map((r) => r.key);
+  }
+
+  async peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    if (!(await this.#hasTable("processed_files"))) return new Set();
+    return await registeredAmong(this.#sql, keys, statuses);
+  }
+
+  async status(): Promise<StatusReport> {
+    const sql = this.#sql;
+    const running = await sql<{ name: string; pid: number; host: string | null }[]>`
+      SELECT application_name AS name, pid, client_addr::text AS host FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name LIKE 'bucketload run %' ORDER BY backend_start`;
+    const tables: Record<string, number> = {};
+    for (const t of this.#types) {
+      if (await this.#hasTable(t.table)) {
+        tables[t.table] = (await sql.unsafe<{ n: number }[]>(`SELECT count(*) AS n FROM ${quote(t.table)}`))[0]!.n;
+      }
+    }
+    const base: StatusReport = {
+      database: this.display,
+      runs: [],
+      registry: {},
+      topRejections: [],
+      recentIssues: [],
+      tables,
+      invalidKeys: [],
+      bucket: null,
+      previousBucket: null,
+      bucketChangedAt: null,
+      lastCheck: null,
+      running: running.length === 0
+        ? null
+        : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),
+    };
+    if (!(await this.#hasTable("runs"))) return base;
+    const meta = async (name: string) => (await readMeta(sql, name)) ?? null;
+    const lastCheckAt = await meta("last_check_at");
+    const plain = <T>(rows: readonly object[]) => rows.map((r) => ({ ...r }) as T);
+    return {
+      ...base,
+      runs: plain<RunRow>(
+        await sql`
+          SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
+            files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
+          FROM runs ORDER BY id DESC LIMIT 10`,
+      ),
+      registry: Object.fromEntries(
+        (await sql<{ status: string; n: number }[]>`
+          SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status`)
+          .map((r) => [r.status, r.n]),
+      ),
+      topRejections: plain(
+        await sql`
+          SELECT CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1)
+                      ELSE reason END AS reason, count(*) AS count
+          FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
+      ),
+      recentIssues: plain(
+        await sql`SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, key LIMIT 5`,
+      ),
+      invalidKeys: plain(
+        await sql`
+          SELECT p.key, coalesce((SELECT reason FROM rejected_records r
+            WHERE r.key = p.key AND r.record_index IS NULL ORDER BY r.id DESC LIMIT 1), '') AS reason
+          FROM processed_files p WHERE p.status = 'invalid' ORDER BY p.processed_at DESC, p.key LIMIT 20`,
+      ),
+      bucket: await meta("bucket"),
+      previousBucket: await meta("previous_bucket"),
+      bucketChangedAt: await meta("bucket_changed_at"),
+      lastCheck: lastCheckAt === null ? null : { at: lastCheckAt, result: (await meta("last_check_result")) ?? "" },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.end({ timeout: 5 });
+  }
+}
+
+async function readMeta(sql: Sql | Reserved, name: string): Promise<string | undefined> {
+  const [row] = await sql<{ value: string }[]>`
+    SELECT value FROM meta WHERE name = ${name}`.catch(() => [] as { value: string }[]);
+  return row?.value;
+}
+
+async function writeMeta(sql: Sql | Reserved, values: Readonly<Record<string, string>>) {
+  for (const [name, value] of Object.entries(values)) {
+    await sql`INSERT INTO meta (name, value) VALUES (${name}, ${value})
+              ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+  }
+}
+
+async function registeredAmong(
+  sql: Sql | Reserved,
+  keys: readonly string[],
+  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const rows = await sql<{ key: string }[]>`
+    SELECT key FROM processed_files WHERE key = ANY(${keys as string[]}::text[]) AND status = ANY(${statuses as string[]}::text[])`;
+  return new Set(rows.map((r) => r.key));
+}
+
+/** A run's transaction on its own connection. */
+class PostgresRun implements RunTransaction {
+  readonly runId: number;
+  readonly #conn: Reserved;
+  readonly #types: ReadonlyMap<string, RecordType>;
+  readonly #bucket: string;
+  readonly #previousBucket: string | undefined;
+  readonly #startedAt: Date;
+  /** List positions of the keys this run claimed. */
+  readonly #positions = new Map<string, number>();
+  /** Keys whose file this run wrote (their missing streak ends). */
+  readonly #written = new Set<string>();
+  /** The list to cache at commit. */
+  #listToCache: { key: string; text: string; validators: Validators } | undefined;
+  /** Rows copied into the stages (rows of aborted streamed parts taken out again). */
+  #staged = 0;
+  #merged: { inserted: number; updated: number } | undefined;
+  #inCommitSection = false;
+  #streaming: { key: string; records: number; rejected: number; ignored: number; staged: number } | undefined;
+  #open = true;
+
+  constructor(
+    conn: Reserved,
+    runId: number,
+    types: readonly RecordType[],
+    options: { bucket: string; previousBucket: string | undefined; startedAt: Date },
+  ) {
+    this.#conn = conn;
+    this.runId = runId;
+    this.#types = new Map(types.map((t) => [t.type, t]));
+    this.#bucket = options.bucket;
+    this.#previousBucket = options.previousBucket;
+    this.#startedAt = options.startedAt;
+  }
+
+  /** Creates the run's temp stage tables (dropped at commit or rollback). */
+  async createStages() {
+    for (const type of this.#types.values()) {
+      const cols = type.columns.map((c) => `${quote(c.name)} ${pgType(c.sqlType)}`);
+      await this.#conn.unsafe(
+        `CREATE TEMP TABLE ${quote(`stage_${type.table}`)} (${cols.join(", ")}, source_key TEXT, source_pos BIGINT,
+           seq BIGINT GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP`,
+      );
+    }
+  }
+
+  async registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    return await registeredAmong(this.#conn, keys, statuses);
+  }
+
+  async claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+    if (claims.length === 0) return [];
+    const keys = claims.map((c) => c.key);
+    // One lock per key, held until this transaction ends; a key another run holds is skipped.
+    const locked = await this.#conn<{ key: string }[]>`
+      SELECT k AS key FROM unnest(${keys}::text[]) WITH ORDINALITY AS u(k, i)
+      WHERE pg_try_advisory_xact_lock(hashtextextended('bucketload:' || k, 0)) ORDER BY i`;
+    let mine = locked.map((r) => r.key);
+    if (skipRegistered !== undefined) {
+      // Checked again now that the lock is held: a run that loaded the key has committed by now.
+      const done = await registeredAmong(this.#conn, mine, skipRegistered);
+      mine = mine.filter((k) => !done.has(k));
+    }
+    const position = new Map(claims.map((c) => [c.key, c.position]));
+    for (const key of mine) this.#positions.set(key, position.get(key)!);
+    return mine;
+  }
+
+  async cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+    const [row] = await this.#conn<{ etag: string | null; last_modified: string | null; body: string }[]>`
+      SELECT etag, last_modified, body FROM list_cache WHERE bucket = ${this.#bucket} AND key = ${key}`;
+    if (row === undefined || (row.etag === null && row.last_modified === null)) return undefined;
+    return {
+      text: row.body,
+      validators: { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined },
+    };
+  }
+
+  cacheList(key: string, text: string, validators: Validators): Promise<void> {
+    this.#listToCache = { key, text, validators };
+    return Promise.resolve();
+  }
+
+  async importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
+    const rows = await this.#conn`
+      INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, origin)
+      SELECT k, 'loaded', ${this.runId}, ${processedAt.toISOString()}, 0, 0, 0, 0, 'imported'
+      FROM unnest(${keys as string[]}::text[]) AS k
+      ON CONFLICT (key) DO NOTHING`;
+    return rows.count;
+  }
+
+  /** Takes the commit lock once: from here to the commit, shared rows are written. */
+  async #enterCommitSection() {
+    if (this.#inCommitSection) return;
+    await this.#conn`SELECT pg_advisory_xact_lock(${COMMIT_LOCK.toString()}::bigint)`;
+    this.#inCommitSection = true;
+  }
+
+  async noteMissing(
+    keys: readonly { key: string; reason: string }[],
+    giveUpRuns: number,
+    at: Date,
+  ): Promise<string[]> {
+    await this.#enterCommitSection();
+    const conn = this.#conn;
+    // Only keys this run tried end their streak: other runs may be fetching the rest right now.
+    await conn`DELETE FROM missing_keys WHERE key = ANY(${[...this.#written]}::text[])
+               OR key IN (SELECT key FROM processed_files)`;
+    const gaveUp: string[] = [];
+    for (const { key, reason } of keys) {
+      const { runs } = (await conn<{ runs: number }[]>`
+        INSERT INTO missing_keys (key, runs, last_reason) VALUES (${key}, 1, ${reason})
+        ON CONFLICT (key) DO UPDATE SET runs = missing_keys.runs + 1, last_reason = excluded.last_reason
+        RETURNING runs`)[0]!;
+      if (giveUpRuns > 0 && runs >= giveUpRuns) {
+        gaveUp.push(key);
+        const why = `missing in ${giveUpRuns} runs in a row (${reason}): gave up (MISSING_GIVE_UP_RUNS); ` +
+          "--retry-invalid or --key tries it again";
+        await conn`DELETE FROM rejected_records WHERE key = ${key}`;
+        await conn`INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw)
+                   VALUES (${this.runId}, ${key}, NULL, NULL, ${why}, NULL)`;
+        await this.#register(key, "invalid", at, 0, 1, 0, 0);
+        await conn`DELETE FROM missing_keys WHERE key = ${key}`;
+      }
+    }
+    return gaveUp;
+  }
+
+  async #register(
+    key: string,
+    status: FileStatus,
+    at: Date,
+    records: number,
+    rejected: number,
+    ignored: number,
+    bytes: number,
+  ) {
+    await this.#conn`
+      INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes)
+      VALUES (${key}, ${status}, ${this.runId}, ${at.toISOString()}, ${records}, ${rejected}, ${ignored}, ${bytes})
+      ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+        processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
+        ignored = excluded.ignored, bytes = excluded.bytes, origin = 'run'`;
+  }
+
+  /** Merges the stages into the data tables: per key the row of the latest list position (then arrival) wins. */
+  async #merge(): Promise<{ inserted: number; updated: number }> {
+    if (this.#merged !== undefined) return this.#merged;
+    await this.#enterCommitSection();
+    await this.#conn`SET LOCAL work_mem = '64MB'`;
+    let inserted = 0;
+    for (const type of this.#types.values()) {
+      const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote);
+      const keys = type.key.map(quote).join(", ");
+      const updates = names.filter((n) => !type.key.map(quote).includes(n)).map((n) => `${n} = excluded.${n}`);
+      const [row] = await this.#conn.unsafe<{ inserted: number }[]>(
+        `WITH merged AS (
+           INSERT INTO ${quote(type.table)} AS t (${names.join(", ")})
+           SELECT DISTINCT ON (${keys}) ${names.join(", ")} FROM ${quote(`stage_${type.table}`)}
+           ORDER BY ${keys}, source_pos DESC, seq DESC
+           ON CONFLICT (${keys}) DO UPDATE SET ${updates.join(", ")}
+           WHERE t.source_pos IS NULL OR t.source_pos <= excluded.source_pos
+           RETURNING (xmax = 0) AS inserted)
+         SELECT count(*) FILTER (WHERE inserted) AS inserted FROM merged`,
+      );
+      inserted += row?.inserted ?? 0;
+    }
+    this.#merged = { inserted, updated: this.#staged - inserted };
+    return this.#merged;
+  }
+
+  async rowCounts(): Promise<{ inserted: number; updated: number }> {
+    return await this.#merge();
+  }
+
+  async #copyRows(key: string, part: FilePart) {
+    const position = this.#positions.get(key) ?? Number.MAX_SAFE_INTEGER;
+    for (const [typeName, { count, cells }] of part.rows) {
+      const type = this.#types.get(typeName);
+      if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
+      if (count === 0) continue;
+      const width = type.columns.length + 1;
+      const lines: string[] = [];
+      for (let r = 0; r < count; r++) {
+        const row: string[] = [];
+        for (let c = 0; c < width; c++) row.push(copyCell(cells[r * width + c]!));
+        row.push(String(position));
+        lines.push(row.join("\t"));
+      }
+      const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote).join(", ");
+      const writable = await this.#conn.unsafe(`COPY ${quote(`stage_${type.table}`)} (${names}) FROM STDIN`)
+        .writable();
+      await pipeline(Readable.from([lines.join("\n") + "\n"]), writable);
+      this.#staged += count;
+    }
+    if (part.rejections.length > 0) {
+      const rows = part.rejections.map((r) => ({
+        run_id: this.runId,
+        key,
+        record_index: r.index,
+        type: r.typeName,
+        reason: r.reason,
+        raw: r.raw,
+      }));
+      for (let i = 0; i < rows.length; i += 5000) {
+        await this.#conn`INSERT INTO rejected_records ${this.#conn(rows.slice(i, i + 5000))}`;
+      }
+    }
+  }
+
+  async writePart(key: string, part: FilePart): Promise<void> {
+    if (this.#streaming?.key !== key) {
+      if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
+      await this.#conn`SAVEPOINT file_part`;
+      await this.#conn`DELETE FROM rejected_records WHERE key = ${key}`;
+      this.#streaming = { key, records: 0, rejected: 0, ignored: 0, staged: this.#staged };
+    }
+    await this.#copyRows(key, part);
+    this.#streaming.records += part.records;
+    this.#streaming.rejected += part.rejections.length;
+    for (const n of part.ignored.values()) this.#streaming.ignored += n;
+  }
+
+  async abortFile(key: string): Promise<void> {
+    if (this.#streaming?.key === key) {
+      this.#staged = this.#streaming.staged;
+      await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
+      await this.#conn`RELEASE SAVEPOINT file_part`;
+      this.#streaming = undefined;
+    }
+  }
+
+  async writeFile(file: FileWrite): Promise<void> {
+    let before = { records: 0, rejected: 0, ignored: 0 };
+    if (this.#streaming?.key === file.key) {
+      if (file.status === "invalid") {
+        this.#staged = this.#streaming.staged;
+        await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
+        await this.#conn`DELETE FROM rejected_records WHERE key = ${file.key}`;
+      } else before = this.#streaming;
+    } else {
+      await this.#conn`DELETE FROM rejected_records WHERE key = ${file.key}`;
+    }
+    await this.#copyRows(file.key, file);
+    await this.#register(
+      file.key,
+      file.status,
+      file.processedAt,
+      before.records + file.records,
+      before.rejected + file.rejections.length,
+      before.ignored + [...file.ignored.values()].reduce((a, b) => a + b, 0),
+      file.bytes,
+    );
+    if (this.#streaming?.key === file.key) {
+      await this.#conn`RELEASE SAVEPOINT file_part`;
+      this.#streaming = undefined;
+    }
+    this.#written.add(file.key);
+  }
+
+  async commit(c: RunCounts): Promise<void> {
+    await this.#merge();
+    const conn = this.#conn;
+    const meta: Record<string, string> = { bucket: this.#bucket };
+    if (this.#previousBucket !== undefined && this.#previousBucket !== this.#bucket) {
+      Object.assign(meta, { previous_bucket: this.#previousBucket, bucket_changed_at: this.#startedAt.toISOString() });
+    }
+    await writeMeta(conn, meta);
+    if (this.#listToCache !== undefined) {
+      const { key, text, validators } = this.#listToCache;
+      await conn`
+        INSERT INTO list_cache (bucket, key, etag, last_modified, body, run_id)
+        VALUES (${this.#bucket}, ${key}, ${validators.etag ?? null}, ${validators.lastModified ?? null}, ${text},
+          ${this.runId})
+        ON CONFLICT (bucket, key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+          body = excluded.body, run_id = excluded.run_id`;
+    }
+    const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
+    await conn`
+      UPDATE runs SET finished_at = ${c.finishedAt.toISOString()}, status = ${c.status},
+        files_listed = ${c.filesListed}, files_new = ${c.filesNew}, files_loaded = ${c.filesLoaded},
+        files_invalid = ${c.filesInvalid}, files_missing = ${c.filesMissing}, files_failed = ${c.filesFailed},
+        files_refused = ${c.filesRefused}, records_loaded = ${sum(c.loaded)},
+        loaded_by_type = ${JSON.stringify(c.loaded)}, records_rejected = ${c.rejected},
+        records_ignored = ${sum(c.ignored)}, ignored_by_type = ${JSON.stringify(c.ignored)},
+        rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated}
+      WHERE id = ${this.runId}`;
+    if (c.issues.length > 0) {
+      await conn`INSERT INTO run_keys ${
+        conn(c.issues.map((i) => ({ run_id: this.runId, key: i.key, outcome: i.outcome, reason: i.reason })))
+      }`;
+    }
+    await conn`COMMIT`;
+    await this.#close();
+  }
+
+  async rollbackAsCheck(at: Date, result: string): Promise<void> {
+    if (!this.#open) return;
+    await this.#conn`ROLLBACK`;
+    await writeMeta(this.#conn, { last_check_at: at.toISOString(), last_check_result: result });
+    await this.#close();
+  }
+
+  async rollback(): Promise<void> {
+    if (!this.#open) return;
+    try {
+      await this.#conn`ROLLBACK`;
+    } finally {
+      await this.#close();
+    }
+  }
+
+  async #close() {
+    this.#open = false;
+    await this.#conn`SELECT set_config('application_name', 'bucketload', false)`.catch(() => {});
+    this.#conn.release();
+  }
+}

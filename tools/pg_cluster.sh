@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL cluster on 127.0.0.1 for tests and the bench (no systemd).
+#   tools/pg_cluster.sh start DIR [PORT]   prints the URL to use as BUCKETLOAD_TEST_PG_URL
+#   tools/pg_cluster.sh stop DIR
+# Installs Debian's postgresql-15 when its binaries are missing (needs root and apt).
+set -euo pipefail
+cmd=${1:?start|stop}
+dir=${2:?cluster folder}
+port=${3:-54329}
+
+bindir=""
+for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+  if [ -x "$d/initdb" ]; then bindir=$d; break; fi
+done
+
+case "$cmd" in
+start)
+  if [ -z "$bindir" ]; then
+    echo "Installing postgresql-15 with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+    bindir=/usr/lib/postgresql/15/bin
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  # initdb refuses to run as root: the cluster belongs to an unprivileged user.
+  run=()
+  if [ "$(id -u)" = 0 ]; then
+    owner=postgres
+    id -u "$owner" >/dev/null 2>&1 || owner=nobody
+    chown "$owner" "$dir"
+    run=(setpriv --reuid="$owner" --regid="$(id -g "$owner")" --clear-groups)
+  fi
+  "${run[@]}" "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; exit 1; }
+  "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100" start >/dev/null ||
+    { cat "$dir/server.log" >&2; exit 1; }
+  echo "postgres://postgres@127.0.0.1:$port/postgres"
+  ;;
+stop)
+  if [ -d "$dir/data" ] && [ -n "$bindir" ]; then
+    run=()
+    [ "$(id -u)" = 0 ] && run=(setpriv --reuid="$(stat -c %U "$dir")" --regid="$(stat -c %g "$dir")" --clear-groups)
+    "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  ;;
+*)
+  echo "usage: $0 start|stop DIR [PORT]" >&2
+  exit 2
+  ;;
+esac

@@ -9,69 +9,9 @@ import fc from "fast-check";
 import { join } from "node:path";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import type { BucketSource, FetchResult, GetOptions } from "../mod/source/source.ts";
 import { type LoadMode, SqliteStore } from "../mod/store/sqlite.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
-
-/** A bucket held in memory: the list, then each file's JSON text. */
-class MemorySource implements BucketSource {
-  readonly display = "memory:";
-  constructor(readonly files: ReadonlyMap<string, string>) {}
-  get(key: string, options: GetOptions): Promise<FetchResult> {
-    const text = key === "files_list.data" ? [...this.files.keys()].join("\n") : this.files.get(key);
-    if (text === undefined) return Promise.resolve({ kind: "missing", reason: "no such file" });
-    const body = new TextEncoder().encode(text);
-    if (options.streamOverBytes !== undefined && body.byteLength > options.streamOverBytes) {
-      // Small chunks, so that a streamed file comes in several parts.
-      const chunks = Array.from({ length: Math.ceil(body.byteLength / 50) }, (_, i) => body.slice(i * 50, i * 50 + 50));
-      return Promise.resolve({ kind: "stream", body: ReadableStream.from(chunks), declaredBytes: body.byteLength });
-    }
-    return Promise.resolve({ kind: "ok", body });
-  }
-}
-
-// Few distinct keys, so that they repeat within and across files; some with a NUL or a lone surrogate.
-const keyText = fc.constantFrom("A", "B", "b", "Ä", "a\u0000x", "a\u0000y", "\ud800", "\udfff", "ねら", "z z");
-const song = fc.record({
-  type: fc.constant("song"),
-  data: fc.record({
-    artist_name: keyText,
-    title: keyText,
-    year: fc.integer({ min: 0, max: 3000 }),
-    release: fc.string(),
-  }),
-});
-const movie = fc.record({
-  type: fc.constant("movie"),
-  data: fc.record({
-    original_title: keyText,
-    original_language: fc.constantFrom("en", "fr"),
-    budget: fc.integer({ min: 0, max: 1e6 }),
-    is_adult: fc.boolean(),
-    release_date: fc.constantFrom("2001-01-01", "2001-01-02", "1999-02-30"),
-  }),
-});
-const app = fc.record({
-  type: fc.constant("app"),
-  data: fc.record({
-    name: keyText,
-    genre: fc.string(),
-    rating: fc.constantFrom(0, 2.5, 4.5, 5, 7),
-    version: fc.constantFrom("1", "2"),
-    size_bytes: fc.integer({ min: 0, max: 2e8 }),
-  }),
-});
-const file = fc.oneof(
-  { weight: 9, arbitrary: fc.array(fc.oneof(song, movie, app), { maxLength: 40 }).map((a) => JSON.stringify(a)) },
-  { weight: 1, arbitrary: fc.constant('[{"type": "song", truncated') },
-  // Valid parts first, then a syntax error: the parts (and any merge made meanwhile) must be undone.
-  {
-    weight: 2,
-    arbitrary: fc.array(fc.oneof(song, movie, app), { minLength: 8, maxLength: 30 }).map((a) =>
-      JSON.stringify(a).slice(0, -1) + ", {oops}]"
-    ),
-  },
-);
+import { MemorySource, randomFile } from "./memory_source.ts";
 
 async function load(dir: string, name: string, files: ReadonlyMap<string, string>, loadMode: LoadMode) {
   const dbPath = join(dir, `${name}.sqlite3`);
@@ -106,7 +46,7 @@ Deno.test("staged and direct loads give identical tables on random buckets with 
   await withTempDir(async (dir) => {
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(file, { minLength: 1, maxLength: 8 }), async (texts) => {
+      fc.asyncProperty(fc.array(randomFile(), { minLength: 1, maxLength: 8 }), async (texts) => {
         const files = new Map(texts.map((t, i) => [`f${i}.data`, t]));
         n++;
         const staged = await load(dir, `staged-${n}`, files, "staged");

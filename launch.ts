@@ -42,17 +42,30 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
     if (writes) write.add(path);
   };
   if (config.configPath !== undefined) read.add(config.configPath);
-  both(dirname(config.databasePath));
+  if (config.databaseUrl === undefined) both(dirname(config.databasePath));
   if (config.processedFilesPath !== undefined) both(dirname(config.processedFilesPath));
   if (writes && config.logDir !== undefined) both(config.logDir);
   if (config.bucket.kind === "file") read.add(config.bucket.root);
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
-  if (config.bucket.kind === "http") {
-    flags.push(`--allow-net=${hostPort(config.bucket.base)}`);
+  const net: string[] = [];
+  if (config.bucket.kind === "http") net.push(hostPort(config.bucket.base));
+  const env = ["BUCKETLOAD_*", "DATABASE_URL"];
+  if (config.databaseUrl !== undefined) {
+    // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
+    env.push("PG*");
+    net.push(postgresHostPort(config.databaseUrl, readEnv()));
   }
-  flags.push("--allow-env=BUCKETLOAD_*");
+  if (net.length > 0) flags.push(`--allow-net=${net.join(",")}`);
+  flags.push(`--allow-env=${env.join(",")}`);
   return flags;
+}
+
+/** The PostgreSQL server's `host:port`, as the client resolves it (URL, then PGHOST/PGPORT, then localhost:5432). */
+export function postgresHostPort(url: string, env: Readonly<Record<string, string>>): string {
+  const u = new URL(url);
+  const host = u.hostname || env.PGHOST || "localhost";
+  return `${host}:${u.port || env.PGPORT || "5432"}`;
 }
 
 /** Runs the launcher: returns the child's exit code, or 2 for a usage or config error. */

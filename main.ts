@@ -179,7 +179,10 @@ export function readEnv(): Record<string, string> {
   if (Deno.permissions.querySync({ name: "env" }).state === "granted") return Deno.env.toObject();
   const env: Record<string, string> = {};
   for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k), "DATABASE_URL"]) {
-    const value = Deno.env.get(name);
+    let value: string | undefined;
+    try {
+      value = Deno.env.get(name);
+    } catch { /* not granted: treated as unset */ }
     if (value !== undefined) env[name] = value;
   }
   return env;

@@ -51,11 +51,7 @@ export interface PipelineOptions {
   readonly signal?: AbortSignal | undefined;
   /** Produces the files (fetch, parse, classify); default in-thread, or a worker's. */
   readonly producer?: Producer | undefined;
-  /**
-   * Keys claimed at a time from a store that runs share (PostgreSQL): small
-   * enough that runs side by side share the work, large enough that the
-   * fetches stay busy. @default {max(4 × concurrency, 32)}
-   */
+  /** Keys claimed at a time from a store that runs share (PostgreSQL), as the fetches need them. @default {concurrency} */
   readonly claimBatch?: number | undefined;
   /** Called after each listed key is settled, e.g. for a progress bar. */
   readonly onProgress?: ((progress: Progress) => void) | undefined;
@@ -283,7 +279,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     progress();
     // A streamed file's parts, counted into the totals only once the file is loaded.
     let parts: { key: string; tally: Tally } | undefined;
-    const load = async (keys: readonly string[]) => {
+    const load = async (keys: readonly string[] | AsyncIterable<string>) => {
       for await (const produced of produce(keys, signal)) {
         signal?.throwIfAborted();
         const { key } = produced;
@@ -336,27 +332,32 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesRefetched = refetched(todo);
       await load(todo);
     } else {
-      // A shared store: claim a batch at a time, so that runs side by side split the keys between them.
+      // A shared store: keys are claimed a few at a time as the fetches need them, so that runs side by side
+      // split the keys between them.
+      const claim = tx.claim.bind(tx);
       const position = new Map(listing.keys.map((k, i) => [k, i]));
       const skip = onlyKeys !== undefined || force
         ? undefined
         : retryInvalid
         ? (["loaded"] as const)
         : (["loaded", "invalid"] as const);
-      const batch = options.claimBatch ?? Math.max(4 * concurrency, 32);
-      for (let i = 0; i < todo.length; i += batch) {
-        signal?.throwIfAborted();
-        const wanted = todo.slice(i, i + batch);
-        const mine = await tx.claim(
-          wanted.map((key, j) => ({ key, position: position.get(key) ?? listing.keys.length + i + j })),
-          skip,
-        );
-        filesClaimedElsewhere += wanted.length - mine.length;
-        filesDone += wanted.length - mine.length;
-        filesRefetched += refetched(mine);
-        if (mine.length > 0) await load(mine);
-        else progress();
-      }
+      const batch = options.claimBatch ?? concurrency;
+      const claimed = async function* () {
+        for (let i = 0; i < todo.length; i += batch) {
+          signal?.throwIfAborted();
+          const wanted = todo.slice(i, i + batch);
+          const mine = await claim(
+            wanted.map((key, j) => ({ key, position: position.get(key) ?? listing.keys.length + i + j })),
+            skip,
+          );
+          filesClaimedElsewhere += wanted.length - mine.length;
+          filesDone += wanted.length - mine.length;
+          filesRefetched += refetched(mine);
+          if (mine.length < wanted.length) progress();
+          yield* mine;
+        }
+      };
+      await load(claimed());
       if (filesClaimedElsewhere > 0) {
         logger.info("{count} keys were claimed or loaded by another run side by side", {
           count: filesClaimedElsewhere,

@@ -91,7 +91,7 @@ Deno.test("resolveConfig() suggests the closest key for an unknown one", () => {
     /^Unknown key 'CONCURENCY' in profile 'p' .*did you mean 'CONCURRENCY'\?$/,
   );
   usageError(
-    () => resolve("[DEFAULT]\nDATABASE = x\n[p]\nBUCKET_NAME=x\n", { profile: "p" }),
+    () => resolve("[DEFAULT]\nDATABASE_NAM = x\n[p]\nBUCKET_NAME=x\n", { profile: "p" }),
     /\[DEFAULT\].*did you mean 'DATABASE_NAME'/,
   );
 });

@@ -256,10 +256,25 @@ Deno.test("childPermissions() grants the config's folders, the bucket's host:por
     "--allow-read=/app,/etc/bucketload/prod.ini,/var/lib/bucketload,/srv/out,/var/log/bucketload",
     "--allow-write=/var/lib/bucketload,/srv/out,/var/log/bucketload",
     "--allow-net=bucket.example.com:443",
-    "--allow-env=BUCKETLOAD_*",
+    "--allow-env=BUCKETLOAD_*,DATABASE_URL",
   ]);
   const status = childPermissions(config, { command: "status", dryRun: false }, "/app");
   assert.ok(!status.some((f) => f.startsWith("--allow-write")), status.join(" "));
+  // With PostgreSQL: no database folder, the server's host:port, and the PG* variables the client reads.
+  const pg = resolveConfig({
+    sections: new Map([["p", {
+      BUCKET_NAME: "https://bucket.example.com/",
+      DATABASE_URL: "postgres://u@db.internal/x",
+    }]]),
+    configPath: "/etc/bucketload/prod.ini",
+    profile: "p",
+  });
+  assert.deepEqual(childPermissions(pg, { command: "run", dryRun: false }, "/app"), [
+    "--no-prompt",
+    "--allow-read=/app,/etc/bucketload/prod.ini",
+    "--allow-net=bucket.example.com:443,db.internal:5432",
+    "--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*",
+  ]);
 });
 
 /** Starts main.ts directly with the given permission flags, as the Docker image and compiled binary do. */

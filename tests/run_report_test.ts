@@ -80,6 +80,7 @@ Deno.test("summary: re-fetched keys are not new, rows are inserted or updated, i
       missing: 0,
       failed: 0,
       refused: 1,
+      claimedElsewhere: 0,
     });
     // The same records again: every row is an update, none is new.
     assert.deepEqual(summary.rows, { inserted: 0, updated: 9 });

@@ -42,8 +42,14 @@ export interface ProduceSettings {
 /** Elements per part of a streamed file. */
 export const PART_ELEMENTS = 5000;
 
-/** Yields the outcome of each key, in order; the work runs `concurrency` keys ahead at most twice over. */
-export type Producer = (keys: readonly string[], signal?: AbortSignal) => AsyncIterable<Produced>;
+/**
+ * Yields the outcome of each key, in order; the work runs `concurrency` keys
+ * ahead at most twice over. Keys may come lazily (claimed as they are needed).
+ */
+export type Producer = (
+  keys: Iterable<string> | AsyncIterable<string>,
+  signal?: AbortSignal,
+) => AsyncIterable<Produced>;
 
 /** Options of {@linkcode processBody}. */
 export interface ProcessOptions {

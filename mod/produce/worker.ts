@@ -17,7 +17,6 @@ export interface WorkerInit {
   readonly kind: "init";
   readonly source: SourceSpec;
   readonly settings: ProduceSettings;
-  readonly keys: readonly string[];
   /** Results posted ahead of acknowledgements, at most. */
   readonly maxAhead: number;
   /** A fixed clock (ms since the epoch), for tests; else the real one. */
@@ -25,8 +24,12 @@ export interface WorkerInit {
   readonly logLevel: LogLevel;
 }
 
-/** Messages from the main thread. */
-export type ToWorker = WorkerInit | { readonly kind: "ack" };
+/** Messages from the main thread: the init, acknowledgements, and the keys as they are claimed. */
+export type ToWorker =
+  | WorkerInit
+  | { readonly kind: "ack" }
+  | { readonly kind: "keys"; readonly keys: readonly string[] }
+  | { readonly kind: "keys-end" };
 
 /** Messages to the main thread. */
 export type FromWorker =
@@ -38,6 +41,19 @@ export type FromWorker =
 const post = (message: FromWorker) => self.postMessage(message);
 let credits = 0;
 let wake: (() => void) | undefined;
+
+/** Keys received and not yet taken, and whether more will come. */
+const pending: string[] = [];
+let keysEnded = false;
+let wakeKeys: (() => void) | undefined;
+
+async function* receivedKeys(): AsyncGenerator<string> {
+  for (;;) {
+    while (pending.length === 0 && !keysEnded) await new Promise<void>((resolve) => (wakeKeys = resolve));
+    if (pending.length === 0) return;
+    yield pending.shift()!;
+  }
+}
 
 async function produce(init: WorkerInit) {
   await configure({
@@ -63,7 +79,7 @@ async function produce(init: WorkerInit) {
   credits = init.maxAhead;
   const now = init.fixedNow === undefined ? () => new Date() : () => new Date(init.fixedNow!);
   const producer = produceInThread(makeSource(init.source), RECORD_TYPES, init.settings, now);
-  for await (const produced of producer(init.keys)) {
+  for await (const produced of producer(receivedKeys())) {
     while (credits <= 0) await new Promise<void>((resolve) => (wake = resolve));
     credits--;
     post({ kind: "produced", produced });
@@ -77,6 +93,13 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
     credits++;
     wake?.();
     wake = undefined;
+    return;
+  }
+  if (message.kind === "keys" || message.kind === "keys-end") {
+    if (message.kind === "keys") pending.push(...message.keys);
+    else keysEnded = true;
+    wakeKeys?.();
+    wakeKeys = undefined;
     return;
   }
   produce(message).catch((error) => post({ kind: "error", message: String(error?.stack ?? error) }));

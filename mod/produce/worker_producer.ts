@@ -30,7 +30,9 @@ export function workerProducer(
   const { maxAhead = settings.concurrency, fixedNow, logLevel = "info" } = options;
   return async function* (keys, signal) {
     signal?.throwIfAborted();
-    if (keys.length === 0) return;
+    const iterator = Symbol.asyncIterator in keys ? keys[Symbol.asyncIterator]() : keys[Symbol.iterator]();
+    let first: IteratorResult<string> | undefined = await iterator.next();
+    if (first.done) return;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
     let wake: (() => void) | undefined;
@@ -46,21 +48,56 @@ export function workerProducer(
     };
     const abort = () => push({ kind: "error", message: "aborted" });
     signal?.addEventListener("abort", abort, { once: true });
-    const init: WorkerInit = { kind: "init", source, settings, keys, maxAhead, fixedNow, logLevel };
+    const init: WorkerInit = { kind: "init", source, settings, maxAhead, fixedNow, logLevel };
     worker.postMessage(init);
+    // Keys go to the worker as it needs them: at most `window` keys sent and not yet settled.
+    const window = maxAhead + 2 * settings.concurrency;
+    let outstanding = 0;
+    let ended = false;
+    let pumping: Promise<void> | undefined;
+    /** Claiming keys failed (e.g. the database went away): rethrown as it is. */
+    let keyFailure: unknown;
+    const pump = () => {
+      pumping ??= (async () => {
+        while (!ended && outstanding < window) {
+          const next = first ?? await iterator.next();
+          first = undefined;
+          if (next.done) {
+            ended = true;
+            worker.postMessage({ kind: "keys-end" });
+          } else {
+            outstanding++;
+            worker.postMessage({ kind: "keys", keys: [next.value] });
+          }
+        }
+      })().catch((error) => {
+        keyFailure = error;
+        push({ kind: "error", message: (error as Error).message });
+      }).finally(() => {
+        pumping = undefined;
+      });
+    };
+    pump();
     try {
       for (;;) {
         while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
         const message = queue.shift()!;
         signal?.throwIfAborted();
         if (message.kind === "end") return;
-        if (message.kind === "error") throw new Error(`The produce worker failed: ${message.message}`);
+        if (message.kind === "error") {
+          if (keyFailure !== undefined) throw keyFailure;
+          throw new Error(`The produce worker failed: ${message.message}`);
+        }
         if (message.kind === "log") {
           const record = message.record as unknown as LogRecord;
           getLogger(record.category).emit(record);
           continue;
         }
         worker.postMessage({ kind: "ack" });
+        if (message.produced.kind !== "part") {
+          outstanding--;
+          pump();
+        }
         yield message.produced;
       }
     } finally {

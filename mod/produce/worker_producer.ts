@@ -54,11 +54,13 @@ export function workerProducer(
     const window = maxAhead + 2 * settings.concurrency;
     let outstanding = 0;
     let ended = false;
-    let pumping: Promise<void> | undefined;
     /** Claiming keys failed (e.g. the database went away): rethrown as it is. */
     let keyFailure: unknown;
-    const pump = () => {
-      pumping ??= (async () => {
+    let pumping = false;
+    const pump = async () => {
+      if (pumping) return;
+      pumping = true;
+      try {
         while (!ended && outstanding < window) {
           const next = first ?? await iterator.next();
           first = undefined;
@@ -70,12 +72,13 @@ export function workerProducer(
             worker.postMessage({ kind: "keys", keys: [next.value] });
           }
         }
-      })().catch((error) => {
+      } catch (error) {
         keyFailure = error;
         push({ kind: "error", message: (error as Error).message });
-      }).finally(() => {
-        pumping = undefined;
-      });
+      } finally {
+        // Set in the same step as the loop's last check, so that a result arriving meanwhile is never missed.
+        pumping = false;
+      }
     };
     pump();
     try {

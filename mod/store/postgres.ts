@@ -343,6 +343,14 @@ class PostgresRun implements RunTransaction {
   #inCommitSection = false;
   #streaming: { key: string; records: number; rejected: number; ignored: number; staged: number } | undefined;
   #open = true;
+  /** The connection's work, one call at a time: claims come from the fetch side while the writer copies rows. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
 
   constructor(
     conn: Reserved,
@@ -369,11 +377,11 @@ class PostgresRun implements RunTransaction {
     }
   }
 
-  async registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+  async #registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
     return await registeredAmong(this.#conn, keys, statuses);
   }
 
-  async claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+  async #claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
     if (claims.length === 0) return [];
     const keys = claims.map((c) => c.key);
     // One lock per key, held until this transaction ends; a key another run holds is skipped.
@@ -391,7 +399,7 @@ class PostgresRun implements RunTransaction {
     return mine;
   }
 
-  async cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+  async #cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
     const [row] = await this.#conn<{ etag: string | null; last_modified: string | null; body: string }[]>`
       SELECT etag, last_modified, body FROM list_cache WHERE bucket = ${this.#bucket} AND key = ${key}`;
     if (row === undefined || (row.etag === null && row.last_modified === null)) return undefined;
@@ -406,7 +414,7 @@ class PostgresRun implements RunTransaction {
     return Promise.resolve();
   }
 
-  async importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
+  async #importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
     const rows = await this.#conn`
       INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, origin)
       SELECT k, 'loaded', ${this.runId}, ${processedAt.toISOString()}, 0, 0, 0, 0, 'imported'
@@ -422,7 +430,7 @@ class PostgresRun implements RunTransaction {
     this.#inCommitSection = true;
   }
 
-  async noteMissing(
+  async #noteMissing(
     keys: readonly { key: string; reason: string }[],
     giveUpRuns: number,
     at: Date,
@@ -495,7 +503,7 @@ class PostgresRun implements RunTransaction {
     return this.#merged;
   }
 
-  async rowCounts(): Promise<{ inserted: number; updated: number }> {
+  async #rowCounts(): Promise<{ inserted: number; updated: number }> {
     return await this.#merge();
   }
 
@@ -534,7 +542,7 @@ class PostgresRun implements RunTransaction {
     }
   }
 
-  async writePart(key: string, part: FilePart): Promise<void> {
+  async #writePart(key: string, part: FilePart): Promise<void> {
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       await this.#conn`SAVEPOINT file_part`;
@@ -547,7 +555,7 @@ class PostgresRun implements RunTransaction {
     for (const n of part.ignored.values()) this.#streaming.ignored += n;
   }
 
-  async abortFile(key: string): Promise<void> {
+  async #abortFile(key: string): Promise<void> {
     if (this.#streaming?.key === key) {
       this.#staged = this.#streaming.staged;
       await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
@@ -556,7 +564,7 @@ class PostgresRun implements RunTransaction {
     }
   }
 
-  async writeFile(file: FileWrite): Promise<void> {
+  async #writeFile(file: FileWrite): Promise<void> {
     let before = { records: 0, rejected: 0, ignored: 0 };
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
@@ -584,7 +592,7 @@ class PostgresRun implements RunTransaction {
     this.#written.add(file.key);
   }
 
-  async commit(c: RunCounts): Promise<void> {
+  async #commit(c: RunCounts): Promise<void> {
     await this.#merge();
     const conn = this.#conn;
     const meta: Record<string, string> = { bucket: this.#bucket };
@@ -620,14 +628,14 @@ class PostgresRun implements RunTransaction {
     await this.#close();
   }
 
-  async rollbackAsCheck(at: Date, result: string): Promise<void> {
+  async #rollbackAsCheck(at: Date, result: string): Promise<void> {
     if (!this.#open) return;
     await this.#conn`ROLLBACK`;
     await writeMeta(this.#conn, { last_check_at: at.toISOString(), last_check_result: result });
     await this.#close();
   }
 
-  async rollback(): Promise<void> {
+  async #rollback(): Promise<void> {
     if (!this.#open) return;
     try {
       await this.#conn`ROLLBACK`;
@@ -640,5 +648,43 @@ class PostgresRun implements RunTransaction {
     this.#open = false;
     await this.#conn`SELECT set_config('application_name', 'bucketload', false)`.catch(() => {});
     this.#conn.release();
+  }
+
+  // The contract's methods, each one at a time on the run's connection.
+  registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    return this.#serial(() => this.#registered(keys, statuses));
+  }
+  claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+    return this.#serial(() => this.#claim(claims, skipRegistered));
+  }
+  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+    return this.#serial(() => this.#cachedList(key));
+  }
+  importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
+    return this.#serial(() => this.#importKeys(keys, processedAt));
+  }
+  noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
+    return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));
+  }
+  rowCounts(): Promise<{ inserted: number; updated: number }> {
+    return this.#serial(() => this.#rowCounts());
+  }
+  writePart(key: string, part: FilePart): Promise<void> {
+    return this.#serial(() => this.#writePart(key, part));
+  }
+  abortFile(key: string): Promise<void> {
+    return this.#serial(() => this.#abortFile(key));
+  }
+  writeFile(file: FileWrite): Promise<void> {
+    return this.#serial(() => this.#writeFile(file));
+  }
+  commit(counts: RunCounts): Promise<void> {
+    return this.#serial(() => this.#commit(counts));
+  }
+  rollbackAsCheck(at: Date, result: string): Promise<void> {
+    return this.#serial(() => this.#rollbackAsCheck(at, result));
+  }
+  rollback(): Promise<void> {
+    return this.#serial(() => this.#rollback());
   }
 }

@@ -22,6 +22,8 @@ start)
     apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
     bindir=/usr/lib/postgresql/15/bin
   fi
+  # The first free port from $port on.
+  while (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
   rm -rf "$dir"
   mkdir -p "$dir"
   # initdb refuses to run as root: the cluster belongs to an unprivileged user.

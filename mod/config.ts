@@ -108,7 +108,13 @@ export const LOG_FORMATS = ["text", "json"] as const;
 /** The prefix of environment overrides, e.g. `BUCKETLOAD_CONCURRENCY`. */
 export const ENV_PREFIX = "BUCKETLOAD_";
 /** Environment variables that choose the file and profile rather than a key. */
-export const ENV_CHOOSERS: readonly string[] = ["BUCKETLOAD_CONFIG", "BUCKETLOAD_PROFILE", "BUCKETLOAD_CWD"];
+export const ENV_CHOOSERS: readonly string[] = [
+  "BUCKETLOAD_CONFIG",
+  "BUCKETLOAD_PROFILE",
+  "BUCKETLOAD_CWD",
+  // The Deno Deploy entry's cron schedule (deploy.ts).
+  "BUCKETLOAD_SCHEDULE",
+];
 
 /** Flags that set a key, by key (the rest are not settable by a flag). */
 const FLAG_OF: Readonly<Record<string, string>> = {

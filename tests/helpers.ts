@@ -162,6 +162,11 @@ export class LineWatcher {
     this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
   }
 
+  /** The lines read so far. */
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
+
   /** Resolves once `count` lines seen so far match `pattern`, or when the output ends. */
   async waitFor(pattern: RegExp, count = 1): Promise<void> {
     while (this.#lines.filter((l) => pattern.test(l)).length < count) {

@@ -18,6 +18,8 @@
  *   --real-sized   80 files × 2,000 records of the real shape: bucketload against the original (Python)
  *   --shape S   real (default: random key order, repeats) or sequential (counter keys)
  *   --latency MS  wait MS before answering each request, as a remote bucket does (default 0: loopback)
+ *   --postgres  bucketload into PostgreSQL too, with 1 and 3 worker processes (bucketload-pg, bucketload-pg3);
+ *               BL_BENCH_DATABASE_URL names a server, else tools/pg_cluster.sh starts one (fsync on)
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     latency: { type: "string", default: "0" },
     write: { type: "boolean" },
     shape: { type: "string", default: "real" },
+    postgres: { type: "boolean" },
   },
 });
 const shape = values.shape === "sequential" ? "sequential" : "real";
@@ -52,8 +55,57 @@ const files = Number(values.files ?? (values.huge ? 1 : values.large ? 5000 : va
 const records = Number(values.records ?? (values.huge ? 7_000_000 : values["real-sized"] ? 2000 : 1000));
 const runs = Number(values.runs);
 const impls = (values.only ??
-  (values.huge ? "bucketload" : values["real-sized"] ? "bucketload,original,naive" : "bucketload,naive,floor"))
+  (values.huge
+    ? "bucketload"
+    : values["real-sized"]
+    ? "bucketload,original,naive"
+    : values.postgres
+    ? "bucketload,bucketload-pg,bucketload-pg3,floor"
+    : "bucketload,naive,floor"))
   .split(",");
+
+/** The PostgreSQL server for `bucketload-pg*`: BL_BENCH_DATABASE_URL, or a cluster started here (fsync on). */
+let pgServer: string | undefined = Deno.env.get("BL_BENCH_DATABASE_URL");
+let stopPg: (() => Promise<void>) | undefined;
+async function postgresUrl(database: string): Promise<string> {
+  if (pgServer === undefined) {
+    const dir = join(BENCH_DIR, "pg");
+    const script = join(ROOT, "tools", "pg_cluster.sh");
+    const out = await new Deno.Command("bash", {
+      args: [script, "start", dir, "54400"],
+      env: { PG_FSYNC: "on" },
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error("Cannot start PostgreSQL for the bench");
+    pgServer = new TextDecoder().decode(out.stdout).trim();
+    stopPg = async () => void await new Deno.Command("bash", { args: [script, "stop", dir] }).output();
+  }
+  const { default: postgres } = await import("postgres");
+  const admin = postgres(pgServer, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${database}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(pgServer);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Rows loaded and files not loaded, in a PostgreSQL database. */
+async function postgresCounts(url: string): Promise<{ rows: number; notLoaded: number }> {
+  const { default: postgres } = await import("postgres");
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [r] = await sql<{ rows: string; bad: string }[]>`
+      SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) AS rows,
+             (SELECT count(*) FROM processed_files WHERE status <> 'loaded') AS bad`;
+    return { rows: Number(r!.rows), notLoaded: Number(r!.bad) };
+  } finally {
+    await sql.end();
+  }
+}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
@@ -124,6 +176,7 @@ async function runOne(
   options: { fresh?: boolean; count?: boolean } = {},
 ): Promise<Sample> {
   const { fresh = true, count = fresh } = options;
+  if (impl.startsWith("bucketload-pg")) return await runPostgres(impl, url);
   const db = join(work, `${impl}.sqlite3`);
   if (fresh) { for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {}); }
   // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
@@ -144,6 +197,8 @@ async function runOne(
     cwd: work,
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
     env: {
+      // Environment only: no config.ini (nor its PROCESSED_FILES_FILENAME) from the project folder.
+      BUCKETLOAD_CWD: work,
       BUCKETLOAD_BUCKET_NAME: url,
       BUCKETLOAD_DATABASE_NAME: db,
       ...(loadMode !== undefined ? { BUCKETLOAD_LOAD_MODE: loadMode } : {}),
@@ -174,6 +229,50 @@ async function runOne(
   } finally {
     check.close();
   }
+  return { seconds, rss, rows };
+}
+
+/**
+ * `bucketload-pg` (one process) or `bucketload-pgN` (N processes side by side)
+ * into a fresh PostgreSQL database; RSS is the largest process's peak.
+ */
+async function runPostgres(impl: string, url: string): Promise<Sample> {
+  const workers = Number(impl.slice("bucketload-pg".length) || "1");
+  const database = `bench_${impl.replaceAll("-", "_")}`;
+  const databaseUrl = await postgresUrl(database);
+  const start = performance.now();
+  const children = Array.from({ length: workers }, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--v8-flags=--max-semi-space-size=4",
+        join(ROOT, "main.ts"),
+        "--quiet",
+        "--log-level",
+        "warning",
+      ],
+      cwd: BENCH_DIR,
+      // Environment only (no config.ini from the project folder).
+      env: { BUCKETLOAD_CWD: BENCH_DIR, BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_URL: databaseUrl },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn());
+  let rss = 0;
+  const poll = setInterval(() => {
+    for (const child of children) rss = Math.max(rss, peakRss(child.pid));
+  }, 10);
+  const results = await Promise.all(
+    children.map(async (c) => [await c.status, await new Response(c.stderr).text()] as const),
+  );
+  clearInterval(poll);
+  const seconds = (performance.now() - start) / 1000;
+  for (const [status, stderr] of results) {
+    if (!status.success) throw new Error(`${impl} exited ${status.code}: ${stderr.slice(-2000)}`);
+  }
+  if (Deno.env.get("BENCH_DEBUG")) { for (const [, stderr] of results) console.error(databaseUrl, stderr); }
+  const { rows, notLoaded } = await postgresCounts(databaseUrl);
+  if (notLoaded > 0) throw new Error(`${impl} left ${notLoaded} file(s) not loaded`);
   return { seconds, rss, rows };
 }
 
@@ -372,6 +471,7 @@ try {
   }
 } finally {
   await server.close();
+  await stopPg?.();
 }
 
 const cpu = (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*: (.*)/)?.[1] ?? "unknown CPU").trim();
@@ -401,10 +501,14 @@ for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
   }
   if (med.naive) lines.push(`- ${impl} / naive wall time: ${(med[impl]! / med.naive).toFixed(2)}×`);
   if (med.floor) lines.push(`- ${impl} / floor wall time: ${(med[impl]! / med.floor).toFixed(2)}×`);
+  if (impl !== "bucketload" && med.bucketload) {
+    lines.push(`- ${impl} / bucketload (SQLite) wall time: ${(med[impl]! / med.bucketload).toFixed(2)}×`);
+  }
 }
 const table = lines.join("\n");
 console.log(table);
 if (values.write) {
   const latency = Number(values.latency) > 0 ? `, ${values.latency} ms latency` : "";
-  await writeSection(`## ${files} files × ${records} records, ${shape} shape${latency}`, table);
+  const stores = values.postgres ? ", SQLite and PostgreSQL" : "";
+  await writeSection(`## ${files} files × ${records} records, ${shape} shape${latency}${stores}`, table);
 }

@@ -3,6 +3,7 @@
 #   tools/pg_cluster.sh start DIR [PORT]   prints the URL to use as BUCKETLOAD_TEST_PG_URL
 #   tools/pg_cluster.sh stop DIR
 # Installs Debian's postgresql-15 when its binaries are missing (needs root and apt).
+# fsync is off (a test cluster) unless PG_FSYNC=on, as the bench sets it.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?cluster folder}
@@ -37,7 +38,7 @@ start)
   "${run[@]}" "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
   "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100" start >/dev/null ||
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-off} -c max_connections=100" start >/dev/null ||
     { cat "$dir/server.log" >&2; exit 1; }
   echo "postgres://postgres@127.0.0.1:$port/postgres"
   ;;

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { connect as netConnect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { getLogger } from "@logtape/logtape";
@@ -46,6 +47,9 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 /** Advisory lock ids (a namespace of this program's own): schema migrations, and the commit section. */
 const MIGRATE_LOCK = 0x6275636b_6c6f6164n; // "buckload" in ASCII
 const COMMIT_LOCK = MIGRATE_LOCK + 1n;
+
+/** Buffered COPY text sent once it reaches this many characters. */
+const COPY_BUFFER_CHARS = 4 * 1024 * 1024;
 
 /** Options of {@linkcode PostgresStore.open}. */
 export interface PostgresStoreOptions {
@@ -91,6 +95,23 @@ function copyCell(value: string | number): string {
   return value.replace(/[\\\t\n\r]/g, (c) => c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r");
 }
 
+/**
+ * A connected TCP socket without Nagle's algorithm: the client's small
+ * messages (COPY data, then CopyDone) otherwise wait ~40 ms each for the
+ * server's delayed ACK (measured: 270 ms per file, 3,500 records/s).
+ */
+function noDelaySocket(options: { host: string[]; port: number[]; path: string | false }): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = options.path ? netConnect(options.path) : netConnect(options.port[0]!, options.host[0]!);
+    socket.setNoDelay(true);
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
+}
+
 /** The connection errors worth one clear line: no server, wrong password, no database. */
 function connectError(display: string, error: unknown): UsageError {
   const e = error as { code?: string; message?: string };
@@ -134,6 +155,8 @@ export class PostgresStore implements Store {
       idle_timeout: 30,
       connect_timeout: options.connectTimeoutSeconds ?? 10,
       connection: { application_name: "bucketload" },
+      // Not in the package's types, but documented and used as given.
+      ...({ socket: noDelaySocket } as unknown as Record<string, never>),
       types: {
         // BIGINT columns and counts as numbers (they stay below 2^53 here).
         int8: { to: 20, from: [20], serialize: (v: number) => String(v), parse: (v: string) => Number(v) },
@@ -337,6 +360,9 @@ class PostgresRun implements RunTransaction {
   readonly #written = new Set<string>();
   /** The list to cache at commit. */
   #listToCache: { key: string; text: string; validators: Validators } | undefined;
+  /** COPY text not yet sent, by record type (sent in large batches: one COPY per file cost a round trip each). */
+  readonly #buffered = new Map<RecordType, string[]>();
+  #bufferedChars = 0;
   /** Rows copied into the stages (rows of aborted streamed parts taken out again). */
   #staged = 0;
   #merged: { inserted: number; updated: number } | undefined;
@@ -480,6 +506,7 @@ class PostgresRun implements RunTransaction {
   /** Merges the stages into the data tables: per key the row of the latest list position (then arrival) wins. */
   async #merge(): Promise<{ inserted: number; updated: number }> {
     if (this.#merged !== undefined) return this.#merged;
+    await this.#flush();
     await this.#enterCommitSection();
     await this.#conn`SET LOCAL work_mem = '64MB'`;
     let inserted = 0;
@@ -521,12 +548,14 @@ class PostgresRun implements RunTransaction {
         row.push(String(position));
         lines.push(row.join("\t"));
       }
-      const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote).join(", ");
-      const writable = await this.#conn.unsafe(`COPY ${quote(`stage_${type.table}`)} (${names}) FROM STDIN`)
-        .writable();
-      await pipeline(Readable.from([lines.join("\n") + "\n"]), writable);
+      const text = lines.join("\n") + "\n";
+      let buffer = this.#buffered.get(type);
+      if (buffer === undefined) this.#buffered.set(type, buffer = []);
+      buffer.push(text);
+      this.#bufferedChars += text.length;
       this.#staged += count;
     }
+    if (this.#bufferedChars >= COPY_BUFFER_CHARS) await this.#flush();
     if (part.rejections.length > 0) {
       const rows = part.rejections.map((r) => ({
         run_id: this.runId,
@@ -542,9 +571,31 @@ class PostgresRun implements RunTransaction {
     }
   }
 
+  /** Sends the buffered rows to the stages, one COPY per table. */
+  async #flush() {
+    for (const [type, texts] of this.#buffered) {
+      const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote).join(", ");
+      const writable = await this.#conn.unsafe(`COPY ${quote(`stage_${type.table}`)} (${names}) FROM STDIN`)
+        .writable();
+      await pipeline(Readable.from(texts), writable);
+    }
+    this.#buffered.clear();
+    this.#bufferedChars = 0;
+  }
+
+  /** Rolls back to the streamed file's savepoint: rows sent since are undone, and rows still buffered dropped. */
+  async #rollbackPart() {
+    this.#staged = this.#streaming!.staged;
+    await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
+    // The buffer was flushed when the savepoint was set: what it holds now came after it.
+    this.#buffered.clear();
+    this.#bufferedChars = 0;
+  }
+
   async #writePart(key: string, part: FilePart): Promise<void> {
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
+      await this.#flush();
       await this.#conn`SAVEPOINT file_part`;
       await this.#conn`DELETE FROM rejected_records WHERE key = ${key}`;
       this.#streaming = { key, records: 0, rejected: 0, ignored: 0, staged: this.#staged };
@@ -557,8 +608,7 @@ class PostgresRun implements RunTransaction {
 
   async #abortFile(key: string): Promise<void> {
     if (this.#streaming?.key === key) {
-      this.#staged = this.#streaming.staged;
-      await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
+      await this.#rollbackPart();
       await this.#conn`RELEASE SAVEPOINT file_part`;
       this.#streaming = undefined;
     }
@@ -568,8 +618,7 @@ class PostgresRun implements RunTransaction {
     let before = { records: 0, rejected: 0, ignored: 0 };
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
-        this.#staged = this.#streaming.staged;
-        await this.#conn`ROLLBACK TO SAVEPOINT file_part`;
+        await this.#rollbackPart();
         await this.#conn`DELETE FROM rejected_records WHERE key = ${file.key}`;
       } else before = this.#streaming;
     } else {

@@ -51,6 +51,12 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   const net: string[] = [];
   if (config.bucket.kind === "http") net.push(hostPort(config.bucket.base));
   const env = ["BUCKETLOAD_*", "DATABASE_URL"];
+  if (config.bucket.kind === "s3") {
+    const endpoint = new URL(config.s3.endpoint);
+    if (!config.s3.pathStyle) endpoint.hostname = `${config.bucket.bucket}.${endpoint.hostname}`;
+    net.push(hostPort(endpoint));
+    env.push("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN");
+  }
   if (config.databaseUrl !== undefined) {
     // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
     env.push("PG*");

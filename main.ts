@@ -170,6 +170,9 @@ export function parseCli(args: readonly string[]): Cli {
   };
 }
 
+/** Variables of other tools that bucketload reads: the PostgreSQL URL and the AWS credentials. */
+const PLAIN_ENV = ["DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+
 /**
  * The environment bucketload reads: all of it when allowed, else only the
  * `BUCKETLOAD_*` names it knows and `DATABASE_URL` (under
@@ -178,7 +181,7 @@ export function parseCli(args: readonly string[]): Cli {
 export function readEnv(): Record<string, string> {
   if (Deno.permissions.querySync({ name: "env" }).state === "granted") return Deno.env.toObject();
   const env: Record<string, string> = {};
-  for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k), "DATABASE_URL"]) {
+  for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k), ...PLAIN_ENV]) {
     let value: string | undefined;
     try {
       value = Deno.env.get(name);

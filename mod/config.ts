@@ -7,6 +7,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { type BucketLocation, parseBucketLocation } from "./source/location.ts";
+import { awsEndpoint, type S3Credentials } from "./source/s3.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";
@@ -22,6 +23,16 @@ export interface Config {
   readonly databasePath: string;
   /** The PostgreSQL URL, when the store is PostgreSQL. */
   readonly databaseUrl: string | undefined;
+  /** How to reach an `s3://` bucket (unused for others). */
+  readonly s3: {
+    readonly endpoint: string;
+    readonly region: string;
+    readonly pathStyle: boolean;
+    /** From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; none: unsigned requests. */
+    readonly credentials: S3Credentials | undefined;
+  };
+  /** `KEY_PATTERN`: the glob listed S3 keys must match ("" for all). */
+  readonly keyPattern: string;
   readonly bucket: BucketLocation;
   readonly filesListKey: string;
   readonly encoding: string;
@@ -65,7 +76,14 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     help: "postgres:// URL: use PostgreSQL instead of DATABASE_NAME (also read from plain DATABASE_URL)",
   },
   BUCKET_NAME: { default: undefined, help: "host, http(s) URL with optional prefix, file: URL or folder" },
-  FILES_LIST_KEY: { default: "files_list.data", help: "key of the file list" },
+  FILES_LIST_KEY: {
+    default: "files_list.data",
+    help: "key of the file list; an S3 bucket without it is listed with ListObjectsV2",
+  },
+  S3_ENDPOINT: { default: "", help: "S3 API endpoint (MinIO, R2, ...); default AWS's for S3_REGION" },
+  S3_REGION: { default: "us-east-1", help: "S3 region, for the endpoint and request signing" },
+  S3_PATH_STYLE: { default: "auto", help: "auto, yes or no: endpoint/bucket/key URLs (auto: yes with S3_ENDPOINT)" },
+  KEY_PATTERN: { default: "", help: "glob of the keys to load from an S3 listing, e.g. *.data or **/*.json" },
   BUCKET_ENCODING: { default: "utf-8", help: "WHATWG encoding label of the objects" },
   DATE_STORE_FORMAT: { default: "%Y-%m-%d %H:%M:%S", help: "strftime format of songs.ingestion_time (UTC)" },
   PROCESSED_FILES_FILENAME: { default: "", help: "JSON copy of the registry, written after each commit" },
@@ -313,9 +331,25 @@ export function resolveConfig(options: ResolveOptions): Config {
     (got) => fail("DATABASE_URL", "a postgres:// or postgresql:// URL", got),
   );
 
+  const region = str("S3_REGION").trim();
+  if (!/^[a-z0-9-]+$/.test(region)) fail("S3_REGION", "a region such as us-east-1", region);
+  const endpointRaw = str("S3_ENDPOINT").trim();
+  if (endpointRaw !== "" && !/^https?:\/\/[^/]/i.test(endpointRaw)) {
+    fail("S3_ENDPOINT", "an http(s):// URL", endpointRaw.replace(/\/\/[^@/]*@/, "//***@"));
+  }
+  const pathStyle = oneOf("S3_PATH_STYLE", ["auto", "yes", "no", "true", "false", "1", "0", "on", "off"] as const);
+  const s3 = {
+    endpoint: endpointRaw === "" ? awsEndpoint(region) : endpointRaw,
+    region,
+    pathStyle: pathStyle === "auto" ? endpointRaw !== "" : ["yes", "true", "1", "on"].includes(pathStyle),
+    credentials: awsCredentials(env),
+  };
+
   return {
     profile,
     configPath,
+    s3,
+    keyPattern: str("KEY_PATTERN").trim(),
     baseDir,
     databasePath,
     databaseUrl,
@@ -342,6 +376,23 @@ export function resolveConfig(options: ResolveOptions): Config {
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
   };
+}
+
+/**
+ * AWS credentials from the standard variables, or `undefined` for unsigned
+ * requests. One of the key pair without the other is a config error.
+ */
+function awsCredentials(env: Readonly<Record<string, string>>): S3Credentials | undefined {
+  const id = env.AWS_ACCESS_KEY_ID?.trim() ?? "", secret = env.AWS_SECRET_ACCESS_KEY?.trim() ?? "";
+  if (id === "" && secret === "") return undefined;
+  if (id === "" || secret === "") {
+    const missing = id === "" ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY";
+    throw new UsageError(`${missing} is not set, but its pair is: set both, or neither for a public bucket`, {
+      subject: missing,
+    });
+  }
+  const token = env.AWS_SESSION_TOKEN?.trim();
+  return { accessKeyId: id, secretAccessKey: secret, ...(token ? { sessionToken: token } : {}) };
 }
 
 /**

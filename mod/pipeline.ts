@@ -19,6 +19,8 @@ export interface PipelineOptions {
   readonly store: Store;
   readonly types: readonly RecordType[];
   readonly filesListKey: string;
+  /** `KEY_PATTERN`: the keys to take from a bucket listing (a source without a list file). @default {""} (all) */
+  readonly keyPattern?: string | undefined;
   readonly encoding: string;
   readonly dateStoreFormat: string;
   readonly awesomeMinRating: number;
@@ -78,6 +80,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
   /** The list answered 304 (unchanged since the last run); the cached copy was used. */
   readonly unchanged: boolean;
+  /** The keys came from listing the bucket (no list file). */
+  readonly listed: boolean;
   /** Of `filesNew`, keys that were registered before and fetched again (`--force`, `--retry-invalid`, `--key`). */
   readonly filesRefetched: number;
   /** Time spent waiting for another run's lock, not counted in the run's time. */
@@ -140,6 +144,7 @@ function nothingWritten(
     ignored: {},
     issues: [],
     unchanged: false,
+    listed: false,
     filesRefetched: 0,
     rowsInserted: 0,
     rowsUpdated: 0,
@@ -205,6 +210,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     }
     const listing = await fetchListing(source, {
       key: options.filesListKey,
+      keyPattern: options.keyPattern,
       encoding: options.encoding,
       maxBytes: maxListBytes,
       signal,
@@ -240,17 +246,23 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       duplicates: listing.duplicates,
       unchanged: listing.notModified,
     });
-    if (listing.notModified && todo.length === 0) {
+    if ((listing.notModified || listing.listed) && todo.length === 0) {
       // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
-      logger.info("The list is unchanged and no key is pending: nothing to do");
+      const result = listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending";
+      logger.info(
+        listing.listed
+          ? "No new object and no key is pending: nothing to do"
+          : "The list is unchanged and no key is pending: nothing to do",
+      );
       const finishedAt = now();
-      await tx.rollbackAsCheck(finishedAt, "list unchanged, nothing pending");
+      await tx.rollbackAsCheck(finishedAt, result);
       return nothingWritten({
         status: "ok",
         startedAt,
         finishedAt,
         loaded,
         unchanged: true,
+        listed: listing.listed,
         refusedKeys: listing.refused,
         filesListed: listing.keys.length + listing.refused.length,
         lockWaitMs,
@@ -426,6 +438,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       missingKeys: missing.map((m) => m.key),
       refusedKeys: listing.refused,
       unchanged: listing.notModified,
+      listed: listing.listed,
     };
   } catch (error) {
     await tx.rollback();

@@ -88,6 +88,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       store,
       types: RECORD_TYPES,
       filesListKey: config.filesListKey,
+      keyPattern: config.keyPattern,
       maxListBytes: config.maxListBytes,
       force: options.force,
       retryInvalid: options.retryInvalid,
@@ -139,6 +140,7 @@ export async function dryRunAction(config: Config, out: Out, options: DryRunOpti
         return new Set([...inStore, ...(statuses.includes("loaded") ? keys.filter((k) => imported.has(k)) : [])]);
       },
       filesListKey: config.filesListKey,
+      keyPattern: config.keyPattern,
       encoding: config.encoding,
       maxListBytes: config.maxListBytes,
       force: options.force,

@@ -25,6 +25,7 @@ export interface PlanOptions {
   /** Which of the keys are registered with one of `statuses`; read-only. */
   readonly registered: (keys: readonly string[], statuses: readonly FileStatus[]) => Promise<ReadonlySet<string>>;
   readonly filesListKey: string;
+  readonly keyPattern?: string | undefined;
   readonly encoding: string;
   readonly maxListBytes: number;
   /** With `--force`, processed keys would be fetched again. */
@@ -39,6 +40,7 @@ export interface PlanOptions {
 export async function planRun(options: PlanOptions): Promise<Plan | { error: string }> {
   const listing = await fetchListing(options.source, {
     key: options.filesListKey,
+    keyPattern: options.keyPattern,
     encoding: options.encoding,
     maxBytes: options.maxListBytes,
   });

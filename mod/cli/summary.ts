@@ -26,7 +26,8 @@ export function formatSummary(report: RunReport): string {
       `  nothing was written\n`;
   }
   if (report.runId === undefined) {
-    return `bucketload: nothing to do in ${s.toFixed(2)} s${waited}: the list is unchanged and no key is pending\n`;
+    const why = report.listed ? "no new object in the bucket" : "the list is unchanged";
+    return `bucketload: nothing to do in ${s.toFixed(2)} s${waited}: ${why} and no key is pending\n`;
   }
   const loaded = Object.values(report.loaded).reduce((a, b) => a + b, 0);
   const ignored = Object.values(report.ignored).reduce((a, b) => a + b, 0);

@@ -27,8 +27,14 @@ export interface HttpSourceOptions {
   readonly retries?: number;
   /** First backoff delay; doubles each retry, times a random 1–2. @default {500} */
   readonly retryBaseMs?: number;
-  /** The fetch to use; tests may wrap it. @default {globalThis.fetch} */
+  /** The fetch to use (a signing one for S3); tests may wrap it. @default {globalThis.fetch} */
   readonly fetch?: typeof fetch;
+  /**
+   * Reads a 400/403/404 answer's body and returns why retrying (now or on a
+   * later run) cannot help, e.g. S3's `SignatureDoesNotMatch`; the object is
+   * then failed with that reason instead of missing.
+   */
+  readonly explainRefusal?: ((res: Response) => Promise<string | undefined>) | undefined;
 }
 
 /** A failure worth another attempt. */
@@ -109,6 +115,7 @@ export class HttpSource implements BucketSource {
   readonly #retries: number;
   readonly #retryBaseMs: number;
   readonly #fetch: typeof fetch;
+  readonly #explainRefusal: ((res: Response) => Promise<string | undefined>) | undefined;
 
   /** A source rooted at `base`, which must end in `/`. */
   constructor(base: URL, options: HttpSourceOptions = {}) {
@@ -122,6 +129,7 @@ export class HttpSource implements BucketSource {
     this.#retries = retries;
     this.#retryBaseMs = retryBaseMs;
     this.#fetch = fetch;
+    this.#explainRefusal = options.explainRefusal;
   }
 
   /** Fetches one object with retries. Never throws. */
@@ -250,7 +258,11 @@ export class HttpSource implements BucketSource {
           throw new RetryableError(`body read failed: ${describeError(error)}`);
         }
       }
-      await res.body?.cancel();
+      if (this.#explainRefusal !== undefined && [400, 403, 404].includes(res.status)) {
+        const reason = await this.#explainRefusal(res);
+        if (reason !== undefined) throw new AbortError(reason);
+      }
+      await res.body?.cancel().catch(() => {});
       if (res.status === 403 || res.status === 404) return { kind: "missing", reason: `HTTP ${res.status}` };
       if (res.status === 429 || res.status >= 500) {
         throw new RetryableError(`HTTP ${res.status}`, parseRetryAfter(res.headers.get("retry-after")));

@@ -4,7 +4,30 @@
  * @module
  */
 import { refuseReason } from "./location.ts";
-import { type BucketSource, tooLargeReason, type Validators } from "./source.ts";
+import { type BucketSource, type ListedObject, tooLargeReason, type Validators } from "./source.ts";
+
+/** Converts a `KEY_PATTERN` glob to a test: `*` and `?` stay within a path segment, `**` crosses `/`. */
+export function globMatcher(pattern: string): (key: string) => boolean {
+  if (pattern === "" || pattern === "**" || pattern === "*") {
+    return pattern === "*" ? (k) => !k.includes("/") : () => true;
+  }
+  let re = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "*" && pattern[i + 1] === "*") {
+      re += ".*";
+      i++;
+      if (pattern[i + 1] === "/") {
+        re = re.slice(0, -2) + "(?:.*/)?";
+        i++;
+      }
+    } else if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  const compiled = new RegExp(`^${re}$`, "s");
+  return (key) => compiled.test(key);
+}
 
 /** The keys of a list, split into accepted (deduplicated, in order) and refused. */
 export interface Listing {
@@ -43,6 +66,26 @@ export interface FetchedListing extends Listing {
   readonly validators: Validators | undefined;
   /** The server answered 304: `text` is the cached copy. */
   readonly notModified: boolean;
+  /** The keys came from listing the bucket (no list file), not from a list. */
+  readonly listed: boolean;
+}
+
+/**
+ * The keys of a bucket listing as a {@linkcode Listing}: those matching
+ * `pattern` (all when it is empty), in key order, unsafe ones refused as a
+ * list's would be.
+ */
+export function listingOfObjects(objects: readonly ListedObject[], pattern: string): Listing {
+  const match = globMatcher(pattern);
+  const keys: string[] = [];
+  const refused: { key: string; reason: string }[] = [];
+  for (const { key } of objects) {
+    if (!match(key)) continue;
+    const reason = refuseReason(key);
+    if (reason === undefined) keys.push(key);
+    else refused.push({ key, reason });
+  }
+  return { keys, refused, duplicates: 0 };
 }
 
 /** Options of {@linkcode fetchListing}. */
@@ -53,6 +96,8 @@ export interface FetchListingOptions {
   readonly signal?: AbortSignal | undefined;
   /** The list from an earlier run, to send a conditional GET. */
   readonly cached?: { readonly text: string; readonly validators: Validators } | undefined;
+  /** `KEY_PATTERN`: the keys to take from a bucket listing. @default {""} (all) */
+  readonly keyPattern?: string | undefined;
 }
 
 /**
@@ -71,9 +116,27 @@ export async function fetchListing(
   });
   if (list.kind === "not_modified") {
     if (cached === undefined) return { error: "'not modified' answered to an unconditional request" };
-    return { ...parseListing(cached.text), text: cached.text, validators: cached.validators, notModified: true };
+    return {
+      ...parseListing(cached.text),
+      text: cached.text,
+      validators: cached.validators,
+      notModified: true,
+      listed: false,
+    };
   }
-  if (list.kind === "missing") return { error: list.reason };
+  if (list.kind === "missing") {
+    if (source.listObjects === undefined) return { error: list.reason };
+    // No list file: the bucket's own listing decides, in key order.
+    const listed = await source.listObjects({ signal: options.signal });
+    if ("error" in listed) return { error: `no list file ${options.key} (${list.reason}), and ${listed.error}` };
+    return {
+      ...listingOfObjects(listed.objects, options.keyPattern ?? ""),
+      text: "",
+      validators: undefined,
+      notModified: false,
+      listed: true,
+    };
+  }
   if (list.kind === "too_large") return { error: tooLargeReason(list) };
   if (list.kind === "failed") return { error: list.reason };
   if (list.kind === "stream") {
@@ -86,5 +149,5 @@ export async function fetchListing(
   } catch {
     return { error: `not valid ${options.encoding}` };
   }
-  return { ...parseListing(text), text, validators: list.validators, notModified: false };
+  return { ...parseListing(text), text, validators: list.validators, notModified: false, listed: false };
 }

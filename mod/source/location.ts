@@ -7,7 +7,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Where a bucket lives: an HTTP(S) base URL or a local folder. */
+/** Where a bucket lives: an HTTP(S) base URL, a local folder, or an S3 bucket (and prefix). */
 export type BucketLocation =
   | {
     readonly kind: "http";
@@ -18,7 +18,19 @@ export type BucketLocation =
     /** The base URL safe to log: credentials removed. */
     readonly display: string;
   }
-  | { readonly kind: "file"; readonly root: string; readonly display: string };
+  | { readonly kind: "file"; readonly root: string; readonly display: string }
+  | {
+    readonly kind: "s3";
+    /** The bucket's name. */
+    readonly bucket: string;
+    /** The key prefix, ending in `/`, or empty. */
+    readonly prefix: string;
+    /** `s3://bucket/prefix/`. */
+    readonly display: string;
+  };
+
+/** S3 bucket names: 3–63 lower-case letters, digits, dots and hyphens (and underscores, which old buckets have). */
+const S3_BUCKET = /^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/;
 
 const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$/;
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
@@ -46,12 +58,29 @@ export function parseBucketLocation(value: string, baseDir: string): BucketLocat
     }
     return httpLocation(url);
   }
+  if (scheme === "s3") {
+    const rest = trimmed.slice("s3://".length);
+    if (!trimmed.toLowerCase().startsWith("s3://")) throw new RangeError("expected s3://bucket[/prefix]");
+    const slash = rest.indexOf("/");
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    let prefix = slash < 0 ? "" : rest.slice(slash + 1);
+    if (!S3_BUCKET.test(bucket)) {
+      throw new RangeError(
+        `expected s3://bucket[/prefix] with a valid bucket name, got bucket ${JSON.stringify(bucket)}`,
+      );
+    }
+    if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
+    if (prefix !== "" && refuseReason(prefix.slice(0, -1)) !== undefined) {
+      throw new RangeError(`the prefix ${JSON.stringify(prefix)} ${refuseReason(prefix.slice(0, -1))}`);
+    }
+    return { kind: "s3", bucket, prefix, display: `s3://${bucket}/${prefix}` };
+  }
   if (scheme === "file") {
     const root = fileURLToPath(trimmed);
     return { kind: "file", root, display: root };
   }
   if (scheme !== undefined && scheme.length > 1) {
-    throw new RangeError(`unsupported scheme '${scheme}:', expected http:, https:, file: or a folder path`);
+    throw new RangeError(`unsupported scheme '${scheme}:', expected http:, https:, s3:, file: or a folder path`);
   }
   const root = isAbsolute(trimmed) ? trimmed : resolve(baseDir, trimmed);
   return { kind: "file", root, display: root };

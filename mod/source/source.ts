@@ -42,12 +42,28 @@ export interface GetOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
+/** One object of a bucket listing. */
+export interface ListedObject {
+  /** The key (under the source's prefix). */
+  readonly key: string;
+  readonly etag: string;
+  readonly size: number;
+}
+
 /** A bucket: a flat namespace of keys. */
 export interface BucketSource {
   /** Where the bucket is, safe to log (no credentials). */
   readonly display: string;
   /** Fetches one object, reading at most `maxBytes`. Never throws, except the `signal`'s reason once aborted. */
   get(key: string, options: GetOptions): Promise<FetchResult>;
+  /**
+   * Lists the objects, in key order, for a bucket without a list file (S3's
+   * ListObjectsV2). Sources that cannot list leave it out. Never throws but
+   * the signal's reason.
+   */
+  listObjects?(options: { signal?: AbortSignal | undefined }): Promise<
+    { objects: ListedObject[] } | { error: string }
+  >;
 }
 
 /** The reason stored for an object over its cap. */

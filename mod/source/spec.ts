@@ -8,6 +8,7 @@ import type { Config } from "../config.ts";
 import { FileSource } from "./file.ts";
 import { HttpSource } from "./http.ts";
 import type { BucketSource } from "./source.ts";
+import { S3Source, type S3SourceOptions } from "./s3.ts";
 
 /** Everything needed to build a source; structured-cloneable. */
 export type SourceSpec =
@@ -19,12 +20,24 @@ export type SourceSpec =
     readonly retries: number;
     readonly retryBaseMs: number;
   }
-  | { readonly kind: "file"; readonly root: string };
+  | { readonly kind: "file"; readonly root: string }
+  | ({ readonly kind: "s3" } & S3SourceOptions);
 
 /** The source spec of a configured bucket. */
 export function sourceSpec(config: Config): SourceSpec {
   const { bucket } = config;
   if (bucket.kind === "file") return { kind: "file", root: bucket.root };
+  if (bucket.kind === "s3") {
+    return {
+      kind: "s3",
+      bucket: bucket.bucket,
+      prefix: bucket.prefix,
+      ...config.s3,
+      timeoutMs: config.requestTimeoutMs,
+      retries: config.retries,
+      retryBaseMs: config.retryBaseMs,
+    };
+  }
   return {
     kind: "http",
     base: bucket.base.href,
@@ -38,5 +51,6 @@ export function sourceSpec(config: Config): SourceSpec {
 /** Builds the source a spec describes. */
 export function makeSource(spec: SourceSpec): BucketSource {
   if (spec.kind === "file") return new FileSource(spec.root);
+  if (spec.kind === "s3") return new S3Source(spec);
   return new HttpSource(new URL(spec.base), spec);
 }

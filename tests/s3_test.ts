@@ -1,0 +1,149 @@
+/**
+ * The S3 source against a real S3-compatible server that checks SigV4:
+ * listing (prefix, pagination, KEY_PATTERN), the list file when there is
+ * one, signed and unsigned requests, a wrong secret, awkward keys.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runPipeline } from "../mod/pipeline.ts";
+import { RECORD_TYPES } from "../mod/records/mod.ts";
+import { FileSource } from "../mod/source/file.ts";
+import { S3Source, type S3SourceOptions } from "../mod/source/s3.ts";
+import { SqliteStore } from "../mod/store/sqlite.ts";
+import { cli, dumpDatabase, PIPELINE_DEFAULTS, withTempDir, writeConfig } from "./helpers.ts";
+import { S3_KEYS, s3Test, startS3Server } from "./s3_server.ts";
+
+const song = (title: string, year: number) => ({ type: "song", data: { artist_name: "A", title, year, release: "" } });
+/** Keys a real bucket may hold: spaces, `+`, `ü`, parentheses, a sub-folder. */
+const FILES: Record<string, unknown[]> = {
+  "2021/a b.data": [song("one", 1), song("shared", 1)],
+  "2021/c+d.data": [song("two", 2), { type: "song", data: { title: "no artist" } }],
+  "2021/grüße (1).data": [song("three", 3), song("shared", 3)],
+  "2022/e.data": [song("four", 4)],
+  "notes.txt": [song("not data", 9)],
+};
+
+async function loadInto(dbPath: string, source: S3Source | FileSource, keyPattern = "") {
+  const store = SqliteStore.open(dbPath, { types: RECORD_TYPES });
+  try {
+    return await runPipeline({ ...PIPELINE_DEFAULTS, source, store, keyPattern });
+  } finally {
+    store.close();
+  }
+}
+
+/** The same files in a folder with a list in key order: what a listing must load. */
+async function folderTwin(dir: string, keys: string[]): Promise<string> {
+  const root = join(dir, "twin");
+  for (const key of keys) {
+    await Deno.mkdir(join(root, key, ".."), { recursive: true });
+    await Deno.writeTextFile(join(root, key), JSON.stringify(FILES[key]));
+  }
+  await Deno.writeTextFile(join(root, "files_list.data"), keys.join("\n"));
+  return root;
+}
+
+s3Test("a listing (prefix, pages of 2, KEY_PATTERN) loads what a list in key order loads; signed", async () => {
+  const server = await startS3Server();
+  try {
+    await server.createBucket("data");
+    for (const [key, records] of Object.entries(FILES)) await server.put("data", `in/${key}`, JSON.stringify(records));
+    await server.put("data", "elsewhere/x.data", JSON.stringify([song("outside the prefix", 5)]));
+    await withTempDir(async (dir) => {
+      const options: S3SourceOptions = {
+        bucket: "data",
+        prefix: "in/",
+        endpoint: server.endpoint,
+        region: "us-east-1",
+        pathStyle: true,
+        credentials: S3_KEYS,
+        timeoutMs: 5000,
+        retries: 1,
+        retryBaseMs: 5,
+        pageSize: 2,
+      };
+      const listed = await new S3Source(options).listObjects();
+      assert.ok("objects" in listed);
+      assert.deepEqual(listed.objects.map((o) => o.key), Object.keys(FILES).sort());
+      assert.ok(listed.objects.every((o) => /^"[0-9a-f]{32}"$/.test(o.etag) && o.size > 0));
+
+      const report = await loadInto(join(dir, "s3.sqlite3"), new S3Source(options), "**/*.data");
+      assert.equal(report.status, "ok");
+      assert.equal(report.listed, true);
+      const keys = Object.keys(FILES).filter((k) => k.endsWith(".data")).sort();
+      assert.equal(report.filesLoaded, keys.length);
+      await loadInto(join(dir, "twin.sqlite3"), new FileSource(await folderTwin(dir, keys)));
+      assert.deepEqual(dumpDatabase(join(dir, "s3.sqlite3")), dumpDatabase(join(dir, "twin.sqlite3")));
+      // Later key wins: "grüße (1)" sorts after "a b".
+      const shared = dumpDatabase(join(dir, "s3.sqlite3")).songs.find((s) => s.title === "shared");
+      assert.equal(shared?.source_key, "2021/grüße (1).data");
+
+      // A second run finds nothing new and writes no run row.
+      const again = await loadInto(join(dir, "s3.sqlite3"), new S3Source(options), "**/*.data");
+      assert.equal(again.runId, undefined);
+      assert.equal(again.filesNew, 0);
+
+      // `*` stays within a folder: only the top level's `*.txt`.
+      const txt = await loadInto(join(dir, "txt.sqlite3"), new S3Source(options), "*.txt");
+      assert.equal(txt.filesLoaded, 1);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+s3Test("the list file decides when the bucket has one; a public bucket is read unsigned", async () => {
+  const server = await startS3Server();
+  try {
+    await server.createBucket("public");
+    for (const [key, records] of Object.entries(FILES)) await server.put("public", key, JSON.stringify(records));
+    await server.put("public", "files_list.data", "2022/e.data\n2021/a b.data\n");
+    await withTempDir(async (dir) => {
+      const source = new S3Source({
+        bucket: "public",
+        prefix: "",
+        endpoint: server.endpoint,
+        region: "us-east-1",
+        pathStyle: true,
+        timeoutMs: 5000,
+        retries: 1,
+        retryBaseMs: 5,
+      });
+      const report = await loadInto(join(dir, "db.sqlite3"), source);
+      assert.equal(report.listed, false);
+      assert.equal(report.filesLoaded, 2);
+      const titles = dumpDatabase(join(dir, "db.sqlite3")).songs.map((s) => s.title).sort();
+      assert.deepEqual(titles, ["four", "one", "shared"]);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+s3Test("the CLI: s3:// with S3_ENDPOINT and AWS_* variables; a wrong secret exits 1 with one line", async () => {
+  const server = await startS3Server();
+  try {
+    await server.createBucket("cli");
+    await server.put("cli", "x/a b.data", JSON.stringify(FILES["2021/a b.data"]));
+    await withTempDir(async (dir) => {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = s3://cli/x\nS3_ENDPOINT = ${server.endpoint}\n`);
+      const args = ["--config", config, "--profile", "p"];
+      const env = { AWS_ACCESS_KEY_ID: S3_KEYS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3_KEYS.secretAccessKey };
+      const run = await cli(args, { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /1 loaded/);
+      const wrong = await cli([...args, "--force"], { env: { ...env, AWS_SECRET_ACCESS_KEY: "not-the-secret" } });
+      assert.equal(wrong.code, 1);
+      assert.match(
+        wrong.stdout,
+        /cannot read the file list: .*S3 SignatureDoesNotMatch \(check AWS_SECRET_ACCESS_KEY\)/,
+      );
+      assert.doesNotMatch(wrong.stdout + wrong.stderr, /not-the-secret/);
+      const half = await cli(args, { env: { AWS_ACCESS_KEY_ID: "S3RVER" } });
+      assert.equal(half.code, 2);
+      assert.match(half.stderr, /AWS_SECRET_ACCESS_KEY is not set, but its pair is/);
+    });
+  } finally {
+    await server.close();
+  }
+});

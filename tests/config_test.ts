@@ -75,7 +75,35 @@ Deno.test("resolveConfig() parses every BUCKET_NAME form", () => {
   const withCreds = b("http://user:p%40ss@example.com/x");
   assert.equal(withCreds.display, "http://example.com/x/");
   assert.ok(withCreds.kind === "http" && withCreds.authorization === `Basic ${btoa("user:p@ss")}`);
-  usageError(() => b("s3://bucket"), /^Cannot parse 'BUCKET_NAME' in profile 'p' of \S+: unsupported scheme 's3:'/);
+  assert.deepEqual(b("s3://my-bucket/in/2021"), {
+    kind: "s3",
+    bucket: "my-bucket",
+    prefix: "in/2021/",
+    display: "s3://my-bucket/in/2021/",
+  });
+  assert.equal(b("s3://my-bucket").display, "s3://my-bucket/");
+  usageError(
+    () => b("s3://B"),
+    /^Cannot parse 'BUCKET_NAME' in profile 'p' of \S+: expected s3:\/\/bucket\[\/prefix\]/,
+  );
+  usageError(() => b("s3://bucket/../x"), /the prefix "\.\.\/x\/" has an empty, '\.' or '\.\.' path segment/);
+  usageError(() => b("gs://bucket"), /unsupported scheme 'gs:', expected http:, https:, s3:, file: or a folder path/);
+  // S3 settings: AWS's endpoint for the region and virtual-host URLs, or a given endpoint with path-style URLs.
+  const s3 = (extra: string, env: Record<string, string> = {}) =>
+    resolve(`[p]\nBUCKET_NAME = s3://b-1/x\n${extra}`, { profile: "p", env }).s3;
+  assert.deepEqual(s3("S3_REGION = eu-west-1\n"), {
+    endpoint: "https://s3.eu-west-1.amazonaws.com",
+    region: "eu-west-1",
+    pathStyle: false,
+    credentials: undefined,
+  });
+  assert.equal(s3("S3_ENDPOINT = http://127.0.0.1:9000\n").pathStyle, true);
+  assert.equal(s3("S3_ENDPOINT = http://127.0.0.1:9000\nS3_PATH_STYLE = no\n").pathStyle, false);
+  assert.deepEqual(s3("", { AWS_ACCESS_KEY_ID: "id", AWS_SECRET_ACCESS_KEY: "secret" }).credentials, {
+    accessKeyId: "id",
+    secretAccessKey: "secret",
+  });
+  usageError(() => s3("S3_ENDPOINT = ftp://x\n"), /^Cannot parse 'S3_ENDPOINT' .*: expected an http\(s\):\/\/ URL/);
 });
 
 Deno.test("resolveConfig() lists the existing profiles for an unknown one", () => {

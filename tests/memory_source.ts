@@ -6,17 +6,19 @@
 import fc from "fast-check";
 import type { BucketSource, FetchResult, GetOptions } from "../mod/source/source.ts";
 
-/** A bucket held in memory: the list, then each file's JSON text. */
+/** A bucket held in memory: the list, then each file's text (or bytes). */
 export class MemorySource implements BucketSource {
   readonly display = "memory:";
-  constructor(readonly files: ReadonlyMap<string, string>) {}
+  /** `chunk`: the size of a streamed body's chunks. */
+  constructor(readonly files: ReadonlyMap<string, string | Uint8Array>, readonly chunk = 50) {}
   get(key: string, options: GetOptions): Promise<FetchResult> {
-    const text = key === "files_list.data" ? [...this.files.keys()].join("\n") : this.files.get(key);
-    if (text === undefined) return Promise.resolve({ kind: "missing", reason: "no such file" });
-    const body = new TextEncoder().encode(text);
+    const content = key === "files_list.data" ? [...this.files.keys()].join("\n") : this.files.get(key);
+    if (content === undefined) return Promise.resolve({ kind: "missing", reason: "no such file" });
+    const body = typeof content === "string" ? new TextEncoder().encode(content) : content;
     if (options.streamOverBytes !== undefined && body.byteLength > options.streamOverBytes) {
       // Small chunks, so that a streamed file comes in several parts.
-      const chunks = Array.from({ length: Math.ceil(body.byteLength / 50) }, (_, i) => body.slice(i * 50, i * 50 + 50));
+      const n = this.chunk;
+      const chunks = Array.from({ length: Math.ceil(body.byteLength / n) }, (_, i) => body.slice(i * n, i * n + n));
       return Promise.resolve({ kind: "stream", body: ReadableStream.from(chunks), declaredBytes: body.byteLength });
     }
     return Promise.resolve({ kind: "ok", body });

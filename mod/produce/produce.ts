@@ -12,6 +12,7 @@ import { type Cell, Classifier, type RecordType } from "../records/mod.ts";
 import { type BucketSource, TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { compileStrftime } from "../strftime.ts";
+import { GzipError, gunzipStream, isGzip, LineSplitter, sniffFormat } from "./formats.ts";
 
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =
@@ -108,6 +109,12 @@ class PartBuilder {
     }
   }
 
+  /** Records an element that is not even JSON (an NDJSON line), with its text. */
+  rejectText(index: number, reason: string, text: string) {
+    this.elements++;
+    this.rejections.push({ index, typeName: null, reason, raw: rawText(text, this.rawCap) });
+  }
+
   /** The part so far; the builder starts over. */
   take(): FilePart {
     const part = { rows: this.rows, rejections: this.rejections, ignored: this.ignored, records: this.records };
@@ -175,6 +182,9 @@ export async function* processStream(
           const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
           return yield { kind: "file", key, file: invalidFile(key, reason, error.bytes, options.processedAt) };
         }
+        if (error instanceof GzipError) {
+          return yield { kind: "file", key, file: invalidFile(key, error.message, bytes, options.processedAt) };
+        }
         return yield { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
       }
       if (!chunk.done) bytes += chunk.value.byteLength;
@@ -233,6 +243,152 @@ export async function* processStream(
   }
 }
 
+/** A stream of `chunks`, then whatever `reader` still holds (its error included). */
+function replay(
+  chunks: readonly Uint8Array[],
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (i < chunks.length) return controller.enqueue(chunks[i++]!);
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/** Whether a buffered body may be NDJSON (its first character, past whitespace and a BOM, is `{`). */
+function mayBeNdjson(body: Uint8Array): boolean {
+  let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+  while (i < body.length && (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09)) i++;
+  return body[i] === 0x7b;
+}
+
+/**
+ * Processes an object of any format as it arrives: inflates gzip (by its
+ * magic bytes), then parses a JSON array ({@linkcode processStream}) or
+ * NDJSON ({@linkcode processNdjsonStream}), as the start of the text says.
+ */
+export async function* processObjectStream(
+  key: string,
+  body: ReadableStream<Uint8Array>,
+  options: ProcessOptions & { readonly maxBytes: number },
+): AsyncGenerator<Produced> {
+  let reader = body.getReader();
+  const head: Uint8Array[] = [];
+  let size = 0;
+  let ended = false;
+  const take = async () => {
+    try {
+      const next = await reader.read();
+      if (next.done) ended = true;
+      else {
+        head.push(next.value);
+        size += next.value.byteLength;
+      }
+    } catch {
+      // The error comes again from the replayed stream, where the parsers word it.
+      ended = true;
+      head.push(new Uint8Array(0));
+    }
+  };
+  while (!ended && size < 2) await take();
+  const joined = head.length === 1 ? head[0]! : new Uint8Array(await new Blob(head as BlobPart[]).arrayBuffer());
+  if (isGzip(joined)) {
+    reader = gunzipStream(replay([...head], reader), options.maxBytes).getReader();
+    head.length = 0;
+    size = 0;
+    ended = false;
+  }
+  // Enough of the text to tell an array from NDJSON.
+  const decoder = new TextDecoder(options.encoding);
+  let text = head.map((c) => decoder.decode(c, { stream: true })).join("");
+  let format = sniffFormat(key, text, ended);
+  while (format === undefined) {
+    const before = head.length;
+    await take();
+    if (head.length > before) text += decoder.decode(head.at(-1)!, { stream: true });
+    format = sniffFormat(key, text, ended);
+  }
+  const stream = replay(head, reader);
+  if (format === "ndjson") yield* processNdjsonStream(key, stream, options);
+  else yield* processStream(key, stream, options);
+}
+
+/**
+ * Parses NDJSON as it downloads: one record per line (blank lines skipped),
+ * a line that is not JSON rejected with its line's index and text, a part
+ * every {@linkcode PART_ELEMENTS} records. Buffered bodies take this path
+ * too, so both give the same rows and rejections.
+ */
+export async function* processNdjsonStream(
+  key: string,
+  body: ReadableStream<Uint8Array>,
+  options: ProcessOptions,
+): AsyncGenerator<Produced> {
+  let bytes = 0;
+  const reader = body.getReader();
+  const decoder = new TextDecoder(options.encoding, { fatal: true });
+  const lines = new LineSplitter();
+  const builder = new PartBuilder(key, options.classifier, options.rawCap);
+  let index = 0;
+  const add = (line: string) => {
+    const at = index++;
+    if (line.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      return builder.rejectText(at, `not JSON (line ${at + 1}): ${(error as Error).message}`, line);
+    }
+    builder.add(value, at, line);
+  };
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (error instanceof TooLargeError) {
+          const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
+          return yield { kind: "file", key, file: invalidFile(key, reason, error.bytes, options.processedAt) };
+        }
+        if (error instanceof GzipError) {
+          return yield { kind: "file", key, file: invalidFile(key, error.message, bytes, options.processedAt) };
+        }
+        return yield { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+      }
+      if (!chunk.done) bytes += chunk.value.byteLength;
+      let text: string;
+      try {
+        text = decoder.decode(chunk.value, { stream: !chunk.done });
+      } catch {
+        return yield {
+          kind: "file",
+          key,
+          file: invalidFile(key, undecodable(options.encoding), bytes, options.processedAt),
+        };
+      }
+      for (const line of lines.push(text)) add(line);
+      if (chunk.done) break;
+      if (builder.elements >= (options.partElements ?? PART_ELEMENTS)) {
+        yield { kind: "part", key, part: builder.take() };
+      }
+    }
+    for (const line of lines.end()) add(line);
+    yield {
+      kind: "file",
+      key,
+      file: { key, status: "loaded", processedAt: options.processedAt, bytes, ...builder.take() },
+    };
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
 /** The in-thread producer: fetches with `source`, `concurrency` at a time, and processes each body. */
 export function produceInThread(
   source: BucketSource,
@@ -264,9 +420,20 @@ export function produceInThread(
       });
       switch (result.kind) {
         case "ok":
+          // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines.
+          if (isGzip(result.body) || mayBeNdjson(result.body)) {
+            const body = ReadableStream.from([result.body]);
+            return {
+              kind: "stream",
+              parts: processObjectStream(key, body, { ...options(), maxBytes: settings.maxFileBytes }),
+            };
+          }
           return { kind: "file", key, file: processBody(key, result.body, options()) };
         case "stream":
-          return { kind: "stream", parts: processStream(key, result.body, options()) };
+          return {
+            kind: "stream",
+            parts: processObjectStream(key, result.body, { ...options(), maxBytes: settings.maxFileBytes }),
+          };
         case "too_large":
           return { kind: "file", key, file: invalidFile(key, tooLargeReason(result), result.bytes, processedAt) };
         case "missing":

@@ -12,7 +12,7 @@ import { type Cell, Classifier, type RecordType } from "../records/mod.ts";
 import { type BucketSource, TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { compileStrftime } from "../strftime.ts";
-import { GzipError, gunzipStream, isGzip, LineSplitter, sniffFormat } from "./formats.ts";
+import { gunzipStream, GzipError, isGzip, LineSplitter, sniffFormat } from "./formats.ts";
 
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =

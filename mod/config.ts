@@ -33,6 +33,10 @@ export interface Config {
   };
   /** `KEY_PATTERN`: the glob listed S3 keys must match ("" for all). */
   readonly keyPattern: string;
+  /** `CHANGE_DETECTION = etag`. */
+  readonly changeDetection: boolean;
+  /** `PRUNE_DELETED`. */
+  readonly pruneDeleted: boolean;
   readonly bucket: BucketLocation;
   readonly filesListKey: string;
   readonly encoding: string;
@@ -84,6 +88,11 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   S3_REGION: { default: "us-east-1", help: "S3 region, for the endpoint and request signing" },
   S3_PATH_STYLE: { default: "auto", help: "auto, yes or no: endpoint/bucket/key URLs (auto: yes with S3_ENDPOINT)" },
   KEY_PATTERN: { default: "", help: "glob of the keys to load from an S3 listing, e.g. *.data or **/*.json" },
+  CHANGE_DETECTION: {
+    default: "etag",
+    help: "etag: with an S3 listing, re-load an object whose ETag or size changed (its rows replaced); none",
+  },
+  PRUNE_DELETED: { default: "no", help: "with an S3 listing, also delete the rows of objects gone from the bucket" },
   BUCKET_ENCODING: { default: "utf-8", help: "WHATWG encoding label of the objects" },
   DATE_STORE_FORMAT: { default: "%Y-%m-%d %H:%M:%S", help: "strftime format of songs.ingestion_time (UTC)" },
   PROCESSED_FILES_FILENAME: { default: "", help: "JSON copy of the registry, written after each commit" },
@@ -350,6 +359,8 @@ export function resolveConfig(options: ResolveOptions): Config {
     configPath,
     s3,
     keyPattern: str("KEY_PATTERN").trim(),
+    changeDetection: oneOf("CHANGE_DETECTION", ["etag", "none"] as const) === "etag",
+    pruneDeleted: bool("PRUNE_DELETED"),
     baseDir,
     databasePath,
     databaseUrl,

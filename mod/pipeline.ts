@@ -5,7 +5,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { fetchListing } from "./source/listing.ts";
+import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
@@ -45,6 +45,14 @@ export interface PipelineOptions {
   readonly maxRejectedRawBytes?: number;
   /** Objects larger than this are parsed as they download. @default {32 MiB} */
   readonly streamThresholdBytes?: number;
+  /**
+   * With a bucket listing: re-fetch an object whose ETag or size changed
+   * since it was loaded, replacing its earlier rows (`CHANGE_DETECTION`).
+   * @default {true}
+   */
+  readonly changeDetection?: boolean;
+  /** With a bucket listing: delete the rows of objects gone from it (`PRUNE_DELETED`). @default {false} */
+  readonly pruneDeleted?: boolean;
   /** Elements per part of a streamed file (tests use small parts). */
   readonly partElements?: number | undefined;
   /** The clock. @default {() => new Date()} */
@@ -92,6 +100,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly gaveUpKeys: readonly string[];
   /** Files that ended invalid in this run, with the reason. */
   readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** Objects gone from the bucket's listing, marked deleted in this run. */
+  readonly deletedKeys: readonly string[];
   /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
   readonly filesClaimedElsewhere: number;
 }
@@ -152,6 +162,9 @@ function nothingWritten(
     imported: 0,
     gaveUpKeys: [],
     invalidKeys: [],
+    deletedKeys: [],
+    filesChanged: 0,
+    filesDeleted: 0,
     filesClaimedElsewhere: 0,
     ...r,
   };
@@ -174,6 +187,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     onlyKeys,
     importKeys = [],
     missingGiveUpRuns = 0,
+    changeDetection = true,
+    pruneDeleted = false,
     maxFileBytes = 512 * 1024 * 1024,
     maxListBytes = 64 * 1024 * 1024,
     maxRejectedRawBytes = 65_536,
@@ -226,6 +241,11 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
 
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
     const everRegistered = await tx.registered(listing.keys);
+    // A bucket listing tells changed objects (ETag or size) and deleted ones that came back: fetched again.
+    const fingerprints = listing.fingerprints;
+    const changed = fingerprints === undefined
+      ? new Set<string>()
+      : await tx.changed([...fingerprints].map(([key, f]) => ({ key, ...f })), changeDetection);
     let todo: string[];
     if (onlyKeys !== undefined) {
       for (const key of onlyKeys) {
@@ -235,10 +255,11 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     } else if (force) todo = [...listing.keys];
     else {
       const registered = retryInvalid ? await tx.registered(listing.keys, ["loaded"]) : everRegistered;
-      todo = listing.keys.filter((k) => !registered.has(k));
+      todo = listing.keys.filter((k) => !registered.has(k) || changed.has(k));
     }
     let filesRefetched = 0;
     const refetched = (keys: readonly string[]) => keys.filter((k) => everRegistered.has(k)).length;
+    if (changed.size > 0) logger.info("{count} objects changed since they were loaded", { count: changed.size });
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
       listed: listing.keys.length + listing.refused.length,
       new: todo.length,
@@ -246,7 +267,12 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       duplicates: listing.duplicates,
       unchanged: listing.notModified,
     });
-    if ((listing.notModified || listing.listed) && todo.length === 0) {
+    // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
+    const belongs = globMatcher(options.keyPattern ?? "");
+    const deletedKeys = listing.listed
+      ? (await tx.unlisted([...listing.keys, ...listing.refused.map((r) => r.key)])).filter(belongs)
+      : [];
+    if ((listing.notModified || listing.listed) && todo.length === 0 && deletedKeys.length === 0) {
       // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
       const result = listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending";
       logger.info(
@@ -296,7 +322,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         signal?.throwIfAborted();
         const { key } = produced;
         if (produced.kind === "part") {
-          await tx.writePart(key, produced.part);
+          await tx.writePart(key, produced.part, changed.has(key));
           if (parts?.key !== key) parts = { key, tally: new Tally() };
           parts.tally.add(produced.part);
           progress(parts.tally.records);
@@ -313,8 +339,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
           failedKeys.push({ key, reason: produced.reason });
         } else {
-          const { file } = produced;
+          const file = { ...produced.file, fingerprint: fingerprints?.get(key), replace: changed.has(key) };
           await tx.writeFile(file);
+          if (file.replace) filesChanged++;
           // An invalid file's parts were discarded: only its own whole-file rejection counts.
           const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
           counted.addTo(loaded, ignored);
@@ -340,6 +367,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       }
     };
     let filesClaimedElsewhere = 0;
+    let filesChanged = 0;
     if (tx.claim === undefined) {
       filesRefetched = refetched(todo);
       await load(todo);
@@ -359,7 +387,11 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           signal?.throwIfAborted();
           const wanted = todo.slice(i, i + batch);
           const mine = await claim(
-            wanted.map((key, j) => ({ key, position: position.get(key) ?? listing.keys.length + i + j })),
+            wanted.map((key, j) => ({
+              key,
+              position: position.get(key) ?? listing.keys.length + i + j,
+              fingerprint: fingerprints?.get(key),
+            })),
             skip,
           );
           filesClaimedElsewhere += wanted.length - mine.length;
@@ -378,6 +410,11 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     }
 
     signal?.throwIfAborted();
+    // Objects gone from a bucket listing: marked deleted, their rows pruned if asked.
+    await tx.markDeleted(deletedKeys, now(), pruneDeleted);
+    for (const key of deletedKeys) {
+      logger.info("Deleted from the bucket: {key}{pruned}", { key, pruned: pruneDeleted ? " (its rows removed)" : "" });
+    }
     const gaveUpKeys = await tx.noteMissing(
       missing,
       missingGiveUpRuns,
@@ -403,6 +440,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesMissing: missing.length,
       filesFailed: failedKeys.length,
       filesRefused: listing.refused.length,
+      filesChanged,
+      filesDeleted: deletedKeys.length,
       loaded,
       rejected: counts.rejected,
       ignored,
@@ -430,6 +469,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       imported,
       gaveUpKeys,
       invalidKeys,
+      deletedKeys,
       filesClaimedElsewhere,
       runId: tx.runId,
       startedAt,

@@ -93,7 +93,7 @@ pgTest("exact rows, rejections, a rerun and --force: the same as SQLite", async 
       assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM runs"), [{ n: 3 }]);
       assert.deepEqual(
         await pgQuery(url, "SELECT version FROM schema_version ORDER BY version"),
-        [{ version: 1 }, { version: 2 }],
+        [{ version: 1 }, { version: 2 }, { version: 3 }],
       );
       assert.deepEqual(await pgQuery(url, "SELECT value FROM meta WHERE name = 'last_check_result'"), [
         { value: "list unchanged, nothing pending" },

@@ -81,6 +81,8 @@ Deno.test("summary: re-fetched keys are not new, rows are inserted or updated, i
       failed: 0,
       refused: 1,
       claimedElsewhere: 0,
+      changed: 0,
+      deleted: 0,
     });
     // The same records again: every row is an update, none is new.
     assert.deepEqual(summary.rows, { inserted: 0, updated: 9 });

@@ -95,6 +95,8 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       onlyKeys: options.keys,
       importKeys,
       missingGiveUpRuns: config.missingGiveUpRuns,
+      changeDetection: config.changeDetection,
+      pruneDeleted: config.pruneDeleted,
       signal: options.signal,
       onProgress: options.onProgress,
       producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,

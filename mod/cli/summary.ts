@@ -44,6 +44,11 @@ export function formatSummary(report: RunReport): string {
     `  rate     ${n(rate)} records/s`,
   ];
   if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
+  if (report.filesChanged > 0 || report.filesDeleted > 0) {
+    lines.push(
+      `  bucket   ${n(report.filesChanged)} changed (re-loaded, rows replaced), ${n(report.filesDeleted)} deleted`,
+    );
+  }
   if (report.filesClaimedElsewhere > 0) {
     lines.push(`  shared   ${n(report.filesClaimedElsewhere)} keys claimed or loaded by another run side by side`);
   }
@@ -58,6 +63,7 @@ export function formatSummary(report: RunReport): string {
   show("missing (retried next run):", report.missingKeys);
   show("gave up (missing too often; registered invalid):", report.gaveUpKeys);
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
+  show("deleted from the bucket:", report.deletedKeys);
   return lines.join("\n") + "\n";
 }
 
@@ -82,6 +88,8 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
       failed: report.filesFailed,
       refused: report.filesRefused,
       claimedElsewhere: report.filesClaimedElsewhere,
+      changed: report.filesChanged,
+      deleted: report.filesDeleted,
     },
     records: { valid: report.loaded, rejected: report.rejected, ignored: report.ignored },
     rows: { inserted: report.rowsInserted, updated: report.rowsUpdated },
@@ -91,5 +99,6 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
     missingKeys: report.missingKeys,
     gaveUpKeys: report.gaveUpKeys,
     refusedKeys: report.refusedKeys,
+    deletedKeys: report.deletedKeys,
   };
 }

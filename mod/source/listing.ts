@@ -68,6 +68,8 @@ export interface FetchedListing extends Listing {
   readonly notModified: boolean;
   /** The keys came from listing the bucket (no list file), not from a list. */
   readonly listed: boolean;
+  /** For a bucket listing: each accepted key's ETag and size, to tell a changed object. */
+  readonly fingerprints?: ReadonlyMap<string, { readonly etag: string; readonly size: number }> | undefined;
 }
 
 /**
@@ -129,12 +131,17 @@ export async function fetchListing(
     // No list file: the bucket's own listing decides, in key order.
     const listed = await source.listObjects({ signal: options.signal });
     if ("error" in listed) return { error: `no list file ${options.key} (${list.reason}), and ${listed.error}` };
+    const listing = listingOfObjects(listed.objects, options.keyPattern ?? "");
+    const accepted = new Set(listing.keys);
     return {
-      ...listingOfObjects(listed.objects, options.keyPattern ?? ""),
+      ...listing,
       text: "",
       validators: undefined,
       notModified: false,
       listed: true,
+      fingerprints: new Map(
+        listed.objects.filter((o) => accepted.has(o.key)).map((o) => [o.key, { etag: o.etag, size: o.size }]),
+      ),
     };
   }
   if (list.kind === "too_large") return { error: tooLargeReason(list) };

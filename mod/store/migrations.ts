@@ -109,6 +109,16 @@ ALTER TABLE runs ADD COLUMN bucket TEXT;
 ALTER TABLE runs ADD COLUMN rows_inserted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN rows_updated INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    version: 3,
+    description: "object fingerprints (ETag, size) and deletions in the registry; changed and deleted counts per run",
+    sql: `
+ALTER TABLE processed_files ADD COLUMN etag TEXT;
+ALTER TABLE processed_files ADD COLUMN size INTEGER;
+ALTER TABLE processed_files ADD COLUMN deleted_at TEXT;
+ALTER TABLE runs ADD COLUMN files_changed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN files_deleted INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -26,15 +26,19 @@ import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import type { RunRow, StatusReport } from "../cli/status.ts";
 import { MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
-import type {
-  BeginOptions,
-  Claim,
-  FilePart,
-  FileStatus,
-  FileWrite,
-  RunCounts,
-  RunTransaction,
-  Store,
+import {
+  type BeginOptions,
+  type Claim,
+  type FilePart,
+  type FileStatus,
+  type FileWrite,
+  type Fingerprint,
+  type ListedFingerprint,
+  registryCounts,
+  type RegistryEntry,
+  type RunCounts,
+  type RunTransaction,
+  type Store,
 } from "./store.ts";
 
 const logger = getLogger(["bucketload", "store"]);
@@ -290,10 +294,10 @@ export class PostgresStore implements Store {
             files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
           FROM runs ORDER BY id DESC LIMIT 10`,
       ),
-      registry: Object.fromEntries(
-        (await sql<{ status: string; n: number }[]>`
-          SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status`)
-          .map((r) => [r.status, r.n]),
+      registry: registryCounts(
+        await sql<{ status: string; n: number }[]>`
+          SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status`,
+        (await sql<{ n: number }[]>`SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL`)[0]!.n,
       ),
       topRejections: plain(
         await sql`
@@ -358,6 +362,8 @@ class PostgresRun implements RunTransaction {
   readonly #positions = new Map<string, number>();
   /** Keys whose file this run wrote (their missing streak ends). */
   readonly #written = new Set<string>();
+  /** Objects whose earlier rows go at the merge: changed ones, and deleted ones with PRUNE_DELETED. */
+  readonly #replaced = new Set<string>();
   /** The list to cache at commit. */
   #listToCache: { key: string; text: string; validators: Validators } | undefined;
   /** COPY text not yet sent, by record type (sent in large batches: one COPY per file cost a round trip each). */
@@ -416,13 +422,59 @@ class PostgresRun implements RunTransaction {
       WHERE pg_try_advisory_xact_lock(hashtextextended('bucketload:' || k, 0)) ORDER BY i`;
     let mine = locked.map((r) => r.key);
     if (skipRegistered !== undefined) {
-      // Checked again now that the lock is held: a run that loaded the key has committed by now.
-      const done = await registeredAmong(this.#conn, mine, skipRegistered);
-      mine = mine.filter((k) => !done.has(k));
+      // Checked again now that the lock is held: a run that loaded the key (this version of it) has committed by now.
+      const wanted = new Map(claims.map((c) => [c.key, c.fingerprint]));
+      const entries = await this.#entries(mine);
+      mine = mine.filter((k) => {
+        const entry = entries.get(k);
+        if (entry === undefined || entry.deleted || !skipRegistered.includes(entry.status)) return true;
+        const want = wanted.get(k);
+        return want !== undefined && entry.fingerprint !== null &&
+          (entry.fingerprint.etag !== want.etag || entry.fingerprint.size !== want.size);
+      });
     }
     const position = new Map(claims.map((c) => [c.key, c.position]));
     for (const key of mine) this.#positions.set(key, position.get(key)!);
     return mine;
+  }
+
+  async #entries(keys: readonly string[]): Promise<ReadonlyMap<string, RegistryEntry>> {
+    if (keys.length === 0) return new Map();
+    const rows = await this.#conn<
+      { key: string; status: FileStatus; etag: string | null; size: number | null; deleted: boolean }[]
+    >`SELECT key, status, etag, size, deleted_at IS NOT NULL AS deleted FROM processed_files
+      WHERE key = ANY(${keys as string[]}::text[])`;
+    return new Map(rows.map((r) => [r.key, {
+      status: r.status,
+      fingerprint: r.etag === null ? null : { etag: r.etag, size: r.size ?? 0 },
+      deleted: r.deleted,
+    }]));
+  }
+
+  async #changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
+    if (objects.length === 0) return new Set();
+    const rows = await this.#conn<{ key: string }[]>`
+      SELECT p.key FROM unnest(${objects.map((o) => o.key)}::text[], ${objects.map((o) => o.etag)}::text[],
+          ${objects.map((o) => o.size)}::bigint[]) AS l(key, etag, size)
+        JOIN processed_files AS p ON p.key = l.key
+      WHERE p.deleted_at IS NOT NULL OR (${detect} AND p.etag IS NOT NULL AND (p.etag <> l.etag OR p.size <> l.size))`;
+    return new Set(rows.map((r) => r.key));
+  }
+
+  async #unlisted(listed: readonly string[]): Promise<string[]> {
+    const rows = await this.#conn<{ key: string }[]>`
+      SELECT key FROM processed_files WHERE deleted_at IS NULL
+        AND key NOT IN (SELECT unnest(${listed as string[]}::text[])) ORDER BY key`;
+    return rows.map((r) => r.key);
+  }
+
+  async #markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
+    if (keys.length === 0) return;
+    // Registry rows other runs may touch: in the commit section.
+    await this.#enterCommitSection();
+    await this.#conn`UPDATE processed_files SET deleted_at = ${at.toISOString()}, run_id = ${this.runId}
+                     WHERE key = ANY(${keys as string[]}::text[]) AND deleted_at IS NULL`;
+    if (prune) { for (const key of keys) this.#replaced.add(key); }
   }
 
   async #cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
@@ -494,13 +546,17 @@ class PostgresRun implements RunTransaction {
     rejected: number,
     ignored: number,
     bytes: number,
+    fingerprint?: Fingerprint,
   ) {
     await this.#conn`
-      INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes)
-      VALUES (${key}, ${status}, ${this.runId}, ${at.toISOString()}, ${records}, ${rejected}, ${ignored}, ${bytes})
+      INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size)
+      VALUES (${key}, ${status}, ${this.runId}, ${at.toISOString()}, ${records}, ${rejected}, ${ignored}, ${bytes},
+        ${fingerprint?.etag ?? null}, ${fingerprint?.size ?? null})
       ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
         processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
-        ignored = excluded.ignored, bytes = excluded.bytes, origin = 'run'`;
+        ignored = excluded.ignored, bytes = excluded.bytes, origin = 'run',
+        etag = coalesce(excluded.etag, processed_files.etag), size = coalesce(excluded.size, processed_files.size),
+        deleted_at = NULL`;
   }
 
   /** Merges the stages into the data tables: per key the row of the latest list position (then arrival) wins. */
@@ -510,6 +566,13 @@ class PostgresRun implements RunTransaction {
     await this.#enterCommitSection();
     await this.#conn`SET LOCAL work_mem = '64MB'`;
     let inserted = 0;
+    if (this.#replaced.size > 0) {
+      for (const type of this.#types.values()) {
+        await this.#conn.unsafe(`DELETE FROM ${quote(type.table)} WHERE source_key = ANY($1::text[])`, [
+          [...this.#replaced],
+        ]);
+      }
+    }
     for (const type of this.#types.values()) {
       const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote);
       const keys = type.key.map(quote).join(", ");
@@ -592,7 +655,8 @@ class PostgresRun implements RunTransaction {
     this.#bufferedChars = 0;
   }
 
-  async #writePart(key: string, part: FilePart): Promise<void> {
+  async #writePart(key: string, part: FilePart, replace = false): Promise<void> {
+    if (replace) this.#replaced.add(key);
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       await this.#flush();
@@ -608,6 +672,8 @@ class PostgresRun implements RunTransaction {
 
   async #abortFile(key: string): Promise<void> {
     if (this.#streaming?.key === key) {
+      // A failed object keeps its earlier rows (it is tried again next run).
+      this.#replaced.delete(key);
       await this.#rollbackPart();
       await this.#conn`RELEASE SAVEPOINT file_part`;
       this.#streaming = undefined;
@@ -615,6 +681,7 @@ class PostgresRun implements RunTransaction {
   }
 
   async #writeFile(file: FileWrite): Promise<void> {
+    if (file.replace) this.#replaced.add(file.key);
     let before = { records: 0, rejected: 0, ignored: 0 };
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
@@ -633,6 +700,7 @@ class PostgresRun implements RunTransaction {
       before.rejected + file.rejections.length,
       before.ignored + [...file.ignored.values()].reduce((a, b) => a + b, 0),
       file.bytes,
+      file.fingerprint,
     );
     if (this.#streaming?.key === file.key) {
       await this.#conn`RELEASE SAVEPOINT file_part`;
@@ -666,7 +734,8 @@ class PostgresRun implements RunTransaction {
         files_refused = ${c.filesRefused}, records_loaded = ${sum(c.loaded)},
         loaded_by_type = ${JSON.stringify(c.loaded)}, records_rejected = ${c.rejected},
         records_ignored = ${sum(c.ignored)}, ignored_by_type = ${JSON.stringify(c.ignored)},
-        rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated}
+        rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated},
+        files_changed = ${c.filesChanged}, files_deleted = ${c.filesDeleted}
       WHERE id = ${this.runId}`;
     if (c.issues.length > 0) {
       await conn`INSERT INTO run_keys ${
@@ -709,6 +778,15 @@ class PostgresRun implements RunTransaction {
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
     return this.#serial(() => this.#cachedList(key));
   }
+  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
+    return this.#serial(() => this.#changed(objects, detect));
+  }
+  unlisted(listed: readonly string[]): Promise<string[]> {
+    return this.#serial(() => this.#unlisted(listed));
+  }
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
+    return this.#serial(() => this.#markDeleted(keys, at, prune));
+  }
   importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
     return this.#serial(() => this.#importKeys(keys, processedAt));
   }
@@ -718,8 +796,8 @@ class PostgresRun implements RunTransaction {
   rowCounts(): Promise<{ inserted: number; updated: number }> {
     return this.#serial(() => this.#rowCounts());
   }
-  writePart(key: string, part: FilePart): Promise<void> {
-    return this.#serial(() => this.#writePart(key, part));
+  writePart(key: string, part: FilePart, replace?: boolean): Promise<void> {
+    return this.#serial(() => this.#writePart(key, part, replace));
   }
   abortFile(key: string): Promise<void> {
     return this.#serial(() => this.#abortFile(key));

@@ -18,7 +18,9 @@ import {
   type FilePart,
   type FileStatus,
   type FileWrite,
+  type ListedFingerprint,
   LockedError,
+  registryCounts,
   type RunCounts,
   type RunTransaction,
   type Store,
@@ -268,6 +270,10 @@ export class SqliteStore implements Store {
     return hasTable(this.#db, name);
   }
 
+  #hasColumn(table: string, column: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?").get(table, column) !== undefined;
+  }
+
   /** The status report: last runs, registry totals, rows per table, problem keys, the bucket, the run in progress. */
   status(): Promise<StatusReport> {
     const db = this.#db;
@@ -291,11 +297,15 @@ export class SqliteStore implements Store {
            files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
          FROM runs ORDER BY id DESC LIMIT 10`,
       ),
-      registry: Object.fromEntries(
+      registry: registryCounts(
         all<{ status: string; n: number }>(
           "SELECT status, count(*) n FROM processed_files GROUP BY status ORDER BY status",
-        )
-          .map((r) => [r.status, r.n]),
+        ),
+        this.#hasColumn("processed_files", "deleted_at")
+          ? (db.prepare("SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL").get() as {
+            n: number;
+          }).n
+          : 0,
       ),
       // The reason without its ", got ..." tail, so that one rule's failures group together.
       topRejections: all<{ reason: string; count: number }>(
@@ -458,11 +468,12 @@ class SqliteRun implements RunTransaction {
       }
     }
     this.#register = db.prepare(
-      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
          processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
-         ignored = excluded.ignored, bytes = excluded.bytes`,
+         ignored = excluded.ignored, bytes = excluded.bytes, etag = coalesce(excluded.etag, etag),
+         size = coalesce(excluded.size, size), deleted_at = NULL`,
     );
     this.#reject = db.prepare(
       "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",
@@ -535,7 +546,7 @@ class SqliteRun implements RunTransaction {
       }): gave up (MISSING_GIVE_UP_RUNS); --retry-invalid or --key tries it again`;
       this.#clearRejections.run(key);
       this.#reject.run(this.runId, key, null, null, reason, null);
-      this.#register.run(key, "invalid", this.runId, at.toISOString(), 0, 1, 0, 0);
+      this.#register.run(key, "invalid", this.runId, at.toISOString(), 0, 1, 0, 0, null, null);
       db.prepare("DELETE FROM missing_keys WHERE key = ?").run(key);
     }
     return Promise.resolve(gaveUp);
@@ -589,10 +600,51 @@ class SqliteRun implements RunTransaction {
     for (const r of part.rejections) this.#reject.run(this.runId, key, r.index, r.typeName, r.reason, r.raw);
   }
 
-  writePart(key: string, part: FilePart): Promise<void> {
+  /** Removes the rows an object loaded before (those whose `source_key` it is), e.g. when it changed. */
+  #removeRowsOf(keys: readonly string[]) {
+    if (keys.length === 0) return;
+    for (const type of this.#types.values()) {
+      this.#db.prepare(
+        `DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`,
+      ).run(JSON.stringify(keys));
+    }
+  }
+
+  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
+    const rows = this.#db.prepare(
+      `SELECT p.key FROM json_each(?) AS l JOIN processed_files AS p ON p.key = l.value ->> 0
+       WHERE p.deleted_at IS NOT NULL
+          OR (? AND p.etag IS NOT NULL AND (p.etag <> l.value ->> 1 OR p.size <> l.value ->> 2))`,
+    ).all(JSON.stringify(objects.map((o) => [o.key, o.etag, o.size])), detect ? 1 : 0) as { key: string }[];
+    return Promise.resolve(new Set(rows.map((r) => r.key)));
+  }
+
+  unlisted(listed: readonly string[]): Promise<string[]> {
+    const rows = this.#db.prepare(
+      `SELECT key FROM processed_files WHERE deleted_at IS NULL AND key NOT IN (SELECT value FROM json_each(?))
+       ORDER BY key`,
+    ).all(JSON.stringify(listed)) as { key: string }[];
+    return Promise.resolve(rows.map((r) => r.key));
+  }
+
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    this.#db.prepare(
+      "UPDATE processed_files SET deleted_at = ?, run_id = ? WHERE key IN (SELECT value FROM json_each(?))",
+    ).run(at.toISOString(), this.runId, JSON.stringify(keys));
+    if (prune) {
+      // Staged rows are merged first, so that no row of a pruned object comes back with a merge.
+      this.#merge();
+      this.#removeRowsOf(keys);
+    }
+    return Promise.resolve();
+  }
+
+  writePart(key: string, part: FilePart, replace = false): Promise<void> {
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       this.#db.exec("SAVEPOINT file_part");
+      if (replace) this.#removeRowsOf([key]);
       this.#clearRejections.run(key);
       this.#streaming = {
         key,
@@ -632,8 +684,10 @@ class SqliteRun implements RunTransaction {
         this.#clearRejections.run(file.key);
       } else before = this.#streaming;
     } else {
+      if (file.replace) this.#removeRowsOf([file.key]);
       this.#clearRejections.run(file.key);
     }
+    if (this.#streaming?.key === file.key && file.status === "invalid" && file.replace) this.#removeRowsOf([file.key]);
     this.#writeRowsAndRejections(file.key, file);
     this.#register.run(
       file.key,
@@ -644,6 +698,8 @@ class SqliteRun implements RunTransaction {
       before.rejected + file.rejections.length,
       before.ignored + [...file.ignored.values()].reduce((a, b) => a + b, 0),
       file.bytes,
+      file.fingerprint?.etag ?? null,
+      file.fingerprint?.size ?? null,
     );
     if (this.#streaming?.key === file.key) {
       this.#db.exec("RELEASE file_part");
@@ -684,7 +740,7 @@ class SqliteRun implements RunTransaction {
       `UPDATE runs SET finished_at = ?, status = ?, files_listed = ?, files_new = ?, files_loaded = ?,
          files_invalid = ?, files_missing = ?, files_failed = ?, files_refused = ?, records_loaded = ?,
          loaded_by_type = ?, records_rejected = ?, records_ignored = ?, ignored_by_type = ?,
-         rows_inserted = ?, rows_updated = ?
+         rows_inserted = ?, rows_updated = ?, files_changed = ?, files_deleted = ?
        WHERE id = ?`,
     ).run(
       c.finishedAt.toISOString(),
@@ -703,6 +759,8 @@ class SqliteRun implements RunTransaction {
       JSON.stringify(c.ignored),
       c.rowsInserted,
       c.rowsUpdated,
+      c.filesChanged,
+      c.filesDeleted,
       this.runId,
     );
     const issue = this.#db.prepare("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES (?, ?, ?, ?)");

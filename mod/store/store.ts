@@ -39,12 +39,37 @@ export interface FilePart {
   readonly ignored: ReadonlyMap<string, number>;
 }
 
+/** What identifies an object's content in a bucket listing: its ETag and size. */
+export interface Fingerprint {
+  readonly etag: string;
+  readonly size: number;
+}
+
+/** A listed key and its fingerprint. */
+export interface ListedFingerprint extends Fingerprint {
+  readonly key: string;
+}
+
+/** A registered key's fingerprint (null when it was loaded without one) and whether it was deleted. */
+export interface RegistryEntry {
+  readonly status: FileStatus;
+  readonly fingerprint: Fingerprint | null;
+  readonly deleted: boolean;
+}
+
 /** Everything one processed file adds to the database (after any parts written before it). */
 export interface FileWrite extends FilePart {
   readonly key: string;
   readonly status: FileStatus;
   readonly processedAt: Date;
   readonly bytes: number;
+  /** The object's fingerprint in the listing, recorded in the registry. */
+  readonly fingerprint?: Fingerprint | undefined;
+  /**
+   * The object changed since it was loaded: its earlier rows (those whose
+   * `source_key` it is) are removed before its new rows go in.
+   */
+  readonly replace?: boolean | undefined;
 }
 
 /** The counts stored in the run's row at commit. */
@@ -61,6 +86,10 @@ export interface RunCounts {
   readonly filesMissing: number;
   readonly filesFailed: number;
   readonly filesRefused: number;
+  /** Of the new files, objects that changed since they were loaded (re-fetched, rows replaced). */
+  readonly filesChanged: number;
+  /** Registered objects gone from the bucket's listing in this run. */
+  readonly filesDeleted: number;
   /** Loaded records by type name. */
   readonly loaded: Readonly<Record<string, number>>;
   readonly rejected: number;
@@ -81,6 +110,8 @@ export interface KeyIssue {
 export interface Claim {
   readonly key: string;
   readonly position: number;
+  /** The fingerprint the run wants to load: a key registered with another (or deleted) is not skipped. */
+  readonly fingerprint?: Fingerprint | undefined;
 }
 
 /** An open run: everything written through it commits or rolls back together. */
@@ -97,6 +128,16 @@ export interface RunTransaction {
    * time (SQLite's lock) leave it out, and every key is the run's.
    */
   claim?(keys: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]>;
+  /**
+   * Of `objects` (a bucket listing's keys with their fingerprints), those
+   * registered and deleted since, and, with `detect`, those registered with
+   * another fingerprint: they changed. One query, not one per key.
+   */
+  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>>;
+  /** Registered keys, not yet marked deleted, that are not in `listed` (a complete bucket listing). Only reads. */
+  unlisted(listed: readonly string[]): Promise<string[]>;
+  /** Marks `keys` deleted from the bucket at `at`; with `prune`, their rows go too. */
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void>;
   /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
   /** Caches the list (with its validators) for this run's bucket. */
@@ -114,8 +155,11 @@ export interface RunTransaction {
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]>;
   /** Rows written so far in this run (staged rows merged first): new rows and rows that replaced others. */
   rowCounts(): Promise<{ inserted: number; updated: number }>;
-  /** Adds part of a streamed file, inside a savepoint that its `writeFile` releases. */
-  writePart(key: string, part: FilePart): Promise<void>;
+  /**
+   * Adds part of a streamed file, inside a savepoint that its `writeFile`
+   * releases. `replace` (on its first part) removes the object's earlier rows.
+   */
+  writePart(key: string, part: FilePart, replace?: boolean): Promise<void>;
   /**
    * Adds one file's (last) rows, rejections and registry entry. For an
    * invalid file, parts written before are discarded first.
@@ -162,6 +206,13 @@ export interface Store {
   status(): Promise<StatusReport>;
   /** Releases the database. */
   close(): void | Promise<void>;
+}
+
+/** Registered files by status, and `deleted` (gone from the bucket's listing; counted in their status too). */
+export function registryCounts(byStatus: readonly { status: string; n: number }[], deleted: number) {
+  const counts: Record<string, number> = Object.fromEntries(byStatus.map((r) => [r.status, r.n]));
+  if (deleted > 0) counts.deleted = deleted;
+  return counts;
 }
 
 /** Another run holds the store's lock. */

@@ -311,6 +311,10 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         partElements: options.partElements,
         rejectNul: !store.holdsNul,
       }, now);
+    // A key's list position decides between files across runs (keys fetched with --key but not listed come last).
+    const listPosition = new Map(listing.keys.map((k, i) => [k, i]));
+    const extraPosition = new Map(todo.filter((k) => !listPosition.has(k)).map((k, i) => [k, listing.keys.length + i]));
+    const positionOf = (key: string) => listPosition.get(key) ?? extraPosition.get(key) ?? Number.MAX_SAFE_INTEGER;
     let filesDone = 0;
     let records = 0;
     const progress = (extra = 0) => onProgress?.({ filesDone, filesTotal: todo.length, records: records + extra });
@@ -322,7 +326,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         signal?.throwIfAborted();
         const { key } = produced;
         if (produced.kind === "part") {
-          await tx.writePart(key, produced.part, changed.has(key));
+          await tx.writePart(key, produced.part, { replace: changed.has(key), position: positionOf(key) });
           if (parts?.key !== key) parts = { key, tally: new Tally() };
           parts.tally.add(produced.part);
           progress(parts.tally.records);
@@ -339,7 +343,12 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
           failedKeys.push({ key, reason: produced.reason });
         } else {
-          const file = { ...produced.file, fingerprint: fingerprints?.get(key), replace: changed.has(key) };
+          const file = {
+            ...produced.file,
+            fingerprint: fingerprints?.get(key),
+            replace: changed.has(key),
+            position: positionOf(key),
+          };
           await tx.writeFile(file);
           if (file.replace) filesChanged++;
           // An invalid file's parts were discarded: only its own whole-file rejection counts.
@@ -375,7 +384,6 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       // A shared store: keys are claimed a few at a time as the fetches need them, so that runs side by side
       // split the keys between them.
       const claim = tx.claim.bind(tx);
-      const position = new Map(listing.keys.map((k, i) => [k, i]));
       const skip = onlyKeys !== undefined || force
         ? undefined
         : retryInvalid
@@ -389,7 +397,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           const mine = await claim(
             wanted.map((key, j) => ({
               key,
-              position: position.get(key) ?? listing.keys.length + i + j,
+              position: positionOf(key),
               fingerprint: fingerprints?.get(key),
             })),
             skip,

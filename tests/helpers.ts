@@ -88,12 +88,14 @@ export interface Dump {
  * values that differ between equivalent runs (run ids and times).
  */
 export function dumpDatabase(dbPath: string, { ingestionTime = true } = {}): Dump {
-  const songs = query(dbPath, "SELECT * FROM songs ORDER BY artist_name, title");
+  // Without the list positions: they only decide between files, which the rows' source_key shows.
+  const rows = (sql: string) => query(dbPath, sql).map(({ source_pos: _, ...row }) => row);
+  const songs = rows("SELECT * FROM songs ORDER BY artist_name, title");
   if (!ingestionTime) { for (const s of songs) delete s.ingestion_time; }
   return {
     songs,
-    movies: query(dbPath, "SELECT * FROM movies ORDER BY original_title_normalized, release_date"),
-    apps: query(dbPath, "SELECT * FROM apps ORDER BY name, version"),
+    movies: rows("SELECT * FROM movies ORDER BY original_title_normalized, release_date"),
+    apps: rows("SELECT * FROM apps ORDER BY name, version"),
     processed_files: query(
       dbPath,
       "SELECT key, status, records, rejected, ignored, bytes FROM processed_files ORDER BY key",

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
 import { S3Source, type S3SourceOptions } from "../mod/source/s3.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
-import { cli, dumpDatabase, PIPELINE_DEFAULTS, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, dumpDatabase, PIPELINE_DEFAULTS, query, withTempDir, writeConfig } from "./helpers.ts";
 import { S3_KEYS, s3Test, startS3Server } from "./s3_server.ts";
 
 const song = (title: string, year: number) => ({ type: "song", data: { artist_name: "A", title, year, release: "" } });
@@ -142,6 +143,126 @@ s3Test("the CLI: s3:// with S3_ENDPOINT and AWS_* variables; a wrong secret exit
       const half = await cli(args, { env: { AWS_ACCESS_KEY_ID: "S3RVER" } });
       assert.equal(half.code, 2);
       assert.match(half.stderr, /AWS_SECRET_ACCESS_KEY is not set, but its pair is/);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+s3Test(
+  "a changed object (ETag) is re-loaded with its rows replaced; a deleted one is marked, pruned on demand",
+  async () => {
+    const server = await startS3Server();
+    try {
+      await server.createBucket("live");
+      const put = (key: string, records: unknown[]) => server.put("live", key, JSON.stringify(records));
+      await put("a.data", [song("kept", 1), song("dropped", 1), song("shared", 1)]);
+      await put("b.data", [song("b only", 2)]);
+      await put("c.data", [song("c only", 3), song("shared", 3)]);
+      await withTempDir(async (dir) => {
+        const db = join(dir, "db.sqlite3");
+        const source = () =>
+          new S3Source({
+            bucket: "live",
+            prefix: "",
+            endpoint: server.endpoint,
+            region: "us-east-1",
+            pathStyle: true,
+            credentials: S3_KEYS,
+            timeoutMs: 5000,
+            retries: 1,
+            retryBaseMs: 5,
+          });
+        const run = async (options: { pruneDeleted?: boolean; changeDetection?: boolean } = {}) => {
+          const store = SqliteStore.open(db, { types: RECORD_TYPES });
+          try {
+            return await runPipeline({ ...PIPELINE_DEFAULTS, source: source(), store, ...options });
+          } finally {
+            store.close();
+          }
+        };
+        const titles = () => dumpDatabase(db).songs.map((s) => `${s.title}@${s.source_key}`).sort();
+        assert.equal((await run()).filesLoaded, 3);
+        assert.ok(query(db, "SELECT etag FROM processed_files").every((r) => /^"[0-9a-f]{32}"$/.test(String(r.etag))));
+
+        // a.data changes: "dropped" goes, "new" comes; "shared" stays c.data's (later in key order).
+        await put("a.data", [song("kept", 10), song("new", 10), song("shared", 10)]);
+        const none = await run({ changeDetection: false });
+        assert.equal(none.runId, undefined, "CHANGE_DETECTION = none fetched a changed object");
+        const changed = await run();
+        assert.equal(changed.filesChanged, 1);
+        assert.equal(changed.filesNew, 1);
+        assert.deepEqual(titles(), ["b only@b.data", "c only@c.data", "kept@a.data", "new@a.data", "shared@c.data"]);
+        assert.equal(query(db, "SELECT year FROM songs WHERE title = 'kept'")[0]!.year, 10);
+
+        // b.data is deleted: marked in the registry and status, rows kept; PRUNE_DELETED removes them.
+        await server.remove("live", "b.data");
+        const deleted = await run();
+        assert.deepEqual(deleted.deletedKeys, ["b.data"]);
+        assert.ok(titles().includes("b only@b.data"));
+        assert.deepEqual(query(db, "SELECT key FROM processed_files WHERE deleted_at IS NOT NULL"), [{
+          key: "b.data",
+        }]);
+        const store = SqliteStore.open(db, { types: RECORD_TYPES, readOnly: true });
+        try {
+          assert.equal((await store.status()).registry.deleted, 1);
+        } finally {
+          store.close();
+        }
+        assert.equal((await run()).runId, undefined, "a deletion was reported twice");
+        // Pruning applies to objects deleted from then on: c.data goes next, with its rows.
+        await server.remove("live", "c.data");
+        const pruned = await run({ pruneDeleted: true });
+        assert.deepEqual(pruned.deletedKeys, ["c.data"]);
+        assert.deepEqual(titles(), ["b only@b.data", "kept@a.data", "new@a.data"]);
+        // An object that comes back is loaded again.
+        await put("c.data", [song("c again", 4)]);
+        const back = await run();
+        assert.equal(back.filesLoaded, 1);
+        assert.ok(titles().includes("c again@c.data"));
+        assert.deepEqual(query(db, "SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL"), [{
+          n: 1,
+        }]);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+s3Test("NDJSON, gzip and multi-member gzip objects from S3 load like the plain JSON array", async () => {
+  const server = await startS3Server();
+  try {
+    await server.createBucket("fmt");
+    const records = [song("x", 1), song("y", 2), { type: "song", data: { title: "bad" } }];
+    const text = JSON.stringify(records);
+    const ndjson = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+    const gz = (s: string) => new Uint8Array(gzipSync(new TextEncoder().encode(s)));
+    await server.put("fmt", "1-array.data", text);
+    await server.put("fmt", "2-lines.ndjson", ndjson);
+    await server.put("fmt", "3-array.data.gz", gz(text));
+    const half = Math.floor(ndjson.length / 2);
+    const multi = new Uint8Array([...gz(ndjson.slice(0, half)), ...gz(ndjson.slice(half))]);
+    await server.put("fmt", "4-lines.jsonl.gz", multi);
+    await withTempDir(async (dir) => {
+      const report = await loadInto(
+        join(dir, "db.sqlite3"),
+        new S3Source({
+          bucket: "fmt",
+          prefix: "",
+          endpoint: server.endpoint,
+          region: "us-east-1",
+          pathStyle: true,
+          credentials: S3_KEYS,
+          timeoutMs: 5000,
+          retries: 1,
+          retryBaseMs: 5,
+        }),
+      );
+      assert.equal(report.filesLoaded, 4);
+      assert.equal(report.rejected, 4);
+      const files = query(join(dir, "db.sqlite3"), "SELECT key, records, rejected FROM processed_files ORDER BY key");
+      assert.deepEqual(files.map((f) => [f.records, f.rejected]), [[2, 1], [2, 1], [2, 1], [2, 1]]);
     });
   } finally {
     await server.close();

@@ -140,7 +140,12 @@ export function postgresSql(sql: string): string {
 /** The CREATE TABLE statement of a record type's table. */
 export function tableSql(type: RecordType): string {
   const cols = type.columns.map((c) => `  ${quote(c.name)} ${c.sqlType} NOT NULL`);
-  cols.push(`  source_key TEXT NOT NULL`, `  PRIMARY KEY (${type.key.map(quote).join(", ")})`);
+  cols.push(
+    `  source_key TEXT NOT NULL`,
+    // The list position of the row's file: a row is only replaced from the same or a later position.
+    `  source_pos INTEGER`,
+    `  PRIMARY KEY (${type.key.map(quote).join(", ")})`,
+  );
   return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
 }
 
@@ -209,7 +214,13 @@ function ensureTable(db: DatabaseSync, type: RecordType): string[] {
   const have = new Set(
     (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(type.table) as { name: string }[]).map((c) => c.name),
   );
-  for (const column of [...type.columns, { name: "source_key", sqlType: "TEXT" as const }]) {
+  for (
+    const column of [
+      ...type.columns,
+      { name: "source_key", sqlType: "TEXT" as const },
+      { name: "source_pos", sqlType: "INTEGER" as const },
+    ]
+  ) {
     if (have.has(column.name)) continue;
     db.exec(`ALTER TABLE ${quote(type.table)} ADD COLUMN ${quote(column.name)} ${column.sqlType}`);
     changes.push(`${type.table}: added column ${column.name} (NULL in existing rows)`);

@@ -34,6 +34,7 @@ import {
   type FileWrite,
   type Fingerprint,
   type ListedFingerprint,
+  type PartOptions,
   registryCounts,
   type RegistryEntry,
   type RunCounts,
@@ -655,8 +656,9 @@ class PostgresRun implements RunTransaction {
     this.#bufferedChars = 0;
   }
 
-  async #writePart(key: string, part: FilePart, replace = false): Promise<void> {
-    if (replace) this.#replaced.add(key);
+  async #writePart(key: string, part: FilePart, options: PartOptions = {}): Promise<void> {
+    if (options.replace) this.#replaced.add(key);
+    if (options.position !== undefined) this.#positions.set(key, options.position);
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       await this.#flush();
@@ -682,6 +684,7 @@ class PostgresRun implements RunTransaction {
 
   async #writeFile(file: FileWrite): Promise<void> {
     if (file.replace) this.#replaced.add(file.key);
+    if (file.position !== undefined) this.#positions.set(file.key, file.position);
     let before = { records: 0, rejected: 0, ignored: 0 };
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
@@ -796,8 +799,8 @@ class PostgresRun implements RunTransaction {
   rowCounts(): Promise<{ inserted: number; updated: number }> {
     return this.#serial(() => this.#rowCounts());
   }
-  writePart(key: string, part: FilePart, replace?: boolean): Promise<void> {
-    return this.#serial(() => this.#writePart(key, part, replace));
+  writePart(key: string, part: FilePart, options?: PartOptions): Promise<void> {
+    return this.#serial(() => this.#writePart(key, part, options));
   }
   abortFile(key: string): Promise<void> {
     return this.#serial(() => this.#abortFile(key));

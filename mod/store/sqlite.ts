@@ -20,6 +20,7 @@ import {
   type FileWrite,
   type ListedFingerprint,
   LockedError,
+  type PartOptions,
   registryCounts,
   type RunCounts,
   type RunTransaction,
@@ -58,12 +59,15 @@ export const UPSERT_BATCH = 32;
  * so a later row with the same key still wins.
  */
 function upsertSql(type: RecordType, rows: number): string {
-  const names = [...type.columns.map((c) => c.name), "source_key"];
+  const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"];
   const updates = names.filter((n) => !type.key.includes(n)).map((n) => `${quote(n)} = excluded.${quote(n)}`);
   const row = `(${names.map(() => "?").join(", ")})`;
   return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES ${Array(rows).fill(row).join(", ")}
-    ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")}`;
+    ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")} ${LATER_WINS}`;
 }
+
+/** A row is replaced only from its file's list position or a later one (NULL: a row from before positions). */
+const LATER_WINS = "WHERE source_pos IS NULL OR excluded.source_pos >= source_pos";
 
 /** How rows reach the data tables: upserted as they come, or staged and merged in key order. */
 export type LoadMode = "auto" | "direct" | "staged";
@@ -82,7 +86,7 @@ const MERGE_CACHE_KIB = 32_768;
 
 /** The insert of `rows` rows into a type's stage: no constraints, so it never touches the table's B-tree. */
 function stageSql(type: RecordType, rows: number): string {
-  const names = [...type.columns.map((c) => c.name), "source_key"];
+  const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"];
   const row = `(${names.map(() => "?").join(", ")})`;
   return `INSERT INTO temp.${quote(`stage_${type.table}`)} (${names.map(quote).join(", ")}) VALUES ${
     Array(rows).fill(row).join(", ")
@@ -95,12 +99,12 @@ function stageSql(type: RecordType, rows: number): string {
  * the later file, and the later record of a file, still wins.
  */
 function mergeSql(type: RecordType): string {
-  const names = [...type.columns.map((c) => c.name), "source_key"];
+  const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"];
   const updates = names.filter((n) => !type.key.includes(n)).map((n) => `${quote(n)} = excluded.${quote(n)}`);
   return `INSERT INTO main.${quote(type.table)} (${names.map(quote).join(", ")})
     SELECT ${names.map(quote).join(", ")} FROM temp.${quote(`stage_${type.table}`)} WHERE true
     ORDER BY ${type.key.map(quote).join(", ")}, rowid
-    ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")}`;
+    ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")} ${LATER_WINS}`;
 }
 
 function isBusy(error: unknown): boolean {
@@ -462,7 +466,11 @@ class SqliteRun implements RunTransaction {
     this.#stageRows = options.stageRows;
     if (this.#staged) {
       for (const type of types) {
-        const cols = [...type.columns.map((c) => `${quote(c.name)} ${c.sqlType}`), "source_key TEXT"];
+        const cols = [
+          ...type.columns.map((c) => `${quote(c.name)} ${c.sqlType}`),
+          "source_key TEXT",
+          "source_pos INTEGER",
+        ];
         db.exec(`CREATE TEMP TABLE IF NOT EXISTS ${quote(`stage_${type.table}`)} (${cols.join(", ")})`);
         db.exec(`DELETE FROM temp.${quote(`stage_${type.table}`)}`);
       }
@@ -591,11 +599,11 @@ class SqliteRun implements RunTransaction {
     | { key: string; records: number; rejected: number; ignored: number; upserted: number; stagedRows: number }
     | undefined = undefined;
 
-  #writeRowsAndRejections(key: string, part: FilePart) {
+  #writeRowsAndRejections(key: string, part: FilePart, position: number) {
     for (const [typeName, { cells }] of part.rows) {
       const type = this.#types.get(typeName);
       if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
-      this.#upsert(type, cells);
+      this.#upsert(type, cells, position);
     }
     for (const r of part.rejections) this.#reject.run(this.runId, key, r.index, r.typeName, r.reason, r.raw);
   }
@@ -640,7 +648,8 @@ class SqliteRun implements RunTransaction {
     return Promise.resolve();
   }
 
-  writePart(key: string, part: FilePart, replace = false): Promise<void> {
+  writePart(key: string, part: FilePart, options: PartOptions = {}): Promise<void> {
+    const { replace = false } = options;
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       this.#db.exec("SAVEPOINT file_part");
@@ -655,7 +664,7 @@ class SqliteRun implements RunTransaction {
         stagedRows: this.#stagedRows,
       };
     }
-    this.#writeRowsAndRejections(key, part);
+    this.#writeRowsAndRejections(key, part, options.position ?? Number.MAX_SAFE_INTEGER);
     this.#streaming.records += part.records;
     this.#streaming.rejected += part.rejections.length;
     for (const n of part.ignored.values()) this.#streaming.ignored += n;
@@ -688,7 +697,7 @@ class SqliteRun implements RunTransaction {
       this.#clearRejections.run(file.key);
     }
     if (this.#streaming?.key === file.key && file.status === "invalid" && file.replace) this.#removeRowsOf([file.key]);
-    this.#writeRowsAndRejections(file.key, file);
+    this.#writeRowsAndRejections(file.key, file, file.position ?? Number.MAX_SAFE_INTEGER);
     this.#register.run(
       file.key,
       file.status,
@@ -713,9 +722,10 @@ class SqliteRun implements RunTransaction {
    * statement: into the table, or into its stage (merged when it holds
    * {@linkcode STAGE_ROWS} rows, and at commit).
    */
-  #upsert(type: RecordType, flat: readonly (string | number)[]) {
+  #upsert(type: RecordType, flat: readonly (string | number)[], position: number) {
     const width = type.columns.length + 1;
     const rows = flat.length / width;
+    const params: (string | number)[] = new Array((width + 1) * Math.min(UPSERT_BATCH, rows));
     this.#upserted += rows;
     const staged = this.#staged;
     for (let start = 0; start < rows; start += UPSERT_BATCH) {
@@ -725,7 +735,14 @@ class SqliteRun implements RunTransaction {
       if (stmt === undefined) {
         this.#upserts.set(id, stmt = this.#db.prepare(staged ? stageSql(type, n) : upsertSql(type, n)));
       }
-      stmt.run(...flat.slice(start * width, (start + n) * width));
+      // Each row's cells, then its file's list position.
+      let at = 0;
+      for (let r = start; r < start + n; r++) {
+        for (let c = r * width, end = c + width; c < end; c++) params[at++] = flat[c]!;
+        params[at++] = position;
+      }
+      params.length = at;
+      stmt.run(...params);
     }
     if (staged) {
       this.#stagedRows += rows;

@@ -70,6 +70,18 @@ export interface FileWrite extends FilePart {
    * `source_key` it is) are removed before its new rows go in.
    */
   readonly replace?: boolean | undefined;
+  /**
+   * The file's position in the list: a row is only replaced by one from the
+   * same or a later position, so that the later file in list order wins
+   * across runs too. @default {Number.MAX_SAFE_INTEGER}
+   */
+  readonly position?: number | undefined;
+}
+
+/** How a part of a streamed file is written: see {@linkcode FileWrite}'s fields of the same names. */
+export interface PartOptions {
+  readonly replace?: boolean | undefined;
+  readonly position?: number | undefined;
 }
 
 /** The counts stored in the run's row at commit. */
@@ -159,7 +171,7 @@ export interface RunTransaction {
    * Adds part of a streamed file, inside a savepoint that its `writeFile`
    * releases. `replace` (on its first part) removes the object's earlier rows.
    */
-  writePart(key: string, part: FilePart, replace?: boolean): Promise<void>;
+  writePart(key: string, part: FilePart, options?: PartOptions): Promise<void>;
   /**
    * Adds one file's (last) rows, rejections and registry entry. For an
    * invalid file, parts written before are discarded first.

@@ -22,7 +22,8 @@ db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size 
 for (const type of RECORD_TYPES) db.exec(tableSql(type));
 
 const BATCH = 32;
-const WIDTH = { songs: 6, movies: 7, apps: 7 } as const;
+// Each table's columns, source_key and source_pos included (the same tables as bucketload's).
+const WIDTH = { songs: 7, movies: 8, apps: 8 } as const;
 const statements = new Map<string, StatementSync>();
 function statement(table: keyof typeof WIDTH, rows: number): StatementSync {
   const id = `${table}/${rows}`;
@@ -47,24 +48,26 @@ const parsed = pMapIterable(keys, async (key) => ({
   key,
   items: JSON.parse(await (await fetch(new URL(key, base))).text()) as Item[],
 }), { concurrency: 8 });
+let position = 0;
 for await (const { key, items } of parsed) {
+  const pos = position++;
   const rows: Record<keyof typeof WIDTH, (string | number)[]> = { songs: [], movies: [], apps: [] };
   for (const item of items) {
     const d = item?.data;
     if (typeof d !== "object" || d === null) continue;
     if (item.type === "song") {
       if (str(d.artist_name) && str(d.title) && int(d.year) && str(d.release)) {
-        rows.songs.push(d.artist_name, d.title, d.year, d.release, now, key);
+        rows.songs.push(d.artist_name, d.title, d.year, d.release, now, key, pos);
       }
     } else if (item.type === "movie") {
       const { original_title: t, original_language: l, budget: b, is_adult: a, release_date: r } = d;
       if (str(t) && str(l) && int(b) && typeof a === "boolean" && str(r)) {
-        rows.movies.push(t, l, b, a ? 1 : 0, r, normalizeTitle(t), key);
+        rows.movies.push(t, l, b, a ? 1 : 0, r, normalizeTitle(t), key, pos);
       }
     } else if (item.type === "app") {
       const { name: n, genre: g, rating: r, version: v, size_bytes: s } = d;
       if (str(n) && str(g) && num(r) && str(v) && int(s)) {
-        rows.apps.push(n, g, r, v, s, r >= 4.5 && s <= 100_000_000 ? 1 : 0, key);
+        rows.apps.push(n, g, r, v, s, r >= 4.5 && s <= 100_000_000 ? 1 : 0, key, pos);
       }
     }
   }

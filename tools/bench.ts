@@ -20,6 +20,8 @@
  *   --latency MS  wait MS before answering each request, as a remote bucket does (default 0: loopback)
  *   --postgres  bucketload into PostgreSQL too, with 1 and 3 worker processes (bucketload-pg, bucketload-pg3);
  *               BL_BENCH_DATABASE_URL names a server, else tools/pg_cluster.sh starts one (fsync on)
+ *   --s3        the same bucket served by the S3 test server (tools/s3rver) without a list file: bucketload-s3 lists it
+ *               with ListObjectsV2 and fetches signed, against bucketload over HTTP
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     write: { type: "boolean" },
     shape: { type: "string", default: "real" },
     postgres: { type: "boolean" },
+    s3: { type: "boolean" },
   },
 });
 const shape = values.shape === "sequential" ? "sequential" : "real";
@@ -61,6 +64,8 @@ const impls = (values.only ??
     ? "bucketload,original,naive"
     : values.postgres
     ? "bucketload,bucketload-pg,bucketload-pg3,floor"
+    : values.s3
+    ? "bucketload,bucketload-s3"
     : "bucketload,naive,floor"))
   .split(",");
 
@@ -177,6 +182,7 @@ async function runOne(
 ): Promise<Sample> {
   const { fresh = true, count = fresh } = options;
   if (impl.startsWith("bucketload-pg")) return await runPostgres(impl, url);
+  if (impl === "bucketload-s3") return await runS3(work);
   const db = join(work, `${impl}.sqlite3`);
   if (fresh) { for (const suffix of ["", "-wal", "-shm", "-journal"]) await Deno.remove(db + suffix).catch(() => {}); }
   // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
@@ -274,6 +280,110 @@ async function runPostgres(impl: string, url: string): Promise<Sample> {
   const { rows, notLoaded } = await postgresCounts(databaseUrl);
   if (notLoaded > 0) throw new Error(`${impl} left ${notLoaded} file(s) not loaded`);
   return { seconds, rss, rows };
+}
+
+/** The S3 server for `bucketload-s3`, holding the bench bucket (no list file): started and filled once. */
+let s3: { endpoint: string; stop: () => Promise<void> } | undefined;
+async function s3Bucket(dir: string): Promise<string> {
+  if (s3 !== undefined) return s3.endpoint;
+  const store = join(BENCH_DIR, "s3");
+  await Deno.remove(store, { recursive: true }).catch(() => {});
+  await Deno.mkdir(store, { recursive: true });
+  const child = new Deno.Command("node", {
+    args: [join(ROOT, "tools", "s3rver", "start.cjs"), "0", store],
+    env: { NODE_OPTIONS: "--openssl-legacy-provider" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!/listening \d+/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("The S3 server did not start: npm ci --prefix tools/s3rver");
+    out += value;
+  }
+  const endpoint = `http://127.0.0.1:${/listening (\d+)/.exec(out)![1]}`;
+  const { AwsClient } = await import("aws4fetch");
+  const client = new AwsClient({
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
+    service: "s3",
+    region: "us-east-1",
+  });
+  await client.fetch(`${endpoint}/bench`, { method: "PUT" });
+  console.error("Uploading the bucket to the S3 server ...");
+  const names = (await Deno.readTextFile(join(dir, "files_list.data"))).split("\n").filter((k) => k !== "");
+  for (let i = 0; i < names.length; i += 8) {
+    await Promise.all(
+      names.slice(i, i + 8).map(async (name) => {
+        const res = await client.fetch(`${endpoint}/bench/${name}`, {
+          method: "PUT",
+          body: await Deno.readFile(join(dir, name)),
+        });
+        if (!res.ok) throw new Error(`upload of ${name}: HTTP ${res.status}`);
+        await res.body?.cancel();
+      }),
+    );
+  }
+  s3 = {
+    endpoint,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await reader.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+  return endpoint;
+}
+
+/** bucketload over the S3 API in listing mode (no list file), signed, into a fresh SQLite file. */
+async function runS3(work: string): Promise<Sample> {
+  const endpoint = await s3Bucket(await bucket());
+  const db = join(work, "bucketload-s3.sqlite3");
+  for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
+  const start = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--max-semi-space-size=4",
+      join(ROOT, "main.ts"),
+      "--quiet",
+      "--log-level",
+      "warning",
+    ],
+    cwd: work,
+    env: {
+      BUCKETLOAD_CWD: work,
+      BUCKETLOAD_BUCKET_NAME: "s3://bench",
+      BUCKETLOAD_S3_ENDPOINT: endpoint,
+      BUCKETLOAD_DATABASE_NAME: db,
+      AWS_ACCESS_KEY_ID: "S3RVER",
+      AWS_SECRET_ACCESS_KEY: "S3RVER",
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let rss = 0;
+  const poll = setInterval(() => (rss = Math.max(rss, peakRss(child.pid))), 10);
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  clearInterval(poll);
+  const seconds = (performance.now() - start) / 1000;
+  if (!status.success) throw new Error(`bucketload-s3 exited ${status.code}: ${stderr.slice(-2000)}`);
+  const { DatabaseSync } = await import("node:sqlite");
+  const check = new DatabaseSync(db, { readOnly: true });
+  try {
+    const n = (sql: string) => (check.prepare(sql).get() as { n: number }).n;
+    if (n("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'") > 0) {
+      throw new Error("bucketload-s3 left files not loaded");
+    }
+    const rows = n(
+      "SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) n",
+    );
+    return { seconds, rss, rows };
+  } finally {
+    check.close();
+  }
 }
 
 /** Replaces (or appends) the section under `heading` in BENCH.md. */
@@ -472,6 +582,7 @@ try {
 } finally {
   await server.close();
   await stopPg?.();
+  await s3?.stop();
 }
 
 const cpu = (Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*: (.*)/)?.[1] ?? "unknown CPU").trim();
@@ -502,13 +613,14 @@ for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
   if (med.naive) lines.push(`- ${impl} / naive wall time: ${(med[impl]! / med.naive).toFixed(2)}×`);
   if (med.floor) lines.push(`- ${impl} / floor wall time: ${(med[impl]! / med.floor).toFixed(2)}×`);
   if (impl !== "bucketload" && med.bucketload) {
-    lines.push(`- ${impl} / bucketload (SQLite) wall time: ${(med[impl]! / med.bucketload).toFixed(2)}×`);
+    const of = impl === "bucketload-s3" ? "bucketload over HTTP" : "bucketload (SQLite)";
+    lines.push(`- ${impl} / ${of} wall time: ${(med[impl]! / med.bucketload).toFixed(2)}×`);
   }
 }
 const table = lines.join("\n");
 console.log(table);
 if (values.write) {
   const latency = Number(values.latency) > 0 ? `, ${values.latency} ms latency` : "";
-  const stores = values.postgres ? ", SQLite and PostgreSQL" : "";
+  const stores = values.postgres ? ", SQLite and PostgreSQL" : values.s3 ? ", HTTP and S3 (listing)" : "";
   await writeSection(`## ${files} files × ${records} records, ${shape} shape${latency}${stores}`, table);
 }

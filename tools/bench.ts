@@ -22,6 +22,8 @@
  *               BL_BENCH_DATABASE_URL names a server, else tools/pg_cluster.sh starts one (fsync on)
  *   --s3        the same bucket served by the S3 test server (tools/s3rver) without a list file: bucketload-s3 lists it
  *               with ListObjectsV2 and fetches signed, against bucketload over HTTP
+ *   --listing N   an S3 listing of N objects already loaded (default 1,000,000) and 10 new: wall time, peak RSS,
+ *               requests (served by the bench as ListObjectsV2 pages)
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -51,6 +53,7 @@ const { values } = parseArgs({
     shape: { type: "string", default: "real" },
     postgres: { type: "boolean" },
     s3: { type: "boolean" },
+    listing: { type: "string" },
   },
 });
 const shape = values.shape === "sequential" ? "sequential" : "real";
@@ -547,6 +550,128 @@ async function incremental(): Promise<string> {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * `--listing N`: a bucket listed with ListObjectsV2 (no list file) holding N
+ * objects that the registry already has, with the same ETags and sizes, and
+ * 10 new ones. Only the new ones may be fetched.
+ */
+async function listingScale(count: number): Promise<string> {
+  const dir = join(BENCH_DIR, "listing-new");
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  const fresh = await generateBucket(dir, { files: 10, records: 100, seed: 9, shape: "real" });
+  const old = (i: number) => `old/${String(i).padStart(7, "0")}.data`;
+  // In key order, as S3 lists: "new/…" sorts before "old/…".
+  const freshKeys = fresh.map((k) => `new/${k}`).sort();
+  const sizes = new Map<string, number>();
+  for (const k of fresh) sizes.set(`new/${k}`, (await Deno.stat(join(dir, k))).size);
+  const keyAt = (i: number) => i < freshKeys.length ? freshKeys[i]! : old(i - freshKeys.length);
+  const total = count + freshKeys.length;
+  let pages = 0, objects = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/bench" && url.searchParams.get("list-type") === "2") {
+      pages++;
+      const from = Number(url.searchParams.get("continuation-token") ?? "0");
+      const to = Math.min(total, from + Number(url.searchParams.get("max-keys") ?? "1000"));
+      const contents: string[] = [];
+      for (let i = from; i < to; i++) {
+        const key = keyAt(i);
+        contents.push(
+          `<Contents><Key>${key}</Key><ETag>&quot;e${i}&quot;</ETag><Size>${sizes.get(key) ?? 100}</Size></Contents>`,
+        );
+      }
+      const more = to < total
+        ? `<IsTruncated>true</IsTruncated><NextContinuationToken>${to}</NextContinuationToken>`
+        : "<IsTruncated>false</IsTruncated>";
+      return new Response(
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bench</Name>${more}${
+          contents.join("")
+        }</ListBucketResult>`,
+      );
+    }
+    const key = decodeURIComponent(url.pathname.slice("/bench/".length));
+    if (key.startsWith("new/")) {
+      objects++;
+      return new Response(await Deno.readFile(join(dir, key.slice(4))));
+    }
+    if (key.startsWith("old/")) objects++;
+    return new Response("<Error><Code>NoSuchKey</Code><Message>no</Message></Error>", { status: 404 });
+  });
+  const endpoint = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+  const work = join(BENCH_DIR, "work");
+  await Deno.mkdir(work, { recursive: true });
+  const db = join(work, "listing.sqlite3");
+  const times: number[] = [], rss: number[] = [];
+  try {
+    for (let r = 0; r < runs; r++) {
+      for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
+      // The schema, from a run over an empty folder; then the registry of the N old objects, as earlier runs left it.
+      const empty = join(BENCH_DIR, "empty-bucket");
+      await Deno.mkdir(empty, { recursive: true });
+      await Deno.writeTextFile(join(empty, "files_list.data"), "");
+      const seed = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", join(ROOT, "main.ts"), "--quiet", "--force"],
+        env: { BUCKETLOAD_CWD: work, BUCKETLOAD_BUCKET_NAME: empty, BUCKETLOAD_DATABASE_NAME: db },
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (!seed.success) throw new Error("cannot create the schema");
+      const { DatabaseSync } = await import("node:sqlite");
+      const sdb = new DatabaseSync(db);
+      sdb.exec("BEGIN");
+      sdb.exec("INSERT INTO runs (id, started_at, status) VALUES (1000, '2021-01-01T00:00:00Z', 'ok')");
+      const ins = sdb.prepare(
+        `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size)
+         VALUES (?, 'loaded', 1000, '2021-01-01T00:00:00Z', 1000, 0, 0, 100, ?, 100)`,
+      );
+      for (let i = 0; i < count; i++) ins.run(old(i), `"e${i + freshKeys.length}"`);
+      sdb.exec("COMMIT");
+      sdb.close();
+      pages = 0;
+      objects = 0;
+      const start = performance.now();
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--v8-flags=--max-semi-space-size=4", join(ROOT, "main.ts"), "--quiet"],
+        env: {
+          BUCKETLOAD_CWD: work,
+          BUCKETLOAD_BUCKET_NAME: "s3://bench",
+          BUCKETLOAD_S3_ENDPOINT: endpoint,
+          BUCKETLOAD_DATABASE_NAME: db,
+        },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let peak = 0;
+      const poll = setInterval(() => (peak = Math.max(peak, peakRss(child.pid))), 10);
+      const out = await child.output();
+      clearInterval(poll);
+      times.push((performance.now() - start) / 1000);
+      rss.push(peak);
+      if (!out.success) throw new Error(`bucketload exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+      const summary = new TextDecoder().decode(out.stdout);
+      if (!/10 loaded/.test(summary) || objects !== 10) {
+        throw new Error(`expected 10 objects fetched and loaded, got ${objects} fetched:\n${summary}`);
+      }
+      console.error(`run ${r + 1}/${runs}: ${times.at(-1)!.toFixed(2)} s, ${mb(peak)}, ${pages} list pages`);
+    }
+  } finally {
+    await server.shutdown();
+  }
+  return `S3 listing of ${count.toLocaleString("en-US")} objects already loaded and 10 new (SQLite registry of ` +
+    `${count.toLocaleString("en-US")} keys): median ${median(times).toFixed(2)} s (min ${
+      Math.min(...times).toFixed(2)
+    } s), peak RSS ${mb(median(rss))} (max ${mb(Math.max(...rss))}); ${pages} ListObjectsV2 pages and 10 object GETs ` +
+    `(the objects it had seen were not fetched).`;
+}
+
+if (values.listing !== undefined) {
+  const count = Number(values.listing || "1000000");
+  const report = await listingScale(count);
+  console.log(report);
+  if (values.write) await writeSection("## S3 listing: many objects, few new", report);
+  Deno.exit(0);
 }
 
 if (values.incremental) {

@@ -10,9 +10,11 @@ import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
 import { S3Source, type S3SourceOptions } from "../mod/source/s3.ts";
+import { PostgresStore } from "../mod/store/postgres.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
 import { cli, dumpDatabase, PIPELINE_DEFAULTS, query, withTempDir, writeConfig } from "./helpers.ts";
 import { S3_KEYS, s3Test, startS3Server } from "./s3_server.ts";
+import { canonicalDump, PG_SKIP, PG_URL, pgDump, withPgDatabase } from "./pg.ts";
 
 const song = (title: string, year: number) => ({ type: "song", data: { artist_name: "A", title, year, release: "" } });
 /** Keys a real bucket may hold: spaces, `+`, `ü`, parentheses, a sub-folder. */
@@ -192,6 +194,8 @@ s3Test(
         const changed = await run();
         assert.equal(changed.filesChanged, 1);
         assert.equal(changed.filesNew, 1);
+        // Its two old rows went; "kept" and "new" are new rows; "shared" met c.data's row (and left it).
+        assert.deepEqual([changed.rowsInserted, changed.rowsUpdated], [2, 1]);
         assert.deepEqual(titles(), ["b only@b.data", "c only@c.data", "kept@a.data", "new@a.data", "shared@c.data"]);
         assert.equal(query(db, "SELECT year FROM songs WHERE title = 'kept'")[0]!.year, 10);
 
@@ -263,6 +267,63 @@ s3Test("NDJSON, gzip and multi-member gzip objects from S3 load like the plain J
       assert.equal(report.rejected, 4);
       const files = query(join(dir, "db.sqlite3"), "SELECT key, records, rejected FROM processed_files ORDER BY key");
       assert.deepEqual(files.map((f) => [f.records, f.rejected]), [[2, 1], [2, 1], [2, 1], [2, 1]]);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+s3Test("changed and deleted objects: PostgreSQL ends as SQLite does, reports included", async () => {
+  if (PG_SKIP) return console.log("NOTICE: the PostgreSQL half skipped: BL_TEST_DATABASE_URL is not set");
+  assert.ok(PG_URL !== undefined, "CI=true needs BL_TEST_DATABASE_URL");
+  const server = await startS3Server();
+  try {
+    await server.createBucket("both");
+    const source = () =>
+      new S3Source({
+        bucket: "both",
+        prefix: "",
+        endpoint: server.endpoint,
+        region: "us-east-1",
+        pathStyle: true,
+        credentials: S3_KEYS,
+        timeoutMs: 5000,
+        retries: 1,
+        retryBaseMs: 5,
+      });
+    // The bucket's history: each step changes it, then both stores run.
+    const steps: (() => Promise<void>)[] = [
+      async () => {
+        await server.put("both", "a.data", JSON.stringify([song("kept", 1), song("dropped", 1), song("shared", 1)]));
+        await server.put("both", "b.data", JSON.stringify([song("b only", 2), song("shared", 2)]));
+        await server.put("both", "c.data", JSON.stringify([song("c only", 3)]));
+      },
+      () => server.put("both", "a.data", JSON.stringify([song("kept", 10), song("new", 10), song("shared", 10)])),
+      () => server.remove("both", "c.data"),
+      () => server.remove("both", "b.data"),
+    ];
+    await withTempDir(async (dir) => {
+      await withPgDatabase(async (url) => {
+        const sqlite = SqliteStore.open(join(dir, "db.sqlite3"), { types: RECORD_TYPES });
+        const pg = await PostgresStore.open(url, { types: RECORD_TYPES });
+        try {
+          for (const [i, step] of steps.entries()) {
+            await step();
+            const reports = [];
+            for (const store of [sqlite, pg]) {
+              const r = await runPipeline({ ...PIPELINE_DEFAULTS, source: source(), store, pruneDeleted: i === 3 });
+              reports.push([r.filesNew, r.filesChanged, r.deletedKeys, r.rowsInserted, r.rowsUpdated]);
+            }
+            assert.deepEqual(reports[1], reports[0], `step ${i}`);
+          }
+        } finally {
+          sqlite.close();
+          await pg.close();
+        }
+        assert.deepEqual(await pgDump(url), canonicalDump(dumpDatabase(join(dir, "db.sqlite3"))));
+        // c.data was deleted without pruning (its row stays); pruning b.data took its "shared", a.data's does not return.
+        assert.deepEqual((await pgDump(url)).songs.map((s) => s.title).sort(), ["c only", "kept", "new"]);
+      });
     });
   } finally {
     await server.close();

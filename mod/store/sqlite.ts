@@ -520,7 +520,8 @@ class SqliteRun implements RunTransaction {
 
   rowCounts(): Promise<{ inserted: number; updated: number }> {
     this.#merge();
-    const inserted = this.#countRows() - this.#rowsBefore;
+    // Rows that replaced removed rows (a changed object's) are new rows again.
+    const inserted = this.#countRows() - this.#rowsBefore + this.#removed;
     return Promise.resolve({ inserted, updated: this.#upserted - inserted });
   }
 
@@ -596,8 +597,18 @@ class SqliteRun implements RunTransaction {
 
   /** The streamed file whose parts are being written, inside the savepoint `file_part`. */
   #streaming:
-    | { key: string; records: number; rejected: number; ignored: number; upserted: number; stagedRows: number }
+    | {
+      key: string;
+      records: number;
+      rejected: number;
+      ignored: number;
+      upserted: number;
+      stagedRows: number;
+      removed: number;
+    }
     | undefined = undefined;
+  /** Rows removed because their object changed or was pruned (so that they do not count against inserted rows). */
+  #removed = 0;
 
   #writeRowsAndRejections(key: string, part: FilePart, position: number) {
     for (const [typeName, { cells }] of part.rows) {
@@ -612,9 +623,11 @@ class SqliteRun implements RunTransaction {
   #removeRowsOf(keys: readonly string[]) {
     if (keys.length === 0) return;
     for (const type of this.#types.values()) {
-      this.#db.prepare(
-        `DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`,
-      ).run(JSON.stringify(keys));
+      this.#removed += Number(
+        this.#db.prepare(
+          `DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`,
+        ).run(JSON.stringify(keys)).changes,
+      );
     }
   }
 
@@ -653,8 +666,6 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key !== key) {
       if (this.#streaming !== undefined) throw new Error(`Parts of ${this.#streaming.key} were left open`);
       this.#db.exec("SAVEPOINT file_part");
-      if (replace) this.#removeRowsOf([key]);
-      this.#clearRejections.run(key);
       this.#streaming = {
         key,
         records: 0,
@@ -662,7 +673,10 @@ class SqliteRun implements RunTransaction {
         ignored: 0,
         upserted: this.#upserted,
         stagedRows: this.#stagedRows,
+        removed: this.#removed,
       };
+      if (replace) this.#removeRowsOf([key]);
+      this.#clearRejections.run(key);
     }
     this.#writeRowsAndRejections(key, part, options.position ?? Number.MAX_SAFE_INTEGER);
     this.#streaming.records += part.records;
@@ -675,6 +689,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === key) {
       // The rollback also undoes merges made since the savepoint: the stage holds again what it held then.
       this.#upserted = this.#streaming.upserted;
+      this.#removed = this.#streaming.removed;
       this.#stagedRows = this.#streaming.stagedRows;
       this.#db.exec("ROLLBACK TO file_part");
       this.#db.exec("RELEASE file_part");
@@ -688,6 +703,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
         this.#upserted = this.#streaming.upserted;
+        this.#removed = this.#streaming.removed;
         this.#stagedRows = this.#streaming.stagedRows;
         this.#db.exec("ROLLBACK TO file_part");
         this.#clearRejections.run(file.key);

@@ -13,6 +13,9 @@ import type { FilePart, RunCounts, RunTransaction, Store } from "./store/store.t
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 
+/** Keys per registry query over a listing. */
+const QUERY_CHUNK = 10_000;
+
 /** Options of {@linkcode runPipeline}. */
 export interface PipelineOptions {
   readonly source: BucketSource;
@@ -240,12 +243,18 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     }
 
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
-    const everRegistered = await tx.registered(listing.keys);
+    // The registry is asked in chunks, and only what differs is kept: a listing of a million keys with a few new ones
+    // holds a few keys here, not a million.
+    const chunks = <T>(items: readonly T[]) =>
+      Array.from(
+        { length: Math.ceil(items.length / QUERY_CHUNK) },
+        (_, i) => items.slice(i * QUERY_CHUNK, (i + 1) * QUERY_CHUNK),
+      );
     // A bucket listing tells changed objects (ETag or size) and deleted ones that came back: fetched again.
-    const fingerprints = listing.fingerprints;
-    const changed = fingerprints === undefined
-      ? new Set<string>()
-      : await tx.changed([...fingerprints].map(([key, f]) => ({ key, ...f })), changeDetection);
+    const changed = new Set<string>();
+    for (const chunk of chunks(listing.objects ?? [])) {
+      for (const key of await tx.changed(chunk, changeDetection)) changed.add(key);
+    }
     let todo: string[];
     if (onlyKeys !== undefined) {
       for (const key of onlyKeys) {
@@ -254,11 +263,21 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       todo = [...onlyKeys];
     } else if (force) todo = [...listing.keys];
     else {
-      const registered = retryInvalid ? await tx.registered(listing.keys, ["loaded"]) : everRegistered;
-      todo = listing.keys.filter((k) => !registered.has(k) || changed.has(k));
+      const wanted = new Set(changed);
+      for (const chunk of chunks(listing.keys)) {
+        const registered = await tx.registered(chunk, retryInvalid ? ["loaded"] : undefined);
+        for (const key of chunk) if (!registered.has(key)) wanted.add(key);
+      }
+      todo = wanted.size === 0 ? [] : listing.keys.filter((k) => wanted.has(k));
     }
+    const everRegistered = await tx.registered(todo);
     let filesRefetched = 0;
     const refetched = (keys: readonly string[]) => keys.filter((k) => everRegistered.has(k)).length;
+    // What the writes need of the listing, for the keys to fetch only.
+    const todoSet = new Set(todo);
+    const fingerprints = new Map(
+      (listing.objects ?? []).filter((o) => todoSet.has(o.key)).map((o) => [o.key, { etag: o.etag, size: o.size }]),
+    );
     if (changed.size > 0) logger.info("{count} objects changed since they were loaded", { count: changed.size });
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
       listed: listing.keys.length + listing.refused.length,
@@ -312,9 +331,10 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         rejectNul: !store.holdsNul,
       }, now);
     // A key's list position decides between files across runs (keys fetched with --key but not listed come last).
-    const listPosition = new Map(listing.keys.map((k, i) => [k, i]));
-    const extraPosition = new Map(todo.filter((k) => !listPosition.has(k)).map((k, i) => [k, listing.keys.length + i]));
-    const positionOf = (key: string) => listPosition.get(key) ?? extraPosition.get(key) ?? Number.MAX_SAFE_INTEGER;
+    const listPosition = new Map<string, number>();
+    listing.keys.forEach((k, i) => todoSet.has(k) && listPosition.set(k, i));
+    for (const k of todo) if (!listPosition.has(k)) listPosition.set(k, listing.keys.length + listPosition.size);
+    const positionOf = (key: string) => listPosition.get(key) ?? Number.MAX_SAFE_INTEGER;
     let filesDone = 0;
     let records = 0;
     const progress = (extra = 0) => onProgress?.({ filesDone, filesTotal: todo.length, records: records + extra });
@@ -345,7 +365,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         } else {
           const file = {
             ...produced.file,
-            fingerprint: fingerprints?.get(key),
+            fingerprint: fingerprints.get(key),
             replace: changed.has(key),
             position: positionOf(key),
           };
@@ -398,7 +418,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
             wanted.map((key) => ({
               key,
               position: positionOf(key),
-              fingerprint: fingerprints?.get(key),
+              fingerprint: fingerprints.get(key),
             })),
             skip,
           );

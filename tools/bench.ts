@@ -23,7 +23,7 @@
  *   --s3        the same bucket served by the S3 test server (tools/s3rver) without a list file: bucketload-s3 lists it
  *               with ListObjectsV2 and fetches signed, against bucketload over HTTP
  *   --listing N   an S3 listing of N objects already loaded (default 1,000,000) and 10 new: wall time, peak RSS,
- *               requests (served by the bench as ListObjectsV2 pages)
+ *               requests (served by the bench as ListObjectsV2 pages); BENCH_V8 replaces bucketload's --v8-flags
  *   --write     also write the table to BENCH.md
  *
  * @module
@@ -633,7 +633,13 @@ async function listingScale(count: number): Promise<string> {
       objects = 0;
       const start = performance.now();
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--v8-flags=--max-semi-space-size=4", join(ROOT, "main.ts"), "--quiet"],
+        args: [
+          "run",
+          "-A",
+          Deno.env.get("BENCH_V8") ?? "--v8-flags=--max-semi-space-size=4",
+          join(ROOT, "main.ts"),
+          "--quiet",
+        ],
         env: {
           BUCKETLOAD_CWD: work,
           BUCKETLOAD_BUCKET_NAME: "s3://bench",

@@ -68,8 +68,8 @@ export interface FetchedListing extends Listing {
   readonly notModified: boolean;
   /** The keys came from listing the bucket (no list file), not from a list. */
   readonly listed: boolean;
-  /** For a bucket listing: each accepted key's ETag and size, to tell a changed object. */
-  readonly fingerprints?: ReadonlyMap<string, { readonly etag: string; readonly size: number }> | undefined;
+  /** For a bucket listing: the accepted keys' objects (ETag and size), to tell a changed object. */
+  readonly objects?: readonly ListedObject[] | undefined;
 }
 
 /**
@@ -77,17 +77,24 @@ export interface FetchedListing extends Listing {
  * `pattern` (all when it is empty), in key order, unsafe ones refused as a
  * list's would be.
  */
-export function listingOfObjects(objects: readonly ListedObject[], pattern: string): Listing {
+export function listingOfObjects(
+  objects: readonly ListedObject[],
+  pattern: string,
+): Listing & { readonly objects: readonly ListedObject[] } {
   const match = globMatcher(pattern);
   const keys: string[] = [];
+  const accepted: ListedObject[] = [];
   const refused: { key: string; reason: string }[] = [];
-  for (const { key } of objects) {
-    if (!match(key)) continue;
-    const reason = refuseReason(key);
-    if (reason === undefined) keys.push(key);
-    else refused.push({ key, reason });
+  for (const object of objects) {
+    if (!match(object.key)) continue;
+    const reason = refuseReason(object.key);
+    if (reason !== undefined) refused.push({ key: object.key, reason });
+    else {
+      keys.push(object.key);
+      accepted.push(object);
+    }
   }
-  return { keys, refused, duplicates: 0 };
+  return { keys, refused, duplicates: 0, objects: accepted };
 }
 
 /** Options of {@linkcode fetchListing}. */
@@ -131,17 +138,12 @@ export async function fetchListing(
     // No list file: the bucket's own listing decides, in key order.
     const listed = await source.listObjects({ signal: options.signal });
     if ("error" in listed) return { error: `no list file ${options.key} (${list.reason}), and ${listed.error}` };
-    const listing = listingOfObjects(listed.objects, options.keyPattern ?? "");
-    const accepted = new Set(listing.keys);
     return {
-      ...listing,
+      ...listingOfObjects(listed.objects, options.keyPattern ?? ""),
       text: "",
       validators: undefined,
       notModified: false,
       listed: true,
-      fingerprints: new Map(
-        listed.objects.filter((o) => accepted.has(o.key)).map((o) => [o.key, { etag: o.etag, size: o.size }]),
-      ),
     };
   }
   if (list.kind === "too_large") return { error: tooLargeReason(list) };

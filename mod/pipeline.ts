@@ -9,12 +9,9 @@ import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
-import type { FilePart, RunCounts, RunTransaction, Store } from "./store/store.ts";
+import type { FilePart, Fingerprint, RunCounts, RunTransaction, Store } from "./store/store.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
-
-/** Keys per registry query over a listing. */
-const QUERY_CHUNK = 10_000;
 
 /** Options of {@linkcode runPipeline}. */
 export interface PipelineOptions {
@@ -107,6 +104,77 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly deletedKeys: readonly string[];
   /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
   readonly filesClaimedElsewhere: number;
+}
+
+/** The keys a run fetches, in list order, with their list positions and (from a bucket listing) fingerprints. */
+interface Plan {
+  readonly todo: string[];
+  /** Keys registered before whose object changed (or came back after a deletion): rows replaced. */
+  readonly changed: ReadonlySet<string>;
+  readonly fingerprints: ReadonlyMap<string, Fingerprint>;
+  readonly positions: ReadonlyMap<string, number>;
+  /** `--key` keys the list does not hold (fetched anyway, after the list's). */
+  readonly unlisted: readonly string[];
+}
+
+interface PlanOptions {
+  readonly onlyKeys: readonly string[] | undefined;
+  readonly force: boolean;
+  readonly retryInvalid: boolean;
+}
+
+/** Keys per registry query over a list. */
+const QUERY_CHUNK = 10_000;
+
+/** The plan of a list file held in memory: the registry is asked in chunks, only the keys to fetch are kept. */
+async function planList(tx: RunTransaction, keys: readonly string[], o: PlanOptions): Promise<Plan> {
+  let todo: string[];
+  let unlisted: string[] = [];
+  if (o.onlyKeys !== undefined) {
+    const listed = new Set(keys);
+    unlisted = o.onlyKeys.filter((k) => !listed.has(k));
+    todo = [...o.onlyKeys];
+  } else if (o.force) todo = [...keys];
+  else {
+    const wanted = new Set<string>();
+    for (let i = 0; i < keys.length; i += QUERY_CHUNK) {
+      const chunk = keys.slice(i, i + QUERY_CHUNK);
+      const registered = await tx.registered(chunk, o.retryInvalid ? ["loaded"] : undefined);
+      for (const key of chunk) if (!registered.has(key)) wanted.add(key);
+    }
+    todo = wanted.size === 0 ? [] : keys.filter((k) => wanted.has(k));
+  }
+  const want = new Set(todo);
+  const positions = new Map<string, number>();
+  keys.forEach((k, i) => want.has(k) && positions.set(k, i));
+  unlisted.forEach((k, i) => positions.set(k, keys.length + i));
+  return { todo, changed: new Set(), fingerprints: new Map(), positions, unlisted };
+}
+
+/** The plan of a bucket listing held by the run's transaction: the store compares it with the registry. */
+async function planListed(
+  tx: RunTransaction,
+  o: PlanOptions & { readonly changeDetection: boolean },
+): Promise<Plan> {
+  const planned = await tx.listedPlan({
+    all: o.force || o.onlyKeys !== undefined,
+    loadedOnly: o.retryInvalid,
+    detect: o.changeDetection,
+  });
+  const only = o.onlyKeys === undefined ? undefined : new Set(o.onlyKeys);
+  const chosen = only === undefined ? planned : planned.filter((p) => only.has(p.key));
+  const listedKeys = new Set(chosen.map((p) => p.key));
+  const unlisted = o.onlyKeys?.filter((k) => !listedKeys.has(k)) ?? [];
+  const positions = new Map(chosen.map((p) => [p.key, p.position]));
+  const last = planned.length === 0 ? 0 : planned.at(-1)!.position + 1;
+  unlisted.forEach((k, i) => positions.set(k, last + i));
+  return {
+    todo: o.onlyKeys !== undefined ? [...o.onlyKeys] : chosen.map((p) => p.key),
+    changed: new Set(chosen.filter((p) => p.changed).map((p) => p.key)),
+    fingerprints: new Map(chosen.map((p) => [p.key, { etag: p.etag, size: p.size }])),
+    positions,
+    unlisted,
+  };
 }
 
 /** Counts of one file, summed over its parts. */
@@ -234,6 +302,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       signal,
       // --force reads the list afresh rather than trusting a cached copy.
       cached: force ? undefined : await tx.cachedList(options.filesListKey),
+      // A bucket listing goes to the run's transaction page by page, not into memory.
+      sink: (objects, first) => tx.addListed(objects, first),
     });
     if ("error" in listing) {
       const listError = listing.error;
@@ -243,44 +313,20 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     }
 
     for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
-    // The registry is asked in chunks, and only what differs is kept: a listing of a million keys with a few new ones
-    // holds a few keys here, not a million.
-    const chunks = <T>(items: readonly T[]) =>
-      Array.from(
-        { length: Math.ceil(items.length / QUERY_CHUNK) },
-        (_, i) => items.slice(i * QUERY_CHUNK, (i + 1) * QUERY_CHUNK),
-      );
-    // A bucket listing tells changed objects (ETag or size) and deleted ones that came back: fetched again.
-    const changed = new Set<string>();
-    for (const chunk of chunks(listing.objects ?? [])) {
-      for (const key of await tx.changed(chunk, changeDetection)) changed.add(key);
-    }
-    let todo: string[];
-    if (onlyKeys !== undefined) {
-      for (const key of onlyKeys) {
-        if (!listing.keys.includes(key)) logger.warn("Key {key} is not in the list; fetching it as asked", { key });
-      }
-      todo = [...onlyKeys];
-    } else if (force) todo = [...listing.keys];
-    else {
-      const wanted = new Set(changed);
-      for (const chunk of chunks(listing.keys)) {
-        const registered = await tx.registered(chunk, retryInvalid ? ["loaded"] : undefined);
-        for (const key of chunk) if (!registered.has(key)) wanted.add(key);
-      }
-      todo = wanted.size === 0 ? [] : listing.keys.filter((k) => wanted.has(k));
+    // What to fetch, with what the writes need of it: list positions, and a listing's fingerprints.
+    const plan = listing.listed
+      ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
+      : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
+    const { todo, changed, fingerprints } = plan;
+    for (const key of plan.unlisted) {
+      logger.warn("Key {key} is not in the list; fetching it as asked", { key });
     }
     const everRegistered = await tx.registered(todo);
     let filesRefetched = 0;
     const refetched = (keys: readonly string[]) => keys.filter((k) => everRegistered.has(k)).length;
-    // What the writes need of the listing, for the keys to fetch only.
-    const todoSet = new Set(todo);
-    const fingerprints = new Map(
-      (listing.objects ?? []).filter((o) => todoSet.has(o.key)).map((o) => [o.key, { etag: o.etag, size: o.size }]),
-    );
     if (changed.size > 0) logger.info("{count} objects changed since they were loaded", { count: changed.size });
     logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
-      listed: listing.keys.length + listing.refused.length,
+      listed: listing.listedCount + listing.refused.length,
       new: todo.length,
       refused: listing.refused.length,
       duplicates: listing.duplicates,
@@ -288,9 +334,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     });
     // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
     const belongs = globMatcher(options.keyPattern ?? "");
-    const deletedKeys = listing.listed
-      ? (await tx.unlisted([...listing.keys, ...listing.refused.map((r) => r.key)])).filter(belongs)
-      : [];
+    const deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
     if ((listing.notModified || listing.listed) && todo.length === 0 && deletedKeys.length === 0) {
       // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
       const result = listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending";
@@ -309,7 +353,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         unchanged: true,
         listed: listing.listed,
         refusedKeys: listing.refused,
-        filesListed: listing.keys.length + listing.refused.length,
+        filesListed: listing.listedCount + listing.refused.length,
         lockWaitMs,
       });
     }
@@ -331,10 +375,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         rejectNul: !store.holdsNul,
       }, now);
     // A key's list position decides between files across runs (keys fetched with --key but not listed come last).
-    const listPosition = new Map<string, number>();
-    listing.keys.forEach((k, i) => todoSet.has(k) && listPosition.set(k, i));
-    for (const k of todo) if (!listPosition.has(k)) listPosition.set(k, listing.keys.length + listPosition.size);
-    const positionOf = (key: string) => listPosition.get(key) ?? Number.MAX_SAFE_INTEGER;
+    const positionOf = (key: string) => plan.positions.get(key) ?? Number.MAX_SAFE_INTEGER;
     let filesDone = 0;
     let records = 0;
     const progress = (extra = 0) => onProgress?.({ filesDone, filesTotal: todo.length, records: records + extra });
@@ -461,7 +502,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       finishedAt,
       rowsInserted: rows.inserted,
       rowsUpdated: rows.updated,
-      filesListed: listing.keys.length + listing.refused.length,
+      filesListed: listing.listedCount + listing.refused.length,
       filesNew: todo.length - filesClaimedElsewhere,
       filesLoaded: counts.filesLoaded,
       filesInvalid: counts.filesInvalid,

@@ -10,6 +10,7 @@ import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
 import { S3Source, type S3SourceOptions } from "../mod/source/s3.ts";
+import type { ListedObject } from "../mod/source/source.ts";
 import { PostgresStore } from "../mod/store/postgres.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
 import { cli, dumpDatabase, PIPELINE_DEFAULTS, query, withTempDir, writeConfig } from "./helpers.ts";
@@ -65,10 +66,14 @@ s3Test("a listing (prefix, pages of 2, KEY_PATTERN) loads what a list in key ord
         retryBaseMs: 5,
         pageSize: 2,
       };
-      const listed = await new S3Source(options).listObjects();
-      assert.ok("objects" in listed);
-      assert.deepEqual(listed.objects.map((o) => o.key), Object.keys(FILES).sort());
-      assert.ok(listed.objects.every((o) => /^"[0-9a-f]{32}"$/.test(o.etag) && o.size > 0));
+      // Pages of 2 keys arrive one by one, in key order.
+      const pages: ListedObject[][] = [];
+      const failed = await new S3Source(options).listObjects({ onPage: async (page) => void pages.push(page) });
+      assert.equal(failed, undefined);
+      assert.deepEqual(pages.map((p) => p.length), [2, 2, 1]);
+      const listed = pages.flat();
+      assert.deepEqual(listed.map((o) => o.key), Object.keys(FILES).sort());
+      assert.ok(listed.every((o) => /^"[0-9a-f]{32}"$/.test(o.etag) && o.size > 0));
 
       const report = await loadInto(join(dir, "s3.sqlite3"), new S3Source(options), "**/*.data");
       assert.equal(report.status, "ok");

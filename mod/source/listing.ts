@@ -68,8 +68,10 @@ export interface FetchedListing extends Listing {
   readonly notModified: boolean;
   /** The keys came from listing the bucket (no list file), not from a list. */
   readonly listed: boolean;
-  /** For a bucket listing: the accepted keys' objects (ETag and size), to tell a changed object. */
+  /** For a bucket listing kept in memory: the accepted keys' objects (ETag and size), to tell a changed object. */
   readonly objects?: readonly ListedObject[] | undefined;
+  /** Accepted keys: `keys.length`, or for a listing handed to a sink, how many went there. */
+  readonly listedCount: number;
 }
 
 /**
@@ -107,6 +109,12 @@ export interface FetchListingOptions {
   readonly cached?: { readonly text: string; readonly validators: Validators } | undefined;
   /** `KEY_PATTERN`: the keys to take from a bucket listing. @default {""} (all) */
   readonly keyPattern?: string | undefined;
+  /**
+   * Receives a bucket listing's accepted objects page by page, with the list
+   * position of each page's first object; the listing then holds no keys
+   * (`keys` is empty, `listedCount` counts them). Without it they are kept.
+   */
+  readonly sink?: ((objects: readonly ListedObject[], firstPosition: number) => Promise<void>) | undefined;
 }
 
 /**
@@ -125,21 +133,44 @@ export async function fetchListing(
   });
   if (list.kind === "not_modified") {
     if (cached === undefined) return { error: "'not modified' answered to an unconditional request" };
+    const parsed = parseListing(cached.text);
     return {
-      ...parseListing(cached.text),
+      ...parsed,
       text: cached.text,
       validators: cached.validators,
       notModified: true,
       listed: false,
+      listedCount: parsed.keys.length,
     };
   }
   if (list.kind === "missing") {
     if (source.listObjects === undefined) return { error: list.reason };
-    // No list file: the bucket's own listing decides, in key order.
-    const listed = await source.listObjects({ signal: options.signal });
-    if ("error" in listed) return { error: `no list file ${options.key} (${list.reason}), and ${listed.error}` };
+    // No list file: the bucket's own listing decides, in key order, page by page.
+    const { sink } = options;
+    const keys: string[] = [];
+    const objects: ListedObject[] = [];
+    const refused: { key: string; reason: string }[] = [];
+    let count = 0;
+    const failed = await source.listObjects({
+      signal: options.signal,
+      onPage: async (page) => {
+        const accepted = listingOfObjects(page, options.keyPattern ?? "");
+        refused.push(...accepted.refused);
+        if (sink !== undefined) await sink(accepted.objects, count);
+        else {
+          keys.push(...accepted.keys);
+          objects.push(...accepted.objects);
+        }
+        count += accepted.objects.length;
+      },
+    });
+    if (failed !== undefined) return { error: `no list file ${options.key} (${list.reason}), and ${failed.error}` };
     return {
-      ...listingOfObjects(listed.objects, options.keyPattern ?? ""),
+      keys,
+      objects,
+      refused,
+      duplicates: 0,
+      listedCount: count,
       text: "",
       validators: undefined,
       notModified: false,
@@ -158,5 +189,13 @@ export async function fetchListing(
   } catch {
     return { error: `not valid ${options.encoding}` };
   }
-  return { ...parseListing(text), text, validators: list.validators, notModified: false, listed: false };
+  const parsed = parseListing(text);
+  return {
+    ...parsed,
+    text,
+    validators: list.validators,
+    notModified: false,
+    listed: false,
+    listedCount: parsed.keys.length,
+  };
 }

@@ -135,13 +135,15 @@ export class S3Source implements BucketSource {
    * key order. Never throws but the signal's reason: a listing that fails is
    * `{ error }`.
    */
-  async listObjects(options: { signal?: AbortSignal | undefined } = {}): Promise<
-    { objects: ListedObject[] } | { error: string }
-  > {
-    const { signal } = options;
+  async listObjects(options: {
+    signal?: AbortSignal | undefined;
+    onPage: (objects: ListedObject[]) => Promise<void>;
+  }): Promise<{ error: string } | undefined> {
+    const { signal, onPage } = options;
     const { prefix, pageSize = 1000, retries, retryBaseMs, timeoutMs } = this.#options;
-    const objects: ListedObject[] = [];
     let token: string | undefined;
+    /** Set when the page handler failed: rethrown as it is, not as a listing error. */
+    let handlerError: { error: unknown } | undefined;
     try {
       do {
         const url = new URL(this.#bucketUrl);
@@ -190,6 +192,7 @@ export class S3Source implements BucketSource {
           : Array.isArray(result.Contents)
           ? result.Contents
           : [result.Contents];
+        const objects: ListedObject[] = [];
         for (const c of contents) {
           if (typeof c.Key !== "string") continue;
           objects.push({
@@ -198,12 +201,19 @@ export class S3Source implements BucketSource {
             size: Number(c.Size ?? 0),
           });
         }
+        try {
+          await onPage(objects);
+        } catch (error) {
+          handlerError = { error };
+          throw error;
+        }
         token = result.IsTruncated === "true" ? result.NextContinuationToken : undefined;
       } while (token !== undefined);
     } catch (error) {
+      if (handlerError !== undefined) throw handlerError.error;
       if (signal?.aborted) throw signal.reason;
       return { error: (error as Error).message };
     }
-    return { objects };
+    return undefined;
   }
 }

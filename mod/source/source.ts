@@ -58,12 +58,15 @@ export interface BucketSource {
   get(key: string, options: GetOptions): Promise<FetchResult>;
   /**
    * Lists the objects, in key order, for a bucket without a list file (S3's
-   * ListObjectsV2). Sources that cannot list leave it out. Never throws but
-   * the signal's reason.
+   * ListObjectsV2), handing each page to `onPage` as it arrives (so that a
+   * large bucket is never held whole). Sources that cannot list leave it
+   * out. Returns `{ error }` when listing fails; never throws but the
+   * signal's reason or `onPage`'s error.
    */
-  listObjects?(options: { signal?: AbortSignal | undefined }): Promise<
-    { objects: ListedObject[] } | { error: string }
-  >;
+  listObjects?(options: {
+    signal?: AbortSignal | undefined;
+    onPage: (objects: ListedObject[]) => Promise<void>;
+  }): Promise<{ error: string } | undefined>;
 }
 
 /** The reason stored for an object over its cap. */

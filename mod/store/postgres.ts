@@ -35,6 +35,7 @@ import {
   type Fingerprint,
   type ListedFingerprint,
   type PartOptions,
+  type PlannedKey,
   registryCounts,
   type RegistryEntry,
   type RunCounts,
@@ -452,20 +453,48 @@ class PostgresRun implements RunTransaction {
     }]));
   }
 
-  async #changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
-    if (objects.length === 0) return new Set();
-    const rows = await this.#conn<{ key: string }[]>`
-      SELECT p.key FROM unnest(${objects.map((o) => o.key)}::text[], ${objects.map((o) => o.etag)}::text[],
-          ${objects.map((o) => o.size)}::bigint[]) AS l(key, etag, size)
-        JOIN processed_files AS p ON p.key = l.key
-      WHERE p.deleted_at IS NOT NULL OR (${detect} AND p.etag IS NOT NULL AND (p.etag <> l.etag OR p.size <> l.size))`;
+  #listedReady = false;
+
+  async #addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+    if (!this.#listedReady) {
+      await this.#conn.unsafe(`CREATE TEMP TABLE listed (
+        position BIGINT PRIMARY KEY, key TEXT NOT NULL UNIQUE, etag TEXT NOT NULL, size BIGINT NOT NULL) ON COMMIT DROP`);
+      this.#listedReady = true;
+    }
+    if (objects.length === 0) return;
+    await this.#conn`
+      INSERT INTO listed (position, key, etag, size)
+      SELECT ${firstPosition}::bigint + ord - 1, key, etag, size
+      FROM unnest(${objects.map((o) => o.key)}::text[], ${objects.map((o) => o.etag)}::text[],
+        ${objects.map((o) => o.size)}::bigint[]) WITH ORDINALITY AS l(key, etag, size, ord)`;
+  }
+
+  async #listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
+    if (!this.#listedReady) return [];
+    return await this.#conn<PlannedKey[]>`
+      SELECT key, position, etag, size, changed FROM (
+        SELECT l.key, l.position, l.etag, l.size,
+          (p.key IS NOT NULL AND (p.deleted_at IS NOT NULL
+            OR (${options.detect} AND p.etag IS NOT NULL AND (p.etag <> l.etag OR p.size <> l.size)))) AS changed,
+          (p.key IS NULL OR (${options.loadedOnly} AND p.status <> 'loaded')) AS fresh
+        FROM listed AS l LEFT JOIN processed_files AS p ON p.key = l.key) AS plan
+      WHERE ${options.all} OR fresh OR changed
+      ORDER BY position`;
+  }
+
+  async #listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    if (!this.#listedReady) return new Set();
+    const rows = await this.#conn<
+      { key: string }[]
+    >`SELECT key FROM listed WHERE key = ANY(${keys as string[]}::text[])`;
     return new Set(rows.map((r) => r.key));
   }
 
-  async #unlisted(listed: readonly string[]): Promise<string[]> {
+  async #unlisted(): Promise<string[]> {
+    if (!this.#listedReady) return [];
     const rows = await this.#conn<{ key: string }[]>`
-      SELECT key FROM processed_files WHERE deleted_at IS NULL
-        AND key NOT IN (SELECT unnest(${listed as string[]}::text[])) ORDER BY key`;
+      SELECT key FROM processed_files AS p WHERE deleted_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM listed AS l WHERE l.key = p.key) ORDER BY key`;
     return rows.map((r) => r.key);
   }
 
@@ -781,11 +810,17 @@ class PostgresRun implements RunTransaction {
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
     return this.#serial(() => this.#cachedList(key));
   }
-  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
-    return this.#serial(() => this.#changed(objects, detect));
+  addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+    return this.#serial(() => this.#addListed(objects, firstPosition));
   }
-  unlisted(listed: readonly string[]): Promise<string[]> {
-    return this.#serial(() => this.#unlisted(listed));
+  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
+    return this.#serial(() => this.#listedPlan(options));
+  }
+  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    return this.#serial(() => this.#listedAmong(keys));
+  }
+  unlisted(): Promise<string[]> {
+    return this.#serial(() => this.#unlisted());
   }
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
     return this.#serial(() => this.#markDeleted(keys, at, prune));

@@ -21,6 +21,7 @@ import {
   type ListedFingerprint,
   LockedError,
   type PartOptions,
+  type PlannedKey,
   registryCounts,
   type RunCounts,
   type RunTransaction,
@@ -631,20 +632,58 @@ class SqliteRun implements RunTransaction {
     }
   }
 
-  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>> {
+  #listedReady = false;
+
+  addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+    if (!this.#listedReady) {
+      this.#db.exec(`CREATE TEMP TABLE IF NOT EXISTS listed (
+        position INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, etag TEXT NOT NULL, size INTEGER NOT NULL)`);
+      this.#db.exec("DELETE FROM temp.listed");
+      this.#listedReady = true;
+    }
+    this.#db.prepare(
+      `INSERT INTO temp.listed (position, key, etag, size)
+       SELECT ? + key, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)`,
+    ).run(firstPosition, JSON.stringify(objects.map((o) => [o.key, o.etag, o.size])));
+    return Promise.resolve();
+  }
+
+  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
+    if (!this.#listedReady) return Promise.resolve([]);
     const rows = this.#db.prepare(
-      `SELECT p.key FROM json_each(?) AS l JOIN processed_files AS p ON p.key = l.value ->> 0
-       WHERE p.deleted_at IS NOT NULL
-          OR (? AND p.etag IS NOT NULL AND (p.etag <> l.value ->> 1 OR p.size <> l.value ->> 2))`,
-    ).all(JSON.stringify(objects.map((o) => [o.key, o.etag, o.size])), detect ? 1 : 0) as { key: string }[];
+      `SELECT l.key, l.position, l.etag, l.size,
+         p.key IS NOT NULL AND (p.deleted_at IS NOT NULL
+           OR (:detect AND p.etag IS NOT NULL AND (p.etag <> l.etag OR p.size <> l.size))) AS changed,
+         p.key IS NULL OR (:loadedOnly AND p.status <> 'loaded') AS fresh
+       FROM temp.listed AS l LEFT JOIN processed_files AS p ON p.key = l.key
+       WHERE :all OR fresh OR changed
+       ORDER BY l.position`,
+    ).all({ all: options.all ? 1 : 0, loadedOnly: options.loadedOnly ? 1 : 0, detect: options.detect ? 1 : 0 }) as {
+      key: string;
+      position: number;
+      etag: string;
+      size: number;
+      changed: number;
+    }[];
+    return Promise.resolve(
+      rows.map((r) => ({ key: r.key, position: r.position, etag: r.etag, size: r.size, changed: r.changed === 1 })),
+    );
+  }
+
+  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    if (!this.#listedReady) return Promise.resolve(new Set());
+    const rows = this.#db.prepare("SELECT key FROM temp.listed WHERE key IN (SELECT value FROM json_each(?))")
+      .all(JSON.stringify(keys)) as { key: string }[];
     return Promise.resolve(new Set(rows.map((r) => r.key)));
   }
 
-  unlisted(listed: readonly string[]): Promise<string[]> {
+  unlisted(): Promise<string[]> {
+    if (!this.#listedReady) return Promise.resolve([]);
     const rows = this.#db.prepare(
-      `SELECT key FROM processed_files WHERE deleted_at IS NULL AND key NOT IN (SELECT value FROM json_each(?))
+      `SELECT key FROM processed_files AS p WHERE deleted_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM temp.listed AS l WHERE l.key = p.key)
        ORDER BY key`,
-    ).all(JSON.stringify(listed)) as { key: string }[];
+    ).all() as { key: string }[];
     return Promise.resolve(rows.map((r) => r.key));
   }
 

@@ -50,6 +50,13 @@ export interface ListedFingerprint extends Fingerprint {
   readonly key: string;
 }
 
+/** A key of a held listing to fetch. */
+export interface PlannedKey extends ListedFingerprint {
+  readonly position: number;
+  /** Registered before, and changed (or deleted and back): its earlier rows are replaced. */
+  readonly changed: boolean;
+}
+
 /** A registered key's fingerprint (null when it was loaded without one) and whether it was deleted. */
 export interface RegistryEntry {
   readonly status: FileStatus;
@@ -141,13 +148,23 @@ export interface RunTransaction {
    */
   claim?(keys: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]>;
   /**
-   * Of `objects` (a bucket listing's keys with their fingerprints), those
-   * registered and deleted since, and, with `detect`, those registered with
-   * another fingerprint: they changed. One query, not one per key.
+   * Holds a page of this run's bucket listing (in a temp table, not in
+   * memory): `objects` in key order, the first at list position
+   * `firstPosition`. The queries below compare the held listing with the
+   * registry in the database.
    */
-  changed(objects: readonly ListedFingerprint[], detect: boolean): Promise<ReadonlySet<string>>;
-  /** Registered keys, not yet marked deleted, that are not in `listed` (a complete bucket listing). Only reads. */
-  unlisted(listed: readonly string[]): Promise<string[]>;
+  addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void>;
+  /**
+   * The held listing's keys to fetch, in list order: those not registered
+   * (with `loadedOnly`, not registered as loaded), deleted ones that came
+   * back, and with `detect` those whose fingerprint changed; with `all`,
+   * every key.
+   */
+  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]>;
+  /** Which of `keys` the held listing has. */
+  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Registered keys, not yet marked deleted, that the held listing lacks. Only reads. */
+  unlisted(): Promise<string[]>;
   /** Marks `keys` deleted from the bucket at `at`; with `prune`, their rows go too. */
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void>;
   /** The list of this run's bucket cached by an earlier run, for a conditional GET. */

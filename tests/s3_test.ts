@@ -68,7 +68,9 @@ s3Test("a listing (prefix, pages of 2, KEY_PATTERN) loads what a list in key ord
       };
       // Pages of 2 keys arrive one by one, in key order.
       const pages: ListedObject[][] = [];
-      const failed = await new S3Source(options).listObjects({ onPage: async (page) => void pages.push(page) });
+      const failed = await new S3Source(options).listObjects({
+        onPage: (page) => Promise.resolve(void pages.push(page)),
+      });
       assert.equal(failed, undefined);
       assert.deepEqual(pages.map((p) => p.length), [2, 2, 1]);
       const listed = pages.flat();

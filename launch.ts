@@ -14,7 +14,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Config } from "./mod/config.ts";
+import { awsCredentialsFile, type Config } from "./mod/config.ts";
 import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./main.ts";
 import { hostPort } from "./mod/source/http.ts";
 import { parseCron } from "./mod/cli/schedule.ts";
@@ -46,6 +46,10 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   if (config.processedFilesPath !== undefined) both(dirname(config.processedFilesPath));
   if (writes && config.logDir !== undefined) both(config.logDir);
   if (config.bucket.kind === "file") read.add(config.bucket.root);
+  // An S3 bucket with AWS_PROFILE reads its credentials file.
+  const vars = readEnv();
+  const credentialsFile = config.bucket.kind === "s3" && vars.AWS_PROFILE ? awsCredentialsFile(vars) : undefined;
+  if (credentialsFile !== undefined) read.add(credentialsFile);
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
   const net: string[] = [];
@@ -55,12 +59,13 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
     const endpoint = new URL(config.s3.endpoint);
     if (!config.s3.pathStyle) endpoint.hostname = `${config.bucket.bucket}.${endpoint.hostname}`;
     net.push(hostPort(endpoint));
-    env.push("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN");
+    env.push("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE");
+    if (credentialsFile !== undefined) env.push("AWS_SHARED_CREDENTIALS_FILE", "HOME");
   }
   if (config.databaseUrl !== undefined) {
     // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
     env.push("PG*");
-    net.push(postgresHostPort(config.databaseUrl, readEnv()));
+    net.push(postgresHostPort(config.databaseUrl, vars));
   }
   if (net.length > 0) flags.push(`--allow-net=${net.join(",")}`);
   flags.push(`--allow-env=${env.join(",")}`);

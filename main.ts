@@ -171,7 +171,15 @@ export function parseCli(args: readonly string[]): Cli {
 }
 
 /** Variables of other tools that bucketload reads: the PostgreSQL URL and the AWS credentials. */
-const PLAIN_ENV = ["DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+const PLAIN_ENV = [
+  "DATABASE_URL",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_PROFILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "HOME",
+];
 
 /**
  * The environment bucketload reads: all of it when allowed, else only the

@@ -275,6 +275,22 @@ Deno.test("childPermissions() grants the config's folders, the bucket's host:por
     "--allow-net=bucket.example.com:443,db.internal:5432",
     "--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*",
   ]);
+  // With S3: the endpoint (the bucket's virtual host on AWS) and the AWS credential variables.
+  const s3 = (extra: Record<string, string>) =>
+    childPermissions(
+      resolveConfig({ sections: new Map([["p", { BUCKET_NAME: "s3://acme-data/in", ...extra }]]), profile: "p" }),
+      { command: "run", dryRun: false },
+      "/app",
+    );
+  const aws = s3({ S3_REGION: "eu-west-1", DATABASE_NAME: "/var/db/x.sqlite3" });
+  assert.ok(aws.includes("--allow-net=acme-data.s3.eu-west-1.amazonaws.com:443"), aws.join(" "));
+  assert.ok(
+    aws.includes(
+      "--allow-env=BUCKETLOAD_*,DATABASE_URL,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN,AWS_PROFILE",
+    ),
+    aws.join(" "),
+  );
+  assert.ok(s3({ S3_ENDPOINT: "http://minio:9000" }).includes("--allow-net=minio:9000"));
 });
 
 /** Starts main.ts directly with the given permission flags, as the Docker image and compiled binary do. */

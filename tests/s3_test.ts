@@ -149,6 +149,19 @@ s3Test("the CLI: s3:// with S3_ENDPOINT and AWS_* variables; a wrong secret exit
         /cannot read the file list: .*S3 SignatureDoesNotMatch \(check AWS_SECRET_ACCESS_KEY\)/,
       );
       assert.doesNotMatch(wrong.stdout + wrong.stderr, /not-the-secret/);
+      // A profile of the shared credentials file, as the AWS CLI keeps them.
+      const file = join(dir, "credentials");
+      await Deno.writeTextFile(
+        file,
+        "[default]\naws_access_key_id = x\n\n[test]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n",
+      );
+      const profile = await cli([...args, "--force"], {
+        env: { AWS_PROFILE: "test", AWS_SHARED_CREDENTIALS_FILE: file },
+      });
+      assert.equal(profile.code, 0, profile.stderr);
+      const noProfile = await cli(args, { env: { AWS_PROFILE: "prod", AWS_SHARED_CREDENTIALS_FILE: file } });
+      assert.equal(noProfile.code, 2);
+      assert.match(noProfile.stderr, /Cannot use AWS_PROFILE 'prod': no \[prod\] section in .*credentials/);
       const half = await cli(args, { env: { AWS_ACCESS_KEY_ID: "S3RVER" } });
       assert.equal(half.code, 2);
       assert.match(half.stderr, /AWS_SECRET_ACCESS_KEY is not set, but its pair is/);

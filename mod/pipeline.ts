@@ -334,7 +334,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     });
     // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
     const belongs = globMatcher(options.keyPattern ?? "");
-    const deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
+    let deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
     if ((listing.notModified || listing.listed) && todo.length === 0 && deletedKeys.length === 0) {
       // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
       const result = listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending";
@@ -480,7 +480,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
 
     signal?.throwIfAborted();
     // Objects gone from a bucket listing: marked deleted, their rows pruned if asked.
-    await tx.markDeleted(deletedKeys, now(), pruneDeleted);
+    // Only the keys this run marked are its deletions (a run side by side may have marked some first).
+    deletedKeys = await tx.markDeleted(deletedKeys, now(), pruneDeleted);
     for (const key of deletedKeys) {
       logger.info("Deleted from the bucket: {key}{pruned}", { key, pruned: pruneDeleted ? " (its rows removed)" : "" });
     }

@@ -498,13 +498,16 @@ class PostgresRun implements RunTransaction {
     return rows.map((r) => r.key);
   }
 
-  async #markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
-    if (keys.length === 0) return;
+  async #markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
+    if (keys.length === 0) return [];
     // Registry rows other runs may touch: in the commit section.
     await this.#enterCommitSection();
-    await this.#conn`UPDATE processed_files SET deleted_at = ${at.toISOString()}, run_id = ${this.runId}
-                     WHERE key = ANY(${keys as string[]}::text[]) AND deleted_at IS NULL`;
-    if (prune) { for (const key of keys) this.#replaced.add(key); }
+    const rows = await this.#conn<{ key: string }[]>`
+      UPDATE processed_files SET deleted_at = ${at.toISOString()}, run_id = ${this.runId}
+      WHERE key = ANY(${keys as string[]}::text[]) AND deleted_at IS NULL RETURNING key`;
+    const marked = rows.map((r) => r.key).sort();
+    if (prune) { for (const key of marked) this.#replaced.add(key); }
+    return marked;
   }
 
   async #cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
@@ -822,7 +825,7 @@ class PostgresRun implements RunTransaction {
   unlisted(): Promise<string[]> {
     return this.#serial(() => this.#unlisted());
   }
-  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
     return this.#serial(() => this.#markDeleted(keys, at, prune));
   }
   importKeys(keys: readonly string[], processedAt: Date): Promise<number> {

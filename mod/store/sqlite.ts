@@ -687,17 +687,18 @@ class SqliteRun implements RunTransaction {
     return Promise.resolve(rows.map((r) => r.key));
   }
 
-  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void> {
-    if (keys.length === 0) return Promise.resolve();
-    this.#db.prepare(
-      "UPDATE processed_files SET deleted_at = ?, run_id = ? WHERE key IN (SELECT value FROM json_each(?))",
-    ).run(at.toISOString(), this.runId, JSON.stringify(keys));
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    const marked = (this.#db.prepare(
+      `UPDATE processed_files SET deleted_at = ?, run_id = ?
+       WHERE key IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL RETURNING key`,
+    ).all(at.toISOString(), this.runId, JSON.stringify(keys)) as { key: string }[]).map((r) => r.key).sort();
     if (prune) {
       // Staged rows are merged first, so that no row of a pruned object comes back with a merge.
       this.#merge();
-      this.#removeRowsOf(keys);
+      this.#removeRowsOf(marked);
     }
-    return Promise.resolve();
+    return Promise.resolve(marked);
   }
 
   writePart(key: string, part: FilePart, options: PartOptions = {}): Promise<void> {

@@ -165,8 +165,12 @@ export interface RunTransaction {
   listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>>;
   /** Registered keys, not yet marked deleted, that the held listing lacks. Only reads. */
   unlisted(): Promise<string[]>;
-  /** Marks `keys` deleted from the bucket at `at`; with `prune`, their rows go too. */
-  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<void>;
+  /**
+   * Marks `keys` deleted from the bucket at `at`; with `prune`, their rows go
+   * too. Returns the keys this run marked (another run side by side may have
+   * marked some first).
+   */
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]>;
   /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
   /** Caches the list (with its validators) for this run's bucket. */

@@ -15,7 +15,7 @@ import { PostgresStore } from "../mod/store/postgres.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
 import { cli, dumpDatabase, PIPELINE_DEFAULTS, query, withTempDir, writeConfig } from "./helpers.ts";
 import { S3_KEYS, s3Test, startS3Server } from "./s3_server.ts";
-import { canonicalDump, PG_SKIP, PG_URL, pgDump, withPgDatabase } from "./pg.ts";
+import { canonicalDump, PG_SKIP, PG_URL, pgDump, pgQuery, withPgDatabase } from "./pg.ts";
 
 const song = (title: string, year: number) => ({ type: "song", data: { artist_name: "A", title, year, release: "" } });
 /** Keys a real bucket may hold: spaces, `+`, `ü`, parentheses, a sub-folder. */
@@ -349,3 +349,51 @@ s3Test("changed and deleted objects: PostgreSQL ends as SQLite does, reports inc
     await server.close();
   }
 });
+
+s3Test(
+  "3 workers on one S3 listing and one PostgreSQL: each object loaded once, a change and a deletion once",
+  async () => {
+    if (PG_SKIP) return console.log("NOTICE: the PostgreSQL half skipped: BL_TEST_DATABASE_URL is not set");
+    assert.ok(PG_URL !== undefined, "CI=true needs BL_TEST_DATABASE_URL");
+    const server = await startS3Server();
+    try {
+      await server.createBucket("workers");
+      const keys = Array.from({ length: 24 }, (_, i) => `part ${String(i).padStart(2, "0")}.data`);
+      for (const [i, key] of keys.entries()) {
+        await server.put("workers", key, JSON.stringify([song(`t${i}`, i), song("shared", i)]));
+      }
+      await withTempDir(async (dir) => {
+        await withPgDatabase(async (url) => {
+          const config = await writeConfig(
+            dir,
+            `[p]\nBUCKET_NAME = s3://workers\nS3_ENDPOINT = ${server.endpoint}\nCONCURRENCY = 2\n`,
+          );
+          const env = { DATABASE_URL: url, AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER" };
+          const three = async () => {
+            const runs = await Promise.all(
+              [0, 1, 2].map(() => cli(["--config", config, "--profile", "p", "--json"], { env })),
+            );
+            for (const r of runs) assert.equal(r.code, 0, r.stderr);
+            return runs.map((r) => JSON.parse(r.stdout).files);
+          };
+          const sum = (files: Record<string, number>[], field: string) => files.reduce((n, f) => n + f[field]!, 0);
+          const first = await three();
+          assert.equal(sum(first, "loaded"), keys.length);
+          await server.put("workers", keys[3]!, JSON.stringify([song("changed", 99)]));
+          await server.remove("workers", keys[5]!);
+          const second = await three();
+          assert.equal(sum(second, "changed"), 1);
+          assert.equal(sum(second, "loaded"), 1);
+          assert.equal(sum(second, "deleted"), 1);
+          const rows = await pgQuery(url, "SELECT title, source_key FROM songs ORDER BY title");
+          assert.ok(rows.some((r) => r.title === "changed" && r.source_key === keys[3]));
+          assert.ok(!rows.some((r) => r.title === "t3"), "the changed object's old row stayed");
+          // "shared": the last key in list order holds it.
+          assert.deepEqual(rows.find((r) => r.title === "shared")?.source_key, keys.at(-1));
+        });
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);

@@ -17,9 +17,8 @@ import {
   writeRegistryFile,
 } from "../store/registry_file.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
-import { emptyStatus } from "../store/sqlite.ts";
 import { openStore, openStoreReadOnly, storeDisplay } from "../store/open.ts";
-import { formatStatus, type StatusReport } from "./status.ts";
+import { emptyStatus, formatStatus, type StatusReport } from "./status.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "../produce/worker_producer.ts";
 

@@ -53,6 +53,24 @@ export interface StatusReport {
   readonly running: string | null;
 }
 
+/** The report of a database with nothing in it yet. */
+export function emptyStatus(database: string): StatusReport {
+  return {
+    database,
+    runs: [],
+    registry: {},
+    topRejections: [],
+    recentIssues: [],
+    tables: {},
+    invalidKeys: [],
+    bucket: null,
+    previousBucket: null,
+    bucketChangedAt: null,
+    lastCheck: null,
+    running: null,
+  };
+}
+
 const seconds = (r: RunRow) =>
   r.finished_at === null ? "?" : ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(2);
 

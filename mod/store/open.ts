@@ -8,7 +8,6 @@ import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import { PostgresStore } from "./postgres.ts";
-import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./store.ts";
 
 /** An open store and how to let it go. */
@@ -36,6 +35,8 @@ export async function openStore(config: Config): Promise<OpenedStore> {
     const store = await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
     return { store, close: async () => (await store.close(), false) };
   }
+  // Loaded only when used: the Deno Deploy entry (PostgreSQL only) never loads node:sqlite.
+  const { SqliteStore } = await import("./sqlite.ts");
   const store = SqliteStore.open(config.databasePath, {
     types: RECORD_TYPES,
     lockTimeoutMs: config.lockTimeoutMs,
@@ -53,5 +54,6 @@ export async function openStoreReadOnly(config: Config): Promise<Store | undefin
     return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES, readOnly: true });
   }
   if (!existsSync(config.databasePath)) return undefined;
+  const { SqliteStore } = await import("./sqlite.ts");
   return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
 }

@@ -24,7 +24,7 @@ import postgres from "postgres";
 import { UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
-import type { RunRow, StatusReport } from "../cli/status.ts";
+import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
 import { MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
 import {
   type BeginOptions,
@@ -269,17 +269,8 @@ export class PostgresStore implements Store {
       }
     }
     const base: StatusReport = {
-      database: this.display,
-      runs: [],
-      registry: {},
-      topRejections: [],
-      recentIssues: [],
+      ...emptyStatus(this.display),
       tables,
-      invalidKeys: [],
-      bucket: null,
-      previousBucket: null,
-      bucketChangedAt: null,
-      lastCheck: null,
       running: running.length === 0
         ? null
         : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),

@@ -12,7 +12,7 @@ import { UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import { hasTable, migrate } from "./migrations.ts";
-import type { RunRow, StatusReport } from "../cli/status.ts";
+import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
 import {
   type BeginOptions,
   type FilePart,
@@ -336,24 +336,6 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.#db.isOpen) this.#db.close();
   }
-}
-
-/** The report of a database with nothing in it yet. */
-export function emptyStatus(database: string): StatusReport {
-  return {
-    database,
-    runs: [],
-    registry: {},
-    topRejections: [],
-    recentIssues: [],
-    tables: {},
-    invalidKeys: [],
-    bucket: null,
-    previousBucket: null,
-    bucketChangedAt: null,
-    lastCheck: null,
-    running: null,
-  };
 }
 
 /**

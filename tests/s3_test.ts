@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { planRun } from "../mod/cli/dry_run.ts";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
@@ -203,12 +204,32 @@ s3Test(
             store.close();
           }
         };
+        /** What --dry-run counts now, from a read-only store. */
+        const dryRun = async () => {
+          const ro = SqliteStore.open(db, { types: RECORD_TYPES, readOnly: true });
+          try {
+            const plan = await planRun({
+              source: source(),
+              registered: (keys, statuses) => ro.peekRegistered(keys, statuses),
+              entries: () => ro.peekEntries(),
+              filesListKey: "files_list.data",
+              encoding: "utf-8",
+              maxListBytes: 1 << 20,
+              force: false,
+            });
+            assert.ok(!("error" in plan));
+            return plan.counts;
+          } finally {
+            ro.close();
+          }
+        };
         const titles = () => dumpDatabase(db).songs.map((s) => `${s.title}@${s.source_key}`).sort();
         assert.equal((await run()).filesLoaded, 3);
         assert.ok(query(db, "SELECT etag FROM processed_files").every((r) => /^"[0-9a-f]{32}"$/.test(String(r.etag))));
 
         // a.data changes: "dropped" goes, "new" comes; "shared" stays c.data's (later in key order).
         await put("a.data", [song("kept", 10), song("new", 10), song("shared", 10)]);
+        assert.equal((await dryRun()).changed, 1, "--dry-run does not show the changed object");
         const none = await run({ changeDetection: false });
         assert.equal(none.runId, undefined, "CHANGE_DETECTION = none fetched a changed object");
         const changed = await run();
@@ -221,6 +242,7 @@ s3Test(
 
         // b.data is deleted: marked in the registry and status, rows kept; PRUNE_DELETED removes them.
         await server.remove("live", "b.data");
+        assert.equal((await dryRun()).deleted, 1, "--dry-run does not show the deleted object");
         const deleted = await run();
         assert.deepEqual(deleted.deletedKeys, ["b.data"]);
         assert.ok(titles().includes("b only@b.data"));

@@ -147,6 +147,8 @@ export async function dryRunAction(config: Config, out: Out, options: DryRunOpti
       force: options.force,
       retryInvalid: options.retryInvalid ?? false,
       keys: options.keys,
+      entries: store === undefined ? undefined : () => store.peekEntries(),
+      changeDetection: config.changeDetection,
     });
     if ("error" in plan) {
       out(`bucketload dry run: cannot read the file list: ${plan.error}\n`);

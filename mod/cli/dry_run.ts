@@ -6,10 +6,11 @@
  */
 import { fetchListing } from "../source/listing.ts";
 import type { BucketSource } from "../source/source.ts";
-import type { FileStatus } from "../store/store.ts";
+import type { FileStatus, RegistryEntry } from "../store/store.ts";
+import { globMatcher } from "../source/listing.ts";
 
 /** What a run would do with one listed key. */
-export type PlannedAction = "new" | "processed" | "refetch" | "refused" | "skipped";
+export type PlannedAction = "new" | "processed" | "refetch" | "changed" | "deleted" | "refused" | "skipped";
 
 /** A dry run's answer. */
 export interface Plan {
@@ -34,6 +35,13 @@ export interface PlanOptions {
   readonly retryInvalid?: boolean;
   /** With `--key`, only these keys would be fetched. */
   readonly keys?: readonly string[] | undefined;
+  /**
+   * For a bucket listing: the registry's entries, to tell changed objects
+   * (with `changeDetection`) and deleted ones, as a run would.
+   */
+  readonly entries?: (() => Promise<ReadonlyMap<string, RegistryEntry>>) | undefined;
+  /** `CHANGE_DETECTION = etag`. @default {true} */
+  readonly changeDetection?: boolean;
 }
 
 /** Fetches the list and classifies each key as a run would. */
@@ -48,16 +56,43 @@ export async function planRun(options: PlanOptions): Promise<Plan | { error: str
   const registered = await options.registered(listing.keys, ["loaded", "invalid"]);
   const invalid = options.retryInvalid ? await options.registered(listing.keys, ["invalid"]) : new Set<string>();
   const only = options.keys === undefined ? undefined : new Set(options.keys);
-  const counts: Record<PlannedAction, number> = { new: 0, processed: 0, refetch: 0, refused: 0, skipped: 0 };
+  const counts: Record<PlannedAction, number> = {
+    new: 0,
+    processed: 0,
+    refetch: 0,
+    changed: 0,
+    deleted: 0,
+    refused: 0,
+    skipped: 0,
+  };
+  // A bucket listing tells changed and deleted objects, by the registry's fingerprints.
+  const known = listing.listed && options.entries !== undefined ? await options.entries() : undefined;
+  const fingerprints = new Map((listing.objects ?? []).map((o) => [o.key, o]));
+  const changed = (key: string) => {
+    const entry = known?.get(key), now = fingerprints.get(key);
+    if (entry === undefined || now === undefined) return false;
+    return entry.deleted || ((options.changeDetection ?? true) && entry.fingerprint !== null &&
+      (entry.fingerprint.etag !== now.etag || entry.fingerprint.size !== now.size));
+  };
   const entries: Plan["entries"][number][] = listing.keys.map((key) => {
     let action: PlannedAction;
     if (only !== undefined && !only.has(key)) action = "skipped";
     else if (!registered.has(key)) action = "new";
+    else if (changed(key)) action = "changed";
     else if (options.force || invalid.has(key) || only !== undefined) action = "refetch";
     else action = "processed";
     counts[action]++;
     return { key, action };
   });
+  if (known !== undefined) {
+    const listed = new Set([...listing.keys, ...listing.refused.map((r) => r.key)]);
+    const belongs = globMatcher(options.keyPattern ?? "");
+    for (const [key, entry] of known) {
+      if (entry.deleted || listed.has(key) || !belongs(key)) continue;
+      counts.deleted++;
+      entries.push({ key, action: "deleted" });
+    }
+  }
   for (const key of options.keys ?? []) {
     if (!listing.keys.includes(key)) {
       counts.new++;
@@ -75,6 +110,8 @@ const LABEL: Record<PlannedAction, string> = {
   new: "new: would be fetched",
   processed: "already processed (--force would re-fetch it)",
   refetch: "already processed: would be re-fetched (--force, --retry-invalid or --key)",
+  changed: "changed in the bucket (ETag or size) or back after a deletion: would be re-fetched, its rows replaced",
+  deleted: "gone from the bucket: would be marked deleted (PRUNE_DELETED removes its rows)",
   refused: "refused",
   skipped: "not asked for (--key)",
 };
@@ -90,8 +127,11 @@ export function formatPlan(plan: Plan): string {
   const c = plan.counts;
   lines.push(
     "",
-    `${c.new + c.refetch} to fetch (${c.new} new, ${c.refetch} re-fetched), ${c.processed} already processed, ` +
-      `${c.refused} refused, ${plan.duplicates} duplicate lines${c.skipped > 0 ? `, ${c.skipped} not asked for` : ""}`,
+    `${c.new + c.refetch + c.changed} to fetch (${c.new} new, ${c.refetch} re-fetched${
+      c.changed > 0 ? `, ${c.changed} changed` : ""
+    }), ${c.processed} already processed, ${c.refused} refused, ${plan.duplicates} duplicate lines${
+      c.skipped > 0 ? `, ${c.skipped} not asked for` : ""
+    }${c.deleted > 0 ? `, ${c.deleted} deleted` : ""}`,
   );
   return lines.join("\n") + "\n";
 }

@@ -257,6 +257,18 @@ export class PostgresStore implements Store {
     return await registeredAmong(this.#sql, keys, statuses);
   }
 
+  async peekEntries(): Promise<ReadonlyMap<string, RegistryEntry>> {
+    if (!(await this.#hasTable("processed_files"))) return new Map();
+    const rows = await this.#sql<
+      { key: string; status: FileStatus; etag: string | null; size: number | null; deleted: boolean }[]
+    >`SELECT key, status, etag, size, deleted_at IS NOT NULL AS deleted FROM processed_files`;
+    return new Map(rows.map((r) => [r.key, {
+      status: r.status,
+      fingerprint: r.etag === null ? null : { etag: r.etag, size: r.size ?? 0 },
+      deleted: r.deleted,
+    }]));
+  }
+
   async status(): Promise<StatusReport> {
     const sql = this.#sql;
     const running = await sql<{ name: string; pid: number; host: string | null }[]>`

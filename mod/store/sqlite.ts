@@ -23,6 +23,7 @@ import {
   type PartOptions,
   type PlannedKey,
   registryCounts,
+  type RegistryEntry,
   type RunCounts,
   type RunTransaction,
   type Store,
@@ -269,6 +270,26 @@ export class SqliteStore implements Store {
   peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
     if (!this.#hasTable("processed_files")) return Promise.resolve(new Set());
     return Promise.resolve(registeredAmong(this.#db, keys, statuses));
+  }
+
+  peekEntries(): Promise<ReadonlyMap<string, RegistryEntry>> {
+    if (!this.#hasTable("processed_files") || !this.#hasColumn("processed_files", "etag")) {
+      return Promise.resolve(new Map());
+    }
+    const rows = this.#db.prepare("SELECT key, status, etag, size, deleted_at FROM processed_files").all() as {
+      key: string;
+      status: FileStatus;
+      etag: string | null;
+      size: number | null;
+      deleted_at: string | null;
+    }[];
+    return Promise.resolve(
+      new Map(rows.map((r) => [r.key, {
+        status: r.status,
+        fingerprint: r.etag === null ? null : { etag: r.etag, size: r.size ?? 0 },
+        deleted: r.deleted_at !== null,
+      }])),
+    );
   }
 
   #hasTable(name: string): boolean {

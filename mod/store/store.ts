@@ -235,6 +235,8 @@ export interface Store {
   registeredKeys(): Promise<string[]>;
   /** Which of `keys` are registered, read without taking the lock (for dry runs). */
   peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
+  /** The registry entries of every registered key (for a dry run over a bucket listing); only reads. */
+  peekEntries(): Promise<ReadonlyMap<string, RegistryEntry>>;
   /** The `status` report. Only reads. */
   status(): Promise<StatusReport>;
   /** Releases the database. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { dirname, resolve } from "node:path";
-import { type BucketLocation, parseBucketLocation } from "./source/location.ts";
+import { type BucketLocation, parseBucketLocation, redactUrl } from "./source/location.ts";
 import { awsEndpoint, type S3Credentials } from "./source/s3.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
@@ -344,7 +344,7 @@ export function resolveConfig(options: ResolveOptions): Config {
   if (!/^[a-z0-9-]+$/.test(region)) fail("S3_REGION", "a region such as us-east-1", region);
   const endpointRaw = str("S3_ENDPOINT").trim();
   if (endpointRaw !== "" && !/^https?:\/\/[^/]/i.test(endpointRaw)) {
-    fail("S3_ENDPOINT", "an http(s):// URL", endpointRaw.replace(/\/\/[^@/]*@/, "//***@"));
+    fail("S3_ENDPOINT", "an http(s):// URL", redactUrl(endpointRaw));
   }
   const pathStyle = oneOf("S3_PATH_STYLE", ["auto", "yes", "no", "true", "false", "1", "0", "on", "off"] as const);
   const s3 = {
@@ -453,7 +453,7 @@ function resolveDatabaseUrl(
 ): string | undefined {
   const raw = (key ?? (sqliteChosen ? undefined : plain))?.trim();
   if (raw === undefined || raw === "") return undefined;
-  if (!/^postgres(ql)?:\/\//i.test(raw)) return fail(raw.replace(/\/\/[^@/]*@/, "//***@"));
+  if (!/^postgres(ql)?:\/\//i.test(raw)) return fail(redactUrl(raw));
   return raw;
 }
 

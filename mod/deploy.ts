@@ -12,8 +12,8 @@ import { type Config, resolveConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { runOnceAction } from "./cli/actions.ts";
 import { setupLogging } from "./cli/log.ts";
-import { PostgresStore } from "./store/postgres.ts";
-import { RECORD_TYPES } from "./records/mod.ts";
+import { openStoreReadOnly } from "./store/open.ts";
+import type { Store } from "./store/store.ts";
 
 /** The schedule when `BUCKETLOAD_SCHEDULE` is not set: every 15 minutes. */
 export const DEFAULT_SCHEDULE = "*/15 * * * *";
@@ -75,9 +75,10 @@ export async function handleRequest(request: Request, env: Readonly<Record<strin
   } catch (error) {
     return json({ error: (error as Error).message }, 500);
   }
-  let store: PostgresStore | undefined;
+  let store: Store | undefined;
   try {
-    store = await PostgresStore.open(config.databaseUrl!, { types: RECORD_TYPES, readOnly: true });
+    // deployConfig makes sure this is PostgreSQL.
+    store = (await openStoreReadOnly(config))!;
     return json({ schedule: deploySchedule(env), ...(await store.status()) });
   } catch (error) {
     return json({ error: (error as Error).message }, 503);

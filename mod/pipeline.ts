@@ -456,11 +456,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           signal?.throwIfAborted();
           const wanted = todo.slice(i, i + batch);
           const mine = await claim(
-            wanted.map((key) => ({
-              key,
-              position: positionOf(key),
-              fingerprint: fingerprints.get(key),
-            })),
+            wanted.map((key) => ({ key, fingerprint: fingerprints.get(key) })),
             skip,
           );
           filesClaimedElsewhere += wanted.length - mine.length;

@@ -127,6 +127,22 @@ class PartBuilder {
   }
 }
 
+/**
+ * What a read error while streaming makes of a file: past the cap, or
+ * corrupt gzip, it is invalid (the same bytes come again); anything else
+ * fails it (retried on the next run).
+ */
+function readFailure(key: string, error: unknown, bytes: number, processedAt: Date): Produced {
+  if (error instanceof TooLargeError) {
+    const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
+    return { kind: "file", key, file: invalidFile(key, reason, error.bytes, processedAt) };
+  }
+  if (error instanceof GzipError) {
+    return { kind: "file", key, file: invalidFile(key, error.message, bytes, processedAt) };
+  }
+  return { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+}
+
 /** Turns one fetched body into its file's rows (flat, by type), rejections and ignored counts. */
 export function processBody(key: string, body: Uint8Array, options: ProcessOptions): FileWrite {
   const parsed = parseBody(body, options.encoding);
@@ -178,14 +194,7 @@ export async function* processStream(
       try {
         chunk = await reader.read();
       } catch (error) {
-        if (error instanceof TooLargeError) {
-          const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
-          return yield { kind: "file", key, file: invalidFile(key, reason, error.bytes, options.processedAt) };
-        }
-        if (error instanceof GzipError) {
-          return yield { kind: "file", key, file: invalidFile(key, error.message, bytes, options.processedAt) };
-        }
-        return yield { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+        return yield readFailure(key, error, bytes, options.processedAt);
       }
       if (!chunk.done) bytes += chunk.value.byteLength;
       let text: string;
@@ -352,14 +361,7 @@ export async function* processNdjsonStream(
       try {
         chunk = await reader.read();
       } catch (error) {
-        if (error instanceof TooLargeError) {
-          const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
-          return yield { kind: "file", key, file: invalidFile(key, reason, error.bytes, options.processedAt) };
-        }
-        if (error instanceof GzipError) {
-          return yield { kind: "file", key, file: invalidFile(key, error.message, bytes, options.processedAt) };
-        }
-        return yield { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+        return yield readFailure(key, error, bytes, options.processedAt);
       }
       if (!chunk.done) bytes += chunk.value.byteLength;
       let text: string;

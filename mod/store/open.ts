@@ -51,7 +51,8 @@ export async function openStore(config: Config): Promise<OpenedStore> {
  */
 export async function openStoreReadOnly(config: Config): Promise<Store | undefined> {
   if (config.databaseUrl !== undefined) {
-    return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES, readOnly: true });
+    // Opening only connects: schema changes happen when a run begins.
+    return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
   }
   if (!existsSync(config.databasePath)) return undefined;
   const { SqliteStore } = await import("./sqlite.ts");

@@ -61,8 +61,6 @@ const COPY_BUFFER_CHARS = 256 * 1024;
 export interface PostgresStoreOptions {
   /** The record types whose tables to create. */
   readonly types: readonly RecordType[];
-  /** Only read (status, dry runs): never creates or migrates anything. @default {false} */
-  readonly readOnly?: boolean;
   /** How long to wait to connect, seconds. @default {10} */
   readonly connectTimeoutSeconds?: number;
 }
@@ -271,8 +269,8 @@ export class PostgresStore implements Store {
 
   async status(): Promise<StatusReport> {
     const sql = this.#sql;
-    const running = await sql<{ name: string; pid: number; host: string | null }[]>`
-      SELECT application_name AS name, pid, client_addr::text AS host FROM pg_stat_activity
+    const running = await sql<{ name: string; pid: number }[]>`
+      SELECT application_name AS name, pid FROM pg_stat_activity
       WHERE datname = current_database() AND application_name LIKE 'bucketload run %' ORDER BY backend_start`;
     const tables: Record<string, number> = {};
     for (const t of this.#types) {
@@ -363,7 +361,7 @@ class PostgresRun implements RunTransaction {
   readonly #bucket: string;
   readonly #previousBucket: string | undefined;
   readonly #startedAt: Date;
-  /** List positions of the keys this run claimed. */
+  /** List positions of the files this run wrote (given with each write). */
   readonly #positions = new Map<string, number>();
   /** Keys whose file this run wrote (their missing streak ends). */
   readonly #written = new Set<string>();
@@ -438,8 +436,6 @@ class PostgresRun implements RunTransaction {
           (entry.fingerprint.etag !== want.etag || entry.fingerprint.size !== want.size);
       });
     }
-    const position = new Map(claims.map((c) => [c.key, c.position]));
-    for (const key of mine) this.#positions.set(key, position.get(key)!);
     return mine;
   }
 
@@ -483,14 +479,6 @@ class PostgresRun implements RunTransaction {
         FROM listed AS l LEFT JOIN processed_files AS p ON p.key = l.key) AS plan
       WHERE ${options.all} OR fresh OR changed
       ORDER BY position`;
-  }
-
-  async #listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
-    if (!this.#listedReady) return new Set();
-    const rows = await this.#conn<
-      { key: string }[]
-    >`SELECT key FROM listed WHERE key = ANY(${keys as string[]}::text[])`;
-    return new Set(rows.map((r) => r.key));
   }
 
   async #unlisted(): Promise<string[]> {
@@ -821,9 +809,6 @@ class PostgresRun implements RunTransaction {
   }
   listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
     return this.#serial(() => this.#listedPlan(options));
-  }
-  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
-    return this.#serial(() => this.#listedAmong(keys));
   }
   unlisted(): Promise<string[]> {
     return this.#serial(() => this.#unlisted());

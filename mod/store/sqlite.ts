@@ -673,13 +673,6 @@ class SqliteRun implements RunTransaction {
     );
   }
 
-  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>> {
-    if (!this.#listedReady) return Promise.resolve(new Set());
-    const rows = this.#db.prepare("SELECT key FROM temp.listed WHERE key IN (SELECT value FROM json_each(?))")
-      .all(JSON.stringify(keys)) as { key: string }[];
-    return Promise.resolve(new Set(rows.map((r) => r.key)));
-  }
-
   unlisted(): Promise<string[]> {
     if (!this.#listedReady) return Promise.resolve([]);
     const rows = this.#db.prepare(

@@ -125,10 +125,9 @@ export interface KeyIssue {
   readonly reason: string;
 }
 
-/** A key a run wants to fetch, with its position in the list (a later position wins a key's row). */
+/** A key a run wants to fetch. */
 export interface Claim {
   readonly key: string;
-  readonly position: number;
   /** The fingerprint the run wants to load: a key registered with another (or deleted) is not skipped. */
   readonly fingerprint?: Fingerprint | undefined;
 }
@@ -161,8 +160,6 @@ export interface RunTransaction {
    * every key.
    */
   listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]>;
-  /** Which of `keys` the held listing has. */
-  listedAmong(keys: readonly string[]): Promise<ReadonlySet<string>>;
   /** Registered keys, not yet marked deleted, that the held listing lacks. Only reads. */
   unlisted(): Promise<string[]>;
   /**

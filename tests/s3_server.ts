@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { AwsClient } from "aws4fetch";
 import { LineWatcher, ROOT } from "./helpers.ts";
+import type { S3SourceOptions } from "../mod/source/s3.ts";
 
 const DIR = join(ROOT, "tools", "s3rver");
 /** Whether the server is installed here. */
@@ -49,6 +50,8 @@ export interface S3Server {
   put(bucket: string, key: string, body: string | Uint8Array): Promise<void>;
   /** Deletes an object. */
   remove(bucket: string, key: string): Promise<void>;
+  /** Options of an S3 source over `bucket` on this server: signed, path-style, short timeouts; `overrides` win. */
+  sourceOptions(bucket: string, overrides?: Partial<S3SourceOptions>): S3SourceOptions;
   close(): Promise<void>;
 }
 
@@ -78,6 +81,18 @@ export async function startS3Server(): Promise<S3Server> {
     put: async (bucket, key, body) =>
       await ok(await client.fetch(url(bucket, key), { method: "PUT", body: body as BodyInit })),
     remove: async (bucket, key) => await ok(await client.fetch(url(bucket, key), { method: "DELETE" })),
+    sourceOptions: (bucket, overrides = {}) => ({
+      bucket,
+      prefix: "",
+      endpoint,
+      region: "us-east-1",
+      pathStyle: true,
+      credentials: S3_KEYS,
+      timeoutMs: 5000,
+      retries: 1,
+      retryBaseMs: 5,
+      ...overrides,
+    }),
     close: async () => {
       child.kill("SIGTERM");
       await out.cancel();

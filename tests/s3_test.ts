@@ -10,7 +10,7 @@ import { planRun } from "../mod/cli/dry_run.ts";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
-import { S3Source, type S3SourceOptions } from "../mod/source/s3.ts";
+import { S3Source } from "../mod/source/s3.ts";
 import type { ListedObject } from "../mod/source/source.ts";
 import { PostgresStore } from "../mod/store/postgres.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
@@ -55,18 +55,7 @@ s3Test("a listing (prefix, pages of 2, KEY_PATTERN) loads what a list in key ord
     for (const [key, records] of Object.entries(FILES)) await server.put("data", `in/${key}`, JSON.stringify(records));
     await server.put("data", "elsewhere/x.data", JSON.stringify([song("outside the prefix", 5)]));
     await withTempDir(async (dir) => {
-      const options: S3SourceOptions = {
-        bucket: "data",
-        prefix: "in/",
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        pathStyle: true,
-        credentials: S3_KEYS,
-        timeoutMs: 5000,
-        retries: 1,
-        retryBaseMs: 5,
-        pageSize: 2,
-      };
+      const options = server.sourceOptions("data", { prefix: "in/", pageSize: 2 });
       // Pages of 2 keys arrive one by one, in key order.
       const pages: ListedObject[][] = [];
       const failed = await new S3Source(options).listObjects({
@@ -110,16 +99,7 @@ s3Test("the list file decides when the bucket has one; a public bucket is read u
     for (const [key, records] of Object.entries(FILES)) await server.put("public", key, JSON.stringify(records));
     await server.put("public", "files_list.data", "2022/e.data\n2021/a b.data\n");
     await withTempDir(async (dir) => {
-      const source = new S3Source({
-        bucket: "public",
-        prefix: "",
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        pathStyle: true,
-        timeoutMs: 5000,
-        retries: 1,
-        retryBaseMs: 5,
-      });
+      const source = new S3Source(server.sourceOptions("public", { credentials: undefined }));
       const report = await loadInto(join(dir, "db.sqlite3"), source);
       assert.equal(report.listed, false);
       assert.equal(report.filesLoaded, 2);
@@ -184,18 +164,7 @@ s3Test(
       await put("c.data", [song("c only", 3), song("shared", 3)]);
       await withTempDir(async (dir) => {
         const db = join(dir, "db.sqlite3");
-        const source = () =>
-          new S3Source({
-            bucket: "live",
-            prefix: "",
-            endpoint: server.endpoint,
-            region: "us-east-1",
-            pathStyle: true,
-            credentials: S3_KEYS,
-            timeoutMs: 5000,
-            retries: 1,
-            retryBaseMs: 5,
-          });
+        const source = () => new S3Source(server.sourceOptions("live"));
         const run = async (options: { pruneDeleted?: boolean; changeDetection?: boolean } = {}) => {
           const store = SqliteStore.open(db, { types: RECORD_TYPES });
           try {
@@ -293,17 +262,7 @@ s3Test("NDJSON, gzip and multi-member gzip objects from S3 load like the plain J
     await withTempDir(async (dir) => {
       const report = await loadInto(
         join(dir, "db.sqlite3"),
-        new S3Source({
-          bucket: "fmt",
-          prefix: "",
-          endpoint: server.endpoint,
-          region: "us-east-1",
-          pathStyle: true,
-          credentials: S3_KEYS,
-          timeoutMs: 5000,
-          retries: 1,
-          retryBaseMs: 5,
-        }),
+        new S3Source(server.sourceOptions("fmt")),
       );
       assert.equal(report.filesLoaded, 4);
       assert.equal(report.rejected, 4);
@@ -321,18 +280,7 @@ s3Test("changed and deleted objects: PostgreSQL ends as SQLite does, reports inc
   const server = await startS3Server();
   try {
     await server.createBucket("both");
-    const source = () =>
-      new S3Source({
-        bucket: "both",
-        prefix: "",
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        pathStyle: true,
-        credentials: S3_KEYS,
-        timeoutMs: 5000,
-        retries: 1,
-        retryBaseMs: 5,
-      });
+    const source = () => new S3Source(server.sourceOptions("both"));
     // The bucket's history: each step changes it, then both stores run.
     const steps: (() => Promise<void>)[] = [
       async () => {

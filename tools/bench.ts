@@ -177,6 +177,66 @@ interface Sample {
   readonly rows: number;
 }
 
+/** The V8 flag bucketload runs with in the bench, as `deno task run` gives it; BENCH_V8 replaces it. */
+const V8_FLAGS = Deno.env.get("BENCH_V8") ?? "--v8-flags=--max-semi-space-size=4";
+
+/** `main.ts` as a subprocess, quiet, with `env` alone as its config (no config.ini from the project folder). */
+function bucketload(
+  env: Record<string, string>,
+  cwd: string,
+  args: string[] = ["--log-level", "warning"],
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", V8_FLAGS, join(ROOT, "main.ts"), "--quiet", ...args],
+    cwd,
+    env: { BUCKETLOAD_CWD: cwd, ...env },
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/**
+ * Runs `commands` side by side: the wall time, the largest peak RSS of any of
+ * them, and each one's stdout. Throws, naming `label`, when one fails.
+ */
+async function measure(
+  label: string,
+  commands: Deno.Command[],
+): Promise<{ seconds: number; rss: number; stdouts: string[] }> {
+  const start = performance.now();
+  const children = commands.map((c) => c.spawn());
+  let rss = 0;
+  const poll = setInterval(() => {
+    for (const child of children) rss = Math.max(rss, peakRss(child.pid));
+  }, 10);
+  const outputs = await Promise.all(children.map((c) => c.output()));
+  clearInterval(poll);
+  const seconds = (performance.now() - start) / 1000;
+  const decoder = new TextDecoder();
+  for (const out of outputs) {
+    if (!out.success) throw new Error(`${label} exited ${out.code}: ${decoder.decode(out.stderr).slice(-2000)}`);
+  }
+  return { seconds, rss, stdouts: outputs.map((o) => decoder.decode(o.stdout)) };
+}
+
+/** Rows loaded and files not loaded (none without a registry), in a SQLite database. */
+async function sqliteCounts(db: string): Promise<{ rows: number; notLoaded: number }> {
+  const { DatabaseSync } = await import("node:sqlite");
+  const check = new DatabaseSync(db, { readOnly: true });
+  try {
+    const n = (sql: string) => (check.prepare(sql).get() as { n: number }).n;
+    return {
+      rows: n("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) n"),
+      // The naive design and the floor keep no registry.
+      notLoaded: n("SELECT count(*) n FROM sqlite_schema WHERE name = 'processed_files'") === 0
+        ? 0
+        : n("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'"),
+    };
+  } finally {
+    check.close();
+  }
+}
+
 async function runOne(
   impl: string,
   url: string,
@@ -191,53 +251,27 @@ async function runOne(
   // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
   const [name, loadMode] = impl.split(":") as [string, string | undefined];
   const ours = name === "bucketload";
-  const script = ours
-    ? join(ROOT, "main.ts")
-    : join(ROOT, "tools", "bench", name === "original" ? "original.py" : `${name}.ts`);
-  const args = ours ? ["--quiet", "--log-level", "warning"] : [url, db];
+  const script = join(ROOT, "tools", "bench", name === "original" ? "original.py" : `${name}.ts`);
+  const args = [url, db];
   if (fresh) await Deno.remove(`${db}.processed.json`).catch(() => {});
-  const start = performance.now();
-  const python = name === "original";
-  const child = new Deno.Command(python ? "python3" : Deno.execPath(), {
-    // bucketload runs with the V8 flag of `deno task run` (a smaller young generation: less RSS, same speed).
-    args: python
-      ? [script, ...args]
-      : ["run", "-A", ...(ours ? ["--v8-flags=--max-semi-space-size=4"] : []), script, ...args],
-    cwd: work,
+  const env = {
+    BUCKETLOAD_BUCKET_NAME: url,
+    BUCKETLOAD_DATABASE_NAME: db,
+    ...(loadMode !== undefined ? { BUCKETLOAD_LOAD_MODE: loadMode } : {}),
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
-    env: {
-      // Environment only: no config.ini (nor its PROCESSED_FILES_FILENAME) from the project folder.
-      BUCKETLOAD_CWD: work,
-      BUCKETLOAD_BUCKET_NAME: url,
-      BUCKETLOAD_DATABASE_NAME: db,
-      ...(loadMode !== undefined ? { BUCKETLOAD_LOAD_MODE: loadMode } : {}),
-      ...(values.huge ? { BUCKETLOAD_MAX_FILE_BYTES: String(4 * 1024 ** 3) } : {}),
-    },
-    stdout: "null",
+    ...(values.huge ? { BUCKETLOAD_MAX_FILE_BYTES: String(4 * 1024 ** 3) } : {}),
+  };
+  const command = ours ? bucketload(env, work) : new Deno.Command(name === "original" ? "python3" : Deno.execPath(), {
+    args: name === "original" ? [script, ...args] : ["run", "-A", script, ...args],
+    cwd: work,
+    stdout: "piped",
     stderr: "piped",
-  }).spawn();
-  let rss = 0;
-  const poll = setInterval(() => (rss = Math.max(rss, peakRss(child.pid))), 10);
-  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
-  clearInterval(poll);
-  const seconds = (performance.now() - start) / 1000;
-  if (!status.success) throw new Error(`${impl} exited ${status.code}: ${stderr.slice(-2000)}`);
-  const { DatabaseSync } = await import("node:sqlite");
-  const check = new DatabaseSync(db, { readOnly: true });
-  let rows = 0;
-  try {
-    // A fast run that loaded nothing would be a wrong number: check that every file was loaded.
-    if (ours && fresh) {
-      const bad = check.prepare("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'").get() as {
-        n: number;
-      };
-      if (bad.n > 0) throw new Error(`bucketload left ${bad.n} file(s) not loaded`);
-    }
-    const countRows = (table: string) => (check.prepare(`SELECT count(*) n FROM ${table}`).get() as { n: number }).n;
-    if (count) rows = countRows("songs") + countRows("movies") + countRows("apps");
-  } finally {
-    check.close();
-  }
+  });
+  const { seconds, rss } = await measure(impl, [command]);
+  if (!count) return { seconds, rss, rows: 0 };
+  const { rows, notLoaded } = await sqliteCounts(db);
+  // A fast run that loaded nothing would be a wrong number: check that every file was loaded.
+  if (ours && fresh && notLoaded > 0) throw new Error(`bucketload left ${notLoaded} file(s) not loaded`);
   return { seconds, rss, rows };
 }
 
@@ -249,37 +283,8 @@ async function runPostgres(impl: string, url: string): Promise<Sample> {
   const workers = Number(impl.slice("bucketload-pg".length) || "1");
   const database = `bench_${impl.replaceAll("-", "_")}`;
   const databaseUrl = await postgresUrl(database);
-  const start = performance.now();
-  const children = Array.from({ length: workers }, () =>
-    new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--max-semi-space-size=4",
-        join(ROOT, "main.ts"),
-        "--quiet",
-        "--log-level",
-        "warning",
-      ],
-      cwd: BENCH_DIR,
-      // Environment only (no config.ini from the project folder).
-      env: { BUCKETLOAD_CWD: BENCH_DIR, BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_URL: databaseUrl },
-      stdout: "null",
-      stderr: "piped",
-    }).spawn());
-  let rss = 0;
-  const poll = setInterval(() => {
-    for (const child of children) rss = Math.max(rss, peakRss(child.pid));
-  }, 10);
-  const results = await Promise.all(
-    children.map(async (c) => [await c.status, await new Response(c.stderr).text()] as const),
-  );
-  clearInterval(poll);
-  const seconds = (performance.now() - start) / 1000;
-  for (const [status, stderr] of results) {
-    if (!status.success) throw new Error(`${impl} exited ${status.code}: ${stderr.slice(-2000)}`);
-  }
-  if (Deno.env.get("BENCH_DEBUG")) { for (const [, stderr] of results) console.error(databaseUrl, stderr); }
+  const env = { BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_URL: databaseUrl };
+  const { seconds, rss } = await measure(impl, Array.from({ length: workers }, () => bucketload(env, BENCH_DIR)));
   const { rows, notLoaded } = await postgresCounts(databaseUrl);
   if (notLoaded > 0) throw new Error(`${impl} left ${notLoaded} file(s) not loaded`);
   return { seconds, rss, rows };
@@ -344,49 +349,18 @@ async function runS3(work: string): Promise<Sample> {
   const endpoint = await s3Bucket(await bucket());
   const db = join(work, "bucketload-s3.sqlite3");
   for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(db + suffix).catch(() => {});
-  const start = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--v8-flags=--max-semi-space-size=4",
-      join(ROOT, "main.ts"),
-      "--quiet",
-      "--log-level",
-      "warning",
-    ],
-    cwd: work,
-    env: {
-      BUCKETLOAD_CWD: work,
+  const { seconds, rss } = await measure("bucketload-s3", [
+    bucketload({
       BUCKETLOAD_BUCKET_NAME: "s3://bench",
       BUCKETLOAD_S3_ENDPOINT: endpoint,
       BUCKETLOAD_DATABASE_NAME: db,
       AWS_ACCESS_KEY_ID: "S3RVER",
       AWS_SECRET_ACCESS_KEY: "S3RVER",
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let rss = 0;
-  const poll = setInterval(() => (rss = Math.max(rss, peakRss(child.pid))), 10);
-  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
-  clearInterval(poll);
-  const seconds = (performance.now() - start) / 1000;
-  if (!status.success) throw new Error(`bucketload-s3 exited ${status.code}: ${stderr.slice(-2000)}`);
-  const { DatabaseSync } = await import("node:sqlite");
-  const check = new DatabaseSync(db, { readOnly: true });
-  try {
-    const n = (sql: string) => (check.prepare(sql).get() as { n: number }).n;
-    if (n("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'") > 0) {
-      throw new Error("bucketload-s3 left files not loaded");
-    }
-    const rows = n(
-      "SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) n",
-    );
-    return { seconds, rss, rows };
-  } finally {
-    check.close();
-  }
+    }, work),
+  ]);
+  const { rows, notLoaded } = await sqliteCounts(db);
+  if (notLoaded > 0) throw new Error(`bucketload-s3 left ${notLoaded} file(s) not loaded`);
+  return { seconds, rss, rows };
 }
 
 /** Replaces (or appends) the section under `heading` in BENCH.md. */
@@ -631,36 +605,24 @@ async function listingScale(count: number): Promise<string> {
       sdb.close();
       pages = 0;
       objects = 0;
-      const start = performance.now();
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          Deno.env.get("BENCH_V8") ?? "--v8-flags=--max-semi-space-size=4",
-          join(ROOT, "main.ts"),
-          "--quiet",
-        ],
-        env: {
-          BUCKETLOAD_CWD: work,
-          BUCKETLOAD_BUCKET_NAME: "s3://bench",
-          BUCKETLOAD_S3_ENDPOINT: endpoint,
-          BUCKETLOAD_DATABASE_NAME: db,
-        },
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let peak = 0;
-      const poll = setInterval(() => (peak = Math.max(peak, peakRss(child.pid))), 10);
-      const out = await child.output();
-      clearInterval(poll);
-      times.push((performance.now() - start) / 1000);
-      rss.push(peak);
-      if (!out.success) throw new Error(`bucketload exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-      const summary = new TextDecoder().decode(out.stdout);
+      const run = await measure("bucketload", [
+        bucketload(
+          {
+            BUCKETLOAD_BUCKET_NAME: "s3://bench",
+            BUCKETLOAD_S3_ENDPOINT: endpoint,
+            BUCKETLOAD_DATABASE_NAME: db,
+          },
+          work,
+          [],
+        ),
+      ]);
+      times.push(run.seconds);
+      rss.push(run.rss);
+      const summary = run.stdouts[0]!;
       if (!/10 loaded/.test(summary) || objects !== 10) {
         throw new Error(`expected 10 objects fetched and loaded, got ${objects} fetched:\n${summary}`);
       }
-      console.error(`run ${r + 1}/${runs}: ${times.at(-1)!.toFixed(2)} s, ${mb(peak)}, ${pages} list pages`);
+      console.error(`run ${r + 1}/${runs}: ${run.seconds.toFixed(2)} s, ${mb(run.rss)}, ${pages} list pages`);
     }
   } finally {
     await server.shutdown();

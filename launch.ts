@@ -90,7 +90,7 @@ export async function launch(args: readonly string[]): Promise<number> {
     need = cli;
     if (!cli.help && !cli.version) {
       config = await loadConfigFromEnv(cli, env);
-      if (cli.schedule !== undefined) parseCron(cli.schedule);
+      if (cli.schedule !== undefined) await parseCron(cli.schedule);
     }
   } catch (error) {
     const line = fixableError(error);

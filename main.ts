@@ -253,7 +253,7 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     config = await loadConfigFromEnv(cli);
     // Everything that can be checked is checked before a log line or a file is written.
-    if (cli.schedule !== undefined) cron = parseCron(cli.schedule);
+    if (cli.schedule !== undefined) cron = await parseCron(cli.schedule);
     if (cli.command === "run" && !cli.dryRun) await preflight(config);
   } catch (error) {
     const line = fixableError(error);

@@ -7,7 +7,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { type BucketLocation, parseBucketLocation, redactUrl } from "./source/location.ts";
-import { awsEndpoint, type S3Credentials } from "./source/s3.ts";
+import { awsEndpoint, type S3Credentials } from "./source/s3_options.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";

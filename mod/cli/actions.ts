@@ -64,7 +64,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
   let report;
   try {
     const spec = sourceSpec(config);
-    const source = makeSource(spec);
+    const source = await makeSource(spec);
     const settings: ProduceSettings = {
       encoding: config.encoding,
       dateStoreFormat: config.dateStoreFormat,
@@ -134,7 +134,7 @@ export async function dryRunAction(config: Config, out: Out, options: DryRunOpti
   );
   try {
     const plan = await planRun({
-      source: makeSource(sourceSpec(config)),
+      source: await makeSource(sourceSpec(config)),
       registered: async (keys, statuses) => {
         const inStore = store === undefined ? new Set<string>() : await store.peekRegistered(keys, statuses);
         // Keys of the processed-files list count as loaded, as a run would import them.

@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { Cron } from "croner";
+import type { Cron } from "croner";
 import { UsageError } from "../errors.ts";
 
 /** Exit codes of the stop signals. */
@@ -33,13 +33,15 @@ export interface CronPlan {
  *
  * @throws {UsageError} naming `--schedule` when it does not parse or never fires
  */
-export function parseCron(expression: string): CronPlan {
+export async function parseCron(expression: string): Promise<CronPlan> {
   const fail = (why: string): never => {
     throw new UsageError(`Cannot parse --schedule: ${why}, got ${JSON.stringify(expression)}`, {
       subject: "--schedule",
     });
   };
   if (expression.trim().split(/\s+/).length !== 5) fail("expected 5 fields (minute hour day month weekday)");
+  // Loaded only for a schedule (~30 ms at every start otherwise).
+  const { Cron } = await import("croner");
   let cron: Cron;
   try {
     cron = new Cron(expression, { paused: true, timezone: "UTC" });

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { createGunzip } from "node:zlib";
+import type { Gunzip } from "node:zlib";
 import { TooLargeError } from "../source/source.ts";
 
 /** The gzip data is corrupt: the object is invalid (fetching it again gives the same bytes). */
@@ -30,10 +30,13 @@ export const isGzip = (bytes: Uint8Array): boolean => bytes.byteLength >= 2 && b
  * `not valid gzip` error on corrupt data.
  */
 export function gunzipStream(body: ReadableStream<Uint8Array>, cap: number): ReadableStream<Uint8Array> {
-  const gunzip = createGunzip();
+  let inflater: Gunzip | undefined;
   let total = 0;
   return new ReadableStream<Uint8Array>({
-    start(controller) {
+    async start(controller) {
+      // node:zlib is loaded with the first gzip object (~30 ms at every start otherwise).
+      const { createGunzip } = await import("node:zlib");
+      const gunzip = inflater = createGunzip();
       gunzip.on("data", (chunk: Uint8Array) => {
         total += chunk.byteLength;
         if (total > cap) {
@@ -57,10 +60,10 @@ export function gunzipStream(body: ReadableStream<Uint8Array>, cap: number): Rea
       });
     },
     pull() {
-      gunzip.resume();
+      inflater?.resume();
     },
     cancel() {
-      gunzip.destroy();
+      inflater?.destroy();
       body.cancel().catch(() => {});
     },
   }, { highWaterMark: 4 });

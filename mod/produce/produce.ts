@@ -94,7 +94,6 @@ class PartBuilder {
       let bucket = this.rows.get(outcome.type.type);
       if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
       for (const cell of outcome.row) bucket.cells.push(cell);
-      bucket.cells.push(this.key);
       bucket.count++;
       this.records++;
     } else if (outcome.kind === "ignored") {

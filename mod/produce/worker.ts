@@ -78,7 +78,7 @@ async function produce(init: WorkerInit) {
   });
   credits = init.maxAhead;
   const now = init.fixedNow === undefined ? () => new Date() : () => new Date(init.fixedNow!);
-  const producer = produceInThread(makeSource(init.source), RECORD_TYPES, init.settings, now);
+  const producer = produceInThread(await makeSource(init.source), RECORD_TYPES, init.settings, now);
   for await (const produced of producer(receivedKeys())) {
     while (credits <= 0) await new Promise<void>((resolve) => (wake = resolve));
     credits--;

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
-import { PostgresStore } from "./postgres.ts";
+import { redactUrl } from "../source/location.ts";
 import type { Store } from "./store.ts";
 
 /** An open store and how to let it go. */
@@ -22,7 +22,7 @@ export interface OpenedStore {
 
 /** Where the config's store is, for messages (a URL without its password). */
 export function storeDisplay(config: Config): string {
-  return config.databaseUrl === undefined ? config.databasePath : PostgresStore.display(config.databaseUrl);
+  return config.databaseUrl === undefined ? config.databasePath : redactUrl(config.databaseUrl);
 }
 
 /**
@@ -31,11 +31,13 @@ export function storeDisplay(config: Config): string {
  * @throws {UsageError} when it cannot be opened
  */
 export async function openStore(config: Config): Promise<OpenedStore> {
+  // Each store's module is loaded only when used: the Deno Deploy entry (PostgreSQL only) never loads node:sqlite,
+  // and a SQLite run does not load the PostgreSQL client.
   if (config.databaseUrl !== undefined) {
+    const { PostgresStore } = await import("./postgres.ts");
     const store = await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
     return { store, close: async () => (await store.close(), false) };
   }
-  // Loaded only when used: the Deno Deploy entry (PostgreSQL only) never loads node:sqlite.
   const { SqliteStore } = await import("./sqlite.ts");
   const store = SqliteStore.open(config.databasePath, {
     types: RECORD_TYPES,
@@ -52,6 +54,7 @@ export async function openStore(config: Config): Promise<OpenedStore> {
 export async function openStoreReadOnly(config: Config): Promise<Store | undefined> {
   if (config.databaseUrl !== undefined) {
     // Opening only connects: schema changes happen when a run begins.
+    const { PostgresStore } = await import("./postgres.ts");
     return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
   }
   if (!existsSync(config.databasePath)) return undefined;

@@ -138,11 +138,6 @@ export class PostgresStore implements Store {
     this.#types = types;
   }
 
-  /** The URL without its password, for messages. */
-  static display(url: string): string {
-    return redactUrl(url);
-  }
-
   /**
    * Connects to the database at `url` (a `postgres://` URL; missing parts come
    * from the `PG*` variables, as libpq's do).
@@ -627,12 +622,13 @@ class PostgresRun implements RunTransaction {
       const type = this.#types.get(typeName);
       if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
       if (count === 0) continue;
-      const width = type.columns.length + 1;
+      const width = type.columns.length;
+      const tail = `${copyCell(key)}\t${position}`;
       const lines: string[] = [];
       for (let r = 0; r < count; r++) {
         const row: string[] = [];
         for (let c = 0; c < width; c++) row.push(copyCell(cells[r * width + c]!));
-        row.push(String(position));
+        row.push(tail);
         lines.push(row.join("\t"));
       }
       const text = lines.join("\n") + "\n";

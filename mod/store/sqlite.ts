@@ -63,9 +63,18 @@ export const UPSERT_BATCH = 32;
 function upsertSql(type: RecordType, rows: number): string {
   const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"];
   const updates = names.filter((n) => !type.key.includes(n)).map((n) => `${quote(n)} = excluded.${quote(n)}`);
-  const row = `(${names.map(() => "?").join(", ")})`;
-  return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES ${Array(rows).fill(row).join(", ")}
+  return `INSERT INTO ${quote(type.table)} (${names.map(quote).join(", ")}) VALUES ${rowValues(type, rows)}
     ON CONFLICT (${type.key.map(quote).join(", ")}) DO UPDATE SET ${updates.join(", ")} ${LATER_WINS}`;
+}
+
+/**
+ * `rows` value lists of a type's columns, `source_key` and `source_pos`.
+ * (Numbered parameters binding the key and position once per statement
+ * measured 25–55% slower than binding them with every row.)
+ */
+function rowValues(type: RecordType, rows: number): string {
+  const row = `(${[...type.columns.map(() => "?"), "?", "?"].join(", ")})`;
+  return Array(rows).fill(row).join(", ");
 }
 
 /** A row is replaced only from its file's list position or a later one (NULL: a row from before positions). */
@@ -89,9 +98,8 @@ const MERGE_CACHE_KIB = 32_768;
 /** The insert of `rows` rows into a type's stage: no constraints, so it never touches the table's B-tree. */
 function stageSql(type: RecordType, rows: number): string {
   const names = [...type.columns.map((c) => c.name), "source_key", "source_pos"];
-  const row = `(${names.map(() => "?").join(", ")})`;
   return `INSERT INTO temp.${quote(`stage_${type.table}`)} (${names.map(quote).join(", ")}) VALUES ${
-    Array(rows).fill(row).join(", ")
+    rowValues(type, rows)
   }`;
 }
 
@@ -618,7 +626,7 @@ class SqliteRun implements RunTransaction {
     for (const [typeName, { cells }] of part.rows) {
       const type = this.#types.get(typeName);
       if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
-      this.#upsert(type, cells, position);
+      this.#upsert(type, key, cells, position);
     }
     for (const r of part.rejections) this.#reject.run(this.runId, key, r.index, r.typeName, r.reason, r.raw);
   }
@@ -774,10 +782,10 @@ class SqliteRun implements RunTransaction {
    * statement: into the table, or into its stage (merged when it holds
    * {@linkcode STAGE_ROWS} rows, and at commit).
    */
-  #upsert(type: RecordType, flat: readonly (string | number)[], position: number) {
-    const width = type.columns.length + 1;
+  #upsert(type: RecordType, key: string, flat: readonly (string | number)[], position: number) {
+    const width = type.columns.length;
     const rows = flat.length / width;
-    const params: (string | number)[] = new Array((width + 1) * Math.min(UPSERT_BATCH, rows));
+    const params: (string | number)[] = new Array((width + 2) * Math.min(UPSERT_BATCH, rows));
     this.#upserted += rows;
     const staged = this.#staged;
     for (let start = 0; start < rows; start += UPSERT_BATCH) {
@@ -787,10 +795,11 @@ class SqliteRun implements RunTransaction {
       if (stmt === undefined) {
         this.#upserts.set(id, stmt = this.#db.prepare(staged ? stageSql(type, n) : upsertSql(type, n)));
       }
-      // Each row's cells, then its file's list position.
+      // Each row's cells, then its file's key and list position.
       let at = 0;
       for (let r = start; r < start + n; r++) {
         for (let c = r * width, end = c + width; c < end; c++) params[at++] = flat[c]!;
+        params[at++] = key;
         params[at++] = position;
       }
       params.length = at;

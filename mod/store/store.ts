@@ -28,8 +28,9 @@ export type FileStatus = "loaded" | "invalid";
 export interface FilePart {
   /**
    * Rows by record type name: `count` rows as one flat array of cells, each
-   * row's columns followed by its `source_key`, in array order (so that a
-   * later record with the same key wins).
+   * row's columns in order, rows in array order (so that a later record with
+   * the same key wins). The store adds `source_key` (the file's key) and
+   * `source_pos` to each row: they are the same for every row of a file.
    */
   readonly rows: ReadonlyMap<string, { readonly count: number; readonly cells: readonly Cell[] }>;
   /** Rows loaded, all types together. */

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { existsSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import { redactUrl } from "../source/location.ts";
@@ -57,7 +56,7 @@ export async function openStoreReadOnly(config: Config): Promise<Store | undefin
     const { PostgresStore } = await import("./postgres.ts");
     return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
   }
-  if (!existsSync(config.databasePath)) return undefined;
-  const { SqliteStore } = await import("./sqlite.ts");
+  const { SqliteStore, fileInfo } = await import("./sqlite.ts");
+  if (fileInfo(config.databasePath) === undefined) return undefined;
   return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
 }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { type LoadMode, SqliteStore } from "../mod/store/sqlite.ts";
+import type { FilePart, FileWrite, RunCounts } from "../mod/store/store.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 import { MemorySource, randomFile } from "./memory_source.ts";
 
@@ -74,3 +75,76 @@ Deno.test("a staged load keeps the later record of a key, within a file and acro
     assert.deepEqual(result.runs, [{ rows_inserted: 3, rows_updated: 3 }, { rows_inserted: 0, rows_updated: 6 }]);
   });
 });
+
+Deno.test("inserted rows are exact when a changed object's rows held the highest rowids (both modes, buffered or streamed)", async () => {
+  await withTempDir(async (dir) => {
+    const part = (titles: readonly string[]): FilePart => ({
+      rows: new Map([["song", { count: titles.length, cells: titles.flatMap((t) => ["X", t, 1, "R", "2026-01-01"]) }]]),
+      records: titles.length,
+      rejections: [],
+      ignored: new Map(),
+    });
+    const file = (key: string, titles: readonly string[], position: number, replace = false): FileWrite => ({
+      ...part(titles),
+      key,
+      status: "loaded",
+      processedAt: new Date(0),
+      bytes: 1,
+      position,
+      replace,
+    });
+    for (const loadMode of ["direct", "staged"] as const) {
+      const store = SqliteStore.open(join(dir, `${loadMode}.sqlite3`), { types: RECORD_TYPES, loadMode });
+      try {
+        // b.data comes last: its rows hold the highest rowids.
+        const first = await store.begin(new Date(0), { bucket: "memory:" });
+        await first.writeFile(file("a.data", ["x1", "x2"], 0));
+        await first.writeFile(file("b.data", ["y1", "y2", "y3"], 1));
+        const rows = await first.rowCounts();
+        assert.deepEqual(rows, { inserted: 5, updated: 0 });
+        await first.commit(runCounts(rows));
+
+        // b.data changed: its three rows go, "y1" and "z1" come as new rows (into the rowids its rows left free).
+        const buffered = await store.begin(new Date(0), { bucket: "memory:" });
+        await buffered.writeFile(file("b.data", ["y1", "z1"], 1, true));
+        assert.deepEqual(await buffered.rowCounts(), { inserted: 2, updated: 0 }, `${loadMode}, buffered`);
+        await buffered.rollback();
+
+        // The same streamed, after a first attempt that failed mid-file and was rolled back.
+        const streamed = await store.begin(new Date(0), { bucket: "memory:" });
+        await streamed.writePart("b.data", part(["y1"]), { replace: true, position: 1 });
+        await streamed.abortFile("b.data");
+        assert.deepEqual(await streamed.rowCounts(), { inserted: 0, updated: 0 }, `${loadMode}, rolled back`);
+        await streamed.writePart("b.data", part(["y1"]), { replace: true, position: 1 });
+        await streamed.writeFile(file("b.data", ["z1"], 1, true));
+        assert.deepEqual(await streamed.rowCounts(), { inserted: 2, updated: 0 }, `${loadMode}, streamed`);
+        await streamed.rollback();
+      } finally {
+        store.close();
+      }
+    }
+  });
+});
+
+/** A committed run's counts (only the rows matter here). */
+function runCounts(rows: { inserted: number; updated: number }): RunCounts {
+  return {
+    rowsInserted: rows.inserted,
+    rowsUpdated: rows.updated,
+    status: "ok",
+    finishedAt: new Date(0),
+    filesListed: 2,
+    filesNew: 2,
+    filesLoaded: 2,
+    filesInvalid: 0,
+    filesMissing: 0,
+    filesFailed: 0,
+    filesRefused: 0,
+    filesChanged: 0,
+    filesDeleted: 0,
+    loaded: { song: 5 },
+    rejected: 0,
+    ignored: {},
+    issues: [],
+  };
+}

@@ -463,8 +463,14 @@ class SqliteRun implements RunTransaction {
   readonly #clearRejections: StatementSync;
   readonly #release: () => void;
   readonly #bucket: string;
-  /** Rows in the data tables when the run began, to tell inserted from updated rows. */
-  readonly #rowsBefore: number;
+  /**
+   * Per table, the largest rowid that is not this run's: rows above it are
+   * the rows this run inserted (SQLite gives a new row the largest rowid + 1),
+   * which tells inserted from updated rows without counting the tables (a
+   * `count(*)` reads every page of an index: ~0.5 s a table at 2 M rows, at
+   * every run). Lowered when rows are removed, since their rowids come free.
+   */
+  #ownAbove = new Map<string, number>();
   /** Rows upserted so far (rows of aborted streamed parts taken out again). */
   #upserted = 0;
   #open = true;
@@ -486,7 +492,7 @@ class SqliteRun implements RunTransaction {
     this.#release = release;
     this.#bucket = options.bucket;
     this.#types = new Map(types.map((t) => [t.type, t]));
-    this.#rowsBefore = this.#countRows();
+    for (const type of types) this.#ownAbove.set(type.table, this.#maxRowid(type.table));
     this.#staged = options.loadMode === "staged";
     if (this.#staged) logger.debug("Loading staged: rows are merged in key order");
     this.#stageRows = options.stageRows;
@@ -519,12 +525,9 @@ class SqliteRun implements RunTransaction {
     return Promise.resolve(registeredAmong(this.#db, keys, statuses));
   }
 
-  #countRows(): number {
-    let n = 0;
-    for (const t of this.#types.values()) {
-      n += (this.#db.prepare(`SELECT count(*) AS n FROM ${quote(t.table)}`).get() as { n: number }).n;
-    }
-    return n;
+  #maxRowid(table: string): number {
+    return (this.#db.prepare(`SELECT coalesce(max(rowid), 0) AS m FROM main.${quote(table)}`).get() as { m: number })
+      .m;
   }
 
   /** Merges the staged rows into the data tables, table by table, in key order. */
@@ -547,7 +550,12 @@ class SqliteRun implements RunTransaction {
   rowCounts(): Promise<{ inserted: number; updated: number }> {
     this.#merge();
     // Rows that replaced removed rows (a changed object's) are new rows again.
-    const inserted = this.#countRows() - this.#rowsBefore + this.#removed;
+    let inserted = 0;
+    for (const [table, above] of this.#ownAbove) {
+      inserted += (this.#db.prepare(`SELECT count(*) AS n FROM main.${quote(table)} WHERE rowid > ?`).get(above) as {
+        n: number;
+      }).n;
+    }
     return Promise.resolve({ inserted, updated: this.#upserted - inserted });
   }
 
@@ -630,11 +638,9 @@ class SqliteRun implements RunTransaction {
       ignored: number;
       upserted: number;
       stagedRows: number;
-      removed: number;
+      ownAbove: ReadonlyMap<string, number>;
     }
     | undefined = undefined;
-  /** Rows removed because their object changed or was pruned (so that they do not count against inserted rows). */
-  #removed = 0;
 
   #writeRowsAndRejections(key: string, part: FilePart, position: number) {
     for (const [typeName, { cells }] of part.rows) {
@@ -649,11 +655,10 @@ class SqliteRun implements RunTransaction {
   #removeRowsOf(keys: readonly string[]) {
     if (keys.length === 0) return;
     for (const type of this.#types.values()) {
-      this.#removed += Number(
-        this.#db.prepare(
-          `DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`,
-        ).run(JSON.stringify(keys)).changes,
-      );
+      this.#db.prepare(`DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`)
+        .run(JSON.stringify(keys));
+      // A row inserted after this gets the largest remaining rowid + 1, which may be below the old bound.
+      this.#ownAbove.set(type.table, Math.min(this.#ownAbove.get(type.table)!, this.#maxRowid(type.table)));
     }
   }
 
@@ -731,7 +736,7 @@ class SqliteRun implements RunTransaction {
         ignored: 0,
         upserted: this.#upserted,
         stagedRows: this.#stagedRows,
-        removed: this.#removed,
+        ownAbove: new Map(this.#ownAbove),
       };
       if (replace) this.#removeRowsOf([key]);
       this.#clearRejections.run(key);
@@ -747,7 +752,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === key) {
       // The rollback also undoes merges made since the savepoint: the stage holds again what it held then.
       this.#upserted = this.#streaming.upserted;
-      this.#removed = this.#streaming.removed;
+      this.#ownAbove = new Map(this.#streaming.ownAbove);
       this.#stagedRows = this.#streaming.stagedRows;
       this.#db.exec("ROLLBACK TO file_part");
       this.#db.exec("RELEASE file_part");
@@ -761,7 +766,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
         this.#upserted = this.#streaming.upserted;
-        this.#removed = this.#streaming.removed;
+        this.#ownAbove = new Map(this.#streaming.ownAbove);
         this.#stagedRows = this.#streaming.stagedRows;
         this.#db.exec("ROLLBACK TO file_part");
         this.#clearRejections.run(file.key);

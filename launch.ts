@@ -15,9 +15,9 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { awsCredentialsFile, type Config } from "./mod/config.ts";
-import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./main.ts";
-import { hostPort } from "./mod/source/http.ts";
-import { parseCron } from "./mod/cli/schedule.ts";
+import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
+import { hostPort } from "./mod/source/location.ts";
+import { parseCron } from "./mod/cli/cron.ts";
 
 /** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
 const PROJECT = dirname(fileURLToPath(import.meta.url));

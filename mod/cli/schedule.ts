@@ -6,8 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Cron } from "croner";
-import { UsageError } from "../errors.ts";
+import type { CronPlan } from "./cron.ts";
 
 /** Exit codes of the stop signals. */
 export const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -19,40 +18,6 @@ export class StopSignal extends Error {
     super(`Stopped by ${signal}`);
     this.name = "StopSignal";
   }
-}
-
-/** A checked cron expression. */
-export interface CronPlan {
-  readonly expression: string;
-  /** The next due time after `from`. */
-  next(from?: Date): Date;
-}
-
-/**
- * Checks a five-field cron expression (UTC) as `Deno.cron` takes it.
- *
- * @throws {UsageError} naming `--schedule` when it does not parse or never fires
- */
-export async function parseCron(expression: string): Promise<CronPlan> {
-  const fail = (why: string): never => {
-    throw new UsageError(`Cannot parse --schedule: ${why}, got ${JSON.stringify(expression)}`, {
-      subject: "--schedule",
-    });
-  };
-  if (expression.trim().split(/\s+/).length !== 5) fail("expected 5 fields (minute hour day month weekday)");
-  // Loaded only for a schedule (~30 ms at every start otherwise).
-  const { Cron } = await import("croner");
-  let cron: Cron;
-  try {
-    cron = new Cron(expression, { paused: true, timezone: "UTC" });
-  } catch (error) {
-    return fail((error as Error).message.replace(/^CronPattern: /, ""));
-  }
-  if (cron.nextRun() === null) fail("it never fires");
-  return {
-    expression,
-    next: (from = new Date()) => cron.nextRun(from) ?? new Date(NaN),
-  };
 }
 
 /**

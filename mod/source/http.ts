@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import pRetry, { AbortError } from "p-retry";
-import { objectUrl, redactUrl } from "./location.ts";
+import { hostPort, objectUrl, redactUrl } from "./location.ts";
 import { type BucketSource, type FetchResult, type GetOptions, guardStream, readCapped } from "./source.ts";
 
 const logger = getLogger(["bucketload", "fetch"]);
@@ -68,11 +68,6 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }
     signal?.addEventListener("abort", abort, { once: true });
   });
-}
-
-/** `host:port` of a URL, the port made explicit. */
-export function hostPort(url: URL): string {
-  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
 }
 
 /**

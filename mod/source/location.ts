@@ -136,3 +136,8 @@ export function objectUrl(base: URL, key: string): URL {
   }
   return url;
 }
+
+/** `host:port` of a URL, the port made explicit. */
+export function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+}

@@ -136,13 +136,11 @@ async function planList(tx: RunTransaction, keys: readonly string[], o: PlanOpti
     todo = [...o.onlyKeys];
   } else if (o.force) todo = [...keys];
   else {
-    const wanted = new Set<string>();
+    // Only the keys to fetch come back: a long list is mostly registered.
+    todo = [];
     for (let i = 0; i < keys.length; i += QUERY_CHUNK) {
-      const chunk = keys.slice(i, i + QUERY_CHUNK);
-      const registered = await tx.registered(chunk, o.retryInvalid ? ["loaded"] : undefined);
-      for (const key of chunk) if (!registered.has(key)) wanted.add(key);
+      todo.push(...await tx.unregistered(keys.slice(i, i + QUERY_CHUNK), o.retryInvalid ? ["loaded"] : undefined));
     }
-    todo = wanted.size === 0 ? [] : keys.filter((k) => wanted.has(k));
   }
   const want = new Set(todo);
   const positions = new Map<string, number>();

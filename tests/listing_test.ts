@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { objectUrl, redactUrl, refuseReason } from "../mod/source/location.ts";
 import { parseListing } from "../mod/source/listing.ts";
 
@@ -51,4 +52,45 @@ Deno.test("objectUrl() percent-encodes each segment and stays under the base", (
 
 Deno.test("redactUrl() hides credentials", () => {
   assert.equal(redactUrl("fetch http://user:secret@host/x failed"), "fetch http://***@host/x failed");
+});
+
+Deno.test("refuseReason() gives the reason of its step-by-step rules on random keys (its one-test fast path agrees)", () => {
+  // The rules one by one, as refuseReason states them.
+  const reference = (key: string): string | undefined => {
+    if (key.startsWith("/")) return "starts with '/'";
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(key)) return "has a URL scheme";
+    if (key.includes("\\")) return "contains '\\'";
+    // deno-lint-ignore no-control-regex
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return "contains a control character";
+    if (key.split("/").some((s) => s === "" || s === "." || s === "..")) {
+      return "has an empty, '.' or '..' path segment";
+    }
+    return undefined;
+  };
+  const piece = fc.constantFrom(
+    "a",
+    "Z9",
+    ".",
+    "..",
+    "...",
+    "/",
+    "//",
+    ":",
+    "x:",
+    "1:",
+    "\\",
+    "\u0000",
+    "\u001f",
+    "\u0085",
+    "ü",
+    " ",
+    "-",
+    "+",
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 8 }).map((p) => p.join("")), (key) => {
+      assert.equal(refuseReason(key), reference(key), JSON.stringify(key));
+    }),
+    { numRuns: 5000 },
+  );
 });

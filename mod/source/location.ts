@@ -111,16 +111,22 @@ export function redactUrl(text: string): string {
  * empty, `.` or `..` path segment.
  */
 export function refuseReason(key: string): string | undefined {
+  // One test for the common case, a key with none of the problems below (a list holds 100,000s of keys).
+  if (!ANY_REFUSAL.test(key)) return undefined;
   if (key.startsWith("/")) return "starts with '/'";
   if (SCHEME.test(key)) return "has a URL scheme";
   if (key.includes("\\")) return "contains '\\'";
   // deno-lint-ignore no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return "contains a control character";
-  if (key.split("/").some((s) => s === "" || s === "." || s === "..")) {
-    return "has an empty, '.' or '..' path segment";
-  }
+  if (BAD_SEGMENT.test(key)) return "has an empty, '.' or '..' path segment";
   return undefined;
 }
+
+/** An empty, `.` or `..` path segment. */
+const BAD_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
+/** Any of the reasons {@linkcode refuseReason} gives. */
+// deno-lint-ignore no-control-regex
+const ANY_REFUSAL = /^\/|^[A-Za-z][A-Za-z0-9+.-]*:|\\|[\u0000-\u001f\u007f-\u009f]|(?:^|\/)\.{0,2}(?:\/|$)/;
 
 /**
  * The URL of an accepted key under `base`, each segment percent-encoded.

@@ -348,6 +348,21 @@ async function registeredAmong(
   return new Set(rows.map((r) => r.key));
 }
 
+/** The `keys` not registered with one of `statuses`, in their order. */
+async function unregisteredAmong(
+  sql: Sql | Reserved,
+  keys: readonly string[],
+  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const rows = await sql<{ key: string }[]>`
+    SELECT k AS key FROM unnest(${keys as string[]}::text[]) WITH ORDINALITY AS u(k, i)
+    WHERE NOT EXISTS (SELECT 1 FROM processed_files AS p
+      WHERE p.key = u.k AND p.status = ANY(${statuses as string[]}::text[]))
+    ORDER BY i`;
+  return rows.map((r) => r.key);
+}
+
 /** A run's transaction on its own connection. */
 class PostgresRun implements RunTransaction {
   readonly runId: number;
@@ -793,6 +808,9 @@ class PostgresRun implements RunTransaction {
   // The contract's methods, each one at a time on the run's connection.
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
     return this.#serial(() => this.#registered(keys, statuses));
+  }
+  unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]> {
+    return this.#serial(() => unregisteredAmong(this.#conn, keys, statuses));
   }
   claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
     return this.#serial(() => this.#claim(claims, skipRegistered));

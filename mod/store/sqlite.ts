@@ -444,6 +444,23 @@ function registeredAmong(
   return new Set(rows.map((r) => r.key));
 }
 
+/** The `keys` not registered with one of `statuses`, in their order. */
+function unregisteredAmong(
+  db: DatabaseSync,
+  keys: readonly string[],
+  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+): string[] {
+  const rows = db
+    .prepare(
+      `SELECT l.value AS key FROM json_each(?) AS l
+       WHERE NOT EXISTS (SELECT 1 FROM processed_files AS p
+         WHERE p.key = l.value AND p.status IN (SELECT value FROM json_each(?)))
+       ORDER BY l.key`,
+    )
+    .all(JSON.stringify(keys), JSON.stringify(statuses)) as { key: string }[];
+  return rows.map((r) => r.key);
+}
+
 function readLockInfo(file: string): string | undefined {
   try {
     const info = JSON.parse(Deno.readTextFileSync(file)) as { since?: unknown; pid?: unknown };
@@ -523,6 +540,10 @@ class SqliteRun implements RunTransaction {
 
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
     return Promise.resolve(registeredAmong(this.#db, keys, statuses));
+  }
+
+  unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]> {
+    return Promise.resolve(unregisteredAmong(this.#db, keys, statuses));
   }
 
   #maxRowid(table: string): number {

@@ -140,6 +140,12 @@ export interface RunTransaction {
   /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /**
+   * The `keys` not registered with one of `statuses` (default: loaded or
+   * invalid), in their order: for a long list, where most keys are registered,
+   * far less to return than {@linkcode registered}.
+   */
+  unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]>;
+  /**
    * For a store that several runs share at once: claims `keys` for this run
    * (until it ends) and returns those it got, in order. A key another run
    * holds is skipped, and so is one registered with a status of

@@ -399,9 +399,9 @@ export function produceInThread(
 ): Producer {
   const format = compileStrftime(settings.dateStoreFormat);
   return async function* (keys, signal) {
-    // Only the fetches run concurrently; each body is processed in list order as the loop reaches it. Processing
-    // inside the fetch (as this did before) held a fetch slot until the thread got to it: with 50 ms per request,
-    // fetches went out in bursts and the thread waited for them (~40% idle on the real-sized bucket).
+    // Only the fetches run concurrently; each body is processed in list order as the loop reaches it. Processing a
+    // body inside its fetch would hold the fetch's slot until the thread got to it: with 50 ms per request, fetches
+    // then go out in bursts and the thread waits for them (real-sized bucket at 50 ms: 1.89 → 1.75 s).
     const fetched = pMapIterable(
       keys,
       async (key) => ({

@@ -161,6 +161,50 @@ export function processBody(key: string, body: Uint8Array, options: ProcessOptio
 }
 
 /**
+ * A body read chunk by chunk and decoded as it comes (fatal on bytes that do
+ * not decode), counting the bytes read: the streaming readers' common part.
+ */
+class DecodingReader {
+  /** Bytes read so far. */
+  bytes = 0;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder: TextDecoder;
+
+  constructor(body: ReadableStream<Uint8Array>, encoding: string) {
+    this.#reader = body.getReader();
+    this.#decoder = new TextDecoder(encoding, { fatal: true });
+  }
+
+  /** The next chunk's text and whether the body ended; or that it could not be read (with the error) or decoded. */
+  async next(): Promise<{ text: string; done: boolean } | { failed: "read"; error: unknown } | { failed: "decode" }> {
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await this.#reader.read();
+    } catch (error) {
+      return { failed: "read", error };
+    }
+    if (!chunk.done) this.bytes += chunk.value.byteLength;
+    try {
+      return { text: this.#decoder.decode(chunk.value, { stream: !chunk.done }), done: chunk.done };
+    } catch {
+      return { failed: "decode" };
+    }
+  }
+
+  /** Reads (and counts) the rest without decoding it; a read error ends the count. */
+  async drain(): Promise<void> {
+    try {
+      for (let r = await this.#reader.read(); !r.done; r = await this.#reader.read()) this.bytes += r.value.byteLength;
+    } catch { /* a read error ends the count */ }
+  }
+
+  /** Lets go of the body. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}
+
+/**
  * Parses a body as it downloads: splits the array into elements, parses and
  * classifies them in batches, and yields a part every {@linkcode PART_ELEMENTS}
  * elements, then the file. A syntax error anywhere makes the file invalid
@@ -172,36 +216,25 @@ export async function* processStream(
   body: ReadableStream<Uint8Array>,
   options: ProcessOptions,
 ): AsyncGenerator<Produced> {
-  let bytes = 0;
-  const reader = body.getReader();
-  const decoder = new TextDecoder(options.encoding, { fatal: true });
+  const reader = new DecodingReader(body, options.encoding);
   const splitter = new ArraySplitter();
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
   const invalid = async (reason: string): Promise<Produced> => {
     // Read (and count) the rest, so that `bytes` is the object's size, as in the buffered path.
-    try {
-      for (let r = await reader.read(); !r.done; r = await reader.read()) bytes += r.value.byteLength;
-    } catch { /* a read error ends the count */ }
-    return { kind: "file", key, file: invalidFile(key, reason, bytes, options.processedAt) };
+    await reader.drain();
+    return { kind: "file", key, file: invalidFile(key, reason, reader.bytes, options.processedAt) };
   };
   let index = 0;
   /** The text read before the first value: needed again if the root is not an array. */
   let prefix: string[] | undefined = [];
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (error) {
-        return yield readFailure(key, error, bytes, options.processedAt);
-      }
-      if (!chunk.done) bytes += chunk.value.byteLength;
-      let text: string;
-      try {
-        text = decoder.decode(chunk.value, { stream: !chunk.done });
-      } catch {
+      const next = await reader.next();
+      if ("failed" in next) {
+        if (next.failed === "read") return yield readFailure(key, next.error, reader.bytes, options.processedAt);
         return yield await invalid(undecodable(options.encoding));
       }
+      const { text } = next;
       try {
         prefix?.push(text);
         const texts = splitter.push(text);
@@ -213,14 +246,11 @@ export async function* processStream(
         if (error instanceof NotAnArrayError) {
           // Not an array: read the rest and let the buffered rules word the reason.
           const rest = prefix ?? [text];
-          try {
-            for (let r = await reader.read(); !r.done; r = await reader.read()) {
-              bytes += r.value.byteLength;
-              rest.push(decoder.decode(r.value, { stream: true }));
-            }
-            rest.push(decoder.decode());
-          } catch {
-            return yield await invalid(undecodable(options.encoding));
+          for (let done = next.done; !done;) {
+            const more = await reader.next();
+            if ("failed" in more) return yield await invalid(undecodable(options.encoding));
+            rest.push(more.text);
+            done = more.done;
           }
           const parsed = parseText(rest.join(""));
           return yield await invalid("invalid" in parsed ? parsed.invalid : "expected a JSON array at the top level");
@@ -228,12 +258,12 @@ export async function* processStream(
         if (error instanceof JsonSyntaxError) return yield await invalid(`not JSON: ${error.message}`);
         throw error;
       }
-      if (chunk.done) break;
+      if (next.done) break;
       if (builder.elements >= (options.partElements ?? PART_ELEMENTS)) {
         yield { kind: "part", key, part: builder.take() };
       }
     }
-    if (bytes === 0) return yield await invalid("empty body");
+    if (reader.bytes === 0) return yield await invalid("empty body");
     if (!splitter.started) return yield await invalid("empty body (whitespace only)");
     try {
       splitter.end();
@@ -244,10 +274,10 @@ export async function* processStream(
     yield {
       kind: "file",
       key,
-      file: { key, status: "loaded", processedAt: options.processedAt, bytes, ...builder.take() },
+      file: { key, status: "loaded", processedAt: options.processedAt, bytes: reader.bytes, ...builder.take() },
     };
   } finally {
-    await reader.cancel().catch(() => {});
+    await reader.cancel();
   }
 }
 
@@ -337,9 +367,7 @@ export async function* processNdjsonStream(
   body: ReadableStream<Uint8Array>,
   options: ProcessOptions,
 ): AsyncGenerator<Produced> {
-  let bytes = 0;
-  const reader = body.getReader();
-  const decoder = new TextDecoder(options.encoding, { fatal: true });
+  const reader = new DecodingReader(body, options.encoding);
   const lines = new LineSplitter();
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
   let index = 0;
@@ -356,25 +384,14 @@ export async function* processNdjsonStream(
   };
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (error) {
-        return yield readFailure(key, error, bytes, options.processedAt);
+      const next = await reader.next();
+      if ("failed" in next) {
+        if (next.failed === "read") return yield readFailure(key, next.error, reader.bytes, options.processedAt);
+        const file = invalidFile(key, undecodable(options.encoding), reader.bytes, options.processedAt);
+        return yield { kind: "file", key, file };
       }
-      if (!chunk.done) bytes += chunk.value.byteLength;
-      let text: string;
-      try {
-        text = decoder.decode(chunk.value, { stream: !chunk.done });
-      } catch {
-        return yield {
-          kind: "file",
-          key,
-          file: invalidFile(key, undecodable(options.encoding), bytes, options.processedAt),
-        };
-      }
-      for (const line of lines.push(text)) add(line);
-      if (chunk.done) break;
+      for (const line of lines.push(next.text)) add(line);
+      if (next.done) break;
       if (builder.elements >= (options.partElements ?? PART_ELEMENTS)) {
         yield { kind: "part", key, part: builder.take() };
       }
@@ -383,10 +400,10 @@ export async function* processNdjsonStream(
     yield {
       kind: "file",
       key,
-      file: { key, status: "loaded", processedAt: options.processedAt, bytes, ...builder.take() },
+      file: { key, status: "loaded", processedAt: options.processedAt, bytes: reader.bytes, ...builder.take() },
     };
   } finally {
-    await reader.cancel().catch(() => {});
+    await reader.cancel();
   }
 }
 

@@ -337,15 +337,14 @@ async function writeMeta(sql: Sql | Reserved, values: Readonly<Record<string, st
   }
 }
 
+/** The `keys` registered with one of `statuses`: those {@linkcode unregisteredAmong} leaves out. */
 async function registeredAmong(
   sql: Sql | Reserved,
   keys: readonly string[],
-  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+  statuses?: readonly FileStatus[],
 ): Promise<Set<string>> {
-  if (keys.length === 0) return new Set();
-  const rows = await sql<{ key: string }[]>`
-    SELECT key FROM processed_files WHERE key = ANY(${keys as string[]}::text[]) AND status = ANY(${statuses as string[]}::text[])`;
-  return new Set(rows.map((r) => r.key));
+  const unregistered = new Set(await unregisteredAmong(sql, keys, statuses));
+  return new Set(keys.filter((k) => !unregistered.has(k)));
 }
 
 /** The `keys` not registered with one of `statuses`, in their order. */

@@ -430,18 +430,10 @@ function removeDatabaseFiles(path: string) {
   }
 }
 
-function registeredAmong(
-  db: DatabaseSync,
-  keys: readonly string[],
-  statuses: readonly FileStatus[] = ["loaded", "invalid"],
-): Set<string> {
-  const rows = db
-    .prepare(
-      `SELECT key FROM processed_files
-       WHERE key IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
-    )
-    .all(JSON.stringify(keys), JSON.stringify(statuses)) as { key: string }[];
-  return new Set(rows.map((r) => r.key));
+/** The `keys` registered with one of `statuses`: those {@linkcode unregisteredAmong} leaves out. */
+function registeredAmong(db: DatabaseSync, keys: readonly string[], statuses?: readonly FileStatus[]): Set<string> {
+  const unregistered = new Set(unregisteredAmong(db, keys, statuses));
+  return new Set(keys.filter((k) => !unregistered.has(k)));
 }
 
 /** The `keys` not registered with one of `statuses`, in their order. */

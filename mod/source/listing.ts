@@ -75,15 +75,14 @@ export interface FetchedListing extends Listing {
 }
 
 /**
- * The keys of a bucket listing as a {@linkcode Listing}: those matching
- * `pattern` (all when it is empty), in key order, unsafe ones refused as a
- * list's would be.
+ * The keys of a bucket listing as a {@linkcode Listing}: those `match`
+ * accepts (a `KEY_PATTERN`'s {@linkcode globMatcher}), in key order, unsafe
+ * ones refused as a list's would be.
  */
 export function listingOfObjects(
   objects: readonly ListedObject[],
-  pattern: string,
+  match: (key: string) => boolean,
 ): Listing & { readonly objects: readonly ListedObject[] } {
-  const match = globMatcher(pattern);
   const keys: string[] = [];
   const accepted: ListedObject[] = [];
   const refused: { key: string; reason: string }[] = [];
@@ -151,10 +150,11 @@ export async function fetchListing(
     const objects: ListedObject[] = [];
     const refused: { key: string; reason: string }[] = [];
     let count = 0;
+    const match = globMatcher(options.keyPattern ?? "");
     const failed = await source.listObjects({
       signal: options.signal,
       onPage: async (page) => {
-        const accepted = listingOfObjects(page, options.keyPattern ?? "");
+        const accepted = listingOfObjects(page, match);
         refused.push(...accepted.refused);
         if (sink !== undefined) await sink(accepted.objects, count);
         else {

@@ -18,6 +18,7 @@ import { awsCredentialsFile, type Config } from "./mod/config.ts";
 import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
 import { hostPort } from "./mod/source/location.ts";
 import { parseCron } from "./mod/cli/cron.ts";
+import { lastWords } from "./mod/cli/last_words.ts";
 
 /** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
 const PROJECT = dirname(fileURLToPath(import.meta.url));
@@ -130,5 +131,5 @@ export async function launch(args: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await launch(Deno.args));
+  Deno.exit(await launch(Deno.args).catch(lastWords));
 }

@@ -18,6 +18,8 @@ import { ProgressLine } from "./mod/cli/progress.ts";
 import { type CronPlan, parseCron } from "./mod/cli/cron.ts";
 import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
 import { LockedError } from "./mod/store/store.ts";
+import { lastWords } from "./mod/cli/last_words.ts";
+import { redactUrl } from "./mod/source/location.ts";
 
 const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
 
@@ -148,8 +150,11 @@ export async function main(args: readonly string[]): Promise<number> {
         err(`bucketload: ${error.message}\n`);
         return 1;
       }
-      logger.fatal("Run failed: {error}", { error });
-      err(`bucketload: run failed: ${(error as Error).message}\n`);
+      // One line, without credentials; the stack only at debug level (redacted too).
+      const message = redactUrl(error instanceof Error ? error.message : String(error));
+      logger.debug("Run failed: {stack}", { stack: redactUrl((error as Error)?.stack ?? message) });
+      logger.fatal("Run failed: {error}", { error: message });
+      err(`bucketload: run failed: ${message}\n`);
       return 1;
     } finally {
       busy = false;
@@ -185,5 +190,5 @@ export async function main(args: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  Deno.exit(await main(Deno.args).catch(lastWords));
 }

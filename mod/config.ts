@@ -61,6 +61,8 @@ export interface Config {
   readonly streamThresholdBytes: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logFormat: (typeof LOG_FORMATS)[number];
+  /** `STATUS_TOKEN`: what the status endpoint asks for; `undefined`: open. */
+  readonly statusToken: string | undefined;
 }
 
 type Raw = Readonly<Record<string, string>>;
@@ -123,6 +125,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
   LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
   LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
+  STATUS_TOKEN: {
+    default: "",
+    help: "secret that the HTTP status endpoint asks for (Authorization: Bearer, or ?token=); unset: open",
+  },
 };
 
 /** Log levels accepted by `LOG_LEVEL` and `--log-level`. */
@@ -139,8 +145,14 @@ export const ENV_CHOOSERS: readonly string[] = [
   "BUCKETLOAD_CONFIG",
   "BUCKETLOAD_PROFILE",
   "BUCKETLOAD_CWD",
-  // The Deno Deploy entry's cron schedule (deploy.ts).
+  // The Deno Deploy entry's cron schedule and address (deploy.ts).
   "BUCKETLOAD_SCHEDULE",
+  "BUCKETLOAD_HOST",
+  "BUCKETLOAD_PORT",
+  // Print the stack trace of an unexpected error (masked).
+  "BUCKETLOAD_TRACE",
+  // Set by the launcher for its child: stop when the launcher is gone.
+  "BUCKETLOAD_WATCH_PARENT",
 ];
 
 /** Flags that set a key, by key (the rest are not settable by a flag). */
@@ -337,7 +349,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     get("DATABASE_URL"),
     layers.some((l) => l.raw.DATABASE_NAME !== undefined),
     env.DATABASE_URL,
-    (got) => fail("DATABASE_URL", "a postgres:// or postgresql:// URL", got),
+    source("DATABASE_URL"),
   );
 
   const region = str("S3_REGION").trim();
@@ -387,6 +399,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     streamThresholdBytes: num("STREAM_THRESHOLD_BYTES", { integer: true }),
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
+    statusToken: str("STATUS_TOKEN").trim() || undefined,
   };
 }
 
@@ -449,11 +462,34 @@ function resolveDatabaseUrl(
   key: string | undefined,
   sqliteChosen: boolean,
   plain: string | undefined,
-  fail: (got: string) => never,
+  where: string,
 ): string | undefined {
   const raw = (key ?? (sqliteChosen ? undefined : plain))?.trim();
   if (raw === undefined || raw === "") return undefined;
-  if (!/^postgres(ql)?:\/\//i.test(raw)) return fail(redactUrl(raw));
+  // The value is never shown, not even redacted: a URL that does not parse may hold its password anywhere.
+  const fail = (why: string): never => {
+    throw new UsageError(
+      `Cannot parse ${key === undefined ? "environment variable DATABASE_URL" : where}: ${why} ` +
+        `(the value is not shown, as it may hold a password): write postgres://USER:PASSWORD@HOST:PORT/DATABASE, ` +
+        `and percent-encode special characters in the user and password (# as %23, ; as %3B, @ as %40, ` +
+        `/ as %2F, : as %3A, % as %25)`,
+      { subject: "DATABASE_URL" },
+    );
+  };
+  if (!/^postgres(ql)?:\/\//i.test(raw)) return fail("expected a postgres:// or postgresql:// URL");
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return fail("not a valid URL");
+  }
+  if (url.hash !== "") return fail("a '#' starts a fragment, which a database URL has none of");
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return fail("a '%' in the user or password is not followed by two hex digits");
+  }
   return raw;
 }
 
@@ -489,6 +525,15 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
       });
     }
   }
-  if (text === undefined) return resolveConfig({ ...options, configPath: undefined, cwd });
+  if (text === undefined) {
+    if (options.profile !== undefined) {
+      throw new UsageError(
+        `Profile '${options.profile}' was asked for, but there is no config file: ${path} does not exist ` +
+          `(give --config PATH, or unset --profile/BUCKETLOAD_PROFILE to run from the environment alone)`,
+        { subject: "--profile" },
+      );
+    }
+    return resolveConfig({ ...options, configPath: undefined, cwd });
+  }
   return resolveConfig({ ...options, sections: parseConfigText(text, path), configPath: path, cwd });
 }

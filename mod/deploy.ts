@@ -10,6 +10,8 @@
 import { getLogger } from "@logtape/logtape";
 import { type Config, resolveConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
+import { parseCron } from "./cli/cron.ts";
+import { authorized } from "./status_token.ts";
 import { runOnceAction } from "./cli/actions.ts";
 import { setupLogging } from "./cli/log.ts";
 import { openStoreReadOnly } from "./store/open.ts";
@@ -21,6 +23,39 @@ export const DEFAULT_SCHEDULE = "*/15 * * * *";
 /** The cron schedule of the Deploy job, from `BUCKETLOAD_SCHEDULE`. */
 export function deploySchedule(env: Readonly<Record<string, string>>): string {
   return env.BUCKETLOAD_SCHEDULE?.trim() || DEFAULT_SCHEDULE;
+}
+
+/** What the entry needs before it registers its job: the checked schedule and warnings, or one error line. */
+export type DeployStart = { schedule: string; warnings: string[] } | { error: string };
+
+/**
+ * Checks the schedule exactly as `--schedule` is checked (five fields, fires
+ * at some time), and warns when the status endpoint is open to anyone.
+ */
+export async function checkDeployStart(env: Readonly<Record<string, string>>): Promise<DeployStart> {
+  const schedule = deploySchedule(env);
+  try {
+    await parseCron(schedule, "BUCKETLOAD_SCHEDULE");
+  } catch (error) {
+    if (error instanceof UsageError) return { error: error.message };
+    throw error;
+  }
+  const warnings = env.BUCKETLOAD_STATUS_TOKEN?.trim()
+    ? []
+    : ["BUCKETLOAD_STATUS_TOKEN is not set: /status shows the bucket, keys and errors to anyone who asks"];
+  return { schedule, warnings };
+}
+
+/**
+ * Where the entry listens: `BUCKETLOAD_HOST` (default 0.0.0.0) and
+ * `BUCKETLOAD_PORT`, else `PORT`, else 8000. `HOSTNAME` is not read: Docker
+ * and Kubernetes set it to the container's name.
+ */
+export function deployAddress(env: Readonly<Record<string, string>>): { hostname: string; port: number } {
+  return {
+    hostname: env.BUCKETLOAD_HOST?.trim() || "0.0.0.0",
+    port: Number(env.BUCKETLOAD_PORT?.trim() || env.PORT?.trim() || "8000"),
+  };
 }
 
 /**
@@ -63,9 +98,14 @@ export async function runScheduled(env: Readonly<Record<string, string>>): Promi
 const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json" } });
 
-/** The HTTP endpoint: `GET /health` answers `{"ok": true}`; `GET /` and `/status` the status report as JSON. */
+/**
+ * The HTTP endpoint: `GET /health` answers `{"ok": true}` to anyone; `GET /`
+ * and `/status` the status report as JSON, which needs the `STATUS_TOKEN`
+ * (as `Authorization: Bearer …` or `?token=…`) when one is set.
+ */
 export async function handleRequest(request: Request, env: Readonly<Record<string, string>>): Promise<Response> {
-  const { pathname } = new URL(request.url);
+  const url = new URL(request.url);
+  const { pathname } = url;
   if (request.method !== "GET") return json({ error: "only GET" }, 405);
   if (pathname === "/health") return json({ ok: true });
   if (pathname !== "/" && pathname !== "/status") return json({ error: "not found" }, 404);
@@ -74,6 +114,12 @@ export async function handleRequest(request: Request, env: Readonly<Record<strin
     config = deployConfig(env);
   } catch (error) {
     return json({ error: (error as Error).message }, 500);
+  }
+  if (!authorized(request, url, config.statusToken)) {
+    return new Response(JSON.stringify({ error: "unauthorized: send Authorization: Bearer <STATUS_TOKEN>" }) + "\n", {
+      status: 401,
+      headers: { "content-type": "application/json", "www-authenticate": 'Bearer realm="bucketload"' },
+    });
   }
   let store: Store | undefined;
   try {

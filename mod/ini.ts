@@ -1,18 +1,20 @@
 /**
- * An INI parser with the rules of Python's `configparser` (the original
- * program's), raw values (no `%` interpolation), and
- * `inline_comment_prefixes=("#", ";")`:
+ * An INI parser with the rules of Python's `configparser` as the original
+ * program used it (`ConfigParser(interpolation=None)`, every other setting
+ * at its default):
  *
- * - `[section]` headers; `key = value` or `key: value` (the first `=` or `:` splits);
- * - full-line comments start with `#` or `;` (after optional indentation);
- * - an inline comment needs whitespace before its `#` or `;`, so `pa#ss` stays whole;
- * - an indented line continues the value above it (joined with a newline);
+ * - `[section]` headers (text after the last `]` is ignored, as configparser does);
+ * - `key = value` or `key: value` (the first `=` or `:` splits);
+ * - comments are whole lines that start with `#` or `;` (after optional
+ *   indentation); there are **no inline comments**, so
+ *   `DATE_STORE_FORMAT = %Y-%m-%d ;%H` keeps ` ;%H` and `pa#ss` stays whole;
+ * - a line indented deeper than its key continues the value (joined with a
+ *   newline); blank lines inside a value are kept, trailing ones dropped;
  * - a section or a key (case-folded) given twice is an error, with both line numbers;
  * - a UTF-8 BOM is skipped.
  *
  * @module
  */
-
 /** An INI syntax error, with the 1-based line it was found on. */
 export class IniSyntaxError extends SyntaxError {
   /** The 1-based line of the error. */
@@ -30,14 +32,7 @@ export class IniSyntaxError extends SyntaxError {
 export type IniSections = Map<string, Map<string, string>>;
 
 const COMMENT = /^[#;]/;
-const INLINE_COMMENT = /\s[#;]/;
-const SECTION = /^\[([^\]]+)\]\s*$/;
-
-/** Cuts an inline comment: a `#` or `;` that follows whitespace. */
-function stripInline(value: string): string {
-  const at = value.search(INLINE_COMMENT);
-  return (at === -1 ? value : value.slice(0, at)).trim();
-}
+const SECTION = /^\[(.+)\]/;
 
 /**
  * Parses INI text as configparser does. Keys are lower-cased (configparser's
@@ -51,21 +46,23 @@ export function parseIni(text: string): IniSections {
   const keyLines = new Map<string, number>();
   let current: Map<string, string> | undefined;
   let currentName = "";
-  let lastKey: string | undefined;
+  /** The key whose value later lines may continue, and its line's indentation. */
+  let open: { key: string; indent: number; blanks: number } | undefined;
   const lines = text.replace(/^\uFEFF/, "").split(/\r\n|\n|\r/);
   for (let i = 0; i < lines.length; i++) {
     const n = i + 1;
     const raw = lines[i]!;
     const trimmed = raw.trim();
+    if (COMMENT.test(trimmed)) continue;
     if (trimmed === "") {
-      lastKey = undefined;
+      // A blank line stays part of a value that an indented line continues.
+      if (open !== undefined) open.blanks++;
       continue;
     }
-    if (COMMENT.test(trimmed)) continue;
-    const indented = /^\s/.test(raw);
-    if (indented && current !== undefined && lastKey !== undefined) {
-      const more = stripInline(raw);
-      if (more !== "") current.set(lastKey, `${current.get(lastKey)}\n${more}`);
+    const indent = raw.length - raw.trimStart().length;
+    if (current !== undefined && open !== undefined && indent > open.indent) {
+      current.set(open.key, `${current.get(open.key)}${"\n".repeat(open.blanks + 1)}${trimmed}`);
+      open.blanks = 0;
       continue;
     }
     const header = SECTION.exec(trimmed);
@@ -77,7 +74,7 @@ export function parseIni(text: string): IniSections {
       }
       sectionLines.set(currentName, n);
       sections.set(currentName, current = new Map());
-      lastKey = undefined;
+      open = undefined;
       continue;
     }
     const split = trimmed.search(/[=:]/);
@@ -95,8 +92,8 @@ export function parseIni(text: string): IniSections {
       throw new IniSyntaxError(`key '${key}' given twice in [${currentName}] (first on line ${first})`, n);
     }
     keyLines.set(id, n);
-    current.set(key, stripInline(trimmed.slice(split + 1)));
-    lastKey = key;
+    current.set(key, trimmed.slice(split + 1).trim());
+    open = { key, indent, blanks: 0 };
   }
   return sections;
 }

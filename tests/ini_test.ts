@@ -5,11 +5,45 @@ import { IniSyntaxError, parseIni } from "../mod/ini.ts";
 
 const section = (text: string, name = "p") => Object.fromEntries(parseIni(text).get(name)!);
 
-Deno.test("parseIni() keeps '#' and ';' inside a value; inline comments need whitespace before them", () => {
+Deno.test("parseIni() keeps '#' and ';' inside a value: only whole lines are comments, as in configparser", () => {
   assert.deepEqual(
-    section("[p]\nBUCKET_NAME = http://alice:s3cr#et@host\nA = x;y\nB = value # a comment\nC = v ; other\n"),
-    { bucket_name: "http://alice:s3cr#et@host", a: "x;y", b: "value", c: "v" },
+    section("[p]\nBUCKET_NAME = http://alice:s3cr#et@host\nA = x;y\nB = value # not a comment\nD = %Y-%m-%d ;%H\n"),
+    { bucket_name: "http://alice:s3cr#et@host", a: "x;y", b: "value # not a comment", d: "%Y-%m-%d ;%H" },
   );
+});
+
+/** Texts whose sections configparser and parseIni() must read alike. */
+const PARITY_CASES = [
+  "[p]\nDATE_STORE_FORMAT = %Y-%m-%d ;%H\nB = v # c\n",
+  "[p] # a trailing note\nA = 1\n",
+  "[a] b ]\nk = v\n",
+  "[p]\nA = one\n\n  two\n# comment\n   three\nB: x\n",
+  "[p]\nA = one\n  ; an indented comment\n  two\n\n\nC = 3\n",
+  "; top\n[DEFAULT]\nX = 1\n[p]\n  Y = indented key\nZ=\n",
+];
+
+Deno.test("parseIni() reads what Python's configparser (interpolation=None) reads", async () => {
+  const script = "import configparser, json, sys\n" +
+    "out = []\n" +
+    "for text in json.load(sys.stdin):\n" +
+    "    c = configparser.ConfigParser(interpolation=None)\n" +
+    "    c.read_string(text)\n" +
+    "    s = {name: dict(c._sections[name]) for name in c.sections()}\n" +
+    "    s['DEFAULT'] = dict(c._defaults)\n" +
+    "    out.append(s)\n" +
+    "print(json.dumps(out))\n";
+  const child = new Deno.Command("python3", { args: ["-c", script], stdin: "piped", stdout: "piped" }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(PARITY_CASES)));
+  await writer.close();
+  const { code, stdout } = await child.output();
+  assert.equal(code, 0);
+  const python = JSON.parse(new TextDecoder().decode(stdout)) as Record<string, Record<string, string>>[];
+  PARITY_CASES.forEach((text, i) => {
+    const ours: Record<string, Record<string, string>> = { DEFAULT: {} };
+    for (const [name, keys] of parseIni(text)) ours[name] = Object.fromEntries(keys);
+    assert.deepEqual(ours, python[i], `case ${i}: ${JSON.stringify(text)}`);
+  });
 });
 
 Deno.test("parseIni() takes ':' as a separator, a BOM, CRLF, indented comments and continuation lines", () => {

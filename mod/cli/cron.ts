@@ -18,13 +18,11 @@ export interface CronPlan {
 /**
  * Checks a five-field cron expression (UTC) as `Deno.cron` takes it.
  *
- * @throws {UsageError} naming `--schedule` when it does not parse or never fires
+ * @throws {UsageError} naming `name` (`--schedule`) when it does not parse or never fires
  */
-export async function parseCron(expression: string): Promise<CronPlan> {
+export async function parseCron(expression: string, name = "--schedule"): Promise<CronPlan> {
   const fail = (why: string): never => {
-    throw new UsageError(`Cannot parse --schedule: ${why}, got ${JSON.stringify(expression)}`, {
-      subject: "--schedule",
-    });
+    throw new UsageError(`Cannot parse ${name}: ${why}, got ${JSON.stringify(expression)}`, { subject: name });
   };
   if (expression.trim().split(/\s+/).length !== 5) fail("expected 5 fields (minute hour day month weekday)");
   // Loaded only for a schedule (~30 ms at every start otherwise).

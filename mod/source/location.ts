@@ -102,8 +102,17 @@ function httpLocation(url: URL): BucketLocation {
 
 /** Replaces the credentials of anything URL-shaped in `text` with `***`. */
 export function redactUrl(text: string): string {
-  return text.replace(/(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/@\s]*@/g, "$1***@");
+  return text.replace(USERINFO, "$1***@").replace(SECRET_PARAM, "$1***");
 }
+
+/**
+ * A URL's user and password: from `scheme://` through the last `@` before the
+ * host, whatever the password holds (a raw `#`, `;`, `/` or `@` included).
+ * A path that holds `@` is masked too: safe rather than exact.
+ */
+const USERINFO = /(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/)\S*?@(?=[^\s@/]*(?:[/?#\s]|$))/g;
+/** A query parameter whose name says it holds a secret (`password=`, `sslkey=`, `token=`, …). */
+const SECRET_PARAM = /([?&][^=&\s]*(?:pass|secret|token|key)[^=&\s]*=)[^&\s#]*/gi;
 
 /**
  * Why a listed key is refused, or `undefined` when it may be fetched.

@@ -24,6 +24,7 @@ import postgres from "postgres";
 import { UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
+import { redactUrl } from "../source/location.ts";
 import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
 import { MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
 import {
@@ -63,20 +64,6 @@ export interface PostgresStoreOptions {
   readonly types: readonly RecordType[];
   /** How long to wait to connect, seconds. @default {10} */
   readonly connectTimeoutSeconds?: number;
-}
-
-/** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    for (const name of [...u.searchParams.keys()]) {
-      if (/pass|secret|key/i.test(name)) u.searchParams.set(name, "***");
-    }
-    return u.toString();
-  } catch {
-    return "postgres://(unparsable URL)";
-  }
 }
 
 /** The SQL type of a record column in PostgreSQL. */

@@ -19,6 +19,7 @@ import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./m
 import { hostPort } from "./mod/source/location.ts";
 import { parseCron } from "./mod/cli/cron.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
+import { watchParent } from "./mod/cli/parent.ts";
 
 /** The project folder: main.ts, mod/ (the worker module is read at run time), deno.json, node_modules. */
 const PROJECT = dirname(fileURLToPath(import.meta.url));
@@ -110,7 +111,8 @@ export async function launch(args: readonly string[]): Promise<number> {
       join(PROJECT, "main.ts"),
       ...args,
     ],
-    env: { BUCKETLOAD_CWD: userCwd(env) },
+    // The child stops, rolling back, when this launcher is gone (even by SIGKILL).
+    env: { BUCKETLOAD_CWD: userCwd(env), BUCKETLOAD_WATCH_PARENT: "1" },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -124,7 +126,15 @@ export async function launch(args: readonly string[]): Promise<number> {
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
   });
+  // Under a task runner (`deno task run` sets INIT_CWD), the user started the runner, not this launcher: when the
+  // runner is killed, this launcher stops its child and exits rather than run on as an orphan.
+  const unwatch = Deno.env.get("INIT_CWD") === undefined ? () => {} : watchParent(() => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+  });
   const status = await child.status;
+  unwatch();
   forward.forEach((remove) => remove());
   if (status.signal !== null) return 128 + (status.signal === "SIGINT" ? 2 : status.signal === "SIGTERM" ? 15 : 9);
   return status.code;

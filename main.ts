@@ -10,7 +10,8 @@ import { getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/cli/actions.ts";
 import { type Config, CONFIG_KEYS } from "./mod/config.ts";
-import { type Cli, fixableError, loadConfigFromEnv, parseCli } from "./mod/cli/args.ts";
+import { type Cli, fixableError, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
+import { watchParent } from "./mod/cli/parent.ts";
 
 export { nonOverlapping } from "./mod/cli/schedule.ts";
 import { closeLogging, setupLogging } from "./mod/cli/log.ts";
@@ -58,20 +59,48 @@ Exit codes: 0 ok; 1 the list or a file failed, or another run holds the lock; 2 
 /** Whether an action (a run, a dry run, status) is going, so that a stop signal says what it stops. */
 let busy = false;
 
-/** Aborts on SIGINT/SIGTERM; a second signal exits at once (nothing is committed). */
-function trapSignals(controller: AbortController): () => void {
+/**
+ * A repeat of a stop signal this soon after the first is the same stop: a
+ * terminal's Ctrl-C reaches every process of its group, and the launcher (and
+ * `deno task`) pass it on as well, so one key press arrives two or three times.
+ */
+const SAME_STOP_MS = 1000;
+
+/**
+ * Aborts on SIGINT/SIGTERM, or when the launcher that started this process is
+ * gone; a second signal (after {@linkcode SAME_STOP_MS}) exits at once
+ * (nothing is committed).
+ */
+function trapSignals(controller: AbortController, onStop: () => void): () => void {
+  let firstAt = 0;
+  const stop = (name: keyof typeof SIGNAL_CODES, why: string) => {
+    onStop();
+    const logger = getLogger(["bucketload"]);
+    if (busy) logger.warn("{why}: stopping and rolling back", { why, signal: name });
+    else logger.info("{why}: stopping (no run in progress)", { why, signal: name });
+    firstAt = performance.now();
+    controller.abort(new StopSignal(name));
+  };
   const handlers = Object.entries(SIGNAL_CODES).map(([name, code]) => {
     const handler = () => {
-      if (controller.signal.aborted) Deno.exit(code);
-      const logger = getLogger(["bucketload"]);
-      if (busy) logger.warn("Received {signal}: stopping and rolling back", { signal: name });
-      else logger.info("Received {signal}: stopping (no run in progress)", { signal: name });
-      controller.abort(new StopSignal(name as keyof typeof SIGNAL_CODES));
+      if (controller.signal.aborted) {
+        if (performance.now() - firstAt < SAME_STOP_MS) return;
+        Deno.exit(code);
+      }
+      stop(name as keyof typeof SIGNAL_CODES, `Received ${name}`);
     };
     Deno.addSignalListener(name as Deno.Signal, handler);
     return [name as Deno.Signal, handler] as const;
   });
-  return () => handlers.forEach(([name, handler]) => Deno.removeSignalListener(name, handler));
+  const unwatch = readEnv().BUCKETLOAD_WATCH_PARENT === "1"
+    ? watchParent(() => {
+      if (!controller.signal.aborted) stop("SIGTERM", "The launcher that started this process is gone");
+    })
+    : () => {};
+  return () => {
+    unwatch();
+    handlers.forEach(([name, handler]) => Deno.removeSignalListener(name, handler));
+  };
 }
 
 /** Runs the CLI and returns the exit code. */
@@ -128,7 +157,8 @@ export async function main(args: readonly string[]): Promise<number> {
   }
   const logger = getLogger(["bucketload"]);
   const controller = new AbortController();
-  const untrap = trapSignals(controller);
+  // Once stopping, the bar is not drawn again over the lines that say so.
+  const untrap = trapSignals(controller, () => progress?.stop());
   const guard = async (action: () => Promise<number>): Promise<number> => {
     busy = true;
     try {

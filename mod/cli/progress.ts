@@ -51,6 +51,7 @@ export class ProgressLine {
   #line = "";
   #last: Progress | undefined;
   #lastDraw = -Infinity;
+  #stopped = false;
 
   /** Draws through `write` (stderr by default), fitting `columns()` (the terminal's width by default). */
   constructor(
@@ -72,13 +73,14 @@ export class ProgressLine {
 
   /** Redraws the bar at the terminal's current width, e.g. on SIGWINCH. */
   resize(): void {
-    if (this.#last === undefined || this.#line === "") return;
+    if (this.#stopped || this.#last === undefined || this.#line === "") return;
     this.#line = renderProgress(this.#last, (this.#now() - this.#start) / 1000, this.#columns());
     this.#write(`\r\x1b[2K${this.#line}`);
   }
 
   /** Updates the bar; redraws when the interval has passed or the run is complete. */
   update(p: Progress): void {
+    if (this.#stopped) return;
     const now = this.#now();
     if (now - this.#lastDraw < this.#intervalMs && p.filesDone < p.filesTotal) return;
     this.#lastDraw = now;
@@ -90,6 +92,12 @@ export class ProgressLine {
   /** Writes `text` (whole lines) above the bar, then redraws the bar. */
   writeAbove(text: string): void {
     this.#write(this.#line === "" ? text : `\r\x1b[2K${text}${this.#line}`);
+  }
+
+  /** Removes the bar for good: later updates draw nothing (the run is stopping). */
+  stop(): void {
+    this.clear();
+    this.#stopped = true;
   }
 
   /** Removes the bar. */

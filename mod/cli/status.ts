@@ -51,6 +51,11 @@ export interface StatusReport {
   readonly lastCheck: { readonly at: string; readonly result: string } | null;
   /** The run holding the lock now, as its lock-info file tells: `since (pid N)`. */
   readonly running: string | null;
+  /**
+   * A lock note left by a run whose process is gone (killed, or the machine
+   * stopped): `since (pid N)`. Its run was rolled back; the next run proceeds.
+   */
+  readonly staleLock: string | null;
 }
 
 /** The report of a database with nothing in it yet. */
@@ -68,6 +73,7 @@ export function emptyStatus(database: string): StatusReport {
     bucketChangedAt: null,
     lastCheck: null,
     running: null,
+    staleLock: null,
   };
 }
 
@@ -84,6 +90,12 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   if (report.running !== null) lines.push(`Run in progress: since ${report.running}`);
+  if (report.staleLock !== null) {
+    lines.push(
+      `No run in progress: the run started ${report.staleLock} stopped without finishing (its process is gone); ` +
+        `nothing of it was committed, and the next run proceeds`,
+    );
+  }
   if (report.lastCheck !== null) lines.push(`Last checked: ${report.lastCheck.at} (${report.lastCheck.result})`);
   const tables = Object.entries(report.tables).map(([t, n]) => `${t} ${n.toLocaleString("en-US")}`).join(", ");
   if (tables !== "") lines.push(`Rows: ${tables}`);

@@ -178,7 +178,7 @@ export class SqliteStore implements Store {
     } catch (error) {
       db?.close();
       if (created) removeDatabaseFiles(path);
-      if (isBusy(error)) throw new LockedError(path, readLockInfo(`${path}.lock-info`));
+      if (isBusy(error)) throw new LockedError(path, liveHolder(`${path}.lock-info`));
       if (error instanceof Deno.errors.NotCapable) throw error;
       throw new UsageError(`Cannot open database ${path}: ${(error as Error).message}`, {
         subject: "DATABASE_NAME",
@@ -223,12 +223,10 @@ export class SqliteStore implements Store {
     try {
       this.#db.exec("BEGIN IMMEDIATE");
     } catch (error) {
-      if (isBusy(error)) throw new LockedError(this.#path, readLockInfo(this.#lockFile));
+      if (isBusy(error)) throw new LockedError(this.#path, liveHolder(this.#lockFile));
       throw error;
     }
-    try {
-      Deno.writeTextFileSync(this.#lockFile, JSON.stringify({ pid: Deno.pid, since: startedAt.toISOString() }));
-    } catch { /* the lock itself is SQLite's; this file only explains it */ }
+    this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
       const changes = migrate(this.#db, this.#types, startedAt);
       if (changes.length > 0) {
@@ -262,10 +260,15 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** The lock note's open file: its flock tells a live holder from a dead one. */
+  #lockNote: Deno.FsFile | undefined;
+
   #unlock() {
     try {
       Deno.removeSync(this.#lockFile);
     } catch { /* already gone */ }
+    this.#lockNote?.close();
+    this.#lockNote = undefined;
   }
 
   registeredKeys(): Promise<string[]> {
@@ -310,14 +313,20 @@ export class SqliteStore implements Store {
   /** The status report: last runs, registry totals, rows per table, problem keys, the bucket, the run in progress. */
   status(): Promise<StatusReport> {
     const db = this.#db;
-    const running = readLockInfo(this.#lockFile);
+    const note = readLockInfo(this.#lockFile);
+    const alive = note === undefined ? undefined : holderAlive(this.#lockFile);
     const tables = Object.fromEntries(
       this.#types.filter((t) => this.#hasTable(t.table)).map((t) => [
         t.table,
         (db.prepare(`SELECT count(*) AS n FROM ${quote(t.table)}`).get() as { n: number }).n,
       ]),
     );
-    const empty: StatusReport = { ...emptyStatus(this.display), tables, running: running ?? null };
+    const empty: StatusReport = {
+      ...emptyStatus(this.display),
+      tables,
+      running: note !== undefined && alive !== false ? note : null,
+      staleLock: note !== undefined && alive === false ? note : null,
+    };
     if (!this.#hasTable("runs")) return Promise.resolve(empty);
     const all = <T>(sql: string, ...params: string[]) => db.prepare(sql).all(...params).map((r) => ({ ...r }) as T);
     const hasMeta = this.#hasTable("meta");
@@ -451,6 +460,53 @@ function unregisteredAmong(
     )
     .all(JSON.stringify(keys), JSON.stringify(statuses)) as { key: string }[];
   return rows.map((r) => r.key);
+}
+
+/**
+ * Writes the lock note (`<database>.lock-info`: pid and start) and holds an
+ * exclusive flock on it while the run lasts. The kernel drops the flock when
+ * the process dies, however it dies, so a reader can tell a note of a live
+ * run from one a killed run left. `undefined` when it cannot be written: the
+ * lock itself is SQLite's, the note only explains it.
+ */
+function writeLockNote(file: string, startedAt: Date): Deno.FsFile | undefined {
+  let handle: Deno.FsFile | undefined;
+  try {
+    handle = Deno.openSync(file, { write: true, create: true, truncate: true });
+    handle.lockSync(true);
+    handle.writeSync(new TextEncoder().encode(JSON.stringify({ pid: Deno.pid, since: startedAt.toISOString() })));
+    return handle;
+  } catch {
+    handle?.close();
+    return undefined;
+  }
+}
+
+/**
+ * Whether the process that wrote the lock note still runs: its flock is
+ * held. `undefined` when that cannot be told (the note cannot be opened).
+ */
+function holderAlive(file: string): boolean | undefined {
+  let handle: Deno.FsFile;
+  try {
+    handle = Deno.openSync(file, { read: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    if (!handle.tryLockSync(false)) return true;
+    handle.unlockSync();
+    return false;
+  } catch {
+    return undefined;
+  } finally {
+    handle.close();
+  }
+}
+
+/** The lock note of a live holder, for the "another run holds the lock" message. */
+function liveHolder(file: string): string | undefined {
+  return holderAlive(file) === false ? undefined : readLockInfo(file);
 }
 
 function readLockInfo(file: string): string | undefined {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type Logger } from "@logtape/logtape";
 import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
@@ -240,6 +240,31 @@ function nothingWritten(
 }
 
 /**
+ * Imports the original's processed-files list at a take-over only (see
+ * `RunTransaction.importKeys`); says in one line why it is not imported into
+ * a database that holds none of the original's rows. Returns the keys
+ * imported.
+ */
+async function importProcessedList(
+  tx: RunTransaction,
+  keys: readonly string[],
+  at: Date,
+  logger: Logger,
+): Promise<number> {
+  const { imported, skipped } = await tx.importKeys(keys, at);
+  if (skipped === "no-rows") {
+    logger.warn(
+      "PROCESSED_FILES_FILENAME lists {count} keys, but this database holds none of their rows: they are not " +
+        "imported, and their files are loaded (the file is rewritten from the registry after the run)",
+      { count: keys.length },
+    );
+  } else if (imported > 0) {
+    logger.info("Took over the original's processed-files list: {imported} keys registered as loaded", { imported });
+  }
+  return imported;
+}
+
+/**
  * Runs the pipeline once. Everything it writes commits in one transaction at
  * the end, or not at all.
  *
@@ -288,10 +313,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   const lockWaitMs = startedAt.getTime() - requestedAt.getTime();
   const logger = baseLogger.with({ run_id: tx.runId });
   try {
-    const imported = importKeys.length > 0 ? await tx.importKeys(importKeys, startedAt) : 0;
-    if (imported > 0) {
-      logger.info("Imported {imported} keys from the processed-files list into the registry, as loaded", { imported });
-    }
+    const imported = importKeys.length > 0 ? await importProcessedList(tx, importKeys, startedAt, logger) : 0;
     const listing = await fetchListing(source, {
       key: options.filesListKey,
       keyPattern: options.keyPattern,

@@ -129,15 +129,18 @@ export interface DryRunOptions {
 /** `--dry-run`: prints what a run would do; fetches only the list and writes nothing. Returns 0, or 1 when the list fails. */
 export async function dryRunAction(config: Config, out: Out, options: DryRunOptions): Promise<number> {
   const store = await openStoreReadOnly(config);
+  // The processed-files list counts only where a run would import it: at a take-over of the original's database.
   const imported = new Set(
-    config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath),
+    config.processedFilesPath === undefined || !(await store?.takesOver())
+      ? []
+      : await readRegistryFile(config.processedFilesPath),
   );
   try {
     const plan = await planRun({
       source: await makeSource(sourceSpec(config)),
       registered: async (keys, statuses) => {
         const inStore = store === undefined ? new Set<string>() : await store.peekRegistered(keys, statuses);
-        // Keys of the processed-files list count as loaded, as a run would import them.
+        // Keys of the processed-files list count as loaded at a take-over, as a run would import them.
         return new Set([...inStore, ...(statuses.includes("loaded") ? keys.filter((k) => imported.has(k)) : [])]);
       },
       filesListKey: config.filesListKey,

@@ -52,4 +52,9 @@ export const appType: RecordType = {
     const awesome = app.rating >= awesomeMinRating && app.size_bytes <= awesomeMaxSizeBytes;
     return [app.name, app.genre, app.rating, app.version, app.size_bytes, awesome ? 1 : 0];
   },
+  // The original's is_awesome was size_bytes < 1,000,000: today's rule decides.
+  fromLegacy(row, context) {
+    const { name, genre, rating, version, size_bytes } = row;
+    return this.toRow({ name, genre, rating, version, size_bytes }, context);
+  },
 };

@@ -65,4 +65,10 @@ export const movieType: RecordType = {
       normalized,
     ];
   },
+  // The original normalized titles by other rules (lower-case, spaces to '_', then every non-word character dropped).
+  fromLegacy(row, context) {
+    const { original_title, original_language, budget, is_adult, release_date } = row;
+    const adult = is_adult === 1 || is_adult === true ? true : is_adult === 0 || is_adult === false ? false : is_adult;
+    return this.toRow({ original_title, original_language, budget, is_adult: adult, release_date }, context);
+  },
 };

@@ -40,4 +40,11 @@ export interface RecordType {
    * fails, the reason as `field: problem`.
    */
   toRow(data: Record<string, unknown>, context: RowContext): Cell[] | string;
+  /**
+   * The row that today's rules give a row of the Python original's table
+   * (its columns by name), or why they reject it: how a take-over re-derives
+   * the columns the original derived by other rules. A type the original did
+   * not have leaves it out.
+   */
+  fromLegacy?(row: Readonly<Record<string, unknown>>, context: RowContext): Cell[] | string;
 }

@@ -42,6 +42,7 @@ export async function openStore(config: Config): Promise<OpenedStore> {
     types: RECORD_TYPES,
     lockTimeoutMs: config.lockTimeoutMs,
     loadMode: config.loadMode,
+    rules: { awesomeMinRating: config.awesomeMinRating, awesomeMaxSizeBytes: config.awesomeMaxSizeBytes },
   });
   return { store, close: () => Promise.resolve(store.closeAndTidy()) };
 }

@@ -34,6 +34,7 @@ import {
   type FileStatus,
   type FileWrite,
   type Fingerprint,
+  type ImportOutcome,
   type ListedFingerprint,
   type PartOptions,
   type PlannedKey,
@@ -230,6 +231,11 @@ export class PostgresStore implements Store {
     if (!(await this.#hasTable("processed_files"))) return [];
     const rows = await this.#sql<{ key: string }[]>`SELECT key FROM processed_files ORDER BY run_id, key`;
     return rows.map((r) => r.key);
+  }
+
+  /** The original was SQLite only: there is nothing of it to take over here. */
+  takesOver(): Promise<boolean> {
+    return Promise.resolve(false);
   }
 
   async peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
@@ -512,13 +518,10 @@ class PostgresRun implements RunTransaction {
     return Promise.resolve();
   }
 
-  async #importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
-    const rows = await this.#conn`
-      INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, origin)
-      SELECT k, 'loaded', ${this.runId}, ${processedAt.toISOString()}, 0, 0, 0, 0, 'imported'
-      FROM unnest(${keys as string[]}::text[]) AS k
-      ON CONFLICT (key) DO NOTHING`;
-    return rows.count;
+  /** The original was SQLite only: a PostgreSQL database never holds its rows, so nothing is imported. */
+  async #importKeys(): Promise<ImportOutcome> {
+    const [row] = await this.#conn<{ any: boolean }[]>`SELECT EXISTS (SELECT 1 FROM processed_files) AS any`;
+    return { imported: 0, skipped: row?.any ? "registry" : "no-rows" };
   }
 
   /** Takes the commit lock once: from here to the commit, shared rows are written. */
@@ -816,8 +819,8 @@ class PostgresRun implements RunTransaction {
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
     return this.#serial(() => this.#markDeleted(keys, at, prune));
   }
-  importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
-    return this.#serial(() => this.#importKeys(keys, processedAt));
+  importKeys(): Promise<ImportOutcome> {
+    return this.#serial(() => this.#importKeys());
   }
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
     return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));

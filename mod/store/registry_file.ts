@@ -1,7 +1,8 @@
 /**
  * The JSON list of processed keys (`PROCESSED_FILES_FILENAME`): the Python
- * original's `processed.json`. bucketload imports it into the registry and
- * writes it back after each commit, never dropping a key it held.
+ * original's `processed.json`. bucketload imports it into the registry once,
+ * when it takes over the original's database, and afterwards only writes it,
+ * from the registry, after each commit.
  *
  * @module
  */
@@ -80,17 +81,17 @@ export async function checkRegistryFileWritable(path: string): Promise<void> {
 }
 
 /**
- * Writes `keys` as a JSON array to `path` atomically (a temp file, then
- * rename). The keys already in the file come first and are all kept.
+ * Writes `keys` (the registry's, in the order first registered) as a JSON
+ * array to `path` atomically (a temp file, then rename). After a take-over
+ * the file is output only, kept current for the original's tools: it holds
+ * exactly the registry's keys.
  */
 export async function writeRegistryFile(path: string, keys: readonly string[]): Promise<void> {
-  const merged = new Set(await readRegistryFile(path).catch(() => []));
-  for (const key of keys) merged.add(key);
   const dir = dirname(path);
   await Deno.mkdir(dir, { recursive: true });
   const temp = join(dir, `.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.writeTextFile(temp, JSON.stringify([...merged], null, 2) + "\n");
+    await Deno.writeTextFile(temp, JSON.stringify(keys, null, 2) + "\n");
     await Deno.rename(temp, path);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});

@@ -8,7 +8,8 @@ import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { UsageError } from "../errors.ts";
-import type { RecordType } from "../records/mod.ts";
+import type { RecordType, RowContext } from "../records/mod.ts";
+import { hasLegacyRows, registryEmpty, takeOverLegacyRows } from "./take_over.ts";
 import type { Validators } from "../source/source.ts";
 import { hasTable, migrate } from "./migrations.ts";
 import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
@@ -17,6 +18,7 @@ import {
   type FilePart,
   type FileStatus,
   type FileWrite,
+  type ImportOutcome,
   type ListedFingerprint,
   LockedError,
   type PartOptions,
@@ -48,7 +50,15 @@ export interface SqliteStoreOptions {
   readonly loadMode?: LoadMode;
   /** Rows staged before a merge. @default {STAGE_ROWS} */
   readonly stageRows?: number;
+  /** The rules the original's rows are re-derived with at a take-over. @default {DEFAULT_RULES} */
+  readonly rules?: TakeOverRules;
 }
+
+/** The settings derived columns depend on, for re-deriving the original's rows. */
+export type TakeOverRules = Pick<RowContext, "awesomeMinRating" | "awesomeMaxSizeBytes">;
+
+/** The built-in `AWESOME_*` defaults. */
+export const DEFAULT_RULES: TakeOverRules = { awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
@@ -131,6 +141,7 @@ export class SqliteStore implements Store {
 
   readonly #created: boolean;
   readonly #load: { loadMode: LoadMode; stageRows: number };
+  readonly #rules: TakeOverRules;
 
   private constructor(
     db: DatabaseSync,
@@ -138,8 +149,10 @@ export class SqliteStore implements Store {
     types: readonly RecordType[],
     created: boolean,
     load: { loadMode: LoadMode; stageRows: number },
+    rules: TakeOverRules,
   ) {
     this.#db = db;
+    this.#rules = rules;
     this.#created = created;
     this.#load = load;
     this.#path = path;
@@ -154,7 +167,14 @@ export class SqliteStore implements Store {
    * @throws {UsageError} when the path is not a SQLite database or cannot be opened for writing
    */
   static open(path: string, options: SqliteStoreOptions): SqliteStore {
-    const { types, lockTimeoutMs = 0, readOnly = false, loadMode = "auto", stageRows = STAGE_ROWS } = options;
+    const {
+      types,
+      lockTimeoutMs = 0,
+      readOnly = false,
+      loadMode = "auto",
+      stageRows = STAGE_ROWS,
+      rules = DEFAULT_RULES,
+    } = options;
     let db: DatabaseSync | undefined;
     let created = false;
     try {
@@ -185,7 +205,7 @@ export class SqliteStore implements Store {
         cause: error,
       });
     }
-    return new SqliteStore(db, path, types, created, { loadMode, stageRows });
+    return new SqliteStore(db, path, types, created, { loadMode, stageRows }, rules);
   }
 
   /**
@@ -244,12 +264,17 @@ export class SqliteStore implements Store {
       const { id } = this.#db
         .prepare("INSERT INTO runs (started_at, status, bucket) VALUES (?, 'running', ?) RETURNING id")
         .get(startedAt.toISOString(), options.bucket) as { id: number };
+      // The original's rows take today's rules: once, in this run's transaction.
+      const takingOver = registryEmpty(this.#db) && hasLegacyRows(this.#db, this.#types);
+      if (readMeta(this.#db, "taken_over_at") === undefined && hasLegacyRows(this.#db, this.#types)) {
+        this.#takeOver(id, startedAt);
+      }
       return Promise.resolve(
         new SqliteRun(
           this.#db,
           id,
           this.#types,
-          { bucket: options.bucket, loadMode: mode, stageRows: this.#load.stageRows },
+          { bucket: options.bucket, loadMode: mode, stageRows: this.#load.stageRows, takingOver },
           () => this.#unlock(),
         ),
       );
@@ -262,6 +287,29 @@ export class SqliteStore implements Store {
 
   /** The lock note's open file: its flock tells a live holder from a dead one. */
   #lockNote: Deno.FsFile | undefined;
+
+  /** Re-derives the Python original's rows with today's rules (see `take_over.ts`) and logs what changed. */
+  #takeOver(runId: number, at: Date) {
+    const reject = this.#db.prepare(
+      "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, NULL, ?, ?, ?)",
+    );
+    const results = takeOverLegacyRows(this.#db, this.#types, { ingestionTime: "", ...this.#rules }, (r) => {
+      reject.run(runId, `(taken over: ${r.table})`, r.type, `taken over from the original, ${r.reason}`, r.raw);
+    });
+    writeMeta(this.#db, { taken_over_at: at.toISOString() });
+    for (const r of results) {
+      logger.info(
+        "Took over {table} from the original: {rows} rows, {rederived} re-derived by today's rules, {merged} merged " +
+          "into a row that now has the same key, {rejected} rejected (kept in rejected_records)",
+        { ...r },
+      );
+    }
+  }
+
+  /** Whether a run would take over the original's database now: its rows are there and the registry is empty. */
+  takesOver(): Promise<boolean> {
+    return Promise.resolve(registryEmpty(this.#db) && hasLegacyRows(this.#db, this.#types));
+  }
 
   #unlock() {
     try {
@@ -520,6 +568,9 @@ function readLockInfo(file: string): string | undefined {
 
 class SqliteRun implements RunTransaction {
   readonly runId: number;
+  /** This run takes over the original's database: its rows are here and the registry was empty at the start. */
+  readonly #takingOver: boolean;
+  readonly #registryEmpty: boolean;
   readonly #db: DatabaseSync;
   readonly #upserts = new Map<string, StatementSync>();
   readonly #types: ReadonlyMap<string, RecordType>;
@@ -549,13 +600,15 @@ class SqliteRun implements RunTransaction {
     db: DatabaseSync,
     runId: number,
     types: readonly RecordType[],
-    options: { bucket: string; loadMode: "direct" | "staged"; stageRows: number },
+    options: { bucket: string; loadMode: "direct" | "staged"; stageRows: number; takingOver: boolean },
     release: () => void,
   ) {
     this.#db = db;
     this.runId = runId;
     this.#release = release;
     this.#bucket = options.bucket;
+    this.#takingOver = options.takingOver;
+    this.#registryEmpty = registryEmpty(db);
     this.#types = new Map(types.map((t) => [t.type, t]));
     for (const type of types) this.#ownAbove.set(type.table, this.#maxRowid(type.table));
     this.#staged = options.loadMode === "staged";
@@ -628,14 +681,17 @@ class SqliteRun implements RunTransaction {
     return Promise.resolve({ inserted, updated: this.#upserted - inserted });
   }
 
-  importKeys(keys: readonly string[], processedAt: Date): Promise<number> {
+  importKeys(keys: readonly string[], processedAt: Date): Promise<ImportOutcome> {
+    if (!this.#takingOver) {
+      return Promise.resolve({ imported: 0, skipped: this.#registryEmpty ? "no-rows" : "registry" });
+    }
     const insert = this.#db.prepare(
       `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, origin)
        VALUES (?, 'loaded', ?, ?, 0, 0, 0, 0, 'imported') ON CONFLICT (key) DO NOTHING`,
     );
     let added = 0;
     for (const key of keys) added += Number(insert.run(key, this.runId, processedAt.toISOString()).changes);
-    return Promise.resolve(added);
+    return Promise.resolve({ imported: added, skipped: undefined });
   }
 
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {

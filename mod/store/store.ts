@@ -92,6 +92,14 @@ export interface PartOptions {
   readonly position?: number | undefined;
 }
 
+/** What {@linkcode RunTransaction.importKeys} did. */
+export interface ImportOutcome {
+  /** Keys newly registered. */
+  readonly imported: number;
+  /** Why nothing was imported, or `undefined` at a take-over. */
+  readonly skipped: "registry" | "no-rows" | undefined;
+}
+
 /** The counts stored in the run's row at commit. */
 export interface RunCounts {
   /** Rows new to the tables, and rows that replaced an earlier row with the same key (from `rowCounts()`). */
@@ -181,9 +189,13 @@ export interface RunTransaction {
   cacheList(key: string, text: string, validators: Validators): Promise<void>;
   /**
    * Registers keys another tool processed (the original's `processed.json`)
-   * as loaded, unless already registered; returns how many were new.
+   * as loaded, unless already registered, but only at a take-over: when the
+   * database holds the original's rows and its registry was empty at the
+   * start of this run. Otherwise nothing is imported, and `skipped` says why:
+   * `registry` (the registry is bucketload's own: the file is output only),
+   * `no-rows` (no rows of the original here: the keys' files must be loaded).
    */
-  importKeys(keys: readonly string[], processedAt: Date): Promise<number>;
+  importKeys(keys: readonly string[], processedAt: Date): Promise<ImportOutcome>;
   /**
    * Counts a run in which `keys` were missing (and resets the count of every
    * other key); keys missing in `giveUpRuns` runs in a row are registered as
@@ -237,6 +249,8 @@ export interface Store {
   begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction>;
   /** Every registered key, in the order first registered. */
   registeredKeys(): Promise<string[]>;
+  /** Whether a run would take over the Python original's rows now (they are here, the registry is empty). */
+  takesOver(): Promise<boolean>;
   /** Which of `keys` are registered, read without taking the lock (for dry runs). */
   peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /** The registry entries of every registered key (for a dry run over a bucket listing); only reads. */

@@ -227,6 +227,7 @@ function nothingWritten(
     filesRefetched: 0,
     rowsInserted: 0,
     rowsUpdated: 0,
+    rowsRemoved: 0,
     lockWaitMs: 0,
     imported: 0,
     gaveUpKeys: [],
@@ -519,6 +520,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       finishedAt,
       rowsInserted: rows.inserted,
       rowsUpdated: rows.updated,
+      rowsRemoved: rows.removed,
       filesListed: listing.listedCount + listing.refused.length,
       filesNew: todo.length - filesClaimedElsewhere,
       filesLoaded: counts.filesLoaded,
@@ -539,11 +541,13 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     };
     await tx.commit(runCounts);
     logger.info(
-      "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated), {rejected} rejected",
+      "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated, {removed} removed), " +
+        "{rejected} rejected",
       {
         loaded: records,
         inserted: rows.inserted,
         updated: rows.updated,
+        removed: rows.removed,
         rejected: counts.rejected,
         status: runCounts.status,
       },

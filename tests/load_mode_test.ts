@@ -131,6 +131,7 @@ function runCounts(rows: { inserted: number; updated: number }): RunCounts {
   return {
     rowsInserted: rows.inserted,
     rowsUpdated: rows.updated,
+    rowsRemoved: 0,
     status: "ok",
     finishedAt: new Date(0),
     filesListed: 2,

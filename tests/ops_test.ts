@@ -153,7 +153,7 @@ Deno.test("SIGTERM and SIGINT stop a run, roll it back and exit 143/130", async 
         assert.equal(existsSync(db), false, `${signal}: something was committed`);
       }
       const finish = await cli(["--config", config, "--profile", "p"]);
-      assert.equal(finish.code, 0);
+      assert.equal(finish.code, 0, finish.stderr);
       assert.equal(dumpDatabase(db).processed_files.length, 10);
     } finally {
       await server.close();

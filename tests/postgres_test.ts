@@ -212,7 +212,7 @@ pgTest("the CLI with DATABASE_URL: a run, status --json, --dry-run, and a wrong 
         const args = ["--config", config, "--profile", "p"];
         const run = await cli(args, { env });
         assert.equal(run.code, 0, run.stderr);
-        assert.match(run.stderr, /into postgres:\/\/postgres@127\.0\.0\.1:\d+\/bl_test_/);
+        assert.match(run.stderr, /into postgres:\/\/\*\*\*@127\.0\.0\.1:\d+\/bl_test_/);
         const status = JSON.parse((await cli([...args, "status", "--json"], { env })).stdout);
         assert.deepEqual(status.registry, { invalid: 1, loaded: 2 });
         assert.equal(status.runs.length, 1);

@@ -40,7 +40,7 @@ export function formatSummary(report: RunReport): string {
     `${n(report.filesFailed)} failed, ${n(report.filesRefused)} refused`,
     `  records  ${n(loaded)} valid${byType(report.loaded)}, ${n(report.rejected)} rejected, ` +
     `${n(ignored)} ignored${byType(report.ignored)}`,
-    `  rows     ${n(report.rowsInserted)} inserted, ${n(report.rowsUpdated)} updated`,
+    `  rows     ${n(report.rowsInserted)} inserted, ${n(report.rowsUpdated)} updated, ${n(report.rowsRemoved)} removed`,
     `  rate     ${n(rate)} records/s`,
   ];
   if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
@@ -92,7 +92,7 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
       deleted: report.filesDeleted,
     },
     records: { valid: report.loaded, rejected: report.rejected, ignored: report.ignored },
-    rows: { inserted: report.rowsInserted, updated: report.rowsUpdated },
+    rows: { inserted: report.rowsInserted, updated: report.rowsUpdated, removed: report.rowsRemoved },
     imported: report.imported,
     invalidKeys: report.invalidKeys,
     failedKeys: report.failedKeys,

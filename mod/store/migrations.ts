@@ -119,6 +119,12 @@ ALTER TABLE processed_files ADD COLUMN deleted_at TEXT;
 ALTER TABLE runs ADD COLUMN files_changed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN files_deleted INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    version: 4,
+    description: "rows removed per run (a changed object's earlier rows, a pruned object's rows)",
+    sql: `
+ALTER TABLE runs ADD COLUMN rows_removed INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -40,6 +40,7 @@ import {
   type PlannedKey,
   registryCounts,
   type RegistryEntry,
+  type RowCounts,
   type RunCounts,
   type RunTransaction,
   type Store,
@@ -376,7 +377,7 @@ class PostgresRun implements RunTransaction {
   #bufferedChars = 0;
   /** Rows copied into the stages (rows of aborted streamed parts taken out again). */
   #staged = 0;
-  #merged: { inserted: number; updated: number } | undefined;
+  #merged: RowCounts | undefined;
   #inCommitSection = false;
   #streaming: { key: string; records: number; rejected: number; ignored: number; staged: number } | undefined;
   #open = true;
@@ -583,17 +584,18 @@ class PostgresRun implements RunTransaction {
   }
 
   /** Merges the stages into the data tables: per key the row of the latest list position (then arrival) wins. */
-  async #merge(): Promise<{ inserted: number; updated: number }> {
+  async #merge(): Promise<RowCounts> {
     if (this.#merged !== undefined) return this.#merged;
     await this.#flush();
     await this.#enterCommitSection();
     await this.#conn`SET LOCAL work_mem = '64MB'`;
-    let inserted = 0;
+    let inserted = 0, removed = 0;
     if (this.#replaced.size > 0) {
       for (const type of this.#types.values()) {
-        await this.#conn.unsafe(`DELETE FROM ${quote(type.table)} WHERE source_key = ANY($1::text[])`, [
+        const deleted = await this.#conn.unsafe(`DELETE FROM ${quote(type.table)} WHERE source_key = ANY($1::text[])`, [
           [...this.#replaced],
         ]);
+        removed += deleted.count;
       }
     }
     for (const type of this.#types.values()) {
@@ -612,11 +614,11 @@ class PostgresRun implements RunTransaction {
       );
       inserted += row?.inserted ?? 0;
     }
-    this.#merged = { inserted, updated: this.#staged - inserted };
+    this.#merged = { inserted, updated: this.#staged - inserted, removed };
     return this.#merged;
   }
 
-  async #rowCounts(): Promise<{ inserted: number; updated: number }> {
+  async #rowCounts(): Promise<RowCounts> {
     return await this.#merge();
   }
 
@@ -760,7 +762,7 @@ class PostgresRun implements RunTransaction {
         files_refused = ${c.filesRefused}, records_loaded = ${sum(c.loaded)},
         loaded_by_type = ${JSON.stringify(c.loaded)}, records_rejected = ${c.rejected},
         records_ignored = ${sum(c.ignored)}, ignored_by_type = ${JSON.stringify(c.ignored)},
-        rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated},
+        rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated}, rows_removed = ${c.rowsRemoved},
         files_changed = ${c.filesChanged}, files_deleted = ${c.filesDeleted}
       WHERE id = ${this.runId}`;
     if (c.issues.length > 0) {
@@ -825,7 +827,7 @@ class PostgresRun implements RunTransaction {
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
     return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));
   }
-  rowCounts(): Promise<{ inserted: number; updated: number }> {
+  rowCounts(): Promise<RowCounts> {
     return this.#serial(() => this.#rowCounts());
   }
   writePart(key: string, part: FilePart, options?: PartOptions): Promise<void> {

@@ -25,6 +25,7 @@ import {
   type PlannedKey,
   registryCounts,
   type RegistryEntry,
+  type RowCounts,
   type RunCounts,
   type RunTransaction,
   type Store,
@@ -589,6 +590,8 @@ class SqliteRun implements RunTransaction {
   #ownAbove = new Map<string, number>();
   /** Rows upserted so far (rows of aborted streamed parts taken out again). */
   #upserted = 0;
+  /** Rows deleted by this run (a changed object's earlier rows, a pruned object's). */
+  #removed = 0;
   #open = true;
 
   readonly #staged: boolean;
@@ -669,7 +672,7 @@ class SqliteRun implements RunTransaction {
     this.#db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
   }
 
-  rowCounts(): Promise<{ inserted: number; updated: number }> {
+  rowCounts(): Promise<RowCounts> {
     this.#merge();
     // Rows that replaced removed rows (a changed object's) are new rows again.
     let inserted = 0;
@@ -678,7 +681,7 @@ class SqliteRun implements RunTransaction {
         n: number;
       }).n;
     }
-    return Promise.resolve({ inserted, updated: this.#upserted - inserted });
+    return Promise.resolve({ inserted, updated: this.#upserted - inserted, removed: this.#removed });
   }
 
   importKeys(keys: readonly string[], processedAt: Date): Promise<ImportOutcome> {
@@ -762,6 +765,7 @@ class SqliteRun implements RunTransaction {
       rejected: number;
       ignored: number;
       upserted: number;
+      removed: number;
       stagedRows: number;
       ownAbove: ReadonlyMap<string, number>;
     }
@@ -780,8 +784,10 @@ class SqliteRun implements RunTransaction {
   #removeRowsOf(keys: readonly string[]) {
     if (keys.length === 0) return;
     for (const type of this.#types.values()) {
-      this.#db.prepare(`DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`)
-        .run(JSON.stringify(keys));
+      this.#removed += Number(
+        this.#db.prepare(`DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`)
+          .run(JSON.stringify(keys)).changes,
+      );
       // A row inserted after this gets the largest remaining rowid + 1, which may be below the old bound.
       this.#ownAbove.set(type.table, Math.min(this.#ownAbove.get(type.table)!, this.#maxRowid(type.table)));
     }
@@ -860,6 +866,7 @@ class SqliteRun implements RunTransaction {
         rejected: 0,
         ignored: 0,
         upserted: this.#upserted,
+        removed: this.#removed,
         stagedRows: this.#stagedRows,
         ownAbove: new Map(this.#ownAbove),
       };
@@ -877,6 +884,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === key) {
       // The rollback also undoes merges made since the savepoint: the stage holds again what it held then.
       this.#upserted = this.#streaming.upserted;
+      this.#removed = this.#streaming.removed;
       this.#ownAbove = new Map(this.#streaming.ownAbove);
       this.#stagedRows = this.#streaming.stagedRows;
       this.#db.exec("ROLLBACK TO file_part");
@@ -891,6 +899,7 @@ class SqliteRun implements RunTransaction {
     if (this.#streaming?.key === file.key) {
       if (file.status === "invalid") {
         this.#upserted = this.#streaming.upserted;
+        this.#removed = this.#streaming.removed;
         this.#ownAbove = new Map(this.#streaming.ownAbove);
         this.#stagedRows = this.#streaming.stagedRows;
         this.#db.exec("ROLLBACK TO file_part");
@@ -962,7 +971,7 @@ class SqliteRun implements RunTransaction {
       `UPDATE runs SET finished_at = ?, status = ?, files_listed = ?, files_new = ?, files_loaded = ?,
          files_invalid = ?, files_missing = ?, files_failed = ?, files_refused = ?, records_loaded = ?,
          loaded_by_type = ?, records_rejected = ?, records_ignored = ?, ignored_by_type = ?,
-         rows_inserted = ?, rows_updated = ?, files_changed = ?, files_deleted = ?
+         rows_inserted = ?, rows_updated = ?, rows_removed = ?, files_changed = ?, files_deleted = ?
        WHERE id = ?`,
     ).run(
       c.finishedAt.toISOString(),
@@ -981,6 +990,7 @@ class SqliteRun implements RunTransaction {
       JSON.stringify(c.ignored),
       c.rowsInserted,
       c.rowsUpdated,
+      c.rowsRemoved,
       c.filesChanged,
       c.filesDeleted,
       this.runId,

@@ -92,6 +92,13 @@ export interface PartOptions {
   readonly position?: number | undefined;
 }
 
+/** Rows a run wrote: new rows, rows that replaced a row with the same key, and rows deleted. */
+export interface RowCounts {
+  readonly inserted: number;
+  readonly updated: number;
+  readonly removed: number;
+}
+
 /** What {@linkcode RunTransaction.importKeys} did. */
 export interface ImportOutcome {
   /** Keys newly registered. */
@@ -105,6 +112,11 @@ export interface RunCounts {
   /** Rows new to the tables, and rows that replaced an earlier row with the same key (from `rowCounts()`). */
   readonly rowsInserted: number;
   readonly rowsUpdated: number;
+  /**
+   * Rows deleted: a changed object's earlier rows (before its new rows went
+   * in, which count as inserted) and a pruned object's rows.
+   */
+  readonly rowsRemoved: number;
   readonly status: "ok" | "failed";
   readonly finishedAt: Date;
   readonly filesListed: number;
@@ -203,7 +215,7 @@ export interface RunTransaction {
    */
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]>;
   /** Rows written so far in this run (staged rows merged first): new rows and rows that replaced others. */
-  rowCounts(): Promise<{ inserted: number; updated: number }>;
+  rowCounts(): Promise<RowCounts>;
   /**
    * Adds part of a streamed file, inside a savepoint that its `writeFile`
    * releases. `replace` (on its first part) removes the object's earlier rows.

@@ -116,13 +116,16 @@ Deno.test("Ctrl-C delivered two or three times at once is one stop: the line, ex
         const child = spawnCli(["--config", config, "--profile", "p"]);
         const stderr = new LineWatcher(child.stderr);
         await stderr.waitFor(pattern, count);
-        // A terminal sends SIGINT to the whole group, and the launcher and the task runner pass it on.
-        child.kill("SIGINT");
-        child.kill("SIGINT");
-        await new Promise((r) => setTimeout(r, 20));
-        try {
-          child.kill("SIGINT");
-        } catch { /* it may have stopped already */ }
+        // A terminal sends SIGINT to the whole group, and the launcher and the task runner pass it on: the copies
+        // arrive a few milliseconds apart, while the run is rolling back.
+        let exited = false;
+        child.status.then(() => exited = true);
+        for (let t = 0; t < 300 && !exited; t += 1) {
+          try {
+            child.kill("SIGINT");
+          } catch { /* it stopped meanwhile */ }
+          await new Promise((r) => setTimeout(r, 1));
+        }
         await stderr.waitFor(/never/);
         const status = await child.status;
         await child.stdout.cancel();

@@ -85,6 +85,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly listError: string | undefined;
   readonly failedKeys: readonly { readonly key: string; readonly reason: string }[];
   readonly missingKeys: readonly string[];
+  /** Missing keys asked for with `--key` that are not in the list: no later run retries them. */
+  readonly missingUnlistedKeys: readonly string[];
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
   /** The list answered 304 (unchanged since the last run); the cached copy was used. */
   readonly unchanged: boolean;
@@ -211,6 +213,7 @@ function nothingWritten(
     listError: undefined,
     failedKeys: [],
     missingKeys: [],
+    missingUnlistedKeys: [],
     refusedKeys: [],
     filesListed: 0,
     filesNew: 0,
@@ -295,6 +298,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   const requestedAt = now();
   const failedKeys: { key: string; reason: string }[] = [];
   const missing: { key: string; reason: string }[] = [];
+  /** Keys asked for with --key that are not in the list and were missing: not retried by later runs. */
+  const missingUnlisted: { key: string; reason: string }[] = [];
   const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
   const ignored: Record<string, number> = {};
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
@@ -309,9 +314,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         { previous, current },
       ),
   });
-  // The run's time starts once it holds the lock.
+  // The run's time starts once it holds the lock; a wait is only reported when another run held it.
   const startedAt = now();
-  const lockWaitMs = startedAt.getTime() - requestedAt.getTime();
+  const { lockWaitMs } = tx;
   const logger = baseLogger.with({ run_id: tx.runId });
   try {
     const imported = importKeys.length > 0 ? await importProcessedList(tx, importKeys, startedAt, logger) : 0;
@@ -339,6 +344,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
       : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
     const { todo, changed, fingerprints } = plan;
+    const unlisted = new Set(plan.unlisted);
     for (const key of plan.unlisted) {
       logger.warn("Key {key} is not in the list; fetching it as asked", { key });
     }
@@ -417,7 +423,17 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         filesDone++;
         const tally = parts?.key === key ? parts.tally : new Tally();
         parts = undefined;
-        if (produced.kind === "missing") {
+        if (produced.kind === "missing" && unlisted.has(key)) {
+          // Not in the list: no later run fetches it, so it is not counted toward MISSING_GIVE_UP_RUNS either.
+          logger.warn(
+            "Missing {key}: {reason}; it is not in the list, so no later run fetches it (ask again with --key)",
+            {
+              key,
+              reason: produced.reason,
+            },
+          );
+          missingUnlisted.push({ key, reason: produced.reason });
+        } else if (produced.kind === "missing") {
           logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
           missing.push({ key, reason: produced.reason });
         } else if (produced.kind === "failed") {
@@ -525,7 +541,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesNew: todo.length - filesClaimedElsewhere,
       filesLoaded: counts.filesLoaded,
       filesInvalid: counts.filesInvalid,
-      filesMissing: missing.length,
+      filesMissing: missing.length + missingUnlisted.length,
       filesFailed: failedKeys.length,
       filesRefused: listing.refused.length,
       filesChanged,
@@ -535,7 +551,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       ignored,
       issues: [
         ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
-        ...missing.map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
+        ...[...missing, ...missingUnlisted].map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
         ...failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
       ],
     };
@@ -566,6 +582,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       listError: undefined,
       failedKeys,
       missingKeys: missing.map((m) => m.key),
+      missingUnlistedKeys: missingUnlisted.map((m) => m.key),
       refusedKeys: listing.refused,
       unchanged: listing.notModified,
       listed: listing.listed,

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { FileSource } from "../mod/source/file.ts";
 import { HttpSource } from "../mod/source/http.ts";
 import { ProgressLine, renderProgress } from "../mod/cli/progress.ts";
@@ -288,4 +289,63 @@ Deno.test("networkCause() names host:port and the cause: refused, DNS, TLS, time
     networkCause(new DOMException("timed out after 30000 ms", "TimeoutError"), new URL("http://h:8080/")),
     "h:8080: timed out",
   );
+});
+
+Deno.test("--key of a key not in the list that is missing: said as it is, and not kept as missing", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket);
+    try {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+      const args = ["--config", config, "--profile", "p"];
+      assert.equal((await cli(args)).code, 0);
+      const ghost = await cli([...args, "--key", "ghost.data"]);
+      assert.match(ghost.stderr, /Missing ghost\.data: .*it is not in the list, so no later run fetches it/);
+      assert.doesNotMatch(ghost.stderr, /will retry on the next run/);
+      assert.match(ghost.stdout, /missing and not in the list \(not retried; ask again with --key\):\n +ghost\.data/);
+      assert.deepEqual(query(join(dir, "db.sqlite3"), "SELECT key FROM missing_keys"), []);
+      const next = await cli(args);
+      assert.match(next.stdout, /0 new, 0 re-fetched: 0 loaded, 0 invalid, 0 missing/);
+      assert.equal(server.hits("ghost.data"), 1);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("a lock wait is reported only when another run held the lock", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket);
+    try {
+      const config = await writeConfig(
+        dir,
+        `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\nLOCK_TIMEOUT_SECONDS = 10\n`,
+      );
+      // Time spent starting the run (schema, migrations) is not a wait: a clock that jumps 1 s per reading.
+      let t = 0;
+      const report = await runOnce(server.url, join(dir, "clock.sqlite3"), { now: () => new Date(t += 1000) });
+      assert.equal(report.lockWaitMs, 0);
+      const args = ["--config", config, "--profile", "p"];
+      // A first run into a new database (schema creation) and a --force run: no one else holds the lock.
+      for (const extra of [[], ["--force"]]) {
+        const run = await cli([...args, ...extra]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.doesNotMatch(run.stdout, /waiting for the lock/);
+      }
+      const holder = new DatabaseSync(join(dir, "db.sqlite3"));
+      holder.exec("BEGIN IMMEDIATE");
+      const waiting = cli([...args, "--force"]);
+      await new Promise((r) => setTimeout(r, 700));
+      holder.exec("ROLLBACK");
+      holder.close();
+      const run = await waiting;
+      assert.equal(run.code, 0, run.stderr);
+      const waited = /after (\d+\.\d\d) s waiting for the lock/.exec(run.stdout);
+      assert.ok(waited !== null, run.stdout);
+      assert.ok(Number(waited[1]) > 0.2, `waited ${waited[1]} s`);
+    } finally {
+      await server.close();
+    }
+  });
 });

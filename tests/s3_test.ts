@@ -4,6 +4,7 @@
  * one, signed and unsigned requests, a wrong secret, awkward keys.
  */
 import assert from "node:assert/strict";
+import { formatSummary } from "../mod/cli/summary.ts";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { planRun } from "../mod/cli/dry_run.ts";
@@ -205,7 +206,9 @@ s3Test(
         assert.equal(changed.filesChanged, 1);
         assert.equal(changed.filesNew, 1);
         // Its two old rows went; "kept" and "new" are new rows; "shared" met c.data's row (and left it).
-        assert.deepEqual([changed.rowsInserted, changed.rowsUpdated], [2, 1]);
+        // Removed: its three earlier rows ("kept", "dropped", its own "shared" was c.data's, so two) went first.
+        assert.deepEqual([changed.rowsInserted, changed.rowsUpdated, changed.rowsRemoved], [2, 1, 2]);
+        assert.deepEqual(query(db, "SELECT rows_removed FROM runs ORDER BY id DESC LIMIT 1"), [{ rows_removed: 2 }]);
         assert.deepEqual(titles(), ["b only@b.data", "c only@c.data", "kept@a.data", "new@a.data", "shared@c.data"]);
         assert.equal(query(db, "SELECT year FROM songs WHERE title = 'kept'")[0]!.year, 10);
 
@@ -229,6 +232,9 @@ s3Test(
         await server.remove("live", "c.data");
         const pruned = await run({ pruneDeleted: true });
         assert.deepEqual(pruned.deletedKeys, ["c.data"]);
+        // c.data's two rows ("c only" and "shared") were removed: the report says so.
+        assert.equal(pruned.rowsRemoved, 2);
+        assert.match(formatSummary(pruned), /rows +0 inserted, 0 updated, 2 removed/);
         assert.deepEqual(titles(), ["b only@b.data", "kept@a.data", "new@a.data"]);
         // An object that comes back is loaded again.
         await put("c.data", [song("c again", 4)]);
@@ -302,7 +308,7 @@ s3Test("changed and deleted objects: PostgreSQL ends as SQLite does, reports inc
             const reports = [];
             for (const store of [sqlite, pg]) {
               const r = await runPipeline({ ...PIPELINE_DEFAULTS, source: source(), store, pruneDeleted: i === 3 });
-              reports.push([r.filesNew, r.filesChanged, r.deletedKeys, r.rowsInserted, r.rowsUpdated]);
+              reports.push([r.filesNew, r.filesChanged, r.deletedKeys, r.rowsInserted, r.rowsUpdated, r.rowsRemoved]);
             }
             assert.deepEqual(reports[1], reports[0], `step ${i}`);
           }

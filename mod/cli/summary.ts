@@ -18,7 +18,7 @@ const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.sta
 /** Formats a run report as a few aligned lines. */
 export function formatSummary(report: RunReport): string {
   const s = seconds(report);
-  const waited = report.lockWaitMs >= 10
+  const waited = report.lockWaitMs > 0
     ? ` (after ${(report.lockWaitMs / 1000).toFixed(2)} s waiting for the lock)`
     : "";
   if (report.status === "list_failed") {
@@ -61,6 +61,7 @@ export function formatSummary(report: RunReport): string {
   show("invalid (--retry-invalid re-fetches):", report.invalidKeys.map((f) => `${f.key}: ${f.reason}`));
   show("failed (retried next run):", report.failedKeys.map((f) => `${f.key}: ${f.reason}`));
   show("missing (retried next run):", report.missingKeys);
+  show("missing and not in the list (not retried; ask again with --key):", report.missingUnlistedKeys);
   show("gave up (missing too often; registered invalid):", report.gaveUpKeys);
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
   show("deleted from the bucket:", report.deletedKeys);
@@ -97,6 +98,7 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
     invalidKeys: report.invalidKeys,
     failedKeys: report.failedKeys,
     missingKeys: report.missingKeys,
+    missingUnlistedKeys: report.missingUnlistedKeys,
     gaveUpKeys: report.gaveUpKeys,
     refusedKeys: report.refusedKeys,
     deletedKeys: report.deletedKeys,

@@ -359,6 +359,8 @@ async function unregisteredAmong(
 /** A run's transaction on its own connection. */
 class PostgresRun implements RunTransaction {
   readonly runId: number;
+  /** Runs side by side share the database (they claim keys): a run never waits for another's lock to start. */
+  readonly lockWaitMs = 0;
   readonly #conn: Reserved;
   readonly #types: ReadonlyMap<string, RecordType>;
   readonly #bucket: string;

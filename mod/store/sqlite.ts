@@ -143,6 +143,7 @@ export class SqliteStore implements Store {
   readonly #created: boolean;
   readonly #load: { loadMode: LoadMode; stageRows: number };
   readonly #rules: TakeOverRules;
+  readonly #lockTimeoutMs: number;
 
   private constructor(
     db: DatabaseSync,
@@ -151,8 +152,10 @@ export class SqliteStore implements Store {
     created: boolean,
     load: { loadMode: LoadMode; stageRows: number },
     rules: TakeOverRules,
+    lockTimeoutMs: number,
   ) {
     this.#db = db;
+    this.#lockTimeoutMs = lockTimeoutMs;
     this.#rules = rules;
     this.#created = created;
     this.#load = load;
@@ -206,7 +209,7 @@ export class SqliteStore implements Store {
         cause: error,
       });
     }
-    return new SqliteStore(db, path, types, created, { loadMode, stageRows }, rules);
+    return new SqliteStore(db, path, types, created, { loadMode, stageRows }, rules, lockTimeoutMs);
   }
 
   /**
@@ -241,12 +244,7 @@ export class SqliteStore implements Store {
     // otherwise). Staged: the stage and the merge's sort go to temp files, so that memory stays bounded.
     // (temp_store can only change outside a transaction, and drops the temp tables.)
     this.#db.exec(`PRAGMA temp_store = ${mode === "direct" ? "MEMORY" : "DEFAULT"}`);
-    try {
-      this.#db.exec("BEGIN IMMEDIATE");
-    } catch (error) {
-      if (isBusy(error)) throw new LockedError(this.#path, liveHolder(this.#lockFile));
-      throw error;
-    }
+    const lockWaitMs = this.#lock();
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
       const changes = migrate(this.#db, this.#types, startedAt);
@@ -275,7 +273,7 @@ export class SqliteStore implements Store {
           this.#db,
           id,
           this.#types,
-          { bucket: options.bucket, loadMode: mode, stageRows: this.#load.stageRows, takingOver },
+          { bucket: options.bucket, loadMode: mode, stageRows: this.#load.stageRows, takingOver, lockWaitMs },
           () => this.#unlock(),
         ),
       );
@@ -283,6 +281,37 @@ export class SqliteStore implements Store {
       this.#db.exec("ROLLBACK");
       this.#unlock();
       throw error;
+    }
+  }
+
+  /**
+   * Takes the run lock (`BEGIN IMMEDIATE`): at once when no run holds it,
+   * else waiting up to `LOCK_TIMEOUT_SECONDS`. Returns how long it waited
+   * (0 without contention), so that a wait is only reported when there was one.
+   *
+   * @throws {LockedError} when another run holds it past the timeout
+   */
+  #lock(): number {
+    const begin = (timeoutMs: number) => {
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.round(timeoutMs)}`);
+      this.#db.exec("BEGIN IMMEDIATE");
+    };
+    try {
+      begin(0);
+      return 0;
+    } catch (error) {
+      if (!isBusy(error)) throw error;
+    }
+    const waitFrom = performance.now();
+    try {
+      if (this.#lockTimeoutMs === 0) throw new Error("database is locked");
+      begin(this.#lockTimeoutMs);
+      return performance.now() - waitFrom;
+    } catch (error) {
+      if (isBusy(error)) throw new LockedError(this.#path, liveHolder(this.#lockFile));
+      throw error;
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.round(this.#lockTimeoutMs)}`);
     }
   }
 
@@ -569,6 +598,7 @@ function readLockInfo(file: string): string | undefined {
 
 class SqliteRun implements RunTransaction {
   readonly runId: number;
+  readonly lockWaitMs: number;
   /** This run takes over the original's database: its rows are here and the registry was empty at the start. */
   readonly #takingOver: boolean;
   readonly #registryEmpty: boolean;
@@ -603,7 +633,13 @@ class SqliteRun implements RunTransaction {
     db: DatabaseSync,
     runId: number,
     types: readonly RecordType[],
-    options: { bucket: string; loadMode: "direct" | "staged"; stageRows: number; takingOver: boolean },
+    options: {
+      bucket: string;
+      loadMode: "direct" | "staged";
+      stageRows: number;
+      takingOver: boolean;
+      lockWaitMs: number;
+    },
     release: () => void,
   ) {
     this.#db = db;
@@ -611,6 +647,7 @@ class SqliteRun implements RunTransaction {
     this.#release = release;
     this.#bucket = options.bucket;
     this.#takingOver = options.takingOver;
+    this.lockWaitMs = options.lockWaitMs;
     this.#registryEmpty = registryEmpty(db);
     this.#types = new Map(types.map((t) => [t.type, t]));
     for (const type of types) this.#ownAbove.set(type.table, this.#maxRowid(type.table));

@@ -157,6 +157,8 @@ export interface Claim {
 export interface RunTransaction {
   /** The run's id, stored with its rejections and registry entries. */
   readonly runId: number;
+  /** How long the run waited for another run's lock: 0 when none held it. */
+  readonly lockWaitMs: number;
   /** Which of `keys` are already registered with one of `statuses` (default: loaded or invalid). */
   registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /**

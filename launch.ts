@@ -17,7 +17,6 @@ import { fileURLToPath } from "node:url";
 import { awsCredentialsFile, type Config } from "./mod/config.ts";
 import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
 import { hostPort } from "./mod/source/location.ts";
-import { parseCron } from "./mod/cli/cron.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
@@ -91,8 +90,9 @@ export async function launch(args: readonly string[]): Promise<number> {
     const cli = parseCli(args);
     need = cli;
     if (!cli.help && !cli.version) {
+      // The schedule is checked by the child (exit 2, one line): the launcher loads no npm package, so that the
+      // installed command (deno install -g) needs nothing beyond this checkout.
       config = await loadConfigFromEnv(cli, env);
-      if (cli.schedule !== undefined) await parseCron(cli.schedule);
     }
   } catch (error) {
     const line = fixableError(error);

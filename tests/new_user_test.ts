@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { childPermissions } from "../launch.ts";
 import { resolveConfig } from "../mod/config.ts";
+import { SCHEMA_VERSION } from "../mod/store/migrations.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, cli, copyCase, query, ROOT, runOnce, withTempDir, writeConfig } from "./helpers.ts";
 
@@ -154,7 +155,7 @@ Deno.test("migration: an original database and processed.json are taken over in 
       assert.deepEqual(query(dbPath, "SELECT origin FROM processed_files WHERE key = 'gone-from-the-list.data'"), [{
         origin: "imported",
       }]);
-      assert.equal(query(dbPath, "SELECT max(version) v FROM schema_version")[0]!.v, 3);
+      assert.equal(query(dbPath, "SELECT max(version) v FROM schema_version")[0]!.v, SCHEMA_VERSION);
       const second = await cli(["--config", config]);
       assert.equal(second.code, 0, second.stderr);
       assert.doesNotMatch(second.stderr, /Migrating/);
@@ -430,6 +431,7 @@ Deno.test("migration: a bucketload database from before schema versions is upgra
       { version: 1 },
       { version: 2 },
       { version: 3 },
+      { version: 4 },
     ]);
   });
 });

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL cluster on 127.0.0.1 for tests and the bench (no systemd).
-#   tools/pg_cluster.sh start DIR [PORT]   prints the URL to use as BUCKETLOAD_TEST_PG_URL
+#   tools/pg_cluster.sh start DIR [PORT]   prints the URL the tests read as BL_TEST_DATABASE_URL
 #   tools/pg_cluster.sh stop DIR
 # Installs Debian's postgresql-15 when its binaries are missing (needs root and apt).
 # fsync is off (a test cluster) unless PG_FSYNC=on, as the bench sets it.

@@ -81,7 +81,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     default: undefined,
     help: "postgres:// URL: use PostgreSQL instead of DATABASE_NAME (also read from plain DATABASE_URL)",
   },
-  BUCKET_NAME: { default: undefined, help: "host, http(s) URL with optional prefix, file: URL or folder" },
+  BUCKET_NAME: {
+    default: undefined,
+    help: "host, http(s) URL with optional prefix, s3://bucket[/prefix], file: URL or folder",
+  },
   FILES_LIST_KEY: {
     default: "files_list.data",
     help: "key of the file list; an S3 bucket without it is listed with ListObjectsV2",

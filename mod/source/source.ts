@@ -1,7 +1,7 @@
 /**
  * The bucket source contract: list and get objects by key. Implementations:
- * {@linkcode HttpSource} (HTTP/HTTPS buckets) and {@linkcode FileSource}
- * (local folders). An S3 API source slots in beside them.
+ * {@linkcode HttpSource} (HTTP/HTTPS buckets), {@linkcode FileSource} (local
+ * folders) and `S3Source` (`s3://` buckets through the S3 API, in `s3.ts`).
  *
  * @module
  */

@@ -228,7 +228,7 @@ pgTest("the CLI with DATABASE_URL: a run, status --json, --dry-run, and a wrong 
         bad.port = "1";
         const refused = await cli(args, { env: { DATABASE_URL: bad.toString() } });
         assert.equal(refused.code, 2);
-        assert.match(refused.stderr, /Cannot connect to PostgreSQL postgres:\/\/postgres@127\.0\.0\.1:1\/.*refused/);
+        assert.match(refused.stderr, /Cannot connect to PostgreSQL postgres:\/\/\*\*\*@127\.0\.0\.1:1\/.*refused/);
         const notPg = await cli(args, { env: { BUCKETLOAD_DATABASE_URL: "mysql://x@y/z" } });
         assert.equal(notPg.code, 2);
         assert.match(notPg.stderr, /BUCKETLOAD_DATABASE_URL: expected a postgres:\/\/ or postgresql:\/\/ URL/);

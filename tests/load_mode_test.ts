@@ -114,7 +114,11 @@ Deno.test("inserted rows are exact when a changed object's rows held the highest
         const streamed = await store.begin(new Date(0), { bucket: "memory:" });
         await streamed.writePart("b.data", part(["y1"]), { replace: true, position: 1 });
         await streamed.abortFile("b.data");
-        assert.deepEqual(await streamed.rowCounts(), { inserted: 0, updated: 0, removed: 0 }, `${loadMode}, rolled back`);
+        assert.deepEqual(
+          await streamed.rowCounts(),
+          { inserted: 0, updated: 0, removed: 0 },
+          `${loadMode}, rolled back`,
+        );
         await streamed.writePart("b.data", part(["y1"]), { replace: true, position: 1 });
         await streamed.writeFile(file("b.data", ["z1"], 1, true));
         assert.deepEqual(await streamed.rowCounts(), { inserted: 2, updated: 0, removed: 3 }, `${loadMode}, streamed`);

@@ -204,6 +204,17 @@ class Tally {
   }
 }
 
+/**
+ * Counts keyed by names that data decides (record types): an object without
+ * a prototype, so that a type named `toString`, `constructor` or
+ * `__proto__` is a key like any other.
+ */
+export function countsByName(names: readonly string[] = []): Record<string, number> {
+  const counts = Object.create(null) as Record<string, number>;
+  for (const name of names) counts[name] = 0;
+  return counts;
+}
+
 /** The report of a run that wrote nothing: the list failed, or nothing changed. */
 function nothingWritten(
   r: Pick<RunReport, "status" | "startedAt" | "finishedAt" | "loaded"> & Partial<RunReport>,
@@ -223,7 +234,7 @@ function nothingWritten(
     filesFailed: 0,
     filesRefused: r.refusedKeys?.length ?? 0,
     rejected: 0,
-    ignored: {},
+    ignored: countsByName(),
     issues: [],
     unchanged: false,
     listed: false,
@@ -300,8 +311,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   const missing: { key: string; reason: string }[] = [];
   /** Keys asked for with --key that are not in the list and were missing: not retried by later runs. */
   const missingUnlisted: { key: string; reason: string }[] = [];
-  const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
-  const ignored: Record<string, number> = {};
+  // Record type names come from the bucket: counts keyed by them have no prototype ("toString" is just a name).
+  const loaded = countsByName(types.map((t) => t.type));
+  const ignored = countsByName();
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
   const invalidKeys: { key: string; reason: string }[] = [];
 

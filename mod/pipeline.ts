@@ -198,21 +198,20 @@ class Tally {
   }
 
   /** Adds the loaded and ignored counts by type to the run's. */
-  addTo(loaded: Record<string, number>, ignored: Record<string, number>) {
-    for (const [name, n] of this.#loaded) loaded[name] = (loaded[name] ?? 0) + n;
-    for (const [name, n] of this.#ignored) ignored[name] = (ignored[name] ?? 0) + n;
+  addTo(loaded: Map<string, number>, ignored: Map<string, number>) {
+    for (const [name, n] of this.#loaded) loaded.set(name, (loaded.get(name) ?? 0) + n);
+    for (const [name, n] of this.#ignored) ignored.set(name, (ignored.get(name) ?? 0) + n);
   }
 }
 
 /**
- * Counts keyed by names that data decides (record types): an object without
- * a prototype, so that a type named `toString`, `constructor` or
- * `__proto__` is a key like any other.
+ * Counts by name as a plain object for the report. The names are data (record
+ * types): each becomes an own property (`Object.fromEntries`), so that a type
+ * named `toString`, `constructor` or `__proto__` is a key like any other and
+ * never reaches the prototype.
  */
-export function countsByName(names: readonly string[] = []): Record<string, number> {
-  const counts = Object.create(null) as Record<string, number>;
-  for (const name of names) counts[name] = 0;
-  return counts;
+export function countsByName(counts: ReadonlyMap<string, number> = new Map()): Record<string, number> {
+  return Object.fromEntries(counts);
 }
 
 /** The report of a run that wrote nothing: the list failed, or nothing changed. */
@@ -311,9 +310,10 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   const missing: { key: string; reason: string }[] = [];
   /** Keys asked for with --key that are not in the list and were missing: not retried by later runs. */
   const missingUnlisted: { key: string; reason: string }[] = [];
-  // Record type names come from the bucket: counts keyed by them have no prototype ("toString" is just a name).
-  const loaded = countsByName(types.map((t) => t.type));
-  const ignored = countsByName();
+  // Record type names come from the bucket: they are counted in Maps ("toString" is just a name).
+  const loadedByType = new Map(types.map((t) => [t.type, 0]));
+  const ignoredByType = new Map<string, number>();
+  const loaded = countsByName(loadedByType);
   const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
   const invalidKeys: { key: string; reason: string }[] = [];
 
@@ -463,7 +463,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
           if (file.replace) filesChanged++;
           // An invalid file's parts were discarded: only its own whole-file rejection counts.
           const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
-          counted.addTo(loaded, ignored);
+          counted.addTo(loadedByType, ignoredByType);
           records += counted.records;
           counts.rejected += counted.rejected;
           if (file.status === "loaded") counts.filesLoaded++;
@@ -558,9 +558,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesRefused: listing.refused.length,
       filesChanged,
       filesDeleted: deletedKeys.length,
-      loaded,
+      loaded: countsByName(loadedByType),
       rejected: counts.rejected,
-      ignored,
+      ignored: countsByName(ignoredByType),
       issues: [
         ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
         ...[...missing, ...missingUnlisted].map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),

@@ -119,6 +119,8 @@ pgTest("a type named toString, constructor, hasOwnProperty or __proto__ does not
     } finally {
       await store.close();
     }
-    assert.deepEqual(await pgQuery(url, "SELECT records_ignored FROM runs ORDER BY id LIMIT 1"), [{ records_ignored: 4 }]);
+    assert.deepEqual(await pgQuery(url, "SELECT records_ignored FROM runs ORDER BY id LIMIT 1"), [{
+      records_ignored: 4,
+    }]);
   });
 });

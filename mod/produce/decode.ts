@@ -5,6 +5,7 @@
  */
 
 import { syntaxReason } from "./json_stream.ts";
+import { parseJson } from "../records/numbers.ts";
 
 /** The elements of a file, or why the file is invalid. */
 export type Parsed = { readonly elements: readonly unknown[]; readonly text: string } | { readonly invalid: string };
@@ -35,7 +36,7 @@ export function parseText(text: string): Parsed {
   if (text.trim() === "") return { invalid: "empty body (whitespace only)" };
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch (error) {
     return { invalid: `not JSON: ${syntaxReason(text, (error as Error).message)}` };
   }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { parseJson } from "../records/numbers.ts";
 
 /** A syntax error with the reason stored for the invalid file (without the `not JSON: ` prefix). */
 export class JsonSyntaxError extends SyntaxError {
@@ -167,7 +168,7 @@ export class ArraySplitter {
 export function parseElements(texts: readonly string[], firstIndex: number): unknown[] {
   if (texts.length === 0) return [];
   try {
-    const values = JSON.parse(`[${texts.join(",")}]`);
+    const values = parseJson(`[${texts.join(",")}]`) as unknown[];
     // One empty text alone reads as "[]": the count tells.
     if (values.length === texts.length) return values;
   } catch {

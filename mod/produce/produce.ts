@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseJson } from "../records/numbers.ts";
 import { pMapIterable } from "p-map";
 import { parseBody, parseText, rawJson, rawText, undecodable } from "./decode.ts";
 import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "./json_stream.ts";
@@ -376,7 +377,7 @@ export async function* processNdjsonStream(
     if (line.trim() === "") return;
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      value = parseJson(line);
     } catch (error) {
       return builder.rejectText(at, `not JSON (line ${at + 1}): ${(error as Error).message}`, line);
     }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { InexactNumber } from "./numbers.ts";
+
 /** Returns a problem description, or `undefined` when the value passes. */
 export type Check = (value: unknown) => string | undefined;
 
@@ -13,6 +15,7 @@ const MAX_SHOWN_CHARS = 40;
 /** Describes a JSON value for a rejection reason, e.g. `string "1994"`. */
 export function describe(value: unknown): string {
   if (value === undefined) return "nothing (the field is missing)";
+  if (value instanceof InexactNumber) return `number ${value.source} (${value.why})`;
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   switch (typeof value) {
@@ -35,12 +38,19 @@ export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** A string with at least one non-whitespace character. */
-export const text: Check = (v) =>
-  typeof v === "string" && v.trim() !== "" ? undefined : `expected non-blank text, got ${describe(v)}`;
+/** Why a string cannot be stored as text: a lone surrogate (`\ud800`), which UTF-8 cannot encode. */
+function illFormed(v: string): string | undefined {
+  if (v.isWellFormed()) return undefined;
+  const at = [...v].findIndex((c) => c.length === 1 && c >= "\ud800" && c <= "\udfff");
+  return `contains a lone surrogate (\\u${v.codePointAt(at)!.toString(16)}), which UTF-8 cannot store`;
+}
 
-/** Any string, empty included. */
-export const string: Check = (v) => typeof v === "string" ? undefined : `expected a string, got ${describe(v)}`;
+/** A string with at least one non-whitespace character, well-formed. */
+export const text: Check = (v) =>
+  typeof v === "string" && v.trim() !== "" ? illFormed(v) : `expected non-blank text, got ${describe(v)}`;
+
+/** Any well-formed string, empty included. */
+export const string: Check = (v) => typeof v === "string" ? illFormed(v) : `expected a string, got ${describe(v)}`;
 
 /** `true` or `false`. */
 export const boolean: Check = (v) => typeof v === "boolean" ? undefined : `expected a boolean, got ${describe(v)}`;

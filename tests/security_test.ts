@@ -129,3 +129,31 @@ Deno.test("caps: stored raw JSON is cut at MAX_REJECTED_RAW_BYTES with a marker"
     await server.close();
   }
 });
+
+Deno.test("security: a redirect's user:pass@ is dropped; the configured credentials go on", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    let port = 0;
+    const server = await startBucketServer(bucket, {
+      fault: (key) =>
+        key === A
+          ? { status: 302, headers: { location: `http://mallory:stolen@127.0.0.1:${port}/moved/${A}` } }
+          : key === `moved/${A}`
+          ? { status: 200, body: Deno.readTextFileSync(join(bucket, A)) }
+          : undefined,
+    });
+    port = Number(new URL(server.url).port);
+    try {
+      // The configured credentials, as BUCKET_NAME = http://alice:s3cret@host/ gives them.
+      const expected = `Basic ${btoa("alice:s3cret")}`;
+      const report = await runOnce(server.url, join(dir, "db.sqlite3"), { authorization: expected });
+      assert.equal(report.filesLoaded, 2, JSON.stringify(report.failedKeys));
+      const at = server.paths.indexOf(`/moved/${A}`);
+      assert.ok(at !== -1, server.paths.join(" "));
+      assert.equal(server.authorizations[at], expected, "the redirect's credentials were sent");
+      assert.ok(server.authorizations.every((a) => a === expected));
+    } finally {
+      await server.close();
+    }
+  });
+});

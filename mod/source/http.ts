@@ -222,6 +222,10 @@ export class HttpSource implements BucketSource {
           throw new AbortError(`redirect outside the bucket prefix refused: ${target.pathname}`);
         }
         if (hop >= MAX_REDIRECTS) throw new AbortError(`too many redirects (more than ${MAX_REDIRECTS})`);
+        // Credentials in a redirect's URL would replace the configured ones (fetch sends a URL's userinfo as Basic
+        // auth): they are dropped, and the configured Authorization goes on.
+        target.username = "";
+        target.password = "";
         url = target;
         continue;
       }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type Fault, startBucketServer } from "./bucket_server.ts";
 import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/source/http.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
-import { CASES, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
+import { CASES, copyCase, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 
 const BASIC = join(CASES, "basic");
 const A = "a1b2c3d4-0001-4000-8000-000000000001.data";
@@ -160,4 +160,21 @@ Deno.test("parseRetryAfter() reads seconds and HTTP dates, and caps them", () =>
   assert.equal(parseRetryAfter("86400", now), MAX_RETRY_AFTER_MS);
   assert.equal(parseRetryAfter("soon", now), undefined);
   assert.equal(parseRetryAfter(null, now), undefined);
+});
+
+Deno.test("a file list sent chunked (no Content-Length) is read, within MAX_LIST_BYTES", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket, { fault: (key) => key === "files_list.data" ? "chunked" : undefined });
+    try {
+      const report = await runOnce(server.url, join(dir, "db.sqlite3"));
+      assert.equal(report.listError, undefined);
+      assert.equal(report.filesLoaded, 2);
+      const capped = await runOnce(server.url, join(dir, "capped.sqlite3"), { maxListBytes: 100 });
+      assert.match(capped.listError ?? "", /too large/);
+      assert.equal(capped.runId, undefined);
+    } finally {
+      await server.close();
+    }
+  });
 });

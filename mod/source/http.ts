@@ -235,7 +235,10 @@ export class HttpSource implements BucketSource {
           await res.body?.cancel();
           return { kind: "too_large", bytes: declared, cap: maxBytes, declared: true };
         }
-        if (res.body !== null && !(declared <= o.streamOverBytes)) {
+        // Streamed: a body declared larger than streamOverBytes, or one of unknown length (chunked) when a stream is
+        // wanted at all; the file list (streamOverBytes Infinity) is read whole, within maxBytes, whatever its framing.
+        const streamed = Number.isFinite(declared) ? declared > o.streamOverBytes : o.streamOverBytes !== Infinity;
+        if (res.body !== null && streamed) {
           clearTimeout(o.timer);
           const body = guardStream(res.body, {
             cap: maxBytes,

@@ -61,6 +61,8 @@ export interface Config {
   readonly streamThresholdBytes: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logFormat: (typeof LOG_FORMATS)[number];
+  /** `INTEGRITY_CHECK_HOURS` in ms. */
+  readonly integrityCheckMs: number;
   /** `STATUS_TOKEN`: what the status endpoint asks for; `undefined`: open. */
   readonly statusToken: string | undefined;
 }
@@ -128,6 +130,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
   LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
   LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
+  INTEGRITY_CHECK_HOURS: {
+    default: "24",
+    help: "SQLite: run PRAGMA quick_check when the last passed check is older than this; 0: at every run",
+  },
   STATUS_TOKEN: {
     default: "",
     help: "secret that the HTTP status endpoint asks for (Authorization: Bearer, or ?token=); unset: open",
@@ -403,6 +409,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
     statusToken: str("STATUS_TOKEN").trim() || undefined,
+    integrityCheckMs: num("INTEGRITY_CHECK_HOURS", { max: 100_000 }) * 3600 * 1000,
   };
 }
 

@@ -5,6 +5,31 @@
  * @module
  */
 
+/**
+ * A database that SQLite finds damaged (`PRAGMA quick_check` failed, or
+ * "database disk image is malformed"): nothing is written into it. Exit code
+ * 2, as for any database the run cannot use.
+ */
+export class DamagedDatabaseError extends Error {
+  /** The database file. */
+  readonly path: string;
+
+  /** Creates the error for `path`, with what SQLite reported. */
+  constructor(path: string, detail: string) {
+    super(
+      `Database ${path} is damaged (${detail}): nothing was written; restore it from a backup ` +
+        `(sqlite3 ${path} .recover can save what is left)`,
+    );
+    this.name = "DamagedDatabaseError";
+    this.path = path;
+  }
+}
+
+/** Whether a SQLite message says the file is damaged or not a database. */
+export function isCorruption(message: string): boolean {
+  return /database disk image is malformed|file is not a database|SQLITE_(CORRUPT|NOTADB)/i.test(message);
+}
+
 /** A usage or configuration error: bad flag, profile, key or value. Exit code 2. */
 export class UsageError extends Error {
   /** The flag, key or file at fault, e.g. `CONCURRENCY` or `--profile`. */

@@ -165,7 +165,9 @@ Deno.test("parseRetryAfter() reads seconds and HTTP dates, and caps them", () =>
 Deno.test("a file list sent chunked (no Content-Length) is read, within MAX_LIST_BYTES", async () => {
   await withTempDir(async (dir) => {
     const bucket = await copyCase("basic", dir);
-    const server = await startBucketServer(bucket, { fault: (key) => key === "files_list.data" ? "chunked" : undefined });
+    const server = await startBucketServer(bucket, {
+      fault: (key) => key === "files_list.data" ? "chunked" : undefined,
+    });
     try {
       const report = await runOnce(server.url, join(dir, "db.sqlite3"));
       assert.equal(report.listError, undefined);

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { type Config, CONFIG_KEYS, ENV_CHOOSERS, ENV_PREFIX, loadConfig } from "../config.ts";
-import { UsageError } from "../errors.ts";
+import { DamagedDatabaseError, isCorruption, UsageError } from "../errors.ts";
 import { refuseReason } from "../source/location.ts";
 
 /** The flags. */
@@ -163,7 +163,11 @@ export function readEnv(): Record<string, string> {
  * anything else.
  */
 export function fixableError(error: unknown): string | undefined {
-  if (error instanceof UsageError) return error.message;
+  if (error instanceof UsageError || error instanceof DamagedDatabaseError) return error.message;
+  // Damage SQLite meets in the middle of a run (the check runs at most once per INTEGRITY_CHECK_HOURS).
+  if (error instanceof Error && isCorruption(error.message)) {
+    return `The database is damaged (${error.message}): nothing was written; restore it from a backup`;
+  }
   if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
     const what = (error as Error).message.replace(/, run again with .*$/s, "").replace(/\.$/, "");
     return `Permission denied: ${what}: run through 'deno task run' (it grants the paths of the resolved config), ` +

@@ -220,6 +220,9 @@ function ensureTable(db: DatabaseSync, type: RecordType): string[] {
   const have = new Set(
     (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(type.table) as { name: string }[]).map((c) => c.name),
   );
+  // bucketload's own table (it has lineage) never lacks a column: one dropped by hand cannot be given back its values.
+  const lost = have.has("source_key") ? type.columns.filter((c) => !have.has(c.name)) : [];
+  if (lost.length > 0) throw lostColumns(type.table, lost.map((c) => c.name));
   for (
     const column of [
       ...type.columns,
@@ -246,6 +249,18 @@ function ensureTable(db: DatabaseSync, type: RecordType): string[] {
     changes.push(`${type.table}: added unique index ${index} on (${type.key.join(", ")})`);
   }
   return changes;
+}
+
+/** The error for a bucketload table that lost columns outside bucketload. */
+export function lostColumns(table: string, columns: readonly string[]): UsageError {
+  return new UsageError(
+    `Table ${table} has lost column${columns.length > 1 ? "s" : ""} ${
+      columns.join(", ")
+    } (dropped outside bucketload): ` +
+      `its values cannot be restored, so nothing was written; restore the table from a backup, or drop it and ` +
+      `reload with --force`,
+    { subject: "DATABASE_NAME" },
+  );
 }
 
 /** Whether a primary key or unique index covers exactly the type's natural key, as ON CONFLICT needs. */

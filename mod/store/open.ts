@@ -43,6 +43,7 @@ export async function openStore(config: Config): Promise<OpenedStore> {
     lockTimeoutMs: config.lockTimeoutMs,
     loadMode: config.loadMode,
     rules: { awesomeMinRating: config.awesomeMinRating, awesomeMaxSizeBytes: config.awesomeMaxSizeBytes },
+    integrityCheckMs: config.integrityCheckMs,
   });
   return { store, close: () => Promise.resolve(store.closeAndTidy()) };
 }

@@ -26,7 +26,7 @@ import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import { redactUrl } from "../source/location.ts";
 import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
-import { MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
+import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
 import {
   type BeginOptions,
   type Claim,
@@ -183,7 +183,14 @@ export class PostgresStore implements Store {
         await t`INSERT INTO schema_version VALUES (${m.version}, ${now.toISOString()}, ${m.description})`;
         changes.push(`schema ${m.version}: ${m.description}`);
       }
-      for (const type of this.#types) await t.unsafe(postgresTableSql(type));
+      for (const type of this.#types) {
+        await t.unsafe(postgresTableSql(type));
+        const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
+          WHERE table_schema = current_schema() AND table_name = ${type.table}`;
+        const have = new Set(columns.map((c) => c.name));
+        const lost = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
+        if (lost.length > 0) throw lostColumns(type.table, lost);
+      }
       return from === 0 ? [] : changes;
     });
   }

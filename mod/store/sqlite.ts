@@ -7,7 +7,7 @@
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { UsageError } from "../errors.ts";
+import { DamagedDatabaseError, isCorruption, UsageError } from "../errors.ts";
 import type { RecordType, RowContext } from "../records/mod.ts";
 import { hasLegacyRows, registryEmpty, takeOverLegacyRows } from "./take_over.ts";
 import type { Validators } from "../source/source.ts";
@@ -53,7 +53,19 @@ export interface SqliteStoreOptions {
   readonly stageRows?: number;
   /** The rules the original's rows are re-derived with at a take-over. @default {DEFAULT_RULES} */
   readonly rules?: TakeOverRules;
+  /**
+   * How long a passed `PRAGMA quick_check` stands before a run checks again
+   * (`INTEGRITY_CHECK_HOURS`); 0 checks at every run.
+   * @default {DEFAULT_INTEGRITY_CHECK_MS}
+   */
+  readonly integrityCheckMs?: number;
 }
+
+/** `INTEGRITY_CHECK_HOURS`' default: a day. */
+export const DEFAULT_INTEGRITY_CHECK_MS = 24 * 3600 * 1000;
+
+/** Whether SQLite said the file is damaged or not a database. */
+const isCorrupt = (error: unknown) => error instanceof Error && isCorruption(error.message);
 
 /** The settings derived columns depend on, for re-deriving the original's rows. */
 export type TakeOverRules = Pick<RowContext, "awesomeMinRating" | "awesomeMaxSizeBytes">;
@@ -144,6 +156,7 @@ export class SqliteStore implements Store {
   readonly #load: { loadMode: LoadMode; stageRows: number };
   readonly #rules: TakeOverRules;
   readonly #lockTimeoutMs: number;
+  readonly #integrityCheckMs: number;
 
   private constructor(
     db: DatabaseSync,
@@ -153,8 +166,10 @@ export class SqliteStore implements Store {
     load: { loadMode: LoadMode; stageRows: number },
     rules: TakeOverRules,
     lockTimeoutMs: number,
+    integrityCheckMs: number,
   ) {
     this.#db = db;
+    this.#integrityCheckMs = integrityCheckMs;
     this.#lockTimeoutMs = lockTimeoutMs;
     this.#rules = rules;
     this.#created = created;
@@ -178,6 +193,7 @@ export class SqliteStore implements Store {
       loadMode = "auto",
       stageRows = STAGE_ROWS,
       rules = DEFAULT_RULES,
+      integrityCheckMs = DEFAULT_INTEGRITY_CHECK_MS,
     } = options;
     let db: DatabaseSync | undefined;
     let created = false;
@@ -209,7 +225,7 @@ export class SqliteStore implements Store {
         cause: error,
       });
     }
-    return new SqliteStore(db, path, types, created, { loadMode, stageRows }, rules, lockTimeoutMs);
+    return new SqliteStore(db, path, types, created, { loadMode, stageRows }, rules, lockTimeoutMs, integrityCheckMs);
   }
 
   /**
@@ -247,6 +263,7 @@ export class SqliteStore implements Store {
     const lockWaitMs = this.#lock();
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
+      const quickCheckedAt = this.#integrityCheck(startedAt);
       const changes = migrate(this.#db, this.#types, startedAt);
       if (changes.length > 0) {
         logger.info("Migrating {database} (in this run's transaction): {changes}", {
@@ -273,7 +290,14 @@ export class SqliteStore implements Store {
           this.#db,
           id,
           this.#types,
-          { bucket: options.bucket, loadMode: mode, stageRows: this.#load.stageRows, takingOver, lockWaitMs },
+          {
+            bucket: options.bucket,
+            loadMode: mode,
+            stageRows: this.#load.stageRows,
+            takingOver,
+            lockWaitMs,
+            quickCheckedAt,
+          },
           () => this.#unlock(),
         ),
       );
@@ -334,6 +358,28 @@ export class SqliteStore implements Store {
         { ...r },
       );
     }
+  }
+
+  /**
+   * `PRAGMA quick_check` when the last one passed longer ago than
+   * `INTEGRITY_CHECK_HOURS` (never for a new, empty file). Returns when it ran.
+   *
+   * @throws {DamagedDatabaseError} when the database is damaged
+   */
+  #integrityCheck(at: Date): string | undefined {
+    const db = this.#db;
+    if ((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0) return undefined;
+    const last = hasTable(db, "meta") ? readMeta(db, "last_quick_check_at") : undefined;
+    if (last !== undefined && at.getTime() - Date.parse(last) < this.#integrityCheckMs) return undefined;
+    let problems: string[];
+    try {
+      problems = (db.prepare("PRAGMA quick_check").all() as { quick_check: string }[]).map((r) => r.quick_check);
+    } catch (error) {
+      if (isCorrupt(error)) throw new DamagedDatabaseError(this.#path, (error as Error).message);
+      throw error;
+    }
+    if (problems[0] !== "ok") throw new DamagedDatabaseError(this.#path, problems.slice(0, 3).join("; "));
+    return at.toISOString();
   }
 
   /** Whether a run would take over the original's database now: its rows are there and the registry is empty. */
@@ -602,6 +648,8 @@ class SqliteRun implements RunTransaction {
   /** This run takes over the original's database: its rows are here and the registry was empty at the start. */
   readonly #takingOver: boolean;
   readonly #registryEmpty: boolean;
+  /** When this run's `PRAGMA quick_check` passed (recorded with the run, or with a no-op run's check). */
+  readonly #quickCheckedAt: string | undefined;
   readonly #db: DatabaseSync;
   readonly #upserts = new Map<string, StatementSync>();
   readonly #types: ReadonlyMap<string, RecordType>;
@@ -639,6 +687,7 @@ class SqliteRun implements RunTransaction {
       stageRows: number;
       takingOver: boolean;
       lockWaitMs: number;
+      quickCheckedAt: string | undefined;
     },
     release: () => void,
   ) {
@@ -648,6 +697,7 @@ class SqliteRun implements RunTransaction {
     this.#bucket = options.bucket;
     this.#takingOver = options.takingOver;
     this.lockWaitMs = options.lockWaitMs;
+    this.#quickCheckedAt = options.quickCheckedAt;
     this.#registryEmpty = registryEmpty(db);
     this.#types = new Map(types.map((t) => [t.type, t]));
     for (const type of types) this.#ownAbove.set(type.table, this.#maxRowid(type.table));
@@ -764,7 +814,11 @@ class SqliteRun implements RunTransaction {
     if (!this.#open) return Promise.resolve();
     this.#db.exec("ROLLBACK");
     this.#db.exec("BEGIN IMMEDIATE");
-    writeMeta(this.#db, { last_check_at: at.toISOString(), last_check_result: result });
+    writeMeta(this.#db, {
+      last_check_at: at.toISOString(),
+      last_check_result: result,
+      ...(this.#quickCheckedAt === undefined ? {} : { last_quick_check_at: this.#quickCheckedAt }),
+    });
     this.#db.exec("COMMIT");
     this.#open = false;
     this.#release();
@@ -1034,6 +1088,7 @@ class SqliteRun implements RunTransaction {
     );
     const issue = this.#db.prepare("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES (?, ?, ?, ?)");
     for (const i of c.issues) issue.run(this.runId, i.key, i.outcome, i.reason);
+    if (this.#quickCheckedAt !== undefined) writeMeta(this.#db, { last_quick_check_at: this.#quickCheckedAt });
     this.#db.exec("COMMIT");
     this.#open = false;
     this.#release();

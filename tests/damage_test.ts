@@ -1,0 +1,97 @@
+/**
+ * A damaged or tampered database is refused (exit 2, one line), never written
+ * into: a column dropped by hand, corrupted pages, a malformed file.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { startBucketServer } from "./bucket_server.ts";
+import { cli, copyCase, query, withTempDir, writeConfig } from "./helpers.ts";
+import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
+
+/** The one line of a refusal: no stack trace, no FTL log line; info log lines before it are fine. */
+const oneLine = (stderr: string) => {
+  assert.doesNotMatch(stderr, /^\s+at |\[FTL\]|\[ERR\]/m);
+  const lines = stderr.trim().split("\n").filter((l) => !/^\d{4}-\d\d-\d\d \S+ \[(INF|DBG)\]/.test(l));
+  assert.equal(lines.length, 1, `expected one line, got:\n${stderr}`);
+  return lines[0]!;
+};
+
+Deno.test("a column dropped by hand is refused with its name, exit 2, nothing written (SQLite)", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket);
+    try {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+      const args = ["--config", config, "--profile", "p", "--force"];
+      assert.equal((await cli(args)).code, 0);
+      const db = new DatabaseSync(join(dir, "db.sqlite3"));
+      db.exec("ALTER TABLE songs DROP COLUMN year");
+      db.close();
+      const runs = query(join(dir, "db.sqlite3"), "SELECT count(*) AS n FROM runs");
+      const run = await cli(args);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(oneLine(run.stderr), /^bucketload: Table songs has lost column year \(dropped outside bucketload\)/);
+      assert.deepEqual(query(join(dir, "db.sqlite3"), "SELECT count(*) AS n FROM runs"), runs);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+pgTest("a column dropped by hand is refused with its name, exit 2", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket);
+    try {
+      await withPgDatabase(async (url) => {
+        const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_URL = ${url}\n`);
+        const args = ["--config", config, "--profile", "p", "--force"];
+        assert.equal((await cli(args)).code, 0);
+        await pgQuery(url, "ALTER TABLE songs DROP COLUMN year");
+        const run = await cli(args);
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(oneLine(run.stderr), /^bucketload: Table songs has lost column year/);
+      });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("corrupted pages: the integrity check refuses the database, exit 2, one line", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const server = await startBucketServer(bucket);
+    try {
+      const config = await writeConfig(
+        dir,
+        `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\nINTEGRITY_CHECK_HOURS = 0\n`,
+      );
+      const args = ["--config", config, "--profile", "p", "--force"];
+      assert.equal((await cli(args)).code, 0);
+      const path = join(dir, "db.sqlite3");
+      // Pages of data past the schema: their B-tree headers become garbage.
+      const bytes = await Deno.readFile(path);
+      const pageSize = new DataView(bytes.buffer).getUint16(16);
+      for (let page = 2; page * pageSize < bytes.length; page++) {
+        bytes.fill(0xa5, page * pageSize, page * pageSize + 64);
+      }
+      await Deno.writeFile(path, bytes);
+      const before = await Deno.readFile(path);
+      const run = await cli(args);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      assert.match(oneLine(run.stderr), /^bucketload: (Database .* is damaged|The database is damaged)/);
+      assert.deepEqual(await Deno.readFile(path), before, "a damaged database was written into");
+      // Not a database at all: the same answer.
+      await Deno.writeTextFile(path, "x".repeat(8192));
+      const notDb = await cli(args);
+      assert.equal(notDb.code, 2, notDb.stderr);
+      oneLine(notDb.stderr);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -19,6 +19,7 @@ import { ProgressLine } from "./mod/cli/progress.ts";
 import { type CronPlan, parseCron } from "./mod/cli/cron.ts";
 import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
 import { LockedError } from "./mod/store/store.ts";
+import { ConnectionLostError } from "./mod/errors.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { redactUrl } from "./mod/source/location.ts";
 
@@ -176,7 +177,7 @@ export async function main(args: readonly string[]): Promise<number> {
         err(`bucketload: ${line}\n`);
         return 2;
       }
-      if (error instanceof LockedError) {
+      if (error instanceof LockedError || error instanceof ConnectionLostError) {
         err(`bucketload: ${error.message}\n`);
         return 1;
       }

@@ -25,6 +25,19 @@ export class DamagedDatabaseError extends Error {
   }
 }
 
+/**
+ * The database server's connection went away during a run (the server
+ * stopped or restarted, the backend was terminated, the network dropped):
+ * nothing of the run was committed. Exit code 1: the next run does the work.
+ */
+export class ConnectionLostError extends Error {
+  /** Creates the error with what was seen (`detail`). */
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`The PostgreSQL connection was lost (${detail}): nothing was committed; the next run does the work`, options);
+    this.name = "ConnectionLostError";
+  }
+}
+
 /** Whether a SQLite message says the file is damaged or not a database. */
 export function isCorruption(message: string): boolean {
   return /database disk image is malformed|file is not a database|SQLITE_(CORRUPT|NOTADB)/i.test(message);

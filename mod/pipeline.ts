@@ -319,6 +319,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
 
   const tx: RunTransaction = await store.begin(requestedAt, {
     bucket: source.display,
+    signal,
     onBucketChange: (previous, current) =>
       baseLogger.warn(
         "This database was loaded from {previous} and now loads from {current}: keys registered from the " +

@@ -2,6 +2,8 @@
 # A throw-away PostgreSQL cluster on 127.0.0.1 for tests and the bench (no systemd).
 #   tools/pg_cluster.sh start DIR [PORT]   prints the URL the tests read as BL_TEST_DATABASE_URL
 #   tools/pg_cluster.sh stop DIR
+#   tools/pg_cluster.sh crash DIR          stops the server at once (pg_ctl -m immediate), keeping its data
+#   tools/pg_cluster.sh restart DIR PORT   starts a crashed cluster's server again on PORT
 # Installs Debian's postgresql-15 when its binaries are missing (needs root and apt).
 # fsync is off (a test cluster) unless PG_FSYNC=on, as the bench sets it.
 set -euo pipefail
@@ -42,6 +44,18 @@ start)
     { cat "$dir/server.log" >&2; exit 1; }
   echo "postgres://postgres@127.0.0.1:$port/postgres"
   ;;
+crash)
+  run=()
+  [ "$(id -u)" = 0 ] && run=(setpriv --reuid="$(stat -c %U "$dir")" --regid="$(stat -c %g "$dir")" --clear-groups)
+  "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+  ;;
+restart)
+  run=()
+  [ "$(id -u)" = 0 ] && run=(setpriv --reuid="$(stat -c %U "$dir")" --regid="$(stat -c %g "$dir")" --clear-groups)
+  "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-off} -c max_connections=100" start >/dev/null ||
+    { cat "$dir/server.log" >&2; exit 1; }
+  ;;
 stop)
   if [ -d "$dir/data" ] && [ -n "$bindir" ]; then
     run=()
@@ -51,7 +65,7 @@ stop)
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: $0 start|stop DIR [PORT]" >&2
+  echo "usage: $0 start|stop|crash|restart DIR [PORT]" >&2
   exit 2
   ;;
 esac

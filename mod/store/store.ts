@@ -247,6 +247,8 @@ export interface BeginOptions {
   readonly bucket: string;
   /** Told once when the database was loaded from another bucket before. */
   readonly onBucketChange?: ((previous: string, current: string) => void) | undefined;
+  /** Stops the run's store work when aborted, even while the database does not answer. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A database of loaded records. */

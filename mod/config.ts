@@ -61,6 +61,8 @@ export interface Config {
   readonly streamThresholdBytes: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logFormat: (typeof LOG_FORMATS)[number];
+  /** `CLAIM_TIMEOUT_SECONDS` in ms. */
+  readonly claimTimeoutMs: number;
   /** `INTEGRITY_CHECK_HOURS` in ms. */
   readonly integrityCheckMs: number;
   /** `STATUS_TOKEN`: what the status endpoint asks for; `undefined`: open. */
@@ -130,6 +132,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
   LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
   LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
+  CLAIM_TIMEOUT_SECONDS: {
+    default: "60",
+    help: "PostgreSQL: a run silent this long (frozen, killed) loses its claimed keys to other runs; 0 never",
+  },
   INTEGRITY_CHECK_HOURS: {
     default: "24",
     help: "SQLite: run PRAGMA quick_check when the last passed check is older than this; 0: at every run",
@@ -410,6 +416,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
     statusToken: str("STATUS_TOKEN").trim() || undefined,
     integrityCheckMs: num("INTEGRITY_CHECK_HOURS", { max: 100_000 }) * 3600 * 1000,
+    claimTimeoutMs: num("CLAIM_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
   };
 }
 

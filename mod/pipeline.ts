@@ -559,6 +559,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       filesRefused: listing.refused.length,
       filesChanged,
       filesDeleted: deletedKeys.length,
+      filesClaimedElsewhere,
       loaded: countsByName(loadedByType),
       rejected: counts.rejected,
       ignored: countsByName(ignoredByType),

@@ -147,6 +147,7 @@ function runCounts(rows: { inserted: number; updated: number }): RunCounts {
     filesRefused: 0,
     filesChanged: 0,
     filesDeleted: 0,
+    filesClaimedElsewhere: 0,
     loaded: { song: 5 },
     rejected: 0,
     ignored: {},

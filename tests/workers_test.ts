@@ -80,3 +80,52 @@ pgTest("SIGKILL of one of 3 workers mid-run loses nothing: the next run finishes
     }
   });
 });
+
+pgTest(
+  "a frozen worker (SIGSTOP) loses its claims after CLAIM_TIMEOUT_SECONDS; another run takes its files over",
+  async () => {
+    await withTempDir(async (dir) => {
+      const { bucket, keys, reference } = await bucketAndReference(dir, 24);
+      const server = await startBucketServer(bucket, { latencyMs: (key) => key === LIST ? 0 : 60 });
+      try {
+        await withPgDatabase(async (url) => {
+          const config = await writeConfig(
+            dir,
+            `[p]\nBUCKET_NAME = ${server.url}\nCONCURRENCY = 2\nLOG_LEVEL = debug\nCLAIM_TIMEOUT_SECONDS = 2\n`,
+          );
+          const args = ["--config", config, "--profile", "p"];
+          const env = { DATABASE_URL: url };
+          const frozen = spawnCli(args, { env });
+          const stderr = new LineWatcher(frozen.stderr);
+          await stderr.waitFor(/Processed /, 2);
+          Deno.kill(frozen.pid, "SIGSTOP");
+          try {
+            // A run side by side while the frozen one holds its claims: it says what it left to the other.
+            const beside = await cli([...args, "--json"], { env });
+            assert.equal(beside.code, 0, beside.stderr);
+            const summary = JSON.parse(beside.stdout);
+            assert.ok(summary.files.claimedElsewhere > 0, beside.stdout);
+            const status = await cli(["status", ...args], { env });
+            assert.match(status.stdout, /\(\d+ claimed by other runs\)/);
+            // After the bound, the server has ended the frozen run's session: its files are free again.
+            await new Promise((r) => setTimeout(r, 3500));
+            const next = await cli(args, { env });
+            assert.equal(next.code, 0, next.stderr);
+            assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM processed_files"), [{ n: keys.length }]);
+          } finally {
+            Deno.kill(frozen.pid, "SIGCONT");
+          }
+          // Woken, the frozen run finds its session gone: one line, exit 1, nothing committed twice.
+          const woke = await frozen.status;
+          await stderr.waitFor(/^\0 the end$/);
+          await frozen.stdout.cancel();
+          assert.equal(woke.code, 1, stderr.lines.join("\n"));
+          assert.ok(stderr.lines.some((l) => /The PostgreSQL connection was lost/.test(l)), stderr.lines.join("\n"));
+          assert.deepEqual(await pgDump(url, { ingestionTime: false }), reference);
+        });
+      } finally {
+        await server.close();
+      }
+    });
+  },
+);

@@ -18,6 +18,8 @@ export interface RunRow {
   readonly files_missing: number;
   readonly files_failed: number;
   readonly files_refused: number;
+  /** Keys another run side by side claimed or loaded first (PostgreSQL). */
+  readonly files_claimed_elsewhere: number;
   readonly records_loaded: number;
   readonly records_rejected: number;
   readonly records_ignored: number;
@@ -109,7 +111,9 @@ export function formatStatus(report: StatusReport): string {
       lines.push(
         `  ${String(r.id).padStart(2)}  ${r.started_at.slice(0, 19).replace("T", " ")}   ${r.status.padEnd(6)}  ` +
           `${files.padEnd(37)}  ${String(r.records_loaded).padStart(8)}  ${String(r.records_rejected).padStart(8)}  ` +
-          `${seconds(r)} s`,
+          `${seconds(r)} s${
+            r.files_claimed_elsewhere > 0 ? `  (${r.files_claimed_elsewhere} claimed by other runs)` : ""
+          }`,
       );
     }
   }

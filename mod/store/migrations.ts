@@ -121,9 +121,10 @@ ALTER TABLE runs ADD COLUMN files_deleted INTEGER NOT NULL DEFAULT 0;`,
   },
   {
     version: 4,
-    description: "rows removed per run (a changed object's earlier rows, a pruned object's rows)",
+    description: "rows removed and keys claimed by other runs, per run",
     sql: `
-ALTER TABLE runs ADD COLUMN rows_removed INTEGER NOT NULL DEFAULT 0;`,
+ALTER TABLE runs ADD COLUMN rows_removed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN files_claimed_elsewhere INTEGER NOT NULL DEFAULT 0;`,
   },
 ];
 

@@ -34,7 +34,10 @@ export async function openStore(config: Config): Promise<OpenedStore> {
   // and a SQLite run does not load the PostgreSQL client.
   if (config.databaseUrl !== undefined) {
     const { PostgresStore } = await import("./postgres.ts");
-    const store = await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
+    const store = await PostgresStore.open(config.databaseUrl, {
+      types: RECORD_TYPES,
+      claimTimeoutMs: config.claimTimeoutMs,
+    });
     return { store, close: async () => (await store.close(), false) };
   }
   const { SqliteStore } = await import("./sqlite.ts");

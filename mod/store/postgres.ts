@@ -69,7 +69,18 @@ export interface PostgresStoreOptions {
   readonly types: readonly RecordType[];
   /** How long to wait to connect, seconds. @default {10} */
   readonly connectTimeoutSeconds?: number;
+  /**
+   * How long a run may stay silent before the server ends its session and its
+   * claims go to other runs (`CLAIM_TIMEOUT_SECONDS`): the server's
+   * `idle_in_transaction_session_timeout` for the run's transaction, with a
+   * heartbeat every third of it while the run waits. 0: no bound.
+   * @default {DEFAULT_CLAIM_TIMEOUT_MS}
+   */
+  readonly claimTimeoutMs?: number;
 }
+
+/** `CLAIM_TIMEOUT_SECONDS`' default: a minute. */
+export const DEFAULT_CLAIM_TIMEOUT_MS = 60_000;
 
 /** The SQL type of a record column in PostgreSQL. */
 const pgType = (sqlType: string) => sqlType === "INTEGER" ? "BIGINT" : sqlType === "REAL" ? "DOUBLE PRECISION" : "TEXT";
@@ -176,11 +187,13 @@ export class PostgresStore implements Store {
   readonly holdsNul = false;
   readonly #sql: Sql;
   readonly #types: readonly RecordType[];
+  readonly #claimTimeoutMs: number;
 
-  private constructor(sql: Sql, display: string, types: readonly RecordType[]) {
+  private constructor(sql: Sql, display: string, types: readonly RecordType[], claimTimeoutMs: number) {
     this.#sql = sql;
     this.display = display;
     this.#types = types;
+    this.#claimTimeoutMs = claimTimeoutMs;
   }
 
   /**
@@ -212,7 +225,7 @@ export class PostgresStore implements Store {
       await sql.end({ timeout: 1 }).catch(() => {});
       throw connectError(display, error);
     }
-    return new PostgresStore(sql, display, options.types);
+    return new PostgresStore(sql, display, options.types, options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS);
   }
 
   /** Brings the schema to this build's version, in its own transaction under the migration lock. */
@@ -279,6 +292,7 @@ export class PostgresStore implements Store {
         signal: options.signal,
       });
       await run.createStages();
+      await run.bound(this.#claimTimeoutMs);
       return run;
     } catch (error) {
       await conn`ROLLBACK`.catch(() => {});
@@ -347,7 +361,8 @@ export class PostgresStore implements Store {
       runs: plain<RunRow>(
         await sql`
           SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
-            files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
+            files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
+            coalesce((to_jsonb(runs) ->> 'files_claimed_elsewhere')::bigint, 0) AS files_claimed_elsewhere
           FROM runs ORDER BY id DESC LIMIT 10`,
       ),
       registry: registryCounts(
@@ -501,6 +516,24 @@ class PostgresRun implements RunTransaction {
     this.#bucket = options.bucket;
     this.#previousBucket = options.previousBucket;
     this.#startedAt = options.startedAt;
+  }
+
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * Bounds how long this run's claims outlive it: a run that falls silent
+   * (frozen, stopped, its machine gone) for `timeoutMs` is ended by the server
+   * (`idle_in_transaction_session_timeout`), which releases its claims to
+   * other runs. While it waits on the network it sends `SELECT 1` every third
+   * of that, so that a live run is never ended.
+   */
+  async bound(timeoutMs: number) {
+    if (timeoutMs <= 0) return;
+    await this.#conn.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${Math.round(timeoutMs)}`);
+    this.#heartbeat = setInterval(() => {
+      if (this.#open && this.#goneReason === undefined) void this.#serial(() => this.#conn`SELECT 1`).catch(() => {});
+    }, Math.max(100, Math.round(timeoutMs / 3)));
+    Deno.unrefTimer(this.#heartbeat);
   }
 
   /** Creates the run's temp stage tables (dropped at commit or rollback). */
@@ -862,6 +895,7 @@ class PostgresRun implements RunTransaction {
         loaded_by_type = ${JSON.stringify(c.loaded)}, records_rejected = ${c.rejected},
         records_ignored = ${sum(c.ignored)}, ignored_by_type = ${JSON.stringify(c.ignored)},
         rows_inserted = ${c.rowsInserted}, rows_updated = ${c.rowsUpdated}, rows_removed = ${c.rowsRemoved},
+        files_claimed_elsewhere = ${c.filesClaimedElsewhere},
         files_changed = ${c.filesChanged}, files_deleted = ${c.filesDeleted}
       WHERE id = ${this.runId}`;
     if (c.issues.length > 0) {
@@ -898,6 +932,7 @@ class PostgresRun implements RunTransaction {
   async #abandon(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    clearInterval(this.#heartbeat);
     this.#stopListening();
     if (!(this.#goneReason instanceof ConnectionLostError)) {
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, STOP_ROLLBACK_MS));
@@ -908,6 +943,7 @@ class PostgresRun implements RunTransaction {
 
   async #close() {
     this.#open = false;
+    clearInterval(this.#heartbeat);
     this.#stopListening();
     await this.#conn`SELECT set_config('application_name', 'bucketload', false)`.catch(() => {});
     this.#conn.release();

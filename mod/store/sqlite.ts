@@ -460,7 +460,10 @@ export class SqliteStore implements Store {
       ...empty,
       runs: all<RunRow>(
         `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
-           files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored
+           files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
+           ${
+          this.#hasColumn("runs", "files_claimed_elsewhere") ? "files_claimed_elsewhere" : "0"
+        } AS files_claimed_elsewhere
          FROM runs ORDER BY id DESC LIMIT 10`,
       ),
       registry: registryCounts(
@@ -1062,7 +1065,8 @@ class SqliteRun implements RunTransaction {
       `UPDATE runs SET finished_at = ?, status = ?, files_listed = ?, files_new = ?, files_loaded = ?,
          files_invalid = ?, files_missing = ?, files_failed = ?, files_refused = ?, records_loaded = ?,
          loaded_by_type = ?, records_rejected = ?, records_ignored = ?, ignored_by_type = ?,
-         rows_inserted = ?, rows_updated = ?, rows_removed = ?, files_changed = ?, files_deleted = ?
+         rows_inserted = ?, rows_updated = ?, rows_removed = ?, files_changed = ?, files_deleted = ?,
+         files_claimed_elsewhere = ?
        WHERE id = ?`,
     ).run(
       c.finishedAt.toISOString(),
@@ -1084,6 +1088,7 @@ class SqliteRun implements RunTransaction {
       c.rowsRemoved,
       c.filesChanged,
       c.filesDeleted,
+      c.filesClaimedElsewhere,
       this.runId,
     );
     const issue = this.#db.prepare("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES (?, ?, ?, ?)");

@@ -130,6 +130,8 @@ export interface RunCounts {
   readonly filesChanged: number;
   /** Registered objects gone from the bucket's listing in this run. */
   readonly filesDeleted: number;
+  /** Keys to fetch that another run side by side claimed or loaded first (PostgreSQL). */
+  readonly filesClaimedElsewhere: number;
   /** Loaded records by type name. */
   readonly loaded: Readonly<Record<string, number>>;
   readonly rejected: number;

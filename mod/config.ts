@@ -59,6 +59,7 @@ export interface Config {
   readonly maxListBytes: number;
   readonly maxRejectedRawBytes: number;
   readonly streamThresholdBytes: number;
+  readonly maxRecordBytes: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly logFormat: (typeof LOG_FORMATS)[number];
   /** `CLAIM_TIMEOUT_SECONDS` in ms. */
@@ -128,6 +129,10 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   STREAM_THRESHOLD_BYTES: {
     default: String(32 * 1024 * 1024),
     help: "larger objects (or of unknown length) are parsed as they download",
+  },
+  MAX_RECORD_BYTES: {
+    default: String(1024 * 1024),
+    help: "a longer record (characters of its JSON text) makes its file invalid, without holding it",
   },
   MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
   LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
@@ -412,6 +417,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
     maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),
     streamThresholdBytes: num("STREAM_THRESHOLD_BYTES", { integer: true }),
+    maxRecordBytes: num("MAX_RECORD_BYTES", { integer: true, min: 64 }),
     logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
     logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
     statusToken: str("STATUS_TOKEN").trim() || undefined,

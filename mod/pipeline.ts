@@ -45,6 +45,8 @@ export interface PipelineOptions {
   readonly maxRejectedRawBytes?: number;
   /** Objects larger than this are parsed as they download. @default {32 MiB} */
   readonly streamThresholdBytes?: number;
+  /** `MAX_RECORD_BYTES`: a longer record makes its file invalid. @default {1 MiB} */
+  readonly maxRecordBytes?: number | undefined;
   /**
    * With a bucket listing: re-fetch an object whose ETag or size changed
    * since it was loaded, replacing its earlier rows (`CHANGE_DETECTION`).
@@ -411,6 +413,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         maxFileBytes,
         maxRejectedRawBytes,
         streamThresholdBytes,
+        maxRecordBytes: options.maxRecordBytes ?? 1024 * 1024,
         partElements: options.partElements,
         rejectNul: !store.holdsNul,
       }, now);

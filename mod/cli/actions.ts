@@ -74,6 +74,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       maxFileBytes: config.maxFileBytes,
       maxRejectedRawBytes: config.maxRejectedRawBytes,
       streamThresholdBytes: config.streamThresholdBytes,
+      maxRecordBytes: config.maxRecordBytes,
       rejectNul: !store.holdsNul,
     };
     logger.info("Run of profile {profile}: {bucket} into {database}", {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { RecordTooLargeError } from "./json_stream.ts";
 import type { Gunzip } from "node:zlib";
 import { TooLargeError } from "../source/source.ts";
 
@@ -90,11 +91,27 @@ export function sniffFormat(key: string, head: string, ended: boolean): "array" 
 /** Splits text into lines as it arrives; `\r\n` and `\n` both end a line. */
 export class LineSplitter {
   #rest = "";
+  readonly #maxLineChars: number;
 
-  /** The lines completed by `text`. */
-  push(text: string): string[] {
+  /** `maxLineChars`: a longer line stops the split with a {@linkcode RecordTooLargeError}. */
+  constructor(maxLineChars = Infinity) {
+    this.#maxLineChars = maxLineChars;
+  }
+
+  /**
+   * The lines completed by `text`; `firstIndex` numbers the first of them, for the error.
+   *
+   * @throws {RecordTooLargeError} when a line passes the cap (it is never held whole)
+   */
+  push(text: string, firstIndex = 0): string[] {
     const lines = (this.#rest + text).split("\n");
     this.#rest = lines.pop()!;
+    const long = [...lines, this.#rest].findIndex((l) => l.length > this.#maxLineChars);
+    if (long !== -1) {
+      const chars = long < lines.length ? lines[long]!.length : this.#rest.length;
+      this.#rest = "";
+      throw new RecordTooLargeError(firstIndex + long, chars, this.#maxLineChars);
+    }
     return lines.map((l) => l.endsWith("\r") ? l.slice(0, -1) : l);
   }
 

@@ -18,6 +18,15 @@ export class JsonSyntaxError extends SyntaxError {
   }
 }
 
+/** A record longer than the cap (`MAX_RECORD_BYTES`): the file is invalid, and the record is never held whole. */
+export class RecordTooLargeError extends Error {
+  /** Creates the error for the element at `index`, seen to reach `chars` characters. */
+  constructor(index: number, chars: number, cap: number) {
+    super(`record ${index} is too large: more than ${cap} characters (MAX_RECORD_BYTES), ${chars} seen`);
+    this.name = "RecordTooLargeError";
+  }
+}
+
 /** The root is not an array: the caller falls back to parsing the whole text. */
 export class NotAnArrayError extends Error {
   /** Creates the error. */
@@ -46,9 +55,17 @@ export class ArraySplitter {
   #sawComma = false;
   #offset = 0;
   /** A structural error found, raised by {@linkcode throwIfFailed} after the elements before it. */
-  #error: JsonSyntaxError | undefined;
+  #error: JsonSyntaxError | RecordTooLargeError | undefined;
+  /** Characters of the element being read, held in `#pieces`. */
+  #pieceChars = 0;
+  readonly #maxElementChars: number;
   /** Elements completed so far, all chunks together. */
   count = 0;
+
+  /** `maxElementChars`: a longer element stops the scan with a {@linkcode RecordTooLargeError}. */
+  constructor(maxElementChars = Infinity) {
+    this.#maxElementChars = maxElementChars;
+  }
 
   /**
    * Consumes a chunk and returns the texts of the elements it completed. A
@@ -93,6 +110,7 @@ export class ArraySplitter {
             break;
           } else {
             // The root array closes.
+            if (this.#tooLarge(i - start, out.length)) break;
             const text = this.#take(chunk, start, i);
             if (this.#sawComma || text.trim() !== "") out.push(text);
             this.#state = State.AfterRoot;
@@ -100,6 +118,7 @@ export class ArraySplitter {
             break;
           }
         } else if (c === 0x2c && depth === 0) {
+          if (this.#tooLarge(i - start, out.length)) break;
           out.push(this.#take(chunk, start, i));
           this.#sawComma = true;
           start = i + 1;
@@ -108,7 +127,10 @@ export class ArraySplitter {
       this.#depth = depth;
       this.#inString = inString;
       this.#escape = escape;
-      if (this.#state === State.InRoot && this.#error === undefined) this.#pieces.push(chunk.slice(start));
+      if (this.#state === State.InRoot && this.#error === undefined && !this.#tooLarge(n - start, out.length)) {
+        this.#pieces.push(chunk.slice(start));
+        this.#pieceChars += n - start;
+      }
     }
     if (this.#state === State.AfterRoot) {
       for (; i < n; i++) {
@@ -125,12 +147,23 @@ export class ArraySplitter {
     return out;
   }
 
+  /** Whether the current element, with `more` characters, passes the cap (then the scan stops with the error). */
+  #tooLarge(more: number, completedInChunk: number): boolean {
+    const chars = this.#pieceChars + more;
+    if (chars <= this.#maxElementChars) return false;
+    this.#error = new RecordTooLargeError(this.count + completedInChunk, chars, this.#maxElementChars);
+    this.#pieces = [];
+    this.#pieceChars = 0;
+    return true;
+  }
+
   #take(chunk: string, start: number, end: number): string {
     const tail = chunk.slice(start, end);
     if (this.#pieces.length === 0) return tail;
     this.#pieces.push(tail);
     const text = this.#pieces.join("");
     this.#pieces = [];
+    this.#pieceChars = 0;
     return text;
   }
 
@@ -140,6 +173,7 @@ export class ArraySplitter {
    * @throws {JsonSyntaxError}
    */
   throwIfFailed(): void {
+    // (A RecordTooLargeError is raised here too: the elements before it are parsed first.)
     if (this.#error !== undefined) throw this.#error;
   }
 

@@ -8,7 +8,7 @@
 import { parseJson } from "../records/numbers.ts";
 import { pMapIterable } from "p-map";
 import { parseBody, parseText, rawJson, rawText, undecodable } from "./decode.ts";
-import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements } from "./json_stream.ts";
+import { ArraySplitter, JsonSyntaxError, NotAnArrayError, parseElements, RecordTooLargeError } from "./json_stream.ts";
 import { type Cell, Classifier, type RecordType } from "../records/mod.ts";
 import { type BucketSource, TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
@@ -35,6 +35,8 @@ export interface ProduceSettings {
   readonly maxRejectedRawBytes: number;
   /** Objects larger than this (or of unknown length) are parsed as they download. */
   readonly streamThresholdBytes: number;
+  /** `MAX_RECORD_BYTES`: a longer record makes its file invalid. @default {Infinity} */
+  readonly maxRecordBytes?: number | undefined;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
   /** Reject records with U+0000 in a text column (the PostgreSQL store cannot hold it). @default {false} */
@@ -61,6 +63,8 @@ export interface ProcessOptions {
   readonly rawCap: number;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
+  /** A longer record (characters of its JSON text) makes the file invalid, unread. @default {Infinity} */
+  readonly maxRecordChars?: number | undefined;
 }
 
 /** An invalid file's write: one whole-file rejection, no rows. */
@@ -218,7 +222,7 @@ export async function* processStream(
   options: ProcessOptions,
 ): AsyncGenerator<Produced> {
   const reader = new DecodingReader(body, options.encoding);
-  const splitter = new ArraySplitter();
+  const splitter = new ArraySplitter(options.maxRecordChars);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
   const invalid = async (reason: string): Promise<Produced> => {
     // Read (and count) the rest, so that `bytes` is the object's size, as in the buffered path.
@@ -257,6 +261,7 @@ export async function* processStream(
           return yield await invalid("invalid" in parsed ? parsed.invalid : "expected a JSON array at the top level");
         }
         if (error instanceof JsonSyntaxError) return yield await invalid(`not JSON: ${error.message}`);
+        if (error instanceof RecordTooLargeError) return yield await invalid(error.message);
         throw error;
       }
       if (next.done) break;
@@ -369,7 +374,7 @@ export async function* processNdjsonStream(
   options: ProcessOptions,
 ): AsyncGenerator<Produced> {
   const reader = new DecodingReader(body, options.encoding);
-  const lines = new LineSplitter();
+  const lines = new LineSplitter(options.maxRecordChars);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
   let index = 0;
   const add = (line: string) => {
@@ -391,7 +396,15 @@ export async function* processNdjsonStream(
         const file = invalidFile(key, undecodable(options.encoding), reader.bytes, options.processedAt);
         return yield { kind: "file", key, file };
       }
-      for (const line of lines.push(next.text)) add(line);
+      let completed: string[];
+      try {
+        completed = lines.push(next.text, index);
+      } catch (error) {
+        if (!(error instanceof RecordTooLargeError)) throw error;
+        await reader.drain();
+        return yield { kind: "file", key, file: invalidFile(key, error.message, reader.bytes, options.processedAt) };
+      }
+      for (const line of completed) add(line);
       if (next.done) break;
       if (builder.elements >= (options.partElements ?? PART_ELEMENTS)) {
         yield { kind: "part", key, part: builder.take() };
@@ -406,6 +419,23 @@ export async function* processNdjsonStream(
   } finally {
     await reader.cancel();
   }
+}
+
+/**
+ * The memory that bodies read whole may hold at once, fetches in flight and
+ * fetched ahead together: a body larger than its share is streamed instead,
+ * which holds one part at a time whatever its size.
+ */
+export const BUFFERED_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The largest body read whole: `STREAM_THRESHOLD_BYTES`, or less, so that the
+ * `CONCURRENCY` fetches in flight and the `2 × CONCURRENCY` fetched ahead stay
+ * within {@linkcode BUFFERED_BUDGET_BYTES} (8 fetches: 2.7 MiB each; the real
+ * bucket's files are 141–708 KB).
+ */
+export function bufferedLimit(settings: Pick<ProduceSettings, "streamThresholdBytes" | "concurrency">): number {
+  return Math.min(settings.streamThresholdBytes, Math.floor(BUFFERED_BUDGET_BYTES / (3 * settings.concurrency)));
 }
 
 /** The in-thread producer: fetches with `source`, `concurrency` at a time, and processes each body. */
@@ -426,7 +456,7 @@ export function produceInThread(
         key,
         result: await source.get(key, {
           maxBytes: settings.maxFileBytes,
-          streamOverBytes: settings.streamThresholdBytes,
+          streamOverBytes: bufferedLimit(settings),
           signal,
         }),
       }),
@@ -445,11 +475,16 @@ export function produceInThread(
         processedAt,
         rawCap: settings.maxRejectedRawBytes,
         partElements: settings.partElements,
+        maxRecordChars: settings.maxRecordBytes,
       });
       switch (result.kind) {
         case "ok":
-          // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines.
-          if (isGzip(result.body) || mayBeNdjson(result.body)) {
+          // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines; so does a body
+          // that may hold a record over MAX_RECORD_BYTES, which the splitter stops at.
+          if (
+            isGzip(result.body) || mayBeNdjson(result.body) ||
+            result.body.byteLength > (settings.maxRecordBytes ?? Infinity)
+          ) {
             const body = ReadableStream.from([result.body]);
             yield* processObjectStream(key, body, { ...options(), maxBytes: settings.maxFileBytes });
           } else yield { kind: "file", key, file: processBody(key, result.body, options()) };

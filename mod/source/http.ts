@@ -230,7 +230,12 @@ export class HttpSource implements BucketSource {
         continue;
       }
       if (res.status === 200) {
-        const declared = Number(res.headers.get("content-length") ?? NaN);
+        // With a Content-Encoding, Content-Length is the encoded size: fetch inflates the body, which may be any size
+        // (a gzip bomb). Such a body counts as one of unknown length, its inflated bytes counted as they arrive.
+        const encoding = (res.headers.get("content-encoding") ?? "").trim().toLowerCase();
+        const declared = encoding === "" || encoding === "identity"
+          ? Number(res.headers.get("content-length") ?? NaN)
+          : NaN;
         if (declared > maxBytes) {
           await res.body?.cancel();
           return { kind: "too_large", bytes: declared, cap: maxBytes, declared: true };

@@ -220,6 +220,7 @@ export class SqliteStore implements Store {
       if (created) removeDatabaseFiles(path);
       if (isBusy(error)) throw new LockedError(path, liveHolder(`${path}.lock-info`));
       if (error instanceof Deno.errors.NotCapable) throw error;
+      if (isCorrupt(error)) throw new DamagedDatabaseError(path, (error as Error).message);
       throw new UsageError(`Cannot open database ${path}: ${(error as Error).message}`, {
         subject: "DATABASE_NAME",
         cause: error,

@@ -220,7 +220,8 @@ export class SqliteStore implements Store {
       if (created) removeDatabaseFiles(path);
       if (isBusy(error)) throw new LockedError(path, liveHolder(`${path}.lock-info`));
       if (error instanceof Deno.errors.NotCapable) throw error;
-      if (isCorrupt(error)) throw new DamagedDatabaseError(path, (error as Error).message);
+      // A damaged database is named so; a file that is not a database at all keeps the plain message below.
+      if (/malformed/i.test((error as Error).message)) throw new DamagedDatabaseError(path, (error as Error).message);
       throw new UsageError(`Cannot open database ${path}: ${(error as Error).message}`, {
         subject: "DATABASE_NAME",
         cause: error,

@@ -2,7 +2,7 @@
  * Deno Deploy entry: a cron job that loads the bucket into PostgreSQL, and a
  * status endpoint. Set `BUCKETLOAD_BUCKET_NAME`, `DATABASE_URL` (Deploy sets
  * it for a linked database) and optionally `BUCKETLOAD_SCHEDULE`,
- * `BUCKETLOAD_STATUS_TOKEN` and any other `BUCKETLOAD_*` key. See the README,
+ * `BUCKETLOAD_STATUS_TOKEN` and any other `BUCKETLOAD_*` key. See docs/operating.md,
  * "Deno Deploy".
  *
  * @module

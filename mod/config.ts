@@ -11,6 +11,9 @@ import { awsEndpoint, type S3Credentials } from "./source/s3_options.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";
+import { CONFIG_KEYS } from "./config_keys.ts";
+
+export { CONFIG_KEYS, type KeySpec } from "./config_keys.ts";
 
 /** A resolved profile, ready for the pipeline. Paths are absolute. */
 export interface Config {
@@ -71,85 +74,6 @@ export interface Config {
 }
 
 type Raw = Readonly<Record<string, string>>;
-
-interface KeySpec {
-  /** The built-in default, as it would be written in the file. */
-  readonly default: string | undefined;
-  /** One line for `--help` and the README. */
-  readonly help: string;
-}
-
-/** Every profile key with its built-in default. */
-export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
-  DATABASE_NAME: { default: "db.sqlite3", help: "SQLite database file" },
-  DATABASE_URL: {
-    default: undefined,
-    help: "postgres:// URL: use PostgreSQL instead of DATABASE_NAME (also read from plain DATABASE_URL)",
-  },
-  BUCKET_NAME: {
-    default: undefined,
-    help: "host, http(s) URL with optional prefix, s3://bucket[/prefix], file: URL or folder",
-  },
-  FILES_LIST_KEY: {
-    default: "files_list.data",
-    help: "key of the file list; an S3 bucket without it is listed with ListObjectsV2",
-  },
-  S3_ENDPOINT: { default: "", help: "S3 API endpoint (MinIO, R2, ...); default AWS's for S3_REGION" },
-  S3_REGION: { default: "us-east-1", help: "S3 region, for the endpoint and request signing" },
-  S3_PATH_STYLE: { default: "auto", help: "auto, yes or no: endpoint/bucket/key URLs (auto: yes with S3_ENDPOINT)" },
-  KEY_PATTERN: { default: "", help: "glob of the keys to load from an S3 listing, e.g. *.data or **/*.json" },
-  CHANGE_DETECTION: {
-    default: "etag",
-    help: "etag: with an S3 listing, re-load an object whose ETag or size changed (its rows replaced); none",
-  },
-  PRUNE_DELETED: { default: "no", help: "with an S3 listing, also delete the rows of objects gone from the bucket" },
-  BUCKET_ENCODING: { default: "utf-8", help: "WHATWG encoding label of the objects" },
-  DATE_STORE_FORMAT: { default: "%Y-%m-%d %H:%M:%S", help: "strftime format of songs.ingestion_time (UTC)" },
-  PROCESSED_FILES_FILENAME: { default: "", help: "JSON copy of the registry, written after each commit" },
-  SAVE_LOG: { default: "no", help: "also log to LOG_DIR/YYYY-MM-DD_HH-MM-SS.log" },
-  LOG_DIR: { default: "logs", help: "folder of saved logs" },
-  CONCURRENCY: { default: "8", help: "parallel object fetches" },
-  REQUEST_TIMEOUT_SECONDS: { default: "30", help: "limit for one request, body included" },
-  RETRIES: { default: "4", help: "retries after the first attempt" },
-  RETRY_BASE_SECONDS: { default: "0.5", help: "first backoff delay, doubled each retry, with jitter" },
-  AWESOME_MIN_RATING: { default: "4.5", help: "apps.is_awesome: lowest rating" },
-  AWESOME_MAX_SIZE_BYTES: { default: "100000000", help: "apps.is_awesome: largest size_bytes" },
-  WORKER: { default: "yes", help: "fetch, parse and validate in a worker thread, on a second core" },
-  LOAD_MODE: {
-    default: "auto",
-    help: "auto, staged (merge rows in key order) or direct (upsert as they come); same tables",
-  },
-  LOCK_TIMEOUT_SECONDS: { default: "0", help: "how long to wait for another run's lock" },
-  MISSING_GIVE_UP_RUNS: {
-    default: "0",
-    help: "register a key missing in this many runs in a row as invalid; 0 retries it forever",
-  },
-  MAX_FILE_BYTES: { default: String(512 * 1024 * 1024), help: "larger objects are invalid" },
-  MAX_LIST_BYTES: { default: String(64 * 1024 * 1024), help: "larger file lists fail the run" },
-  STREAM_THRESHOLD_BYTES: {
-    default: String(32 * 1024 * 1024),
-    help: "larger objects (or of unknown length) are parsed as they download",
-  },
-  MAX_RECORD_BYTES: {
-    default: String(1024 * 1024),
-    help: "a longer record (characters of its JSON text) makes its file invalid, without holding it",
-  },
-  MAX_REJECTED_RAW_BYTES: { default: String(64 * 1024), help: "raw JSON kept per rejection" },
-  LOG_LEVEL: { default: "info", help: "debug, info, warning or error" },
-  LOG_FORMAT: { default: "text", help: "text or json (one JSON object per line)" },
-  CLAIM_TIMEOUT_SECONDS: {
-    default: "60",
-    help: "PostgreSQL: a run silent this long (frozen, killed) loses its claimed keys to other runs; 0 never",
-  },
-  INTEGRITY_CHECK_HOURS: {
-    default: "24",
-    help: "SQLite: run PRAGMA quick_check when the last passed check is older than this; 0: at every run",
-  },
-  STATUS_TOKEN: {
-    default: "",
-    help: "secret that the HTTP status endpoint asks for (Authorization: Bearer, or ?token=); unset: open",
-  },
-};
 
 /** Log levels accepted by `LOG_LEVEL` and `--log-level`. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;

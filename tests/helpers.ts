@@ -49,7 +49,7 @@ export async function runOnce(bucket: string, dbPath: string, options: RunOnceOp
   const source = bucket.startsWith("http")
     ? new HttpSource(new URL(bucket), { retryBaseMs: 5, timeoutMs: 2000, ...options })
     : new FileSource(bucket);
-  const store = SqliteStore.open(dbPath, { types: RECORD_TYPES });
+  const store = SqliteStore.open(dbPath, { types: options.types ?? RECORD_TYPES });
   try {
     return await runPipeline({
       ...PIPELINE_DEFAULTS,

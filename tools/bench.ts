@@ -24,7 +24,7 @@
  *               with ListObjectsV2 and fetches signed, against bucketload over HTTP
  *   --listing N   an S3 listing of N objects already loaded (default 1,000,000) and 10 new: wall time, peak RSS,
  *               requests (served by the bench as ListObjectsV2 pages); BENCH_V8 replaces bucketload's --v8-flags
- *   --write     also write the table to BENCH.md
+ *   --write     also write the table to docs/performance.md ("Latest results")
  *
  * @module
  */
@@ -363,9 +363,9 @@ async function runS3(work: string): Promise<Sample> {
   return { seconds, rss, rows };
 }
 
-/** Replaces (or appends) the section under `heading` in BENCH.md. */
+/** Replaces (or appends) the section under `heading` in docs/performance.md. */
 async function writeSection(heading: string, body: string): Promise<void> {
-  const path = join(ROOT, "BENCH.md");
+  const path = join(ROOT, "docs", "performance.md");
   let doc = await Deno.readTextFile(path).catch(() => "# Benchmarks\n\nWritten by `deno task bench --write`.\n");
   const start = doc.indexOf(heading);
   const section = `${heading}\n\n${body}\n`;

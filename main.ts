@@ -8,13 +8,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
-import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/cli/actions.ts";
+import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/app/actions.ts";
 import { type Config, CONFIG_KEYS } from "./mod/config.ts";
 import { type Cli, fixableError, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
 export { nonOverlapping } from "./mod/cli/schedule.ts";
-import { closeLogging, setupLogging } from "./mod/cli/log.ts";
+import { closeLogging, setupLogging } from "./mod/app/log.ts";
 import { ProgressLine } from "./mod/cli/progress.ts";
 import { type CronPlan, parseCron } from "./mod/cli/cron.ts";
 import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";

@@ -12,8 +12,8 @@ import { type Config, resolveConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { parseCron } from "./cli/cron.ts";
 import { authorized } from "./status_token.ts";
-import { runOnceAction } from "./cli/actions.ts";
-import { setupLogging } from "./cli/log.ts";
+import { runOnceAction } from "./app/actions.ts";
+import { setupLogging } from "./app/log.ts";
 import { openStoreReadOnly } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
 

@@ -4,10 +4,10 @@
  * one, signed and unsigned requests, a wrong secret, awkward keys.
  */
 import assert from "node:assert/strict";
-import { formatSummary } from "../mod/cli/summary.ts";
+import { formatSummary } from "../mod/app/summary.ts";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { planRun } from "../mod/cli/dry_run.ts";
+import { planRun } from "../mod/app/dry_run.ts";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Config } from "../config.ts";
 import { FileSource } from "./file.ts";
+import type { BucketLocation } from "./location.ts";
 import { HttpSource } from "./http.ts";
 import type { BucketSource } from "./source.ts";
 import type { S3SourceOptions } from "./s3_options.ts";
@@ -23,8 +23,17 @@ export type SourceSpec =
   | { readonly kind: "file"; readonly root: string }
   | ({ readonly kind: "s3" } & S3SourceOptions);
 
+/** What a source needs of the config (the config's own fields; this folder does not depend on the config). */
+export interface SourceConfig {
+  readonly bucket: BucketLocation;
+  readonly s3: Pick<S3SourceOptions, "endpoint" | "region" | "pathStyle" | "credentials">;
+  readonly requestTimeoutMs: number;
+  readonly retries: number;
+  readonly retryBaseMs: number;
+}
+
 /** The source spec of a configured bucket. */
-export function sourceSpec(config: Config): SourceSpec {
+export function sourceSpec(config: SourceConfig): SourceSpec {
   const { bucket } = config;
   if (bucket.kind === "file") return { kind: "file", root: bucket.root };
   if (bucket.kind === "s3") {

@@ -25,7 +25,7 @@ import { ConnectionLostError, UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import { redactUrl } from "../source/location.ts";
-import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
+import { emptyStatus, type RunRow, type StatusReport } from "./status.ts";
 import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
 import {
   type BeginOptions,

@@ -12,7 +12,7 @@ import type { RecordType, RowContext } from "../records/mod.ts";
 import { hasLegacyRows, registryEmpty, takeOverLegacyRows } from "./take_over.ts";
 import type { Validators } from "../source/source.ts";
 import { hasTable, migrate } from "./migrations.ts";
-import { emptyStatus, type RunRow, type StatusReport } from "../cli/status.ts";
+import { emptyStatus, type RunRow, type StatusReport } from "./status.ts";
 import {
   type BeginOptions,
   type FilePart,

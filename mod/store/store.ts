@@ -8,7 +8,7 @@
  */
 import type { Cell } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
-import type { StatusReport } from "../cli/status.ts";
+import type { StatusReport } from "./status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
 export interface Rejection {

@@ -5,79 +5,9 @@
  * @module
  */
 
-/** One run as `status` shows it. */
-export interface RunRow {
-  readonly id: number;
-  readonly started_at: string;
-  readonly finished_at: string | null;
-  readonly status: string;
-  readonly files_listed: number;
-  readonly files_new: number;
-  readonly files_loaded: number;
-  readonly files_invalid: number;
-  readonly files_missing: number;
-  readonly files_failed: number;
-  readonly files_refused: number;
-  /** Keys another run side by side claimed or loaded first (PostgreSQL). */
-  readonly files_claimed_elsewhere: number;
-  readonly records_loaded: number;
-  readonly records_rejected: number;
-  readonly records_ignored: number;
-}
+import { type RunRow, type StatusReport } from "../store/status.ts";
 
-/** What `status` reports. */
-export interface StatusReport {
-  readonly database: string;
-  /** The last runs, newest first. */
-  readonly runs: readonly RunRow[];
-  /** Registered files by status (`loaded`, `invalid`). */
-  readonly registry: Readonly<Record<string, number>>;
-  /** Rejection reasons without the offending value, most frequent first. */
-  readonly topRejections: readonly { readonly reason: string; readonly count: number }[];
-  /** The most recent refused, missing or failed keys, newest first. */
-  readonly recentIssues: readonly {
-    readonly run_id: number;
-    readonly key: string;
-    readonly outcome: string;
-    readonly reason: string;
-  }[];
-  /** Rows per data table. */
-  readonly tables: Readonly<Record<string, number>>;
-  /** Keys registered as invalid (newest first, up to 20) with their whole-file reason. */
-  readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
-  /** The bucket the last run read, and the one before it when it changed. */
-  readonly bucket: string | null;
-  readonly previousBucket: string | null;
-  readonly bucketChangedAt: string | null;
-  /** The last time a run found nothing to do (such a run leaves no run row). */
-  readonly lastCheck: { readonly at: string; readonly result: string } | null;
-  /** The run holding the lock now, as its lock-info file tells: `since (pid N)`. */
-  readonly running: string | null;
-  /**
-   * A lock note left by a run whose process is gone (killed, or the machine
-   * stopped): `since (pid N)`. Its run was rolled back; the next run proceeds.
-   */
-  readonly staleLock: string | null;
-}
-
-/** The report of a database with nothing in it yet. */
-export function emptyStatus(database: string): StatusReport {
-  return {
-    database,
-    runs: [],
-    registry: {},
-    topRejections: [],
-    recentIssues: [],
-    tables: {},
-    invalidKeys: [],
-    bucket: null,
-    previousBucket: null,
-    bucketChangedAt: null,
-    lastCheck: null,
-    running: null,
-    staleLock: null,
-  };
-}
+export { emptyStatus, type RunRow, type StatusReport } from "../store/status.ts";
 
 const seconds = (r: RunRow) =>
   r.finished_at === null ? "?" : ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(2);

@@ -80,8 +80,34 @@ export function postgresHostPort(url: string, env: Readonly<Record<string, strin
   return `${host}:${u.port || env.PGPORT || "5432"}`;
 }
 
+/**
+ * The parent this launcher started under, read as early as the module runs.
+ * Under `deno task` it is the task runner.
+ */
+const TASK_RUNNER = Deno.ppid;
+
+/**
+ * Whether the task runner was killed before this launcher got to read its
+ * parent: it was then adopted by init (pid 1), unless the runner is itself
+ * pid 1 (a container's `CMD deno task run`), which `ps` tells. Without `ps`,
+ * the launcher runs.
+ */
+async function orphanedAtStart(): Promise<boolean> {
+  if (Deno.env.get("INIT_CWD") === undefined) return false;
+  if (Deno.ppid !== TASK_RUNNER) return true;
+  if (TASK_RUNNER !== 1) return false;
+  try {
+    const out = await new Deno.Command("ps", { args: ["-o", "comm=", "-p", "1"], stdout: "piped", stderr: "null" })
+      .output();
+    return out.code === 0 && !/deno/.test(new TextDecoder().decode(out.stdout));
+  } catch {
+    return false;
+  }
+}
+
 /** Runs the launcher: returns the child's exit code, or 2 for a usage or config error. */
 export async function launch(args: readonly string[]): Promise<number> {
+  if (await orphanedAtStart()) return 143;
   const err = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
   const env = readEnv();
   let config: Config | undefined;
@@ -112,7 +138,7 @@ export async function launch(args: readonly string[]): Promise<number> {
       ...args,
     ],
     // The child stops, rolling back, when this launcher is gone (even by SIGKILL).
-    env: { BUCKETLOAD_CWD: userCwd(env), BUCKETLOAD_WATCH_PARENT: "1" },
+    env: { BUCKETLOAD_CWD: userCwd(env), BUCKETLOAD_WATCH_PARENT: String(Deno.pid) },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -132,7 +158,7 @@ export async function launch(args: readonly string[]): Promise<number> {
     try {
       child.kill("SIGTERM");
     } catch { /* already gone */ }
-  });
+  }, TASK_RUNNER);
   const status = await child.status;
   unwatch();
   forward.forEach((remove) => remove());

@@ -93,10 +93,12 @@ function trapSignals(controller: AbortController, onStop: () => void): () => voi
     Deno.addSignalListener(name as Deno.Signal, handler);
     return [name as Deno.Signal, handler] as const;
   });
-  const unwatch = readEnv().BUCKETLOAD_WATCH_PARENT === "1"
+  // The launcher names itself: a launcher gone before this process got here is noticed too.
+  const launcher = Number(readEnv().BUCKETLOAD_WATCH_PARENT);
+  const unwatch = Number.isInteger(launcher) && launcher > 0
     ? watchParent(() => {
       if (!controller.signal.aborted) stop("SIGTERM", "The launcher that started this process is gone");
-    })
+    }, launcher)
     : () => {};
   return () => {
     unwatch();

@@ -87,7 +87,7 @@ export interface Dump {
  * The data tables, registry and rejections in a canonical order, without
  * values that differ between equivalent runs (run ids and times).
  */
-export function dumpDatabase(dbPath: string, { ingestionTime = true } = {}): Dump {
+export function dumpDatabase(dbPath: string, { ingestionTime = true, fullRegistry = false } = {}): Dump {
   // Without the list positions: they only decide between files, which the rows' source_key shows.
   const rows = (sql: string) => query(dbPath, sql).map(({ source_pos: _, ...row }) => row);
   const songs = rows("SELECT * FROM songs ORDER BY artist_name, title");
@@ -98,7 +98,9 @@ export function dumpDatabase(dbPath: string, { ingestionTime = true } = {}): Dum
     apps: rows("SELECT * FROM apps ORDER BY name, version"),
     processed_files: query(
       dbPath,
-      "SELECT key, status, records, rejected, ignored, bytes FROM processed_files ORDER BY key",
+      `SELECT key, status, records, rejected, ignored, bytes${
+        fullRegistry ? ", origin, etag, size, deleted_at IS NOT NULL AS deleted" : ""
+      } FROM processed_files ORDER BY key`,
     ),
     rejected_records: query(
       dbPath,

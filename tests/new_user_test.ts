@@ -150,7 +150,9 @@ Deno.test("migration: an original database and processed.json are taken over in 
         })),
       );
       const processed = JSON.parse(await Deno.readTextFile(join(dir, "processed.json")));
-      assert.deepEqual(processed.slice(0, 2), ["a1b2c3d4-0001-4000-8000-000000000001.data", "gone-from-the-list.data"]);
+      for (const key of ["a1b2c3d4-0001-4000-8000-000000000001.data", "gone-from-the-list.data"]) {
+        assert.ok(processed.includes(key), `${key} was lost`);
+      }
       assert.ok(processed.includes("b1b2c3d4-0002-4000-8000-000000000002.data"));
       assert.deepEqual(query(dbPath, "SELECT origin FROM processed_files WHERE key = 'gone-from-the-list.data'"), [{
         origin: "imported",

@@ -93,7 +93,7 @@ export function canonicalDump(dump: Dump): Dump {
 }
 
 /** The same content as `dumpDatabase` gives for SQLite, from PostgreSQL (without the list positions). */
-export async function pgDump(url: string, { ingestionTime = true } = {}): Promise<Dump> {
+export async function pgDump(url: string, { ingestionTime = true, fullRegistry = false } = {}): Promise<Dump> {
   const client = pgClient(url);
   try {
     const rows = async (sql: string) =>
@@ -107,7 +107,11 @@ export async function pgDump(url: string, { ingestionTime = true } = {}): Promis
       songs: await rows("SELECT * FROM songs"),
       movies: await rows("SELECT * FROM movies"),
       apps: await rows("SELECT * FROM apps"),
-      processed_files: await rows("SELECT key, status, records, rejected, ignored, bytes FROM processed_files"),
+      processed_files: await rows(
+        `SELECT key, status, records, rejected, ignored, bytes${
+          fullRegistry ? ", origin, etag, size, (deleted_at IS NOT NULL)::int AS deleted" : ""
+        } FROM processed_files`,
+      ),
       rejected_records: await rows("SELECT key, record_index, type, reason, raw FROM rejected_records"),
     });
   } finally {

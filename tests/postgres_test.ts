@@ -74,6 +74,25 @@ async function sameOnBoth(scenario: Scenario, after: (url: string, dump: Dump) =
       assert.deepEqual(onPg, onSqlite, "the reports differ");
       const dump = await pgDump(url);
       assert.deepEqual(dump, canonicalDump(dumpDatabase(dbPath)), "the databases differ");
+      // Every registry column, origin included.
+      assert.deepEqual(
+        await pgDump(url, { fullRegistry: true }),
+        canonicalDump(dumpDatabase(dbPath, { fullRegistry: true })),
+        "the registries differ",
+      );
+      // The registry's order too (what processed.json is written in).
+      const sqliteKeys = SqliteStore.open(dbPath, { types: RECORD_TYPES, readOnly: true });
+      const pgKeys = await PostgresStore.open(url, { types: RECORD_TYPES });
+      try {
+        assert.deepEqual(
+          await pgKeys.registeredKeys(),
+          await sqliteKeys.registeredKeys(),
+          "the registry order differs",
+        );
+      } finally {
+        sqliteKeys.close();
+        await pgKeys.close();
+      }
       await after(url, dump);
     });
   });

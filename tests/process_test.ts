@@ -60,7 +60,12 @@ Deno.test("kill -9 of the task or the launcher leaves no process within 3 s; the
       const args = ["--config", config, "--profile", "p", "--quiet"];
       const db = join(dir, "db.sqlite3");
       const moments: { name: string; wait: (w: LineWatcher) => Promise<void>; victim: "task" | "launcher" }[] = [
-        { name: "task, at once", wait: () => new Promise((r) => setTimeout(r, 150)), victim: "task" },
+        // Early: the task runner dies while the launcher (or main.ts) is still starting.
+        ...[40, 90, 150, 250].map((ms) => ({
+          name: `task, after ${ms} ms`,
+          wait: () => new Promise<void>((r) => setTimeout(r, ms)),
+          victim: "task" as const,
+        })),
         { name: "task, after a file", wait: (w) => w.waitFor(/Processed /), victim: "task" },
         { name: "task, waiting for the slow file", wait: (w) => w.waitFor(/Processed /, 6), victim: "task" },
         { name: "launcher, after a file", wait: (w) => w.waitFor(/Processed /, 2), victim: "launcher" },

@@ -13,11 +13,15 @@ export const PARENT_CHECK_MS = 200;
 
 /**
  * Calls `onGone` once when this process's parent exits (the process is
- * re-parented, so `Deno.ppid` changes). The check does not keep the process
+ * re-parented, so `Deno.ppid` is no longer `parent`): at once when it is
+ * already gone, else at the next check. The check does not keep the process
  * alive. Returns a function that stops watching.
  */
-export function watchParent(onGone: () => void, intervalMs = PARENT_CHECK_MS): () => void {
-  const parent = Deno.ppid;
+export function watchParent(onGone: () => void, parent = Deno.ppid, intervalMs = PARENT_CHECK_MS): () => void {
+  if (Deno.ppid !== parent) {
+    queueMicrotask(onGone);
+    return () => {};
+  }
   const timer = setInterval(() => {
     if (Deno.ppid === parent) return;
     clearInterval(timer);

@@ -81,7 +81,7 @@ export async function checkRegistryFileWritable(path: string): Promise<void> {
 }
 
 /**
- * Writes `keys` (the registry's, in the order first registered) as a JSON
+ * Writes `keys` (the registry's, by run, then by key) as a JSON
  * array to `path` atomically (a temp file, then rename). After a take-over
  * the file is output only, kept current for the original's tools: it holds
  * exactly the registry's keys.

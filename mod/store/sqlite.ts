@@ -399,7 +399,7 @@ export class SqliteStore implements Store {
 
   registeredKeys(): Promise<string[]> {
     if (!this.#hasTable("processed_files")) return Promise.resolve([]);
-    const rows = this.#db.prepare("SELECT key FROM processed_files ORDER BY rowid").all() as { key: string }[];
+    const rows = this.#db.prepare("SELECT key FROM processed_files ORDER BY run_id, key").all() as { key: string }[];
     return Promise.resolve(rows.map((r) => r.key));
   }
 
@@ -726,7 +726,7 @@ class SqliteRun implements RunTransaction {
        ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
          processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
          ignored = excluded.ignored, bytes = excluded.bytes, etag = coalesce(excluded.etag, etag),
-         size = coalesce(excluded.size, size), deleted_at = NULL`,
+         size = coalesce(excluded.size, size), deleted_at = NULL, origin = 'run'`,
     );
     this.#reject = db.prepare(
       "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",

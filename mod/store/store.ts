@@ -265,7 +265,7 @@ export interface Store {
    * @throws {LockedError} when another run holds the lock past the timeout
    */
   begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction>;
-  /** Every registered key, in the order first registered. */
+  /** Every registered key, by the run that last registered it, then by key: the same order in every store. */
   registeredKeys(): Promise<string[]>;
   /** Whether a run would take over the Python original's rows now (they are here, the registry is empty). */
   takesOver(): Promise<boolean>;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, copyCase, query, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, copyCase, query, withServedCase, withTempDir, writeConfig } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
 
 /** The one line of a refusal: no stack trace, no FTL log line; info log lines before it are fine. */
@@ -20,11 +20,9 @@ const oneLine = (stderr: string) => {
 };
 
 Deno.test("a column dropped by hand is refused with its name, exit 2, nothing written (SQLite)", async () => {
-  await withTempDir(async (dir) => {
-    const bucket = await copyCase("basic", dir);
-    const server = await startBucketServer(bucket);
-    try {
-      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+  await withServedCase("basic", async ({ dir, config: writeProfile }) => {
+    {
+      const config = await writeProfile();
       const args = ["--config", config, "--profile", "p", "--force"];
       assert.equal((await cli(args)).code, 0);
       const db = new DatabaseSync(join(dir, "db.sqlite3"));
@@ -35,8 +33,6 @@ Deno.test("a column dropped by hand is refused with its name, exit 2, nothing wr
       assert.equal(run.code, 2, run.stderr);
       assert.match(oneLine(run.stderr), /^bucketload: Table songs has lost column year \(dropped outside bucketload\)/);
       assert.deepEqual(query(join(dir, "db.sqlite3"), "SELECT count(*) AS n FROM runs"), runs);
-    } finally {
-      await server.close();
     }
   });
 });
@@ -62,14 +58,9 @@ pgTest("a column dropped by hand is refused with its name, exit 2", async () => 
 });
 
 Deno.test("corrupted pages: the integrity check refuses the database, exit 2, one line", async () => {
-  await withTempDir(async (dir) => {
-    const bucket = await copyCase("basic", dir);
-    const server = await startBucketServer(bucket);
-    try {
-      const config = await writeConfig(
-        dir,
-        `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\nINTEGRITY_CHECK_HOURS = 0\n`,
-      );
+  await withServedCase("basic", async ({ dir, config: writeProfile }) => {
+    {
+      const config = await writeProfile("INTEGRITY_CHECK_HOURS = 0\n");
       const args = ["--config", config, "--profile", "p", "--force"];
       assert.equal((await cli(args)).code, 0);
       const path = join(dir, "db.sqlite3");
@@ -90,8 +81,6 @@ Deno.test("corrupted pages: the integrity check refuses the database, exit 2, on
       const notDb = await cli(args);
       assert.equal(notDb.code, 2, notDb.stderr);
       oneLine(notDb.stderr);
-    } finally {
-      await server.close();
     }
   });
 });

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { FileSource } from "../mod/source/file.ts";
@@ -11,6 +12,7 @@ import { HttpSource, type HttpSourceOptions } from "../mod/source/http.ts";
 import { type PipelineOptions, runPipeline, type RunReport } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite.ts";
+import { type BucketServer, startBucketServer } from "./bucket_server.ts";
 
 /** The folder of test inputs. */
 export const CASES = new URL("./cases/", import.meta.url).pathname;
@@ -192,4 +194,39 @@ export class LineWatcher {
   async cancel(): Promise<void> {
     await this.#reader.cancel().catch(() => {});
   }
+}
+
+/** A test case bucket served over HTTP from a temporary folder, and a config writer for it. */
+export interface ServedCase {
+  readonly dir: string;
+  readonly server: BucketServer;
+  /** Writes `config.ini` with profile `[p]` for this bucket (and `DATABASE_NAME = db.sqlite3`), plus `extra` lines. */
+  config(extra?: string): Promise<string>;
+}
+
+/** Runs `fn` with `tests/cases/<name>` copied into a temporary folder and served on 127.0.0.1; stops it after. */
+export async function withServedCase<T>(name: string, fn: (served: ServedCase) => Promise<T>): Promise<T> {
+  return await withTempDir(async (dir) => {
+    const server = await startBucketServer(await copyCase(name, dir));
+    try {
+      const config = (extra = "") =>
+        writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n${extra}`);
+      return await fn({ dir, server, config });
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+/** Asserts that `db` holds what one uninterrupted CLI run of `bucketUrl` into a new database gives. */
+export async function assertSameAsFreshRun(db: string, bucketUrl: string): Promise<void> {
+  await withTempDir(async (other) => {
+    const config = await writeConfig(other, `[p]\nBUCKET_NAME = ${bucketUrl}\nDATABASE_NAME = db.sqlite3\n`);
+    const run = await cli(["--config", config, "--profile", "p"]);
+    if (run.code !== 0) throw new Error(`the fresh run failed: ${run.stderr}`);
+    assert.deepEqual(
+      dumpDatabase(db, { ingestionTime: false }),
+      dumpDatabase(join(other, "db.sqlite3"), { ingestionTime: false }),
+    );
+  });
 }

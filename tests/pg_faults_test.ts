@@ -78,8 +78,9 @@ pgTest(
               frozen = await runBackends(url);
               for (const pid of frozen) Deno.kill(pid, "SIGSTOP");
             },
-            heal: async () => {
+            heal: () => {
               for (const pid of frozen) Deno.kill(pid, "SIGCONT");
+              return Promise.resolve();
             },
             code: 143,
           },

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, dumpDatabase, LineWatcher, query, ROOT, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import { assertSameAsFreshRun, cli, LineWatcher, query, ROOT, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 
 /** The running processes whose command line mentions `marker` (zombies and this test left out), from `ps`. */
 function processesWith(marker: string): { pid: number; cmd: string }[] {
@@ -93,14 +93,7 @@ Deno.test("kill -9 of the task or the launcher leaves no process within 3 s; the
       const finish = spawnTask(args, dir);
       const out = await finish.output();
       assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      await withTempDir(async (other) => {
-        const otherConfig = await writeConfig(other, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
-        assert.equal((await cli(["--config", otherConfig, "--profile", "p"])).code, 0);
-        assert.deepEqual(
-          dumpDatabase(db, { ingestionTime: false }),
-          dumpDatabase(join(other, "db.sqlite3"), { ingestionTime: false }),
-        );
-      });
+      await assertSameAsFreshRun(db, server.url);
     } finally {
       await server.close();
     }

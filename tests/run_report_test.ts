@@ -18,6 +18,7 @@ import {
   query,
   runOnce,
   spawnCli,
+  withServedCase,
   withTempDir,
   writeConfig,
 } from "./helpers.ts";
@@ -292,11 +293,9 @@ Deno.test("networkCause() names host:port and the cause: refused, DNS, TLS, time
 });
 
 Deno.test("--key of a key not in the list that is missing: said as it is, and not kept as missing", async () => {
-  await withTempDir(async (dir) => {
-    const bucket = await copyCase("basic", dir);
-    const server = await startBucketServer(bucket);
-    try {
-      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+  await withServedCase("basic", async ({ dir, server, config: writeProfile }) => {
+    {
+      const config = await writeProfile();
       const args = ["--config", config, "--profile", "p"];
       assert.equal((await cli(args)).code, 0);
       const ghost = await cli([...args, "--key", "ghost.data"]);
@@ -307,21 +306,14 @@ Deno.test("--key of a key not in the list that is missing: said as it is, and no
       const next = await cli(args);
       assert.match(next.stdout, /0 new, 0 re-fetched: 0 loaded, 0 invalid, 0 missing/);
       assert.equal(server.hits("ghost.data"), 1);
-    } finally {
-      await server.close();
     }
   });
 });
 
 Deno.test("a lock wait is reported only when another run held the lock", async () => {
-  await withTempDir(async (dir) => {
-    const bucket = await copyCase("basic", dir);
-    const server = await startBucketServer(bucket);
-    try {
-      const config = await writeConfig(
-        dir,
-        `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\nLOCK_TIMEOUT_SECONDS = 10\n`,
-      );
+  await withServedCase("basic", async ({ dir, server, config: writeProfile }) => {
+    {
+      const config = await writeProfile("LOCK_TIMEOUT_SECONDS = 10\n");
       // Time spent starting the run (schema, migrations) is not a wait: a clock that jumps 1 s per reading.
       let t = 0;
       const report = await runOnce(server.url, join(dir, "clock.sqlite3"), { now: () => new Date(t += 1000) });
@@ -344,8 +336,6 @@ Deno.test("a lock wait is reported only when another run held the lock", async (
       const waited = /after (\d+\.\d\d) s waiting for the lock/.exec(run.stdout);
       assert.ok(waited !== null, run.stdout);
       assert.ok(Number(waited[1]) > 0.2, `waited ${waited[1]} s`);
-    } finally {
-      await server.close();
     }
   });
 });

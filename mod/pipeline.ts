@@ -9,7 +9,11 @@ import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
-import type { FilePart, Fingerprint, RunCounts, RunTransaction, Store } from "./store/store.ts";
+import type { RunCounts, RunTransaction, Store } from "./store/store.ts";
+import { type Plan, planList, planListed } from "./plan.ts";
+import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./run_load.ts";
+
+export { countsByName, type Progress } from "./run_load.ts";
 
 const baseLogger = getLogger(["bucketload", "pipeline"]);
 
@@ -69,13 +73,6 @@ export interface PipelineOptions {
   readonly onProgress?: ((progress: Progress) => void) | undefined;
 }
 
-/** How far a run is. */
-export interface Progress {
-  readonly filesDone: number;
-  readonly filesTotal: number;
-  readonly records: number;
-}
-
 /** What a run did; `status` decides the exit code. */
 export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   /** `ok`: every file ended loaded, invalid, missing or refused. */
@@ -108,112 +105,6 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly deletedKeys: readonly string[];
   /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
   readonly filesClaimedElsewhere: number;
-}
-
-/** The keys a run fetches, in list order, with their list positions and (from a bucket listing) fingerprints. */
-interface Plan {
-  readonly todo: string[];
-  /** Keys registered before whose object changed (or came back after a deletion): rows replaced. */
-  readonly changed: ReadonlySet<string>;
-  readonly fingerprints: ReadonlyMap<string, Fingerprint>;
-  readonly positions: ReadonlyMap<string, number>;
-  /** `--key` keys the list does not hold (fetched anyway, after the list's). */
-  readonly unlisted: readonly string[];
-}
-
-interface PlanOptions {
-  readonly onlyKeys: readonly string[] | undefined;
-  readonly force: boolean;
-  readonly retryInvalid: boolean;
-}
-
-/** Keys per registry query over a list. */
-const QUERY_CHUNK = 10_000;
-
-/** The plan of a list file held in memory: the registry is asked in chunks, only the keys to fetch are kept. */
-async function planList(tx: RunTransaction, keys: readonly string[], o: PlanOptions): Promise<Plan> {
-  let todo: string[];
-  let unlisted: string[] = [];
-  if (o.onlyKeys !== undefined) {
-    const listed = new Set(keys);
-    unlisted = o.onlyKeys.filter((k) => !listed.has(k));
-    todo = [...o.onlyKeys];
-  } else if (o.force) todo = [...keys];
-  else {
-    // Only the keys to fetch come back: a long list is mostly registered.
-    todo = [];
-    for (let i = 0; i < keys.length; i += QUERY_CHUNK) {
-      todo.push(...await tx.unregistered(keys.slice(i, i + QUERY_CHUNK), o.retryInvalid ? ["loaded"] : undefined));
-    }
-  }
-  const want = new Set(todo);
-  const positions = new Map<string, number>();
-  keys.forEach((k, i) => want.has(k) && positions.set(k, i));
-  unlisted.forEach((k, i) => positions.set(k, keys.length + i));
-  return { todo, changed: new Set(), fingerprints: new Map(), positions, unlisted };
-}
-
-/** The plan of a bucket listing held by the run's transaction: the store compares it with the registry. */
-async function planListed(
-  tx: RunTransaction,
-  o: PlanOptions & { readonly changeDetection: boolean },
-): Promise<Plan> {
-  const planned = await tx.listedPlan({
-    all: o.force || o.onlyKeys !== undefined,
-    loadedOnly: o.retryInvalid,
-    detect: o.changeDetection,
-  });
-  const only = o.onlyKeys === undefined ? undefined : new Set(o.onlyKeys);
-  const chosen = only === undefined ? planned : planned.filter((p) => only.has(p.key));
-  const listedKeys = new Set(chosen.map((p) => p.key));
-  const unlisted = o.onlyKeys?.filter((k) => !listedKeys.has(k)) ?? [];
-  const positions = new Map(chosen.map((p) => [p.key, p.position]));
-  const last = planned.length === 0 ? 0 : planned.at(-1)!.position + 1;
-  unlisted.forEach((k, i) => positions.set(k, last + i));
-  return {
-    todo: o.onlyKeys !== undefined ? [...o.onlyKeys] : chosen.map((p) => p.key),
-    changed: new Set(chosen.filter((p) => p.changed).map((p) => p.key)),
-    fingerprints: new Map(chosen.map((p) => [p.key, { etag: p.etag, size: p.size }])),
-    positions,
-    unlisted,
-  };
-}
-
-/** Counts of one file, summed over its parts. */
-class Tally {
-  records = 0;
-  rejected = 0;
-  ignoredTotal = 0;
-  readonly #loaded = new Map<string, number>();
-  readonly #ignored = new Map<string, number>();
-
-  /** Adds a part's (or a file's) counts; returns this. */
-  add(part: FilePart): this {
-    this.records += part.records;
-    this.rejected += part.rejections.length;
-    for (const [name, { count }] of part.rows) this.#loaded.set(name, (this.#loaded.get(name) ?? 0) + count);
-    for (const [name, n] of part.ignored) {
-      this.#ignored.set(name, (this.#ignored.get(name) ?? 0) + n);
-      this.ignoredTotal += n;
-    }
-    return this;
-  }
-
-  /** Adds the loaded and ignored counts by type to the run's. */
-  addTo(loaded: Map<string, number>, ignored: Map<string, number>) {
-    for (const [name, n] of this.#loaded) loaded.set(name, (loaded.get(name) ?? 0) + n);
-    for (const [name, n] of this.#ignored) ignored.set(name, (ignored.get(name) ?? 0) + n);
-  }
-}
-
-/**
- * Counts by name as a plain object for the report. The names are data (record
- * types): each becomes an own property (`Object.fromEntries`), so that a type
- * named `toString`, `constructor` or `__proto__` is a key like any other and
- * never reaches the prototype.
- */
-export function countsByName(counts: ReadonlyMap<string, number> = new Map()): Record<string, number> {
-  return Object.fromEntries(counts);
 }
 
 /** The report of a run that wrote nothing: the list failed, or nothing changed. */
@@ -280,46 +171,102 @@ async function importProcessedList(
   return imported;
 }
 
+/** A list read and planned: what to fetch, and (from a bucket listing) which registered objects are gone. */
+interface Listed {
+  readonly listing: Exclude<Awaited<ReturnType<typeof fetchListing>>, { error: string }>;
+  readonly plan: Plan;
+  /** Registered objects a bucket listing no longer holds (to be marked deleted). */
+  readonly deletedKeys: readonly string[];
+}
+
+/** Reads the list (or the bucket listing) and plans the run: the keys to fetch, logged with what was refused. */
+async function listAndPlan(
+  tx: RunTransaction,
+  options: PipelineOptions,
+  logger: Logger,
+): Promise<Listed | { error: string }> {
+  const { force = false, retryInvalid = false, onlyKeys, changeDetection = true } = options;
+  const listing = await fetchListing(options.source, {
+    key: options.filesListKey,
+    keyPattern: options.keyPattern,
+    encoding: options.encoding,
+    maxBytes: options.maxListBytes ?? 64 * 1024 * 1024,
+    signal: options.signal,
+    // --force reads the list afresh rather than trusting a cached copy.
+    cached: force ? undefined : await tx.cachedList(options.filesListKey),
+    // A bucket listing goes to the run's transaction page by page, not into memory.
+    sink: (objects, first) => tx.addListed(objects, first),
+  });
+  if ("error" in listing) {
+    logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listing.error });
+    return listing;
+  }
+  for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
+  // What to fetch, with what the writes need of it: list positions, and a listing's fingerprints.
+  const plan = listing.listed
+    ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
+    : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
+  for (const key of plan.unlisted) logger.warn("Key {key} is not in the list; fetching it as asked", { key });
+  if (plan.changed.size > 0) {
+    logger.info("{count} objects changed since they were loaded", { count: plan.changed.size });
+  }
+  logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
+    listed: listing.listedCount + listing.refused.length,
+    new: plan.todo.length,
+    refused: listing.refused.length,
+    duplicates: listing.duplicates,
+    unchanged: listing.notModified,
+  });
+  // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
+  const belongs = globMatcher(options.keyPattern ?? "");
+  const deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
+  return { listing, plan, deletedKeys };
+}
+
+/** The producer of a run: the one given (a worker), or the produce step on this thread. */
+function producerOf(options: PipelineOptions): Producer {
+  if (options.producer !== undefined) return options.producer;
+  return produceInThread(options.source, options.types, {
+    encoding: options.encoding,
+    dateStoreFormat: options.dateStoreFormat,
+    awesomeMinRating: options.awesomeMinRating,
+    awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
+    concurrency: options.concurrency ?? 8,
+    maxFileBytes: options.maxFileBytes ?? 512 * 1024 * 1024,
+    maxRejectedRawBytes: options.maxRejectedRawBytes ?? 65_536,
+    streamThresholdBytes: options.streamThresholdBytes ?? 32 * 1024 * 1024,
+    maxRecordBytes: options.maxRecordBytes ?? 1024 * 1024,
+    partElements: options.partElements,
+    rejectNul: !options.store.holdsNul,
+  }, options.now ?? (() => new Date()));
+}
+
+/** How a shared store's keys are claimed: which registered keys the claim skips, and how many at a time. */
+function claimOptions(options: PipelineOptions): ClaimOptions {
+  const { onlyKeys, force = false, retryInvalid = false } = options;
+  return {
+    batch: options.claimBatch ?? options.concurrency ?? 8,
+    skip: onlyKeys !== undefined || force ? undefined : retryInvalid ? ["loaded"] : ["loaded", "invalid"],
+  };
+}
+
+/** What a run keeps from its start to its report. */
+interface RunStart {
+  readonly startedAt: Date;
+  readonly lockWaitMs: number;
+  readonly imported: number;
+  readonly logger: Logger;
+}
+
 /**
- * Runs the pipeline once. Everything it writes commits in one transaction at
- * the end, or not at all.
+ * Runs the pipeline once: plan, load, finish. Everything it writes commits
+ * in one transaction at the end, or not at all.
  *
  * @throws {LockedError} when another run holds the store
  */
 export async function runPipeline(options: PipelineOptions): Promise<RunReport> {
-  const {
-    source,
-    store,
-    types,
-    concurrency = 8,
-    force = false,
-    retryInvalid = false,
-    onlyKeys,
-    importKeys = [],
-    missingGiveUpRuns = 0,
-    changeDetection = true,
-    pruneDeleted = false,
-    maxFileBytes = 512 * 1024 * 1024,
-    maxListBytes = 64 * 1024 * 1024,
-    maxRejectedRawBytes = 65_536,
-    streamThresholdBytes = 32 * 1024 * 1024,
-    now = () => new Date(),
-    signal,
-    onProgress,
-  } = options;
-  const requestedAt = now();
-  const failedKeys: { key: string; reason: string }[] = [];
-  const missing: { key: string; reason: string }[] = [];
-  /** Keys asked for with --key that are not in the list and were missing: not retried by later runs. */
-  const missingUnlisted: { key: string; reason: string }[] = [];
-  // Record type names come from the bucket: they are counted in Maps ("toString" is just a name).
-  const loadedByType = new Map(types.map((t) => [t.type, 0]));
-  const ignoredByType = new Map<string, number>();
-  const loaded = countsByName(loadedByType);
-  const counts = { filesLoaded: 0, filesInvalid: 0, rejected: 0 };
-  const invalidKeys: { key: string; reason: string }[] = [];
-
-  const tx: RunTransaction = await store.begin(requestedAt, {
+  const { source, store, now = () => new Date(), signal } = options;
+  const tx: RunTransaction = await store.begin(now(), {
     bucket: source.display,
     signal,
     onBucketChange: (previous, current) =>
@@ -331,281 +278,151 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   });
   // The run's time starts once it holds the lock; a wait is only reported when another run held it.
   const startedAt = now();
-  const { lockWaitMs } = tx;
   const logger = baseLogger.with({ run_id: tx.runId });
+  const loaded = countsByName(new Map(options.types.map((t) => [t.type, 0])));
   try {
+    const importKeys = options.importKeys ?? [];
     const imported = importKeys.length > 0 ? await importProcessedList(tx, importKeys, startedAt, logger) : 0;
-    const listing = await fetchListing(source, {
-      key: options.filesListKey,
-      keyPattern: options.keyPattern,
-      encoding: options.encoding,
-      maxBytes: maxListBytes,
-      signal,
-      // --force reads the list afresh rather than trusting a cached copy.
-      cached: force ? undefined : await tx.cachedList(options.filesListKey),
-      // A bucket listing goes to the run's transaction page by page, not into memory.
-      sink: (objects, first) => tx.addListed(objects, first),
-    });
-    if ("error" in listing) {
-      const listError = listing.error;
-      logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listError });
+    const start: RunStart = { startedAt, lockWaitMs: tx.lockWaitMs, imported, logger };
+    const listed = await listAndPlan(tx, options, logger);
+    if ("error" in listed) {
       await tx.rollback();
-      return nothingWritten({ status: "list_failed", startedAt, finishedAt: now(), listError, loaded, lockWaitMs });
-    }
-
-    for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
-    // What to fetch, with what the writes need of it: list positions, and a listing's fingerprints.
-    const plan = listing.listed
-      ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
-      : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
-    const { todo, changed, fingerprints } = plan;
-    const unlisted = new Set(plan.unlisted);
-    for (const key of plan.unlisted) {
-      logger.warn("Key {key} is not in the list; fetching it as asked", { key });
-    }
-    const everRegistered = await tx.registered(todo);
-    let filesRefetched = 0;
-    const refetched = (keys: readonly string[]) => keys.filter((k) => everRegistered.has(k)).length;
-    if (changed.size > 0) logger.info("{count} objects changed since they were loaded", { count: changed.size });
-    logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
-      listed: listing.listedCount + listing.refused.length,
-      new: todo.length,
-      refused: listing.refused.length,
-      duplicates: listing.duplicates,
-      unchanged: listing.notModified,
-    });
-    // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
-    const belongs = globMatcher(options.keyPattern ?? "");
-    let deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
-    if ((listing.notModified || listing.listed) && todo.length === 0 && deletedKeys.length === 0) {
-      // Nothing changed and nothing is pending: only note the check, so that frequent schedules cost nothing.
-      const result = listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending";
-      logger.info(
-        listing.listed
-          ? "No new object and no key is pending: nothing to do"
-          : "The list is unchanged and no key is pending: nothing to do",
-      );
-      const finishedAt = now();
-      await tx.rollbackAsCheck(finishedAt, result);
+      const listError = listed.error;
       return nothingWritten({
-        status: "ok",
+        status: "list_failed",
         startedAt,
-        finishedAt,
+        finishedAt: now(),
+        listError,
         loaded,
-        unchanged: true,
-        listed: listing.listed,
-        refusedKeys: listing.refused,
-        filesListed: listing.listedCount + listing.refused.length,
-        lockWaitMs,
+        lockWaitMs: tx.lockWaitMs,
       });
+    }
+    const { listing, plan, deletedKeys } = listed;
+    if ((listing.notModified || listing.listed) && plan.todo.length === 0 && deletedKeys.length === 0) {
+      return await noteCheck(tx, listed, start, now(), loaded);
     }
     if (!listing.notModified && listing.validators !== undefined) {
       await tx.cacheList(options.filesListKey, listing.text, listing.validators);
     }
-
-    const produce = options.producer ??
-      produceInThread(source, types, {
-        encoding: options.encoding,
-        dateStoreFormat: options.dateStoreFormat,
-        awesomeMinRating: options.awesomeMinRating,
-        awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
-        concurrency,
-        maxFileBytes,
-        maxRejectedRawBytes,
-        streamThresholdBytes,
-        maxRecordBytes: options.maxRecordBytes ?? 1024 * 1024,
-        partElements: options.partElements,
-        rejectNul: !store.holdsNul,
-      }, now);
-    // A key's list position decides between files across runs (keys fetched with --key but not listed come last).
-    const positionOf = (key: string) => plan.positions.get(key) ?? Number.MAX_SAFE_INTEGER;
-    let filesDone = 0;
-    let records = 0;
-    const progress = (extra = 0) => onProgress?.({ filesDone, filesTotal: todo.length, records: records + extra });
-    progress();
-    // A streamed file's parts, counted into the totals only once the file is loaded.
-    let parts: { key: string; tally: Tally } | undefined;
-    const load = async (keys: readonly string[] | AsyncIterable<string>) => {
-      for await (const produced of produce(keys, signal)) {
-        signal?.throwIfAborted();
-        const { key } = produced;
-        if (produced.kind === "part") {
-          await tx.writePart(key, produced.part, { replace: changed.has(key), position: positionOf(key) });
-          if (parts?.key !== key) parts = { key, tally: new Tally() };
-          parts.tally.add(produced.part);
-          progress(parts.tally.records);
-          continue;
-        }
-        filesDone++;
-        const tally = parts?.key === key ? parts.tally : new Tally();
-        parts = undefined;
-        if (produced.kind === "missing" && unlisted.has(key)) {
-          // Not in the list: no later run fetches it, so it is not counted toward MISSING_GIVE_UP_RUNS either.
-          logger.warn(
-            "Missing {key}: {reason}; it is not in the list, so no later run fetches it (ask again with --key)",
-            {
-              key,
-              reason: produced.reason,
-            },
-          );
-          missingUnlisted.push({ key, reason: produced.reason });
-        } else if (produced.kind === "missing") {
-          logger.warn("Missing {key}: {reason}; will retry on the next run", { key, reason: produced.reason });
-          missing.push({ key, reason: produced.reason });
-        } else if (produced.kind === "failed") {
-          await tx.abortFile(key);
-          logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
-          failedKeys.push({ key, reason: produced.reason });
-        } else {
-          const file = {
-            ...produced.file,
-            fingerprint: fingerprints.get(key),
-            replace: changed.has(key),
-            position: positionOf(key),
-          };
-          await tx.writeFile(file);
-          if (file.replace) filesChanged++;
-          // An invalid file's parts were discarded: only its own whole-file rejection counts.
-          const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
-          counted.addTo(loadedByType, ignoredByType);
-          records += counted.records;
-          counts.rejected += counted.rejected;
-          if (file.status === "loaded") counts.filesLoaded++;
-          else {
-            counts.filesInvalid++;
-            const reason = file.rejections[0]?.reason ?? "";
-            invalidKeys.push({ key, reason });
-            logger.warn("Invalid {key}: {reason}", { key, reason });
-          }
-          logger.debug("Processed {key}: {status}, {records} records, {rejected} rejected, {ignored} ignored", {
-            key,
-            status: file.status,
-            records: counted.records,
-            rejected: counted.rejected,
-            ignored: counted.ignoredTotal,
-            bytes: file.bytes,
-          });
-        }
-        progress();
-      }
-    };
-    let filesClaimedElsewhere = 0;
-    let filesChanged = 0;
-    if (tx.claim === undefined) {
-      filesRefetched = refetched(todo);
-      await load(todo);
-    } else {
-      // A shared store: keys are claimed a few at a time as the fetches need them, so that runs side by side
-      // split the keys between them.
-      const claim = tx.claim.bind(tx);
-      const skip = onlyKeys !== undefined || force
-        ? undefined
-        : retryInvalid
-        ? (["loaded"] as const)
-        : (["loaded", "invalid"] as const);
-      const batch = options.claimBatch ?? concurrency;
-      const claimed = async function* () {
-        for (let i = 0; i < todo.length; i += batch) {
-          signal?.throwIfAborted();
-          const wanted = todo.slice(i, i + batch);
-          const mine = await claim(
-            wanted.map((key) => ({ key, fingerprint: fingerprints.get(key) })),
-            skip,
-          );
-          filesClaimedElsewhere += wanted.length - mine.length;
-          filesDone += wanted.length - mine.length;
-          filesRefetched += refetched(mine);
-          if (mine.length < wanted.length) progress();
-          yield* mine;
-        }
-      };
-      await load(claimed());
-      if (filesClaimedElsewhere > 0) {
-        logger.info("{count} keys were claimed or loaded by another run side by side", {
-          count: filesClaimedElsewhere,
-        });
-      }
-    }
-
+    const load = new RunLoad({
+      tx,
+      plan,
+      produce: producerOf(options),
+      logger,
+      typeNames: options.types.map((t) => t.type),
+      signal,
+      onProgress: options.onProgress,
+    });
+    await load.run(await tx.registered(plan.todo), tx.claim === undefined ? undefined : claimOptions(options));
     signal?.throwIfAborted();
-    // Objects gone from a bucket listing: marked deleted, their rows pruned if asked.
-    // Only the keys this run marked are its deletions (a run side by side may have marked some first).
-    deletedKeys = await tx.markDeleted(deletedKeys, now(), pruneDeleted);
-    for (const key of deletedKeys) {
-      logger.info("Deleted from the bucket: {key}{pruned}", { key, pruned: pruneDeleted ? " (its rows removed)" : "" });
-    }
-    const gaveUpKeys = await tx.noteMissing(
-      missing,
-      missingGiveUpRuns,
-      now(),
-    );
-    for (const key of gaveUpKeys) {
-      logger.warn("Gave up on {key}: missing in {runs} runs in a row; registered as invalid", {
-        key,
-        runs: missingGiveUpRuns,
-      });
-    }
-    const rows = await tx.rowCounts();
-    const finishedAt = now();
-    const runCounts: RunCounts = {
-      status: failedKeys.length > 0 ? "failed" : "ok",
-      finishedAt,
-      rowsInserted: rows.inserted,
-      rowsUpdated: rows.updated,
-      rowsRemoved: rows.removed,
-      filesListed: listing.listedCount + listing.refused.length,
-      filesNew: todo.length - filesClaimedElsewhere,
-      filesLoaded: counts.filesLoaded,
-      filesInvalid: counts.filesInvalid,
-      filesMissing: missing.length + missingUnlisted.length,
-      filesFailed: failedKeys.length,
-      filesRefused: listing.refused.length,
-      filesChanged,
-      filesDeleted: deletedKeys.length,
-      filesClaimedElsewhere,
-      loaded: countsByName(loadedByType),
-      rejected: counts.rejected,
-      ignored: countsByName(ignoredByType),
-      issues: [
-        ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
-        ...[...missing, ...missingUnlisted].map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
-        ...failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
-      ],
-    };
-    await tx.commit(runCounts);
-    logger.info(
-      "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated, {removed} removed), " +
-        "{rejected} rejected",
-      {
-        loaded: records,
-        inserted: rows.inserted,
-        updated: rows.updated,
-        removed: rows.removed,
-        rejected: counts.rejected,
-        status: runCounts.status,
-      },
-    );
-    return {
-      ...runCounts,
-      filesRefetched,
-      lockWaitMs,
-      imported,
-      gaveUpKeys,
-      invalidKeys,
-      deletedKeys,
-      filesClaimedElsewhere,
-      runId: tx.runId,
-      startedAt,
-      listError: undefined,
-      failedKeys,
-      missingKeys: missing.map((m) => m.key),
-      missingUnlistedKeys: missingUnlisted.map((m) => m.key),
-      refusedKeys: listing.refused,
-      unchanged: listing.notModified,
-      listed: listing.listed,
-    };
+    return await finishRun(tx, options, listed, load, start);
   } catch (error) {
     await tx.rollback();
     throw error;
   }
+}
+
+/** Nothing changed and nothing is pending: only the check is noted, so that frequent schedules cost nothing. */
+async function noteCheck(
+  tx: RunTransaction,
+  { listing }: Listed,
+  start: RunStart,
+  finishedAt: Date,
+  loaded: Record<string, number>,
+): Promise<RunReport> {
+  start.logger.info(
+    listing.listed
+      ? "No new object and no key is pending: nothing to do"
+      : "The list is unchanged and no key is pending: nothing to do",
+  );
+  await tx.rollbackAsCheck(
+    finishedAt,
+    listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending",
+  );
+  return nothingWritten({
+    status: "ok",
+    startedAt: start.startedAt,
+    finishedAt,
+    loaded,
+    unchanged: true,
+    listed: listing.listed,
+    refusedKeys: listing.refused,
+    filesListed: listing.listedCount + listing.refused.length,
+    lockWaitMs: start.lockWaitMs,
+  });
+}
+
+/** The finish step: deletions, missing streaks, the counts, the commit, and the report. */
+async function finishRun(
+  tx: RunTransaction,
+  options: PipelineOptions,
+  { listing, plan, deletedKeys: gone }: Listed,
+  load: RunLoad,
+  start: RunStart,
+): Promise<RunReport> {
+  const { now = () => new Date(), pruneDeleted = false, missingGiveUpRuns = 0 } = options;
+  const { logger } = start;
+  // Only the keys this run marked are its deletions (a run side by side may have marked some first).
+  const deletedKeys = await tx.markDeleted(gone, now(), pruneDeleted);
+  for (const key of deletedKeys) {
+    logger.info("Deleted from the bucket: {key}{pruned}", { key, pruned: pruneDeleted ? " (its rows removed)" : "" });
+  }
+  const gaveUpKeys = await tx.noteMissing(load.missing, missingGiveUpRuns, now());
+  for (const key of gaveUpKeys) {
+    logger.warn("Gave up on {key}: missing in {runs} runs in a row; registered as invalid", {
+      key,
+      runs: missingGiveUpRuns,
+    });
+  }
+  const rows = await tx.rowCounts();
+  const missing = [...load.missing, ...load.missingUnlisted];
+  const counts: RunCounts = {
+    status: load.failedKeys.length > 0 ? "failed" : "ok",
+    finishedAt: now(),
+    rowsInserted: rows.inserted,
+    rowsUpdated: rows.updated,
+    rowsRemoved: rows.removed,
+    filesListed: listing.listedCount + listing.refused.length,
+    filesNew: plan.todo.length - load.filesClaimedElsewhere,
+    filesLoaded: load.filesLoaded,
+    filesInvalid: load.filesInvalid,
+    filesMissing: missing.length,
+    filesFailed: load.failedKeys.length,
+    filesRefused: listing.refused.length,
+    filesChanged: load.filesChanged,
+    filesDeleted: deletedKeys.length,
+    filesClaimedElsewhere: load.filesClaimedElsewhere,
+    loaded: countsByName(load.loadedByType),
+    rejected: load.rejected,
+    ignored: countsByName(load.ignoredByType),
+    issues: [
+      ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
+      ...missing.map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
+      ...load.failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
+    ],
+  };
+  await tx.commit(counts);
+  logger.info(
+    "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated, {removed} removed), " +
+      "{rejected} rejected",
+    { loaded: load.records, ...rows, rejected: load.rejected, status: counts.status },
+  );
+  return {
+    ...counts,
+    filesRefetched: load.filesRefetched,
+    lockWaitMs: start.lockWaitMs,
+    imported: start.imported,
+    gaveUpKeys,
+    invalidKeys: load.invalidKeys,
+    deletedKeys,
+    runId: tx.runId,
+    startedAt: start.startedAt,
+    listError: undefined,
+    failedKeys: load.failedKeys,
+    missingKeys: load.missing.map((m) => m.key),
+    missingUnlistedKeys: load.missingUnlisted.map((m) => m.key),
+    refusedKeys: listing.refused,
+    unchanged: listing.notModified,
+    listed: listing.listed,
+  };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type RunRow, type StatusReport } from "../store/status.ts";
+import type { RunRow, StatusReport } from "../store/status.ts";
 
 export { emptyStatus, type RunRow, type StatusReport } from "../store/status.ts";
 

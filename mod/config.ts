@@ -8,6 +8,9 @@
 import { dirname, resolve } from "node:path";
 import { type BucketLocation, parseBucketLocation, redactUrl } from "./source/location.ts";
 import { awsEndpoint, type S3Credentials } from "./source/s3_options.ts";
+import { awsCredentials } from "./source/s3_credentials.ts";
+
+export { awsCredentialsFile } from "./source/s3_credentials.ts";
 import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";
@@ -177,9 +180,67 @@ export interface ResolveOptions {
  * @throws {UsageError} naming the profile, key or value at fault
  */
 export function resolveConfig(options: ResolveOptions): Config {
-  const { sections, configPath, profile = "default", env = {}, overrides = {}, cwd = Deno.cwd() } = options;
-  // Each layer names where its values come from, so that an error names the flag, variable or section at fault.
-  const layers: { raw: Raw; where: (key: string) => string }[] = [];
+  const { configPath, profile = "default", env = {}, cwd = Deno.cwd() } = options;
+  const r = new ValueReader(configLayers(options), configPath === undefined ? cwd : dirname(configPath));
+  const where = options.sections === undefined ? "the environment" : `profile '${profile}'`;
+  const bucket = bucketOf(r, where);
+  return {
+    profile,
+    configPath,
+    s3: s3Of(r, bucket, env),
+    keyPattern: r.str("KEY_PATTERN").trim(),
+    changeDetection: r.oneOf("CHANGE_DETECTION", ["etag", "none"] as const) === "etag",
+    pruneDeleted: r.bool("PRUNE_DELETED"),
+    baseDir: r.baseDir,
+    databasePath: r.path("DATABASE_NAME") ?? r.fail("DATABASE_NAME", "a file path", ""),
+    databaseUrl: resolveDatabaseUrl(
+      r.get("DATABASE_URL"),
+      r.setAnywhere("DATABASE_NAME"),
+      env.DATABASE_URL,
+      r.source("DATABASE_URL"),
+    ),
+    bucket,
+    ...formatsOf(r),
+    processedFilesPath: r.path("PROCESSED_FILES_FILENAME"),
+    logDir: r.bool("SAVE_LOG") ? r.path("LOG_DIR") ?? resolve(r.baseDir, "logs") : undefined,
+    concurrency: r.num("CONCURRENCY", { integer: true, min: 1, max: 1024 }),
+    requestTimeoutMs: r.num("REQUEST_TIMEOUT_SECONDS", { min: 0.001, max: 86_400 }) * 1000,
+    retries: r.num("RETRIES", { integer: true, max: 100 }),
+    retryBaseMs: r.num("RETRY_BASE_SECONDS", { max: 3600 }) * 1000,
+    awesomeMinRating: r.num("AWESOME_MIN_RATING", { max: 5 }),
+    awesomeMaxSizeBytes: r.num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
+    lockTimeoutMs: r.num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
+    missingGiveUpRuns: r.num("MISSING_GIVE_UP_RUNS", { integer: true, max: 1_000_000 }),
+    worker: r.bool("WORKER"),
+    loadMode: r.oneOf("LOAD_MODE", LOAD_MODES),
+    maxFileBytes: r.num("MAX_FILE_BYTES", { integer: true, min: 1 }),
+    maxListBytes: r.num("MAX_LIST_BYTES", { integer: true, min: 1 }),
+    maxRejectedRawBytes: r.num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),
+    streamThresholdBytes: r.num("STREAM_THRESHOLD_BYTES", { integer: true }),
+    maxRecordBytes: r.num("MAX_RECORD_BYTES", { integer: true, min: 64 }),
+    logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS),
+    logFormat: r.oneOf("LOG_FORMAT", LOG_FORMATS),
+    statusToken: r.str("STATUS_TOKEN").trim() || undefined,
+    integrityCheckMs: r.num("INTEGRITY_CHECK_HOURS", { max: 100_000 }) * 3600 * 1000,
+    claimTimeoutMs: r.num("CLAIM_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
+  };
+}
+
+/** One source of values, lowest first: `[DEFAULT]`, the profile, the environment, the flags. */
+interface Layer {
+  readonly raw: Raw;
+  /** How an error names a key of this layer: the section, variable or flag at fault. */
+  readonly where: (key: string) => string;
+}
+
+/**
+ * The layers of `options`, each checked for unknown keys.
+ *
+ * @throws {UsageError} on an unknown profile, key or `BUCKETLOAD_*` variable
+ */
+function configLayers(options: ResolveOptions): Layer[] {
+  const { sections, configPath, profile = "default", env = {}, overrides = {} } = options;
+  const layers: Layer[] = [];
   if (sections !== undefined) {
     const defaults = sections.get("DEFAULT") ?? {};
     checkKeys(defaults, `[DEFAULT] of ${configPath}`);
@@ -213,191 +274,129 @@ export function resolveConfig(options: ResolveOptions): Config {
     { raw: fromEnv, where: (key) => `environment variable ${ENV_PREFIX}${key}` },
     { raw: overrides, where: (key) => `--${FLAG_OF[key] ?? key.toLowerCase().replaceAll("_", "-")}` },
   );
-  const where = sections === undefined ? "the environment" : `profile '${profile}'`;
-  const source = (key: string): string => {
-    for (let i = layers.length - 1; i >= 0; i--) {
-      if (layers[i]!.raw[key] !== undefined) return layers[i]!.where(key);
-    }
-    return `'${key}' (built-in default)`;
-  };
-  const get = (key: string): string | undefined => {
-    for (let i = layers.length - 1; i >= 0; i--) {
-      const v = layers[i]!.raw[key];
-      if (v !== undefined) return v;
-    }
-    return CONFIG_KEYS[key]?.default;
-  };
-  const fail = (key: string, expected: string, got: string): never => {
-    throw new UsageError(`Cannot parse ${source(key)}: expected ${expected}, got ${JSON.stringify(got)}`, {
+  return layers;
+}
+
+/** Reads typed values from the layers, the highest that sets a key winning; errors name where a value came from. */
+class ValueReader {
+  readonly #layers: readonly Layer[];
+  /** Where relative paths resolve. */
+  readonly baseDir: string;
+
+  constructor(layers: readonly Layer[], baseDir: string) {
+    this.#layers = layers;
+    this.baseDir = baseDir;
+  }
+
+  /** The layer that sets `key`, in words; the built-in default when none does. */
+  source(key: string): string {
+    const layer = this.#layers.findLast((l) => l.raw[key] !== undefined);
+    return layer === undefined ? `'${key}' (built-in default)` : layer.where(key);
+  }
+
+  /** Whether any layer sets `key` explicitly. */
+  setAnywhere(key: string): boolean {
+    return this.#layers.some((l) => l.raw[key] !== undefined);
+  }
+
+  get(key: string): string | undefined {
+    return this.#layers.findLast((l) => l.raw[key] !== undefined)?.raw[key] ?? CONFIG_KEYS[key]?.default;
+  }
+
+  /** @throws {UsageError} naming where `key` came from, what was expected and what it got */
+  fail(key: string, expected: string, got: string): never {
+    throw new UsageError(`Cannot parse ${this.source(key)}: expected ${expected}, got ${JSON.stringify(got)}`, {
       subject: key,
     });
-  };
-  const str = (key: string): string => get(key) ?? "";
-  const num = (key: string, { integer = false, min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number => {
-    const raw = str(key).trim();
+  }
+
+  str(key: string): string {
+    return this.get(key) ?? "";
+  }
+
+  num(key: string, { integer = false, min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
+    const raw = this.str(key).trim();
     const n = Number(raw);
     const expected = `${integer ? "an integer" : "a number"} ${min}–${max}`;
     if (raw === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
-      return fail(key, expected, raw);
+      return this.fail(key, expected, raw);
     }
     return n;
-  };
-  const bool = (key: string): boolean => {
-    const raw = str(key).trim().toLowerCase();
+  }
+
+  bool(key: string): boolean {
+    const raw = this.str(key).trim().toLowerCase();
     if (["1", "yes", "true", "on"].includes(raw)) return true;
     if (["0", "no", "false", "off"].includes(raw)) return false;
-    return fail(key, "yes/no, true/false, on/off or 1/0", raw);
-  };
-  const oneOf = <T extends string>(key: string, allowed: readonly T[]): T => {
-    const raw = str(key).trim().toLowerCase();
-    return allowed.includes(raw as T) ? raw as T : fail(key, `one of ${allowed.join(", ")}`, raw);
-  };
-  const baseDir = configPath === undefined ? cwd : dirname(configPath);
-  const path = (key: string): string | undefined => {
-    const raw = str(key).trim();
-    return raw === "" ? undefined : resolve(baseDir, raw);
-  };
+    return this.fail(key, "yes/no, true/false, on/off or 1/0", raw);
+  }
 
-  const bucketRaw = get("BUCKET_NAME");
-  if (bucketRaw === undefined) {
+  oneOf<T extends string>(key: string, allowed: readonly T[]): T {
+    const raw = this.str(key).trim().toLowerCase();
+    return allowed.includes(raw as T) ? raw as T : this.fail(key, `one of ${allowed.join(", ")}`, raw);
+  }
+
+  /** A path resolved against {@linkcode baseDir}; `undefined` when empty. */
+  path(key: string): string | undefined {
+    const raw = this.str(key).trim();
+    return raw === "" ? undefined : resolve(this.baseDir, raw);
+  }
+}
+
+/** `BUCKET_NAME`, parsed. */
+function bucketOf(r: ValueReader, where: string): BucketLocation {
+  const raw = r.get("BUCKET_NAME");
+  if (raw === undefined) {
     throw new UsageError(`Missing 'BUCKET_NAME' in ${where}: set it or ${ENV_PREFIX}BUCKET_NAME`, {
       subject: "BUCKET_NAME",
     });
   }
-  let bucket: BucketLocation;
   try {
-    bucket = parseBucketLocation(bucketRaw, baseDir);
+    return parseBucketLocation(raw, r.baseDir);
   } catch (error) {
-    throw new UsageError(`Cannot parse ${source("BUCKET_NAME")}: ${(error as Error).message}`, {
+    throw new UsageError(`Cannot parse ${r.source("BUCKET_NAME")}: ${(error as Error).message}`, {
       subject: "BUCKET_NAME",
     });
   }
-  const encoding = str("BUCKET_ENCODING").trim();
+}
+
+/** How objects are read: the list's key, the encoding, and the date format of `songs.ingestion_time`. */
+function formatsOf(r: ValueReader): Pick<Config, "filesListKey" | "encoding" | "dateStoreFormat"> {
+  const encoding = r.str("BUCKET_ENCODING").trim();
   try {
     new TextDecoder(encoding);
   } catch {
-    fail("BUCKET_ENCODING", "a WHATWG encoding label such as utf-8", encoding);
+    r.fail("BUCKET_ENCODING", "a WHATWG encoding label such as utf-8", encoding);
   }
-  const dateStoreFormat = str("DATE_STORE_FORMAT");
+  const dateStoreFormat = r.str("DATE_STORE_FORMAT");
   try {
     compileStrftime(dateStoreFormat);
   } catch (error) {
-    throw new UsageError(`Cannot parse ${source("DATE_STORE_FORMAT")}: ${(error as Error).message}`, {
+    throw new UsageError(`Cannot parse ${r.source("DATE_STORE_FORMAT")}: ${(error as Error).message}`, {
       subject: "DATE_STORE_FORMAT",
     });
   }
-  const filesListKey = str("FILES_LIST_KEY").trim();
-  if (filesListKey === "") fail("FILES_LIST_KEY", "a key", filesListKey);
-  const databasePath = path("DATABASE_NAME") ?? fail("DATABASE_NAME", "a file path", "");
-  const databaseUrl = resolveDatabaseUrl(
-    get("DATABASE_URL"),
-    layers.some((l) => l.raw.DATABASE_NAME !== undefined),
-    env.DATABASE_URL,
-    source("DATABASE_URL"),
-  );
+  const filesListKey = r.str("FILES_LIST_KEY").trim();
+  if (filesListKey === "") r.fail("FILES_LIST_KEY", "a key", filesListKey);
+  return { filesListKey, encoding, dateStoreFormat };
+}
 
-  const region = str("S3_REGION").trim();
-  if (!/^[a-z0-9-]+$/.test(region)) fail("S3_REGION", "a region such as us-east-1", region);
-  const endpointRaw = str("S3_ENDPOINT").trim();
+/** How to reach an `s3://` bucket: endpoint, region, URL style and (for an S3 bucket only) credentials. */
+function s3Of(r: ValueReader, bucket: BucketLocation, env: Readonly<Record<string, string>>): Config["s3"] {
+  const region = r.str("S3_REGION").trim();
+  if (!/^[a-z0-9-]+$/.test(region)) r.fail("S3_REGION", "a region such as us-east-1", region);
+  const endpointRaw = r.str("S3_ENDPOINT").trim();
   if (endpointRaw !== "" && !/^https?:\/\/[^/]/i.test(endpointRaw)) {
-    fail("S3_ENDPOINT", "an http(s):// URL", redactUrl(endpointRaw));
+    r.fail("S3_ENDPOINT", "an http(s):// URL", redactUrl(endpointRaw));
   }
-  const pathStyle = oneOf("S3_PATH_STYLE", ["auto", "yes", "no", "true", "false", "1", "0", "on", "off"] as const);
-  const s3 = {
+  const pathStyle = r.oneOf("S3_PATH_STYLE", ["auto", "yes", "no", "true", "false", "1", "0", "on", "off"] as const);
+  return {
     endpoint: endpointRaw === "" ? awsEndpoint(region) : endpointRaw,
     region,
     pathStyle: pathStyle === "auto" ? endpointRaw !== "" : ["yes", "true", "1", "on"].includes(pathStyle),
     // Only an S3 bucket needs them (and only then is a credentials file read).
     credentials: bucket.kind === "s3" ? awsCredentials(env) : undefined,
   };
-
-  return {
-    profile,
-    configPath,
-    s3,
-    keyPattern: str("KEY_PATTERN").trim(),
-    changeDetection: oneOf("CHANGE_DETECTION", ["etag", "none"] as const) === "etag",
-    pruneDeleted: bool("PRUNE_DELETED"),
-    baseDir,
-    databasePath,
-    databaseUrl,
-    bucket,
-    filesListKey,
-    encoding,
-    dateStoreFormat,
-    processedFilesPath: path("PROCESSED_FILES_FILENAME"),
-    logDir: bool("SAVE_LOG") ? path("LOG_DIR") ?? resolve(baseDir, "logs") : undefined,
-    concurrency: num("CONCURRENCY", { integer: true, min: 1, max: 1024 }),
-    requestTimeoutMs: num("REQUEST_TIMEOUT_SECONDS", { min: 0.001, max: 86_400 }) * 1000,
-    retries: num("RETRIES", { integer: true, max: 100 }),
-    retryBaseMs: num("RETRY_BASE_SECONDS", { max: 3600 }) * 1000,
-    awesomeMinRating: num("AWESOME_MIN_RATING", { max: 5 }),
-    awesomeMaxSizeBytes: num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
-    lockTimeoutMs: num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
-    missingGiveUpRuns: num("MISSING_GIVE_UP_RUNS", { integer: true, max: 1_000_000 }),
-    worker: bool("WORKER"),
-    loadMode: oneOf("LOAD_MODE", LOAD_MODES),
-    maxFileBytes: num("MAX_FILE_BYTES", { integer: true, min: 1 }),
-    maxListBytes: num("MAX_LIST_BYTES", { integer: true, min: 1 }),
-    maxRejectedRawBytes: num("MAX_REJECTED_RAW_BYTES", { integer: true, min: 64 }),
-    streamThresholdBytes: num("STREAM_THRESHOLD_BYTES", { integer: true }),
-    maxRecordBytes: num("MAX_RECORD_BYTES", { integer: true, min: 64 }),
-    logLevel: oneOf("LOG_LEVEL", LOG_LEVELS),
-    logFormat: oneOf("LOG_FORMAT", LOG_FORMATS),
-    statusToken: str("STATUS_TOKEN").trim() || undefined,
-    integrityCheckMs: num("INTEGRITY_CHECK_HOURS", { max: 100_000 }) * 3600 * 1000,
-    claimTimeoutMs: num("CLAIM_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
-  };
-}
-
-/**
- * AWS credentials from the standard variables, or `undefined` for unsigned
- * requests. One of the key pair without the other is a config error.
- */
-function awsCredentials(env: Readonly<Record<string, string>>): S3Credentials | undefined {
-  const id = env.AWS_ACCESS_KEY_ID?.trim() ?? "", secret = env.AWS_SECRET_ACCESS_KEY?.trim() ?? "";
-  if (id === "" && secret === "") return env.AWS_PROFILE?.trim() ? profileCredentials(env) : undefined;
-  if (id === "" || secret === "") {
-    const missing = id === "" ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY";
-    throw new UsageError(`${missing} is not set, but its pair is: set both, or neither for a public bucket`, {
-      subject: missing,
-    });
-  }
-  const token = env.AWS_SESSION_TOKEN?.trim();
-  return { accessKeyId: id, secretAccessKey: secret, ...(token ? { sessionToken: token } : {}) };
-}
-
-/** The shared credentials file: `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`. */
-export function awsCredentialsFile(env: Readonly<Record<string, string>>): string | undefined {
-  return env.AWS_SHARED_CREDENTIALS_FILE?.trim() || (env.HOME ? resolve(env.HOME, ".aws", "credentials") : undefined);
-}
-
-/**
- * The credentials of the `AWS_PROFILE` profile in the shared credentials
- * file, as the AWS CLI reads them (`aws_access_key_id`,
- * `aws_secret_access_key`, `aws_session_token`).
- *
- * @throws {UsageError} naming AWS_PROFILE, the file and what is missing
- */
-function profileCredentials(env: Readonly<Record<string, string>>): S3Credentials {
-  const profile = env.AWS_PROFILE!.trim();
-  const file = awsCredentialsFile(env);
-  const fail = (why: string): never => {
-    throw new UsageError(`Cannot use AWS_PROFILE '${profile}': ${why}`, { subject: "AWS_PROFILE" });
-  };
-  if (file === undefined) return fail("no HOME to find ~/.aws/credentials in (set AWS_SHARED_CREDENTIALS_FILE)");
-  let sections: Map<string, Map<string, string>>;
-  try {
-    sections = parseIni(Deno.readTextFileSync(file));
-  } catch (error) {
-    return fail(`cannot read ${file}: ${(error as Error).message}`);
-  }
-  const section = sections.get(profile) ?? fail(`no [${profile}] section in ${file}`);
-  const id = section.get("aws_access_key_id")?.trim() || fail(`no aws_access_key_id in [${profile}] of ${file}`);
-  const secret = section.get("aws_secret_access_key")?.trim() ||
-    fail(`no aws_secret_access_key in [${profile}] of ${file}`);
-  const token = section.get("aws_session_token")?.trim();
-  return { accessKeyId: id, secretAccessKey: secret, ...(token ? { sessionToken: token } : {}) };
 }
 
 /**

@@ -25,25 +25,25 @@ import { ConnectionLostError, UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import { redactUrl } from "../source/location.ts";
-import { emptyStatus, type RunRow, type StatusReport } from "./status.ts";
+import type { StatusReport } from "./status.ts";
+import { type SqlReader, statusReport } from "./kit/status_query.ts";
 import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
-import {
-  type BeginOptions,
-  type Claim,
-  type FilePart,
-  type FileStatus,
-  type FileWrite,
-  type Fingerprint,
-  type ImportOutcome,
-  type ListedFingerprint,
-  type PartOptions,
-  type PlannedKey,
-  registryCounts,
-  type RegistryEntry,
-  type RowCounts,
-  type RunCounts,
-  type RunTransaction,
-  type Store,
+import type {
+  BeginOptions,
+  Claim,
+  FilePart,
+  FileStatus,
+  FileWrite,
+  Fingerprint,
+  ImportOutcome,
+  ListedFingerprint,
+  PartOptions,
+  PlannedKey,
+  RegistryEntry,
+  RowCounts,
+  RunCounts,
+  RunTransaction,
+  Store,
 } from "./store.ts";
 
 const logger = getLogger(["bucketload", "store"]);
@@ -339,57 +339,23 @@ export class PostgresStore implements Store {
     const running = await sql<{ name: string; pid: number }[]>`
       SELECT application_name AS name, pid FROM pg_stat_activity
       WHERE datname = current_database() AND application_name LIKE 'bucketload run %' ORDER BY backend_start`;
-    const tables: Record<string, number> = {};
-    for (const t of this.#types) {
-      if (await this.#hasTable(t.table)) {
-        tables[t.table] = (await sql.unsafe<{ n: number }[]>(`SELECT count(*) AS n FROM ${quote(t.table)}`))[0]!.n;
-      }
-    }
-    const base: StatusReport = {
-      ...emptyStatus(this.display),
-      tables,
-      running: running.length === 0
-        ? null
-        : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),
+    const reader: SqlReader = {
+      all: async <T>(query: string) => (await sql.unsafe(query)).map((r) => ({ ...r }) as T),
+      hasTable: (name) => this.#hasTable(name),
+      hasColumn: async (table, column) =>
+        (await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+          AND table_name = ${table} AND column_name = ${column}`).length > 0,
     };
-    if (!(await this.#hasTable("runs"))) return base;
-    const meta = async (name: string) => (await readMeta(sql, name)) ?? null;
-    const lastCheckAt = await meta("last_check_at");
-    const plain = <T>(rows: readonly object[]) => rows.map((r) => ({ ...r }) as T);
-    return {
-      ...base,
-      runs: plain<RunRow>(
-        await sql`
-          SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
-            files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
-            coalesce((to_jsonb(runs) ->> 'files_claimed_elsewhere')::bigint, 0) AS files_claimed_elsewhere
-          FROM runs ORDER BY id DESC LIMIT 10`,
-      ),
-      registry: registryCounts(
-        await sql<{ status: string; n: number }[]>`
-          SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status`,
-        (await sql<{ n: number }[]>`SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL`)[0]!.n,
-      ),
-      topRejections: plain(
-        await sql`
-          SELECT CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1)
-                      ELSE reason END AS reason, count(*) AS count
-          FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
-      ),
-      recentIssues: plain(
-        await sql`SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, key LIMIT 5`,
-      ),
-      invalidKeys: plain(
-        await sql`
-          SELECT p.key, coalesce((SELECT reason FROM rejected_records r
-            WHERE r.key = p.key AND r.record_index IS NULL ORDER BY r.id DESC LIMIT 1), '') AS reason
-          FROM processed_files p WHERE p.status = 'invalid' ORDER BY p.processed_at DESC, p.key LIMIT 20`,
-      ),
-      bucket: await meta("bucket"),
-      previousBucket: await meta("previous_bucket"),
-      bucketChangedAt: await meta("bucket_changed_at"),
-      lastCheck: lastCheckAt === null ? null : { at: lastCheckAt, result: (await meta("last_check_result")) ?? "" },
-    };
+    return await statusReport(reader, { position: (text, needle) => `strpos(${text}, ${needle})` }, {
+      display: this.display,
+      types: this.#types,
+      holder: {
+        running: running.length === 0
+          ? null
+          : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),
+        staleLock: null,
+      },
+    });
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,8 @@ import type { RecordType, RowContext } from "../records/mod.ts";
 import { hasLegacyRows, registryEmpty, takeOverLegacyRows } from "./take_over.ts";
 import type { Validators } from "../source/source.ts";
 import { hasTable, migrate } from "./migrations.ts";
-import { emptyStatus, type RunRow, type StatusReport } from "./status.ts";
+import type { StatusReport } from "./status.ts";
+import { type SqlReader, statusReport } from "./kit/status_query.ts";
 import {
   type BeginOptions,
   type FilePart,
@@ -23,7 +24,6 @@ import {
   LockedError,
   type PartOptions,
   type PlannedKey,
-  registryCounts,
   type RegistryEntry,
   type RowCounts,
   type RunCounts,
@@ -441,61 +441,18 @@ export class SqliteStore implements Store {
     const db = this.#db;
     const note = readLockInfo(this.#lockFile);
     const alive = note === undefined ? undefined : holderAlive(this.#lockFile);
-    const tables = Object.fromEntries(
-      this.#types.filter((t) => this.#hasTable(t.table)).map((t) => [
-        t.table,
-        (db.prepare(`SELECT count(*) AS n FROM ${quote(t.table)}`).get() as { n: number }).n,
-      ]),
-    );
-    const empty: StatusReport = {
-      ...emptyStatus(this.display),
-      tables,
-      running: note !== undefined && alive !== false ? note : null,
-      staleLock: note !== undefined && alive === false ? note : null,
+    const reader: SqlReader = {
+      all: <T>(sql: string) => Promise.resolve(db.prepare(sql).all().map((r) => ({ ...r }) as T)),
+      hasTable: (name) => Promise.resolve(this.#hasTable(name)),
+      hasColumn: (table, column) => Promise.resolve(this.#hasColumn(table, column)),
     };
-    if (!this.#hasTable("runs")) return Promise.resolve(empty);
-    const all = <T>(sql: string, ...params: string[]) => db.prepare(sql).all(...params).map((r) => ({ ...r }) as T);
-    const hasMeta = this.#hasTable("meta");
-    const meta = (name: string) => (hasMeta ? readMeta(db, name) : undefined) ?? null;
-    const lastCheckAt = meta("last_check_at");
-    return Promise.resolve({
-      ...empty,
-      runs: all<RunRow>(
-        `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
-           files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
-           ${
-          this.#hasColumn("runs", "files_claimed_elsewhere") ? "files_claimed_elsewhere" : "0"
-        } AS files_claimed_elsewhere
-         FROM runs ORDER BY id DESC LIMIT 10`,
-      ),
-      registry: registryCounts(
-        all<{ status: string; n: number }>(
-          "SELECT status, count(*) n FROM processed_files GROUP BY status ORDER BY status",
-        ),
-        this.#hasColumn("processed_files", "deleted_at")
-          ? (db.prepare("SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL").get() as {
-            n: number;
-          }).n
-          : 0,
-      ),
-      // The reason without its ", got ..." tail, so that one rule's failures group together.
-      topRejections: all<{ reason: string; count: number }>(
-        `SELECT CASE WHEN instr(reason, ', got ') > 0 THEN substr(reason, 1, instr(reason, ', got ') - 1)
-                     ELSE reason END AS reason, count(*) AS count
-         FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
-      ),
-      recentIssues: this.#hasTable("run_keys")
-        ? all("SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, rowid LIMIT 5")
-        : [],
-      invalidKeys: all<{ key: string; reason: string }>(
-        `SELECT p.key, coalesce((SELECT reason FROM rejected_records r WHERE r.key = p.key AND r.record_index IS NULL
-           ORDER BY r.id DESC LIMIT 1), '') AS reason
-         FROM processed_files p WHERE p.status = 'invalid' ORDER BY p.rowid DESC LIMIT 20`,
-      ),
-      bucket: meta("bucket"),
-      previousBucket: meta("previous_bucket"),
-      bucketChangedAt: meta("bucket_changed_at"),
-      lastCheck: lastCheckAt === null ? null : { at: lastCheckAt, result: meta("last_check_result") ?? "" },
+    return statusReport(reader, { position: (text, needle) => `instr(${text}, ${needle})` }, {
+      display: this.display,
+      types: this.#types,
+      holder: {
+        running: note !== undefined && alive !== false ? note : null,
+        staleLock: note !== undefined && alive === false ? note : null,
+      },
     });
   }
 

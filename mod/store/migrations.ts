@@ -10,8 +10,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { UsageError } from "../errors.ts";
 import type { RecordType } from "../records/mod.ts";
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+import { quote } from "./kit/sql.ts";
 
 /**
  * One schema step: applied once, in order, and recorded in `schema_version`.

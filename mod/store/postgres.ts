@@ -27,7 +27,7 @@ import type { Validators } from "../source/source.ts";
 import { redactUrl } from "../source/location.ts";
 import type { StatusReport } from "./status.ts";
 import { type SqlReader, statusReport } from "./kit/status_query.ts";
-import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION } from "./migrations.ts";
+import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION, tableSql } from "./migrations.ts";
 import type {
   BeginOptions,
   Claim,
@@ -45,13 +45,12 @@ import type {
   RunTransaction,
   Store,
 } from "./store.ts";
+import { giveUpReason, quote } from "./kit/sql.ts";
 
 const logger = getLogger(["bucketload", "store"]);
 
 type Sql = postgres.Sql<Record<string, never>>;
 type Reserved = postgres.ReservedSql<Record<string, never>>;
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** Advisory lock ids (a namespace of this program's own): schema migrations, and the commit section. */
 const MIGRATE_LOCK = 0x6275636b_6c6f6164n; // "buckload" in ASCII
@@ -87,13 +86,8 @@ const pgType = (sqlType: string) => sqlType === "INTEGER" ? "BIGINT" : sqlType =
 
 /** The CREATE TABLE statement of a record type's table, with the list position of each row's file. */
 export function postgresTableSql(type: RecordType): string {
-  const cols = type.columns.map((c) => `  ${quote(c.name)} ${pgType(c.sqlType)} NOT NULL`);
-  cols.push(
-    "  source_key TEXT NOT NULL",
-    "  source_pos BIGINT",
-    `  PRIMARY KEY (${type.key.map(quote).join(", ")})`,
-  );
-  return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n)`;
+  // One DDL for both stores: SQLite's, translated as the migrations are.
+  return postgresSql(tableSql(type));
 }
 
 /** A value as COPY's text format writes it. */
@@ -648,8 +642,7 @@ class PostgresRun implements RunTransaction {
         RETURNING runs`)[0]!;
       if (giveUpRuns > 0 && runs >= giveUpRuns) {
         gaveUp.push(key);
-        const why = `missing in ${giveUpRuns} runs in a row (${reason}): gave up (MISSING_GIVE_UP_RUNS); ` +
-          "--retry-invalid or --key tries it again";
+        const why = giveUpReason(giveUpRuns, reason);
         await conn`DELETE FROM rejected_records WHERE key = ${key}`;
         await conn`INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw)
                    VALUES (${this.runId}, ${key}, NULL, NULL, ${why}, NULL)`;

@@ -30,6 +30,7 @@ import {
   type RunTransaction,
   type Store,
 } from "./store.ts";
+import { giveUpReason, quote } from "./kit/sql.ts";
 
 const logger = getLogger(["bucketload", "store"]);
 
@@ -72,8 +73,6 @@ export type TakeOverRules = Pick<RowContext, "awesomeMinRating" | "awesomeMaxSiz
 
 /** The built-in `AWESOME_*` defaults. */
 export const DEFAULT_RULES: TakeOverRules = { awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** Rows per multi-row upsert: fewer, larger statements bind faster than one per row. */
 export const UPSERT_BATCH = 32;
@@ -761,9 +760,7 @@ class SqliteRun implements RunTransaction {
       if (giveUpRuns > 0 && runs >= giveUpRuns) gaveUp.push(key);
     }
     for (const key of gaveUp) {
-      const reason = `missing in ${giveUpRuns} runs in a row (${
-        keys.find((k) => k.key === key)!.reason
-      }): gave up (MISSING_GIVE_UP_RUNS); --retry-invalid or --key tries it again`;
+      const reason = giveUpReason(giveUpRuns, keys.find((k) => k.key === key)!.reason);
       this.#clearRejections.run(key);
       this.#reject.run(this.runId, key, null, null, reason, null);
       this.#register.run(key, "invalid", this.runId, at.toISOString(), 0, 1, 0, 0, null, null);

@@ -17,8 +17,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import type { Cell, RecordType, RowContext } from "../records/mod.ts";
 import { hasTable } from "./migrations.ts";
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+import { quote } from "./kit/sql.ts";
 
 /** What a take-over did to one table. */
 export interface TakeOverResult {

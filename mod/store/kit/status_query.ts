@@ -8,8 +8,7 @@
 import type { RecordType } from "../../records/mod.ts";
 import { emptyStatus, type RunRow, type StatusReport } from "../status.ts";
 import { registryCounts } from "../store.ts";
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+import { quote } from "./sql.ts";
 
 /** Read access to a store's database, as the status queries need it. */
 export interface SqlReader {

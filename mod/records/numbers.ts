@@ -5,9 +5,9 @@
  * parsed into an {@linkcode InexactNumber} instead, which every numeric
  * field check rejects with the text as written.
  *
- * Only texts that may hold such a number (an exponent, or 16 or more digits in
- * a row) take the slower path that sees each number's source; the real
- * bucket's files never do.
+ * Only texts that may hold such a number (a number token with an exponent,
+ * or with 16 or more digits) take the slower path that sees each number's
+ * source; the real bucket's files never do.
  *
  * @module
  */
@@ -36,8 +36,13 @@ export class InexactNumber {
   }
 }
 
-/** May hold an inexact number: an exponent after a digit, or 16+ digits in a row. */
-const SUSPECT = /\d[eE]|\d{16}/;
+/**
+ * May hold an inexact number: a negative exponent (`1e-400` underflows; a
+ * positive one overflows to Infinity, which every check refuses), or 16 or
+ * more digits in a row (`1.0000000000000001`). Not a digit before a bare `e`:
+ * the real bucket's text is full of `\u00e9`-style escapes.
+ */
+const SUSPECT = /\d[eE]-|\d{16}/;
 const PLAIN_INTEGER = /^-?\d{1,15}$/;
 const NUMBER = /^-?(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?$/;
 

@@ -14,9 +14,9 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { awsCredentialsFile, type Config } from "./mod/config.ts";
+import type { Config } from "./mod/config.ts";
 import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
-import { hostPort } from "./mod/source/location.ts";
+import { sourceNeeds } from "./mod/source/needs.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
@@ -46,23 +46,13 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   if (config.databaseUrl === undefined) both(dirname(config.databasePath));
   if (config.processedFilesPath !== undefined) both(dirname(config.processedFilesPath));
   if (writes && config.logDir !== undefined) both(config.logDir);
-  if (config.bucket.kind === "file") read.add(config.bucket.root);
-  // An S3 bucket with AWS_PROFILE reads its credentials file.
   const vars = readEnv();
-  const credentialsFile = config.bucket.kind === "s3" && vars.AWS_PROFILE ? awsCredentialsFile(vars) : undefined;
-  if (credentialsFile !== undefined) read.add(credentialsFile);
+  const needs = sourceNeeds(config, vars);
+  for (const path of needs.read) read.add(path);
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
-  const net: string[] = [];
-  if (config.bucket.kind === "http") net.push(hostPort(config.bucket.base));
-  const env = ["BUCKETLOAD_*", "DATABASE_URL"];
-  if (config.bucket.kind === "s3") {
-    const endpoint = new URL(config.s3.endpoint);
-    if (!config.s3.pathStyle) endpoint.hostname = `${config.bucket.bucket}.${endpoint.hostname}`;
-    net.push(hostPort(endpoint));
-    env.push("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE");
-    if (credentialsFile !== undefined) env.push("AWS_SHARED_CREDENTIALS_FILE", "HOME");
-  }
+  const net = [...needs.net];
+  const env = ["BUCKETLOAD_*", "DATABASE_URL", ...needs.env];
   if (config.databaseUrl !== undefined) {
     // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
     env.push("PG*");

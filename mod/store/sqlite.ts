@@ -281,11 +281,13 @@ export class SqliteStore implements Store {
       const { id } = this.#db
         .prepare("INSERT INTO runs (started_at, status, bucket) VALUES (?, 'running', ?) RETURNING id")
         .get(startedAt.toISOString(), options.bucket) as { id: number };
-      // The original's rows take today's rules: once, in this run's transaction.
-      const takingOver = registryEmpty(this.#db) && hasLegacyRows(this.#db, this.#types);
-      if (readMeta(this.#db, "taken_over_at") === undefined && hasLegacyRows(this.#db, this.#types)) {
-        this.#takeOver(id, startedAt);
-      }
+      // The original's rows take today's rules: once, in this run's transaction. Looked for only while that can
+      // matter (not yet taken over, or an empty registry), so that a run on a large database does not scan it.
+      const emptyRegistry = registryEmpty(this.#db);
+      const notTakenOver = readMeta(this.#db, "taken_over_at") === undefined;
+      const legacy = (emptyRegistry || notTakenOver) && hasLegacyRows(this.#db, this.#types);
+      if (legacy && notTakenOver) this.#takeOver(id, startedAt);
+      const takingOver = legacy && emptyRegistry;
       return Promise.resolve(
         new SqliteRun(
           this.#db,
@@ -296,6 +298,7 @@ export class SqliteStore implements Store {
             loadMode: mode,
             stageRows: this.#load.stageRows,
             takingOver,
+            emptyRegistry,
             lockWaitMs,
             quickCheckedAt,
           },
@@ -647,6 +650,7 @@ class SqliteRun implements RunTransaction {
       loadMode: "direct" | "staged";
       stageRows: number;
       takingOver: boolean;
+      emptyRegistry: boolean;
       lockWaitMs: number;
       quickCheckedAt: string | undefined;
     },
@@ -659,7 +663,7 @@ class SqliteRun implements RunTransaction {
     this.#takingOver = options.takingOver;
     this.lockWaitMs = options.lockWaitMs;
     this.#quickCheckedAt = options.quickCheckedAt;
-    this.#registryEmpty = registryEmpty(db);
+    this.#registryEmpty = options.emptyRegistry;
     this.#types = new Map(types.map((t) => [t.type, t]));
     for (const type of types) this.#ownAbove.set(type.table, this.#maxRowid(type.table));
     this.#staged = options.loadMode === "staged";

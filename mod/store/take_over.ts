@@ -40,18 +40,19 @@ export interface LegacyRejection {
   readonly raw: string;
 }
 
-const hasColumn = (db: DatabaseSync, table: string, column: string) =>
-  db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?").get(table, column) !== undefined;
-
 /**
  * Whether a data table holds rows of the original's: a table without a
- * `source_key` column that has rows, or rows whose `source_key` is NULL.
- * Works on a read-only connection.
+ * `source_key` column that has rows, or rows whose `source_key` is NULL (a
+ * table bucketload created has it `NOT NULL`, and is not read). Works on a
+ * read-only connection.
  */
 export function hasLegacyRows(db: DatabaseSync, types: readonly RecordType[]): boolean {
   return types.some((type) => {
     if (!hasTable(db, type.table)) return false;
-    const where = hasColumn(db, type.table, "source_key") ? " WHERE source_key IS NULL" : "";
+    const column = db.prepare(`SELECT "notnull" AS required FROM pragma_table_info(?) WHERE name = 'source_key'`)
+      .get(type.table) as { required: number } | undefined;
+    if (column?.required === 1) return false;
+    const where = column === undefined ? "" : " WHERE source_key IS NULL";
     return db.prepare(`SELECT 1 FROM ${quote(type.table)}${where} LIMIT 1`).get() !== undefined;
   });
 }

@@ -10,7 +10,7 @@ import { gzipSync } from "node:zlib";
 import { runPipeline } from "../mod/pipeline.ts";
 import { sniffFormat } from "../mod/produce/formats.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { SqliteStore } from "../mod/store/sqlite.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { dumpDatabase, PIPELINE_DEFAULTS, withTempDir } from "./helpers.ts";
 import { MemorySource, randomFile } from "./memory_source.ts";
 

@@ -11,7 +11,7 @@ import { FileSource } from "../mod/source/file.ts";
 import { HttpSource, type HttpSourceOptions } from "../mod/source/http.ts";
 import { type PipelineOptions, runPipeline, type RunReport } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { SqliteStore } from "../mod/store/sqlite.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { type BucketServer, startBucketServer } from "./bucket_server.ts";
 
 /** The folder of test inputs. */

@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { join } from "node:path";
 import { runPipeline } from "../mod/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { type LoadMode, SqliteStore } from "../mod/store/sqlite.ts";
+import { type LoadMode, SqliteStore } from "../mod/store/sqlite/mod.ts";
 import type { FilePart, FileWrite, RunCounts } from "../mod/store/store.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 import { MemorySource, randomFile } from "./memory_source.ts";

@@ -13,8 +13,8 @@ import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { FileSource } from "../mod/source/file.ts";
 import { HttpSource } from "../mod/source/http.ts";
 import type { BucketSource } from "../mod/source/source.ts";
-import { PostgresStore } from "../mod/store/postgres.ts";
-import { SqliteStore } from "../mod/store/sqlite.ts";
+import { PostgresStore } from "../mod/store/postgres/mod.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import type { Store } from "../mod/store/store.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import {

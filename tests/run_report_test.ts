@@ -106,7 +106,7 @@ Deno.test("summary: time waiting for the lock is not run time", async () => {
     const bucket = await copyCase("basic", dir);
     const dbPath = join(dir, "db.sqlite3");
     await runOnce(bucket, dbPath);
-    const { SqliteStore } = await import("../mod/store/sqlite.ts");
+    const { SqliteStore } = await import("../mod/store/sqlite/mod.ts");
     const { RECORD_TYPES } = await import("../mod/records/mod.ts");
     const { runPipeline } = await import("../mod/pipeline.ts");
     const store = SqliteStore.open(dbPath, { types: RECORD_TYPES, lockTimeoutMs: 5000 });

@@ -7,6 +7,7 @@
 import { fetchListing } from "../source/listing.ts";
 import type { BucketSource } from "../source/source.ts";
 import type { FileStatus, RegistryEntry } from "../store/store.ts";
+import { fateOf } from "../store/fate.ts";
 import { globMatcher } from "../source/listing.ts";
 
 /** What a run would do with one listed key. */
@@ -65,22 +66,23 @@ export async function planRun(options: PlanOptions): Promise<Plan | { error: str
     refused: 0,
     skipped: 0,
   };
-  // A bucket listing tells changed and deleted objects, by the registry's fingerprints.
+  // A bucket listing tells changed and deleted objects, by the registry's fingerprints; a list file does not.
   const known = listing.listed && options.entries !== undefined ? await options.entries() : undefined;
   const fingerprints = new Map((listing.objects ?? []).map((o) => [o.key, o]));
-  const changed = (key: string) => {
-    const entry = known?.get(key), now = fingerprints.get(key);
-    if (entry === undefined || now === undefined) return false;
-    return entry.deleted || ((options.changeDetection ?? true) && entry.fingerprint !== null &&
-      (entry.fingerprint.etag !== now.etag || entry.fingerprint.size !== now.size));
+  const rules = {
+    all: options.force || only !== undefined,
+    loadedOnly: options.retryInvalid ?? false,
+    detect: options.changeDetection ?? true,
   };
+  const entryOf = (key: string): RegistryEntry | undefined =>
+    known?.get(key) ??
+      (registered.has(key)
+        ? { status: invalid.has(key) ? "invalid" : "loaded", fingerprint: null, deleted: false }
+        : undefined);
   const entries: Plan["entries"][number][] = listing.keys.map((key) => {
-    let action: PlannedAction;
-    if (only !== undefined && !only.has(key)) action = "skipped";
-    else if (!registered.has(key)) action = "new";
-    else if (changed(key)) action = "changed";
-    else if (options.force || invalid.has(key) || only !== undefined) action = "refetch";
-    else action = "processed";
+    const action: PlannedAction = only !== undefined && !only.has(key)
+      ? "skipped"
+      : fateOf(entryOf(key), fingerprints.get(key), rules);
     counts[action]++;
     return { key, action };
   });

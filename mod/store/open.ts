@@ -33,14 +33,14 @@ export async function openStore(config: Config): Promise<OpenedStore> {
   // Each store's module is loaded only when used: the Deno Deploy entry (PostgreSQL only) never loads node:sqlite,
   // and a SQLite run does not load the PostgreSQL client.
   if (config.databaseUrl !== undefined) {
-    const { PostgresStore } = await import("./postgres.ts");
+    const { PostgresStore } = await import("./postgres/mod.ts");
     const store = await PostgresStore.open(config.databaseUrl, {
       types: RECORD_TYPES,
       claimTimeoutMs: config.claimTimeoutMs,
     });
     return { store, close: async () => (await store.close(), false) };
   }
-  const { SqliteStore } = await import("./sqlite.ts");
+  const { SqliteStore } = await import("./sqlite/mod.ts");
   const store = SqliteStore.open(config.databasePath, {
     types: RECORD_TYPES,
     lockTimeoutMs: config.lockTimeoutMs,
@@ -58,10 +58,10 @@ export async function openStore(config: Config): Promise<OpenedStore> {
 export async function openStoreReadOnly(config: Config): Promise<Store | undefined> {
   if (config.databaseUrl !== undefined) {
     // Opening only connects: schema changes happen when a run begins.
-    const { PostgresStore } = await import("./postgres.ts");
+    const { PostgresStore } = await import("./postgres/mod.ts");
     return await PostgresStore.open(config.databaseUrl, { types: RECORD_TYPES });
   }
-  const { SqliteStore, fileInfo } = await import("./sqlite.ts");
+  const { SqliteStore, fileInfo } = await import("./sqlite/mod.ts");
   if (fileInfo(config.databasePath) === undefined) return undefined;
   return SqliteStore.open(config.databasePath, { types: RECORD_TYPES, readOnly: true });
 }

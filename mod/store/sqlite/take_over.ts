@@ -15,9 +15,9 @@
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
-import type { Cell, RecordType, RowContext } from "../records/mod.ts";
-import { hasTable } from "./migrations.ts";
-import { quote } from "./kit/sql.ts";
+import type { Cell, RecordType, RowContext } from "../../records/mod.ts";
+import { hasTable } from "../migrations.ts";
+import { quote } from "../kit/sql.ts";
 
 /** What a take-over did to one table. */
 export interface TakeOverResult {

@@ -1,0 +1,321 @@
+/**
+ * The bookkeeping SQL, written once for every store: the registry, the
+ * runs, the rejections, the list cache, `meta`, missing keys, and a held
+ * bucket listing compared with the registry. A store gives an
+ * {@linkcode SqlClient}; what really differs (row writes, locks, claims)
+ * stays with the store.
+ *
+ * @module
+ */
+import type { Validators } from "../../source/source.ts";
+import { type FateRules, fateSql } from "../fate.ts";
+import type {
+  FileStatus,
+  Fingerprint,
+  ListedFingerprint,
+  PlannedKey,
+  RegistryEntry,
+  Rejection,
+  RunCounts,
+} from "../store.ts";
+import type { SqlClient } from "./client.ts";
+import { truth } from "./client.ts";
+
+/** A value of the `meta` table, or `undefined` when it is not set. */
+export async function readMeta(c: SqlClient, name: string): Promise<string | undefined> {
+  return (await c.all<{ value: string }>("SELECT value FROM meta WHERE name = $1", [name]))[0]?.value;
+}
+
+/** Sets values of the `meta` table. */
+export async function writeMeta(c: SqlClient, values: Readonly<Record<string, string>>): Promise<void> {
+  for (const [name, value] of Object.entries(values)) {
+    await c.run(
+      "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      [name, value],
+    );
+  }
+}
+
+/** Every registered key, in the order first registered: by run, then key. */
+export async function registeredKeys(c: SqlClient): Promise<string[]> {
+  return (await c.all<{ key: string }>("SELECT key FROM processed_files ORDER BY run_id, key")).map((r) => r.key);
+}
+
+/** The `keys` not registered with one of `statuses`, in their order. */
+export async function unregisteredAmong(
+  c: SqlClient,
+  keys: readonly string[],
+  statuses: readonly FileStatus[] = ["loaded", "invalid"],
+): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const rows = await c.all<{ key: string }>(
+    `SELECT u.value AS key FROM ${c.dialect.textList(1, "u")}
+     WHERE NOT EXISTS (SELECT 1 FROM processed_files AS p
+       WHERE p.key = u.value AND p.status IN (SELECT s.value FROM ${c.dialect.textList(2, "s")}))
+     ORDER BY u.ord`,
+    [keys, statuses],
+  );
+  return rows.map((r) => r.key);
+}
+
+/** The `keys` registered with one of `statuses`: those {@linkcode unregisteredAmong} leaves out. */
+export async function registeredAmong(
+  c: SqlClient,
+  keys: readonly string[],
+  statuses?: readonly FileStatus[],
+): Promise<Set<string>> {
+  const unregistered = new Set(await unregisteredAmong(c, keys, statuses));
+  return new Set(keys.filter((k) => !unregistered.has(k)));
+}
+
+/** The registry's entries: of `keys`, or of every key. */
+export async function registryEntries(
+  c: SqlClient,
+  keys?: readonly string[],
+): Promise<ReadonlyMap<string, RegistryEntry>> {
+  if (keys?.length === 0) return new Map();
+  const rows = await c.all<
+    { key: string; status: FileStatus; etag: string | null; size: number | null; deleted: unknown }
+  >(
+    `SELECT key, status, etag, size, deleted_at IS NOT NULL AS deleted FROM processed_files${
+      keys === undefined ? "" : ` WHERE key IN (SELECT k.value FROM ${c.dialect.textList(1, "k")})`
+    }`,
+    keys === undefined ? [] : [keys],
+  );
+  return new Map(rows.map((r) => [r.key, {
+    status: r.status,
+    fingerprint: r.etag === null ? null : { etag: r.etag, size: Number(r.size ?? 0) },
+    deleted: truth(r.deleted),
+  }]));
+}
+
+/** The rejection reason stored for a key given up on after `giveUpRuns` runs missing. */
+export function giveUpReason(giveUpRuns: number, lastReason: string): string {
+  return `missing in ${giveUpRuns} runs in a row (${lastReason}): gave up (MISSING_GIVE_UP_RUNS); ` +
+    "--retry-invalid or --key tries it again";
+}
+
+/** One file's line in the registry. */
+export interface Registration {
+  readonly key: string;
+  readonly status: FileStatus;
+  readonly at: Date;
+  readonly records: number;
+  readonly rejected: number;
+  readonly ignored: number;
+  readonly bytes: number;
+  readonly fingerprint?: Fingerprint | undefined;
+}
+
+/** Rejections per INSERT statement (6 parameters each: within both stores' limits). */
+const REJECTIONS_PER_INSERT = 500;
+
+/** The bookkeeping one run writes, in its transaction. */
+export class RunBook {
+  readonly #c: SqlClient;
+  readonly runId: number;
+  readonly #bucket: string;
+
+  constructor(client: SqlClient, runId: number, bucket: string) {
+    this.#c = client;
+    this.runId = runId;
+    this.#bucket = bucket;
+  }
+
+  /** Inserts the run's row (`running`); returns its id. */
+  static async start(c: SqlClient, startedAt: Date, bucket: string): Promise<RunBook> {
+    const [row] = await c.all<{ id: number }>(
+      "INSERT INTO runs (started_at, status, bucket) VALUES ($1, 'running', $2) RETURNING id",
+      [startedAt.toISOString(), bucket],
+    );
+    return new RunBook(c, Number(row!.id), bucket);
+  }
+
+  /** Registers a file: a key registered again takes this run's values, and is no longer imported or deleted. */
+  async register(r: Registration): Promise<void> {
+    await this.#c.run(
+      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+         processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
+         ignored = excluded.ignored, bytes = excluded.bytes, origin = 'run',
+         etag = coalesce(excluded.etag, processed_files.etag), size = coalesce(excluded.size, processed_files.size),
+         deleted_at = NULL`,
+      [
+        r.key,
+        r.status,
+        this.runId,
+        r.at.toISOString(),
+        r.records,
+        r.rejected,
+        r.ignored,
+        r.bytes,
+        r.fingerprint?.etag ?? null,
+        r.fingerprint?.size ?? null,
+      ],
+    );
+  }
+
+  /** Removes a file's rejections (before it is written again). */
+  async clearRejections(key: string): Promise<void> {
+    await this.#c.run("DELETE FROM rejected_records WHERE key = $1", [key]);
+  }
+
+  /** Stores a file's rejections. */
+  async reject(key: string, rejections: readonly Rejection[]): Promise<void> {
+    for (let i = 0; i < rejections.length; i += REJECTIONS_PER_INSERT) {
+      const batch = rejections.slice(i, i + REJECTIONS_PER_INSERT);
+      const values = batch.map((_, j) => `($1, $2, $${3 + 4 * j}, $${4 + 4 * j}, $${5 + 4 * j}, $${6 + 4 * j})`);
+      await this.#c.run(
+        `INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES ${values.join(", ")}`,
+        [this.runId, key, ...batch.flatMap((r) => [r.index, r.typeName, r.reason, r.raw])],
+      );
+    }
+  }
+
+  /**
+   * Counts one more run in which `key` was missing; at `giveUpRuns` runs in a
+   * row (0: never) the key is registered invalid with the reason why, and
+   * `true` returned.
+   */
+  async missing(key: string, reason: string, giveUpRuns: number, at: Date): Promise<boolean> {
+    const [row] = await this.#c.all<{ runs: number }>(
+      `INSERT INTO missing_keys (key, runs, last_reason) VALUES ($1, 1, $2)
+       ON CONFLICT (key) DO UPDATE SET runs = missing_keys.runs + 1, last_reason = excluded.last_reason
+       RETURNING runs`,
+      [key, reason],
+    );
+    if (giveUpRuns <= 0 || Number(row!.runs) < giveUpRuns) return false;
+    await this.clearRejections(key);
+    await this.reject(key, [{ index: null, typeName: null, reason: giveUpReason(giveUpRuns, reason), raw: null }]);
+    await this.register({ key, status: "invalid", at, records: 0, rejected: 1, ignored: 0, bytes: 0 });
+    await this.#c.run("DELETE FROM missing_keys WHERE key = $1", [key]);
+    return true;
+  }
+
+  /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
+  async cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+    const [row] = await this.#c.all<{ etag: string | null; last_modified: string | null; body: string }>(
+      "SELECT etag, last_modified, body FROM list_cache WHERE bucket = $1 AND key = $2",
+      [this.#bucket, key],
+    );
+    if (row === undefined || (row.etag === null && row.last_modified === null)) return undefined;
+    return {
+      text: row.body,
+      validators: { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined },
+    };
+  }
+
+  /** Caches the list (with its validators) for this run's bucket. */
+  async cacheList(key: string, text: string, validators: Validators): Promise<void> {
+    await this.#c.run(
+      `INSERT INTO list_cache (bucket, key, etag, last_modified, body, run_id) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (bucket, key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+         body = excluded.body, run_id = excluded.run_id`,
+      [this.#bucket, key, validators.etag ?? null, validators.lastModified ?? null, text, this.runId],
+    );
+  }
+
+  #listed = false;
+
+  /** Holds a page of the bucket listing in the temp table `listed`, the first at list position `firstPosition`. */
+  async addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+    const d = this.#c.dialect;
+    if (!this.#listed) {
+      const columns =
+        "position INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, etag TEXT NOT NULL, size INTEGER NOT NULL";
+      for (const sql of d.tempTable("listed", columns)) await this.#c.run(sql);
+      this.#listed = true;
+    }
+    if (objects.length === 0) return;
+    await this.#c.run(
+      `INSERT INTO listed (position, key, etag, size)
+       SELECT $1 + o.ord, o.value ->> 0, o.value ->> 1, CAST(o.value ->> 2 AS BIGINT) FROM ${d.jsonList(2, "o")}`,
+      [firstPosition, JSON.stringify(objects.map((o) => [o.key, o.etag, String(o.size)]))],
+    );
+  }
+
+  /** The held listing's keys to fetch, in list order, by {@linkcode fateSql}. */
+  async listedPlan(rules: FateRules): Promise<PlannedKey[]> {
+    if (!this.#listed) return [];
+    const rows = await this.#c.all<{ key: string; position: number; etag: string; size: number; fate: string }>(
+      `SELECT key, position, etag, size, fate FROM (
+         SELECT l.key, l.position, l.etag, l.size, ${fateSql({ all: "$1", loadedOnly: "$2", detect: "$3" })} AS fate
+         FROM listed AS l LEFT JOIN processed_files AS p ON p.key = l.key) AS plan
+       WHERE fate <> 'processed' ORDER BY position`,
+      [rules.all, rules.loadedOnly, rules.detect],
+    );
+    return rows.map((r) => ({
+      key: r.key,
+      position: Number(r.position),
+      etag: r.etag,
+      size: Number(r.size),
+      changed: r.fate === "changed",
+    }));
+  }
+
+  /** Registered keys, not yet marked deleted, that the held listing lacks. */
+  async unlisted(): Promise<string[]> {
+    if (!this.#listed) return [];
+    const rows = await this.#c.all<{ key: string }>(
+      `SELECT key FROM processed_files AS p WHERE deleted_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM listed AS l WHERE l.key = p.key) ORDER BY key`,
+    );
+    return rows.map((r) => r.key);
+  }
+
+  /** Marks `keys` deleted at `at`; returns those this run marked, sorted. */
+  async markDeleted(keys: readonly string[], at: Date): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.#c.all<{ key: string }>(
+      `UPDATE processed_files SET deleted_at = $1, run_id = $2
+       WHERE key IN (SELECT k.value FROM ${this.#c.dialect.textList(3, "k")}) AND deleted_at IS NULL RETURNING key`,
+      [at.toISOString(), this.runId, keys],
+    );
+    return rows.map((r) => r.key).sort();
+  }
+
+  /** Stores the run's counts and problem keys in its row. */
+  async finish(c: RunCounts): Promise<void> {
+    const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
+    await this.#c.run(
+      `UPDATE runs SET finished_at = $1, status = $2, files_listed = $3, files_new = $4, files_loaded = $5,
+         files_invalid = $6, files_missing = $7, files_failed = $8, files_refused = $9, records_loaded = $10,
+         loaded_by_type = $11, records_rejected = $12, records_ignored = $13, ignored_by_type = $14,
+         rows_inserted = $15, rows_updated = $16, rows_removed = $17, files_changed = $18, files_deleted = $19,
+         files_claimed_elsewhere = $20
+       WHERE id = $21`,
+      [
+        c.finishedAt.toISOString(),
+        c.status,
+        c.filesListed,
+        c.filesNew,
+        c.filesLoaded,
+        c.filesInvalid,
+        c.filesMissing,
+        c.filesFailed,
+        c.filesRefused,
+        sum(c.loaded),
+        JSON.stringify(c.loaded),
+        c.rejected,
+        sum(c.ignored),
+        JSON.stringify(c.ignored),
+        c.rowsInserted,
+        c.rowsUpdated,
+        c.rowsRemoved,
+        c.filesChanged,
+        c.filesDeleted,
+        c.filesClaimedElsewhere,
+        this.runId,
+      ],
+    );
+    for (const i of c.issues) {
+      await this.#c.run("INSERT INTO run_keys (run_id, key, outcome, reason) VALUES ($1, $2, $3, $4)", [
+        this.runId,
+        i.key,
+        i.outcome,
+        i.reason,
+      ]);
+    }
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * A PostgreSQL run: a transaction on its own connection, beside any number
+ * of other runs. It claims keys with transaction-scoped advisory locks, and
+ * writes shared bookkeeping rows (registry marks, missing counts, the list
+ * cache, meta) in the commit section, under a short advisory lock.
+ *
+ * @module
+ */
+import { ConnectionLostError } from "../../errors.ts";
+import type { RecordType } from "../../records/mod.ts";
+import type { Validators } from "../../source/source.ts";
+import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
+import type { SqlClient } from "../kit/client.ts";
+import { FileParts } from "../kit/file_parts.ts";
+import { fateOf } from "../fate.ts";
+import type {
+  Claim,
+  FilePart,
+  FileStatus,
+  FileWrite,
+  ImportOutcome,
+  ListedFingerprint,
+  PartOptions,
+  PlannedKey,
+  RowCounts,
+  RunCounts,
+  RunTransaction,
+} from "../store.ts";
+import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
+import { type CopyMark, PostgresRows } from "./rows.ts";
+
+/** The advisory lock of the commit section (see `store.ts` for the namespace). */
+export const COMMIT_LOCK = 0x6275636b_6c6f6164n + 1n;
+
+/** How long a stopped run waits for its ROLLBACK before it lets the connection go. */
+const STOP_ROLLBACK_MS = 3000;
+
+/** What the store learnt before the run started. */
+export interface PostgresRunOptions {
+  readonly bucket: string;
+  readonly previousBucket: string | undefined;
+  readonly startedAt: Date;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A run's transaction on its own connection. */
+export class PostgresRun implements RunTransaction {
+  readonly runId: number;
+  /** Runs side by side share the database (they claim keys): a run never waits for another's lock to start. */
+  readonly lockWaitMs = 0;
+  readonly #conn: Reserved;
+  readonly #c: SqlClient;
+  readonly #book: RunBook;
+  readonly #rows: PostgresRows;
+  readonly #files: FileParts<CopyMark>;
+  readonly #o: PostgresRunOptions;
+  /** Keys whose file this run wrote (their missing streak ends). */
+  readonly #written = new Set<string>();
+  /** The list to cache at commit. */
+  #listToCache: { key: string; text: string; validators: Validators } | undefined;
+  #inCommitSection = false;
+  #open = true;
+  /** The connection's work, one call at a time: claims come from the fetch side while the writer copies rows. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Rejects when the run cannot go on: its connection was lost, or the run was
+   * stopped (SIGTERM must work even while the server does not answer).
+   */
+  readonly #gone = Promise.withResolvers<never>();
+  /** Why the run cannot go on, once it cannot. */
+  #goneReason: Error | undefined;
+  readonly #stopListening: () => void;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(conn: Reserved, book: RunBook, types: readonly RecordType[], options: PostgresRunOptions) {
+    this.#gone.promise.catch(() => {});
+    const onDrop = (event: Event) => this.#fail(new ConnectionLostError((event as CustomEvent<string>).detail));
+    const { signal } = options;
+    const onAbort = () => this.#fail(signal!.reason instanceof Error ? signal!.reason : new Error("stopped"));
+    drops.addEventListener("drop", onDrop);
+    signal?.addEventListener("abort", onAbort);
+    this.#stopListening = () => {
+      drops.removeEventListener("drop", onDrop);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    this.#conn = conn;
+    this.#c = postgresClient(conn);
+    this.#book = book;
+    this.runId = book.runId;
+    this.#o = options;
+    this.#rows = new PostgresRows(conn, types);
+    this.#files = new FileParts(this.#rows, book);
+  }
+
+  #fail(reason: Error) {
+    if (this.#goneReason !== undefined) return;
+    this.#goneReason = reason;
+    this.#gone.reject(reason);
+  }
+
+  /** One call at a time on the run's connection, given up at once when the run cannot go on. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    const checked = run.catch((error) => {
+      const lost = lostConnection(error);
+      if (lost === undefined) throw error;
+      const reason = new ConnectionLostError(lost, { cause: error });
+      this.#fail(reason);
+      throw reason;
+    });
+    return Promise.race([checked, this.#gone.promise]);
+  }
+
+  /** Creates the run's stages, and bounds how long its claims outlive it (see {@linkcode bound}). */
+  async prepare(claimTimeoutMs: number) {
+    await this.#rows.createStages();
+    await this.#bound(claimTimeoutMs);
+  }
+
+  /**
+   * Bounds how long this run's claims outlive it: a run that falls silent
+   * (frozen, stopped, its machine gone) for `timeoutMs` is ended by the server
+   * (`idle_in_transaction_session_timeout`), which releases its claims to
+   * other runs. While it waits on the network it sends `SELECT 1` every third
+   * of that, so that a live run is never ended.
+   */
+  async #bound(timeoutMs: number) {
+    if (timeoutMs <= 0) return;
+    await this.#conn.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${Math.round(timeoutMs)}`);
+    this.#heartbeat = setInterval(() => {
+      if (this.#open && this.#goneReason === undefined) void this.#serial(() => this.#conn`SELECT 1`).catch(() => {});
+    }, Math.max(100, Math.round(timeoutMs / 3)));
+    Deno.unrefTimer(this.#heartbeat);
+  }
+
+  /**
+   * Claims keys with one advisory lock each, held until this transaction
+   * ends; a key another run holds is skipped. Checked again once held: a key
+   * another run has loaded meanwhile (this version of it) is left alone too.
+   */
+  async #claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+    if (claims.length === 0) return [];
+    const locked = await this.#conn<{ key: string }[]>`
+      SELECT k AS key FROM unnest(${claims.map((c) => c.key)}::text[]) WITH ORDINALITY AS u(k, i)
+      WHERE pg_try_advisory_xact_lock(hashtextextended('bucketload:' || k, 0)) ORDER BY i`;
+    const mine = locked.map((r) => r.key);
+    if (skipRegistered === undefined) return mine;
+    const wanted = new Map(claims.map((c) => [c.key, c.fingerprint]));
+    const entries = await registryEntries(this.#c, mine);
+    const rules = { all: false, loadedOnly: !skipRegistered.includes("invalid"), detect: true };
+    return mine.filter((k) => fateOf(entries.get(k), wanted.get(k), rules) !== "processed");
+  }
+
+  /** Takes the commit lock once: from here to the commit, shared rows are written. */
+  async #enterCommitSection() {
+    if (this.#inCommitSection) return;
+    await this.#conn`SELECT pg_advisory_xact_lock(${COMMIT_LOCK.toString()}::bigint)`;
+    this.#inCommitSection = true;
+  }
+
+  async #markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
+    if (keys.length === 0) return [];
+    // Registry rows other runs may touch: in the commit section.
+    await this.#enterCommitSection();
+    const marked = await this.#book.markDeleted(keys, at);
+    if (prune) { for (const key of marked) await this.#rows.replace(key); }
+    return marked;
+  }
+
+  /** The original was SQLite only: a PostgreSQL database never holds its rows, so nothing is imported. */
+  async #importKeys(): Promise<ImportOutcome> {
+    const [row] = await this.#conn<{ any: boolean }[]>`SELECT EXISTS (SELECT 1 FROM processed_files) AS any`;
+    return { imported: 0, skipped: row?.any ? "registry" : "no-rows" };
+  }
+
+  async #noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date) {
+    await this.#enterCommitSection();
+    // Only keys this run tried end their streak: other runs may be fetching the rest right now.
+    await this.#conn`DELETE FROM missing_keys WHERE key = ANY(${[...this.#written]}::text[])
+               OR key IN (SELECT key FROM processed_files)`;
+    const gaveUp: string[] = [];
+    for (const { key, reason } of keys) {
+      if (await this.#book.missing(key, reason, giveUpRuns, at)) gaveUp.push(key);
+    }
+    return gaveUp;
+  }
+
+  async #writeFile(file: FileWrite): Promise<void> {
+    await this.#files.writeFile(file);
+    this.#written.add(file.key);
+  }
+
+  async #rowCounts(): Promise<RowCounts> {
+    await this.#rows.flush();
+    await this.#enterCommitSection();
+    return await this.#rows.merge();
+  }
+
+  async #commit(c: RunCounts): Promise<void> {
+    await this.#rowCounts();
+    const { bucket, previousBucket, startedAt } = this.#o;
+    const meta: Record<string, string> = { bucket };
+    if (previousBucket !== undefined && previousBucket !== bucket) {
+      Object.assign(meta, { previous_bucket: previousBucket, bucket_changed_at: startedAt.toISOString() });
+    }
+    await writeMeta(this.#c, meta);
+    if (this.#listToCache !== undefined) {
+      const { key, text, validators } = this.#listToCache;
+      await this.#book.cacheList(key, text, validators);
+    }
+    await this.#book.finish(c);
+    await this.#conn`COMMIT`;
+    await this.#close();
+  }
+
+  async #rollbackAsCheck(at: Date, result: string): Promise<void> {
+    if (!this.#open) return;
+    await this.#conn`ROLLBACK`;
+    await writeMeta(this.#c, { last_check_at: at.toISOString(), last_check_result: result });
+    await this.#close();
+  }
+
+  async #rollback(): Promise<void> {
+    if (!this.#open) return;
+    try {
+      await this.#conn`ROLLBACK`;
+    } finally {
+      await this.#close();
+    }
+  }
+
+  /**
+   * Ends the transaction without committing when the run cannot go on: a
+   * lost connection's transaction died with it on the server; a stopped run's
+   * ROLLBACK is given {@linkcode STOP_ROLLBACK_MS} (a frozen server may never
+   * answer; the server rolls back when the connection closes).
+   */
+  async #abandon(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    clearInterval(this.#heartbeat);
+    this.#stopListening();
+    if (!(this.#goneReason instanceof ConnectionLostError)) {
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, STOP_ROLLBACK_MS));
+      await Promise.race([this.#conn`ROLLBACK`.then(() => {}, () => {}), timeout]);
+    }
+    this.#conn.release();
+  }
+
+  async #close() {
+    this.#open = false;
+    clearInterval(this.#heartbeat);
+    this.#stopListening();
+    await this.#conn`SELECT set_config('application_name', 'bucketload', false)`.catch(() => {});
+    this.#conn.release();
+  }
+
+  // The contract's methods, each one at a time on the run's connection.
+  registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    return this.#serial(() => registeredAmong(this.#c, keys, statuses));
+  }
+  unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]> {
+    return this.#serial(() => unregisteredAmong(this.#c, keys, statuses));
+  }
+  claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+    return this.#serial(() => this.#claim(claims, skipRegistered));
+  }
+  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+    return this.#serial(() => this.#book.cachedList(key));
+  }
+  /** Kept for the commit section: the list cache is shared by every run on the bucket. */
+  cacheList(key: string, text: string, validators: Validators): Promise<void> {
+    this.#listToCache = { key, text, validators };
+    return Promise.resolve();
+  }
+  addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+    return this.#serial(() => this.#book.addListed(objects, firstPosition));
+  }
+  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
+    return this.#serial(() => this.#book.listedPlan(options));
+  }
+  unlisted(): Promise<string[]> {
+    return this.#serial(() => this.#book.unlisted());
+  }
+  markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
+    return this.#serial(() => this.#markDeleted(keys, at, prune));
+  }
+  importKeys(): Promise<ImportOutcome> {
+    return this.#serial(() => this.#importKeys());
+  }
+  noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
+    return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));
+  }
+  rowCounts(): Promise<RowCounts> {
+    return this.#serial(() => this.#rowCounts());
+  }
+  writePart(key: string, part: FilePart, options?: PartOptions): Promise<void> {
+    return this.#serial(() => this.#files.writePart(key, part, options));
+  }
+  abortFile(key: string): Promise<void> {
+    return this.#serial(() => this.#files.abortFile(key));
+  }
+  writeFile(file: FileWrite): Promise<void> {
+    return this.#serial(() => this.#writeFile(file));
+  }
+  commit(counts: RunCounts): Promise<void> {
+    return this.#serial(() => this.#commit(counts));
+  }
+  rollbackAsCheck(at: Date, result: string): Promise<void> {
+    return this.#serial(() => this.#rollbackAsCheck(at, result));
+  }
+  rollback(): Promise<void> {
+    if (this.#goneReason !== undefined) return this.#abandon();
+    return this.#serial(() => this.#rollback()).catch(async (error) => {
+      if (this.#goneReason === undefined) throw error;
+      await this.#abandon();
+    });
+  }
+}

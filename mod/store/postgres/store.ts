@@ -1,0 +1,199 @@
+/**
+ * The PostgreSQL store (npm `postgres`). Several runs, on one machine or
+ * many, may load one bucket into one database at once:
+ *
+ * - A run claims each key with a transaction-scoped advisory lock before it
+ *   fetches it, and checks the registry again once it holds it, so that every
+ *   object is fetched and loaded once. A run that dies releases its claims
+ *   with its connection, and its transaction rolls back.
+ * - Rows are copied (`COPY`) into the run's temp stage and merged at commit,
+ *   under a short advisory "merge" lock, so that runs never wait on each
+ *   other's row locks while they fetch. Each row keeps its file's list
+ *   position (`source_pos`) and only a row from the same or a later position
+ *   replaces it: the later file in list order wins, whichever run loads it.
+ * - Shared bookkeeping rows (list cache, meta, missing counts) are written
+ *   in that commit section too.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { UsageError } from "../../errors.ts";
+import type { RecordType } from "../../records/mod.ts";
+import { redactUrl } from "../../source/location.ts";
+import type { StatusReport } from "../status.ts";
+import { statusReport } from "../kit/status_query.ts";
+import { readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
+import { hasTable, type SqlClient } from "../kit/client.ts";
+import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
+import type { BeginOptions, FileStatus, RegistryEntry, RunTransaction, Store } from "../store.ts";
+import { connect, connectError, postgresClient, type Sql } from "./connection.ts";
+import { PostgresRun } from "./run.ts";
+
+const logger = getLogger(["bucketload", "store"]);
+
+/** Advisory lock ids (a namespace of this program's own): schema migrations; the commit section's is the next. */
+const MIGRATE_LOCK = 0x6275636b_6c6f6164n; // "buckload" in ASCII
+
+/** Options of {@linkcode PostgresStore.open}. */
+export interface PostgresStoreOptions {
+  /** The record types whose tables to create. */
+  readonly types: readonly RecordType[];
+  /** How long to wait to connect, seconds. @default {10} */
+  readonly connectTimeoutSeconds?: number;
+  /**
+   * How long a run may stay silent before the server ends its session and its
+   * claims go to other runs (`CLAIM_TIMEOUT_SECONDS`): the server's
+   * `idle_in_transaction_session_timeout` for the run's transaction, with a
+   * heartbeat every third of it while the run waits. 0: no bound.
+   * @default {DEFAULT_CLAIM_TIMEOUT_MS}
+   */
+  readonly claimTimeoutMs?: number;
+}
+
+/** `CLAIM_TIMEOUT_SECONDS`' default: a minute. */
+export const DEFAULT_CLAIM_TIMEOUT_MS = 60_000;
+
+/** The CREATE TABLE statement of a record type's table, with the list position of each row's file. */
+export function postgresTableSql(type: RecordType): string {
+  // One DDL for both stores: SQLite's, translated as the migrations are.
+  return postgresSql(tableSql(type));
+}
+
+/** A PostgreSQL database holding the data tables and the bookkeeping, shared by any number of runs. */
+export class PostgresStore implements Store {
+  readonly display: string;
+  readonly holdsNul = false;
+  readonly #sql: Sql;
+  readonly #c: SqlClient;
+  readonly #types: readonly RecordType[];
+  readonly #claimTimeoutMs: number;
+
+  private constructor(sql: Sql, display: string, types: readonly RecordType[], claimTimeoutMs: number) {
+    this.#sql = sql;
+    this.#c = postgresClient(sql);
+    this.display = display;
+    this.#types = types;
+    this.#claimTimeoutMs = claimTimeoutMs;
+  }
+
+  /**
+   * Connects to the database at `url` (a `postgres://` URL; missing parts come
+   * from the `PG*` variables, as libpq's do).
+   *
+   * @throws {UsageError} when the server cannot be reached or refuses the login
+   */
+  static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
+    const sql = await connect(url, options.connectTimeoutSeconds ?? 10);
+    const timeout = options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
+    return new PostgresStore(sql, redactUrl(url), options.types, timeout);
+  }
+
+  /** Brings the schema to this build's version, in its own transaction under the migration lock. */
+  async #migrate(now: Date): Promise<string[]> {
+    return await this.#sql.begin(async (t) => {
+      await t`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK.toString()}::bigint)`;
+      await t`SET LOCAL client_min_messages = warning`;
+      await t.unsafe(
+        `CREATE TABLE IF NOT EXISTS schema_version (
+           version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL, description TEXT NOT NULL)`,
+      );
+      const { v } = (await t<{ v: number | null }[]>`SELECT max(version) AS v FROM schema_version`)[0]!;
+      const from = v ?? 0;
+      if (from > SCHEMA_VERSION) {
+        throw new UsageError(
+          `Database schema version ${from} is newer than this bucketload's (${SCHEMA_VERSION}): upgrade bucketload`,
+          { subject: "DATABASE_URL" },
+        );
+      }
+      const changes: string[] = [];
+      for (const m of MIGRATIONS) {
+        if (m.version <= from) continue;
+        await t.unsafe(postgresSql(m.sql)).simple();
+        await t`INSERT INTO schema_version VALUES (${m.version}, ${now.toISOString()}, ${m.description})`;
+        changes.push(`schema ${m.version}: ${m.description}`);
+      }
+      for (const type of this.#types) {
+        await t.unsafe(postgresTableSql(type));
+        const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
+          WHERE table_schema = current_schema() AND table_name = ${type.table}`;
+        const have = new Set(columns.map((c) => c.name));
+        const lost = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
+        if (lost.length > 0) throw lostColumns(type.table, lost);
+      }
+      return from === 0 ? [] : changes;
+    });
+  }
+
+  async begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction> {
+    let changes: string[];
+    try {
+      changes = await this.#migrate(startedAt);
+    } catch (error) {
+      if (error instanceof UsageError) throw error;
+      throw connectError(this.display, error);
+    }
+    if (changes.length > 0) {
+      logger.info("Migrated {database}: {changes}", { database: this.display, changes: changes.join("; ") });
+    }
+    const conn = await this.#sql.reserve();
+    try {
+      await conn`BEGIN`;
+      const c = postgresClient(conn);
+      const book = await RunBook.start(c, startedAt, options.bucket);
+      // Other sessions see the run in pg_stat_activity (status reports it).
+      const name = `bucketload run ${book.runId} since ${startedAt.toISOString()}`;
+      await conn`SELECT set_config('application_name', ${name}, false)`;
+      const previous = await readMeta(c, "bucket");
+      if (previous !== undefined && previous !== options.bucket) options.onBucketChange?.(previous, options.bucket);
+      const run = new PostgresRun(conn, book, this.#types, {
+        bucket: options.bucket,
+        previousBucket: previous,
+        startedAt,
+        signal: options.signal,
+      });
+      await run.prepare(this.#claimTimeoutMs);
+      return run;
+    } catch (error) {
+      await conn`ROLLBACK`.catch(() => {});
+      conn.release();
+      throw error;
+    }
+  }
+
+  async registeredKeys(): Promise<string[]> {
+    return await hasTable(this.#c, "processed_files") ? await registeredKeys(this.#c) : [];
+  }
+
+  /** The original was SQLite only: there is nothing of it to take over here. */
+  takesOver(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  async peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+    return await hasTable(this.#c, "processed_files") ? await registeredAmong(this.#c, keys, statuses) : new Set();
+  }
+
+  async peekEntries(): Promise<ReadonlyMap<string, RegistryEntry>> {
+    return await hasTable(this.#c, "processed_files") ? await registryEntries(this.#c) : new Map();
+  }
+
+  async status(): Promise<StatusReport> {
+    const running = await this.#sql<{ name: string; pid: number }[]>`
+      SELECT application_name AS name, pid FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name LIKE 'bucketload run %' ORDER BY backend_start`;
+    return await statusReport(this.#c, {
+      display: this.display,
+      types: this.#types,
+      holder: {
+        running: running.length === 0
+          ? null
+          : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),
+        staleLock: null,
+      },
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.end({ timeout: 2 });
+  }
+}

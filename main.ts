@@ -106,63 +106,18 @@ function trapSignals(controller: AbortController, onStop: () => void): () => voi
   };
 }
 
-/** Runs the CLI and returns the exit code. */
-export async function main(args: readonly string[]): Promise<number> {
-  const encoder = new TextEncoder();
-  const out = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
-  const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
-  let config: Config;
-  let cli: Cli;
-  let cron: CronPlan | undefined;
-  try {
-    cli = parseCli(args);
-    if (cli.help) {
-      out(HELP);
-      return 0;
-    }
-    if (cli.version) {
-      out(`bucketload ${denoJson.version}\n`);
-      return 0;
-    }
-    config = await loadConfigFromEnv(cli);
-    // Everything that can be checked is checked before a log line or a file is written.
-    if (cli.schedule !== undefined) cron = await parseCron(cli.schedule);
-    if (cli.command === "run" && !cli.dryRun) await preflight(config);
-  } catch (error) {
-    const line = fixableError(error);
-    if (line === undefined) throw error;
-    err(`bucketload: ${line}\n`);
-    return 2;
-  }
-
-  const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && !cli.json && cli.schedule === undefined &&
-    Deno.stderr.isTerminal();
-  const progress = interactive ? new ProgressLine() : undefined;
-  const onResize = () => progress?.resize();
-  if (progress !== undefined && Deno.build.os !== "windows") Deno.addSignalListener("SIGWINCH", onResize);
-  // The summary replaces the progress bar rather than continuing its line.
-  const print = (text: string) => {
-    progress?.clear();
-    out(text);
-  };
-  let logFile: string | undefined;
-  try {
-    logFile = await setupLogging({
-      level: config.logLevel,
-      format: config.logFormat,
-      logDir: cli.command === "run" && !cli.dryRun ? config.logDir : undefined,
-      write: progress === undefined ? undefined : (text) => progress.writeAbove(text),
-    });
-  } catch (error) {
-    const line = fixableError(error) ?? `Cannot open the log: ${(error as Error).message}`;
-    err(`bucketload: ${line}\n`);
-    return 2;
-  }
+/**
+ * Runs an action as one command: a stop by signal, a fixable error, a lock
+ * or a lost connection each end it with one line and their exit code; any
+ * other error with one masked line (the stack only at debug level).
+ */
+function guarded(
+  controller: AbortController,
+  progress: ProgressLine | undefined,
+  err: (text: string) => void,
+): (action: () => Promise<number>) => Promise<number> {
   const logger = getLogger(["bucketload"]);
-  const controller = new AbortController();
-  // Once stopping, the bar is not drawn again over the lines that say so.
-  const untrap = trapSignals(controller, () => progress?.stop());
-  const guard = async (action: () => Promise<number>): Promise<number> => {
+  return async (action: () => Promise<number>): Promise<number> => {
     busy = true;
     try {
       return await action();
@@ -194,6 +149,77 @@ export async function main(args: readonly string[]): Promise<number> {
       progress?.clear();
     }
   };
+}
+
+/**
+ * Reads the command line and the config, and checks all that can be checked
+ * before a log line or a file is written; an exit code when that is all
+ * (`--help`, `--version`, a usage or config error).
+ */
+async function startUp(
+  args: readonly string[],
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<{ cli: Cli; config: Config; cron: CronPlan | undefined } | number> {
+  try {
+    const cli = parseCli(args);
+    if (cli.help) {
+      out(HELP);
+      return 0;
+    }
+    if (cli.version) {
+      out(`bucketload ${denoJson.version}\n`);
+      return 0;
+    }
+    const config = await loadConfigFromEnv(cli);
+    const cron = cli.schedule === undefined ? undefined : await parseCron(cli.schedule);
+    if (cli.command === "run" && !cli.dryRun) await preflight(config);
+    return { cli, config, cron };
+  } catch (error) {
+    const line = fixableError(error);
+    if (line === undefined) throw error;
+    err(`bucketload: ${line}\n`);
+    return 2;
+  }
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const encoder = new TextEncoder();
+  const out = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
+  const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+  const started = await startUp(args, out, err);
+  if (typeof started === "number") return started;
+  const { cli, config, cron } = started;
+
+  const interactive = cli.command === "run" && !cli.dryRun && !cli.quiet && !cli.json && cli.schedule === undefined &&
+    Deno.stderr.isTerminal();
+  const progress = interactive ? new ProgressLine() : undefined;
+  const onResize = () => progress?.resize();
+  if (progress !== undefined && Deno.build.os !== "windows") Deno.addSignalListener("SIGWINCH", onResize);
+  // The summary replaces the progress bar rather than continuing its line.
+  const print = (text: string) => {
+    progress?.clear();
+    out(text);
+  };
+  let logFile: string | undefined;
+  try {
+    logFile = await setupLogging({
+      level: config.logLevel,
+      format: config.logFormat,
+      logDir: cli.command === "run" && !cli.dryRun ? config.logDir : undefined,
+      write: progress === undefined ? undefined : (text) => progress.writeAbove(text),
+    });
+  } catch (error) {
+    const line = fixableError(error) ?? `Cannot open the log: ${(error as Error).message}`;
+    err(`bucketload: ${line}\n`);
+    return 2;
+  }
+  const logger = getLogger(["bucketload"]);
+  const controller = new AbortController();
+  // Once stopping, the bar is not drawn again over the lines that say so.
+  const untrap = trapSignals(controller, () => progress?.stop());
+  const guard = guarded(controller, progress, err);
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));

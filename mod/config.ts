@@ -15,6 +15,7 @@ import { UsageError } from "./errors.ts";
 import { IniSyntaxError, parseIni } from "./ini.ts";
 import { compileStrftime } from "./strftime.ts";
 import { CONFIG_KEYS } from "./config_keys.ts";
+import { RECORD_TYPES } from "./records/mod.ts";
 
 export { CONFIG_KEYS, type KeySpec } from "./config_keys.ts";
 
@@ -54,8 +55,8 @@ export interface Config {
   readonly requestTimeoutMs: number;
   readonly retries: number;
   readonly retryBaseMs: number;
-  readonly awesomeMinRating: number;
-  readonly awesomeMaxSizeBytes: number;
+  /** The record types' own keys (e.g. `AWESOME_MIN_RATING`), by name. */
+  readonly typeSettings: Readonly<Record<string, number>>;
   readonly lockTimeoutMs: number;
   /** Give up on a key missing in this many runs in a row; 0 never. */
   readonly missingGiveUpRuns: number;
@@ -207,8 +208,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     requestTimeoutMs: r.num("REQUEST_TIMEOUT_SECONDS", { min: 0.001, max: 86_400 }) * 1000,
     retries: r.num("RETRIES", { integer: true, max: 100 }),
     retryBaseMs: r.num("RETRY_BASE_SECONDS", { max: 3600 }) * 1000,
-    awesomeMinRating: r.num("AWESOME_MIN_RATING", { max: 5 }),
-    awesomeMaxSizeBytes: r.num("AWESOME_MAX_SIZE_BYTES", { integer: true }),
+    typeSettings: typeSettingsOf(r),
     lockTimeoutMs: r.num("LOCK_TIMEOUT_SECONDS", { max: 86_400 }) * 1000,
     missingGiveUpRuns: r.num("MISSING_GIVE_UP_RUNS", { integer: true, max: 1_000_000 }),
     worker: r.bool("WORKER"),
@@ -358,6 +358,13 @@ function bucketOf(r: ValueReader, where: string): BucketLocation {
       subject: "BUCKET_NAME",
     });
   }
+}
+
+/** The record types' own keys, each read with the bounds its type declares. */
+function typeSettingsOf(r: ValueReader): Config["typeSettings"] {
+  return Object.fromEntries(
+    RECORD_TYPES.flatMap((t) => Object.entries(t.settings ?? {})).map(([key, spec]) => [key, r.num(key, spec)]),
+  );
 }
 
 /** How objects are read: the list's key, the encoding, and the date format of `songs.ingestion_time`. */

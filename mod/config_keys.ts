@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { RECORD_TYPES } from "./records/mod.ts";
 
 /** One key's specification. */
 export interface KeySpec {
@@ -129,16 +130,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     help: "first backoff delay, doubled each retry, with jitter",
     doc: "first backoff delay; doubles each retry, times a random factor 1–2, at most 60 s",
   },
-  AWESOME_MIN_RATING: {
-    default: "4.5",
-    help: "apps.is_awesome: lowest rating",
-    doc: "`apps.is_awesome` needs `rating ≥` this",
-  },
-  AWESOME_MAX_SIZE_BYTES: {
-    default: "100000000",
-    help: "apps.is_awesome: largest size_bytes",
-    doc: "`apps.is_awesome` needs `size_bytes ≤` this",
-  },
+  // The record types' own keys (AWESOME_* are the app type's), declared with each type.
+  ...Object.fromEntries(RECORD_TYPES.flatMap((t) => Object.entries(t.settings ?? {}))),
   WORKER: {
     default: "yes",
     help: "fetch, parse and validate in a worker thread, on a second core",

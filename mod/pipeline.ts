@@ -27,8 +27,8 @@ export interface PipelineOptions {
   readonly keyPattern?: string | undefined;
   readonly encoding: string;
   readonly dateStoreFormat: string;
-  readonly awesomeMinRating: number;
-  readonly awesomeMaxSizeBytes: number;
+  /** The record types' own settings (`AWESOME_*`), by key; a key left out takes its default. */
+  readonly typeSettings?: Readonly<Record<string, number>> | undefined;
   /** Parallel fetches. @default {8} */
   readonly concurrency?: number;
   /** Re-fetch keys already registered. @default {false} */
@@ -229,8 +229,7 @@ function producerOf(options: PipelineOptions): Producer {
   return produceInThread(options.source, options.types, {
     encoding: options.encoding,
     dateStoreFormat: options.dateStoreFormat,
-    awesomeMinRating: options.awesomeMinRating,
-    awesomeMaxSizeBytes: options.awesomeMaxSizeBytes,
+    typeSettings: options.typeSettings,
     concurrency: options.concurrency ?? 8,
     maxFileBytes: options.maxFileBytes ?? 512 * 1024 * 1024,
     maxRejectedRawBytes: options.maxRejectedRawBytes ?? 65_536,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadConfig, parseConfigText, resolveConfig } from "../mod/config.ts";
 import { UsageError } from "../mod/errors.ts";
+import { cli, query, withServedCase } from "./helpers.ts";
 
 const ORIGINAL = `[default]
 DATABASE_NAME = db.sqlite3
@@ -37,8 +38,7 @@ Deno.test("resolveConfig() accepts the original profile as written", () => {
   assert.equal(c.concurrency, 8);
   assert.equal(c.requestTimeoutMs, 30_000);
   assert.equal(c.retries, 4);
-  assert.equal(c.awesomeMinRating, 4.5);
-  assert.equal(c.awesomeMaxSizeBytes, 100_000_000);
+  assert.deepEqual(c.typeSettings, { AWESOME_MIN_RATING: 4.5, AWESOME_MAX_SIZE_BYTES: 100_000_000 });
 });
 
 Deno.test("resolveConfig() inherits [DEFAULT] and lets the profile win", () => {
@@ -174,4 +174,15 @@ Deno.test("loadConfig() runs from the environment alone when ./config.ini is abs
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a record type's own key (AWESOME_MIN_RATING) reaches its rows from the profile, through the worker", async () => {
+  await withServedCase("basic", async ({ dir, config }) => {
+    const ini = await config("AWESOME_MIN_RATING = 4.9\nWORKER = yes\n");
+    const run = await cli(["--config", ini, "--profile", "p", "--quiet"]);
+    assert.equal(run.code, 0, run.stderr);
+    const apps = query(join(dir, "db.sqlite3"), "SELECT rating, is_awesome FROM apps ORDER BY rating");
+    // Under the default (4.5) the 4.5 app is awesome; with 4.9 only the 5 is.
+    assert.deepEqual(apps.map((a) => [a.rating, a.is_awesome]), [[4, 0], [4.5, 0], [5, 1]]);
+  });
 });

@@ -55,7 +55,7 @@ Deno.test("processBody() stores a rejected record's text as written, not re-seri
     '"size_bytes": 1}}\n]';
   const file = processBody("k.data", new TextEncoder().encode(text), {
     encoding: "utf-8",
-    classifier: new Classifier(RECORD_TYPES, { ingestionTime: "t", awesomeMinRating: 4.5, awesomeMaxSizeBytes: 1e8 }),
+    classifier: new Classifier(RECORD_TYPES, { ingestionTime: "t" }),
     processedAt: new Date(0),
     rawCap: 65_536,
   });

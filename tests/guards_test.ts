@@ -5,7 +5,10 @@ import { Classifier, RECORD_TYPES } from "../mod/records/mod.ts";
 import { isMovie, movieProblem, movieType } from "../mod/records/movie.ts";
 import { isSong, parseSong, songProblem, songType } from "../mod/records/song.ts";
 
-const ctx = { ingestionTime: "2026-01-02 03:04:05", awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
+const ctx = {
+  ingestionTime: "2026-01-02 03:04:05",
+  settings: { AWESOME_MIN_RATING: 4.5, AWESOME_MAX_SIZE_BYTES: 100_000_000 },
+};
 const song = { release: "Da Allnighta", artist_name: "The Primeridian", title: "Wisdom (Reprise)", year: 2005 };
 const movie = {
   is_adult: false,

@@ -38,8 +38,6 @@ export const PIPELINE_DEFAULTS = {
   filesListKey: "files_list.data",
   encoding: "utf-8",
   dateStoreFormat: "%Y-%m-%d %H:%M:%S",
-  awesomeMinRating: 4.5,
-  awesomeMaxSizeBytes: 100_000_000,
   now: FIXED_NOW,
 } as const;
 

@@ -289,8 +289,6 @@ Deno.test("runPipeline() with the worker producer gives the same tables as in-th
         const settings = {
           encoding: "utf-8",
           dateStoreFormat: "%Y-%m-%d %H:%M:%S",
-          awesomeMinRating: 4.5,
-          awesomeMaxSizeBytes: 100_000_000,
           concurrency: 4,
           maxFileBytes: 1 << 20,
           maxRejectedRawBytes: 65_536,

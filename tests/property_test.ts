@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { Classifier, RECORD_TYPES } from "../mod/records/mod.ts";
 import { parseBody, rawJson } from "../mod/produce/decode.ts";
 
-const ctx = { ingestionTime: "t", awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
+const ctx = { ingestionTime: "t" };
 const classifier = new Classifier(RECORD_TYPES, ctx);
 
 /** Elements shaped like records but with random values, so guards see near misses too. */

@@ -9,7 +9,7 @@ import { startBucketServer } from "./bucket_server.ts";
 import { CASES, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 
 const SAMPLE = new URL("../fixtures/sample_bucket/", import.meta.url).pathname;
-const ctx = { ingestionTime: "t", awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
+const ctx = { ingestionTime: "t", settings: { AWESOME_MIN_RATING: 4.5, AWESOME_MAX_SIZE_BYTES: 100_000_000 } };
 const options = () => ({
   encoding: "utf-8",
   classifier: new Classifier(RECORD_TYPES, ctx),

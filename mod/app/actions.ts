@@ -68,8 +68,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
     const settings: ProduceSettings = {
       encoding: config.encoding,
       dateStoreFormat: config.dateStoreFormat,
-      awesomeMinRating: config.awesomeMinRating,
-      awesomeMaxSizeBytes: config.awesomeMaxSizeBytes,
+      typeSettings: config.typeSettings,
       concurrency: config.concurrency,
       maxFileBytes: config.maxFileBytes,
       maxRejectedRawBytes: config.maxRejectedRawBytes,

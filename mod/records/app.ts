@@ -4,7 +4,7 @@
  * @module
  */
 import { type Check, dataProblem, firstProblem, guards, integer, number, string, text } from "./fields.ts";
-import type { RecordType } from "./record_type.ts";
+import { type RecordType, settingOf } from "./record_type.ts";
 
 /** A valid app record's data. */
 export interface App {
@@ -45,11 +45,26 @@ export const appType: RecordType = {
     { name: "is_awesome", sqlType: "INTEGER" },
   ],
   key: ["name", "version"],
-  toRow(data, { awesomeMinRating, awesomeMaxSizeBytes }) {
+  settings: {
+    AWESOME_MIN_RATING: {
+      default: "4.5",
+      help: "apps.is_awesome: lowest rating",
+      doc: "`apps.is_awesome` needs `rating ≥` this",
+      max: 5,
+    },
+    AWESOME_MAX_SIZE_BYTES: {
+      default: "100000000",
+      help: "apps.is_awesome: largest size_bytes",
+      doc: "`apps.is_awesome` needs `size_bytes ≤` this",
+      integer: true,
+    },
+  },
+  toRow(data, context) {
     const problem = firstProblem(data, FIELDS);
     if (problem !== undefined) return problem;
     const app = data as unknown as App;
-    const awesome = app.rating >= awesomeMinRating && app.size_bytes <= awesomeMaxSizeBytes;
+    const awesome = app.rating >= settingOf(this, "AWESOME_MIN_RATING", context) &&
+      app.size_bytes <= settingOf(this, "AWESOME_MAX_SIZE_BYTES", context);
     return [app.name, app.genre, app.rating, app.version, app.size_bytes, awesome ? 1 : 0];
   },
   // The original's is_awesome was size_bytes < 1,000,000: today's rule decides.

@@ -10,7 +10,14 @@ import { movieType } from "./movie.ts";
 import type { Cell, RecordType, RowContext } from "./record_type.ts";
 import { songType } from "./song.ts";
 
-export type { Cell, Column, RecordType, RowContext } from "./record_type.ts";
+export {
+  type Cell,
+  type Column,
+  type RecordType,
+  type RowContext,
+  settingOf,
+  type TypeSetting,
+} from "./record_type.ts";
 
 /** The types loaded by default. Adding a type means adding its file and listing it here. */
 export const RECORD_TYPES: readonly RecordType[] = [songType, movieType, appType];

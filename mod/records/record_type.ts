@@ -15,12 +15,32 @@ export interface Column {
   readonly sqlType: "TEXT" | "INTEGER" | "REAL";
 }
 
+/**
+ * A profile key a record type owns (`AWESOME_MIN_RATING` is `app`'s): a
+ * number, read and checked by the config like any key, documented with them.
+ */
+export interface TypeSetting {
+  /** The built-in default, as it would be written in the file. */
+  readonly default: string;
+  /** One line for `--help`. */
+  readonly help: string;
+  /** What the key does, for `docs/configuration.md`. */
+  readonly doc: string;
+  /** Bounds the value must keep; a whole number with `integer`. */
+  readonly min?: number;
+  readonly max?: number;
+  readonly integer?: boolean;
+}
+
 /** What derived columns may depend on besides the record itself. */
 export interface RowContext {
   /** `songs.ingestion_time`, already formatted with `DATE_STORE_FORMAT`. */
   readonly ingestionTime: string;
-  readonly awesomeMinRating: number;
-  readonly awesomeMaxSizeBytes: number;
+  /**
+   * The record types' settings by key (see {@linkcode RecordType.settings});
+   * a key left out takes its default.
+   */
+  readonly settings?: Readonly<Record<string, number>> | undefined;
   /** Reject a row with U+0000 in a text column (PostgreSQL's text cannot hold it). @default {false} */
   readonly rejectNul?: boolean | undefined;
 }
@@ -35,6 +55,8 @@ export interface RecordType {
   readonly columns: readonly Column[];
   /** The natural key: a later record with the same key replaces the earlier. */
   readonly key: readonly string[];
+  /** Profile keys this type owns, by name: its derived columns read them from `context.settings`. */
+  readonly settings?: Readonly<Record<string, TypeSetting>>;
   /**
    * Checks `data` and returns its row (in `columns` order) or, when a field
    * fails, the reason as `field: problem`.
@@ -47,4 +69,9 @@ export interface RecordType {
    * not have leaves it out.
    */
   fromLegacy?(row: Readonly<Record<string, unknown>>, context: RowContext): Cell[] | string;
+}
+
+/** A setting's value in `context`, or its default. */
+export function settingOf(type: RecordType, name: string, context: RowContext): number {
+  return context.settings?.[name] ?? Number(type.settings?.[name]?.default);
 }

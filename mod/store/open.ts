@@ -45,7 +45,7 @@ export async function openStore(config: Config): Promise<OpenedStore> {
     types: RECORD_TYPES,
     lockTimeoutMs: config.lockTimeoutMs,
     loadMode: config.loadMode,
-    rules: { awesomeMinRating: config.awesomeMinRating, awesomeMaxSizeBytes: config.awesomeMaxSizeBytes },
+    rules: config.typeSettings,
     integrityCheckMs: config.integrityCheckMs,
   });
   return { store, close: () => Promise.resolve(store.closeAndTidy()) };

@@ -13,19 +13,7 @@ import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writ
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
 import { fateOf } from "../fate.ts";
-import type {
-  Claim,
-  FilePart,
-  FileStatus,
-  FileWrite,
-  ImportOutcome,
-  ListedFingerprint,
-  PartOptions,
-  PlannedKey,
-  RowCounts,
-  RunCounts,
-  RunTransaction,
-} from "../store.ts";
+import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
 import { type CopyMark, PostgresRows } from "./rows.ts";
 
@@ -44,7 +32,7 @@ export interface PostgresRunOptions {
 }
 
 /** A run's transaction on its own connection. */
-export class PostgresRun implements RunTransaction {
+export class PostgresRun implements S.RunTransaction {
   readonly runId: number;
   /** Runs side by side share the database (they claim keys): a run never waits for another's lock to start. */
   readonly lockWaitMs = 0;
@@ -139,7 +127,7 @@ export class PostgresRun implements RunTransaction {
    * ends; a key another run holds is skipped. Checked again once held: a key
    * another run has loaded meanwhile (this version of it) is left alone too.
    */
-  async #claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+  async #claim(claims: readonly S.Claim[], skipRegistered: readonly S.FileStatus[] | undefined): Promise<string[]> {
     if (claims.length === 0) return [];
     const locked = await this.#conn<{ key: string }[]>`
       SELECT k AS key FROM unnest(${claims.map((c) => c.key)}::text[]) WITH ORDINALITY AS u(k, i)
@@ -169,7 +157,7 @@ export class PostgresRun implements RunTransaction {
   }
 
   /** The original was SQLite only: a PostgreSQL database never holds its rows, so nothing is imported. */
-  async #importKeys(): Promise<ImportOutcome> {
+  async #importKeys(): Promise<S.ImportOutcome> {
     const [row] = await this.#conn<{ any: boolean }[]>`SELECT EXISTS (SELECT 1 FROM processed_files) AS any`;
     return { imported: 0, skipped: row?.any ? "registry" : "no-rows" };
   }
@@ -186,18 +174,18 @@ export class PostgresRun implements RunTransaction {
     return gaveUp;
   }
 
-  async #writeFile(file: FileWrite): Promise<void> {
+  async #writeFile(file: S.FileWrite): Promise<void> {
     await this.#files.writeFile(file);
     this.#written.add(file.key);
   }
 
-  async #rowCounts(): Promise<RowCounts> {
+  async #rowCounts(): Promise<S.RowCounts> {
     await this.#rows.flush();
     await this.#enterCommitSection();
     return await this.#rows.merge();
   }
 
-  async #commit(c: RunCounts): Promise<void> {
+  async #commit(c: S.RunCounts): Promise<void> {
     await this.#rowCounts();
     const { bucket, previousBucket, startedAt } = this.#o;
     const meta: Record<string, string> = { bucket };
@@ -257,13 +245,13 @@ export class PostgresRun implements RunTransaction {
   }
 
   // The contract's methods, each one at a time on the run's connection.
-  registered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {
+  registered(keys: readonly string[], statuses?: readonly S.FileStatus[]): Promise<ReadonlySet<string>> {
     return this.#serial(() => registeredAmong(this.#c, keys, statuses));
   }
-  unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]> {
+  unregistered(keys: readonly string[], statuses?: readonly S.FileStatus[]): Promise<string[]> {
     return this.#serial(() => unregisteredAmong(this.#c, keys, statuses));
   }
-  claim(claims: readonly Claim[], skipRegistered: readonly FileStatus[] | undefined): Promise<string[]> {
+  claim(claims: readonly S.Claim[], skipRegistered: readonly S.FileStatus[] | undefined): Promise<string[]> {
     return this.#serial(() => this.#claim(claims, skipRegistered));
   }
   cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
@@ -274,10 +262,10 @@ export class PostgresRun implements RunTransaction {
     this.#listToCache = { key, text, validators };
     return Promise.resolve();
   }
-  addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {
+  addListed(objects: readonly S.ListedFingerprint[], firstPosition: number): Promise<void> {
     return this.#serial(() => this.#book.addListed(objects, firstPosition));
   }
-  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<PlannedKey[]> {
+  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<S.PlannedKey[]> {
     return this.#serial(() => this.#book.listedPlan(options));
   }
   unlisted(): Promise<string[]> {
@@ -286,25 +274,25 @@ export class PostgresRun implements RunTransaction {
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
     return this.#serial(() => this.#markDeleted(keys, at, prune));
   }
-  importKeys(): Promise<ImportOutcome> {
+  importKeys(): Promise<S.ImportOutcome> {
     return this.#serial(() => this.#importKeys());
   }
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
     return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));
   }
-  rowCounts(): Promise<RowCounts> {
+  rowCounts(): Promise<S.RowCounts> {
     return this.#serial(() => this.#rowCounts());
   }
-  writePart(key: string, part: FilePart, options?: PartOptions): Promise<void> {
+  writePart(key: string, part: S.FilePart, options?: S.PartOptions): Promise<void> {
     return this.#serial(() => this.#files.writePart(key, part, options));
   }
   abortFile(key: string): Promise<void> {
     return this.#serial(() => this.#files.abortFile(key));
   }
-  writeFile(file: FileWrite): Promise<void> {
+  writeFile(file: S.FileWrite): Promise<void> {
     return this.#serial(() => this.#writeFile(file));
   }
-  commit(counts: RunCounts): Promise<void> {
+  commit(counts: S.RunCounts): Promise<void> {
     return this.#serial(() => this.#commit(counts));
   }
   rollbackAsCheck(at: Date, result: string): Promise<void> {

@@ -8,7 +8,7 @@ import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync } from "node:sqlite";
 import { DamagedDatabaseError, isCorruption, UsageError } from "../../errors.ts";
-import type { RecordType, RowContext } from "../../records/mod.ts";
+import type { RecordType } from "../../records/mod.ts";
 import { migrate } from "../migrations.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
@@ -65,11 +65,11 @@ export const DEFAULT_INTEGRITY_CHECK_MS = 24 * 3600 * 1000;
 /** Whether SQLite said the file is damaged or not a database. */
 const isCorrupt = (error: unknown) => error instanceof Error && isCorruption(error.message);
 
-/** The settings derived columns depend on, for re-deriving the original's rows. */
-export type TakeOverRules = Pick<RowContext, "awesomeMinRating" | "awesomeMaxSizeBytes">;
+/** The record types' settings derived columns depend on (`AWESOME_*`), for re-deriving the original's rows. */
+export type TakeOverRules = Readonly<Record<string, number>>;
 
-/** The built-in `AWESOME_*` defaults. */
-export const DEFAULT_RULES: TakeOverRules = { awesomeMinRating: 4.5, awesomeMaxSizeBytes: 100_000_000 };
+/** The types' defaults. */
+export const DEFAULT_RULES: TakeOverRules = {};
 
 function isBusy(error: unknown): boolean {
   return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
@@ -260,7 +260,7 @@ export class SqliteStore implements Store {
     const reject = this.#db.prepare(
       "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, NULL, ?, ?, ?)",
     );
-    const results = takeOverLegacyRows(this.#db, this.#o.types, { ingestionTime: "", ...this.#o.rules }, (r) => {
+    const results = takeOverLegacyRows(this.#db, this.#o.types, { ingestionTime: "", settings: this.#o.rules }, (r) => {
       reject.run(runId, `(taken over: ${r.table})`, r.type, `taken over from the original, ${r.reason}`, r.raw);
     });
     await writeMeta(this.#c, { taken_over_at: at.toISOString() });

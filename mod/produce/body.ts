@@ -1,0 +1,134 @@
+/**
+ * One fetched body to its file's write: decoded, parsed and classified
+ * whole, and the pieces the streamed readers share with it (a part's
+ * builder, a failed or invalid file's outcome).
+ *
+ * @module
+ */
+import { parseBody, rawJson, rawText } from "./decode.ts";
+import { ArraySplitter } from "./json_stream.ts";
+import type { Cell, Classifier } from "../records/mod.ts";
+import { TooLargeError, tooLargeReason } from "../source/source.ts";
+import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
+import { GzipError } from "./formats.ts";
+/** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
+export type Produced =
+  /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. */
+  | { readonly kind: "part"; readonly key: string; readonly part: FilePart }
+  /** The file's (last) rows and its registry entry. An invalid file discards the parts before it. */
+  | { readonly kind: "file"; readonly key: string; readonly file: FileWrite }
+  | { readonly kind: "missing"; readonly key: string; readonly reason: string }
+  | { readonly kind: "failed"; readonly key: string; readonly reason: string };
+
+/** Elements per part of a streamed file. */
+export const PART_ELEMENTS = 5000;
+
+/** Options of {@linkcode processBody}. */
+export interface ProcessOptions {
+  readonly encoding: string;
+  readonly classifier: Classifier;
+  readonly processedAt: Date;
+  readonly rawCap: number;
+  /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
+  readonly partElements?: number | undefined;
+  /** A longer record (characters of its JSON text) makes the file invalid, unread. @default {Infinity} */
+  readonly maxRecordChars?: number | undefined;
+}
+
+/** An invalid file's write: one whole-file rejection, no rows. */
+export function invalidFile(key: string, reason: string, bytes: number, processedAt: Date): FileWrite {
+  return {
+    key,
+    status: "invalid",
+    processedAt,
+    bytes,
+    rows: new Map(),
+    records: 0,
+    rejections: [{ index: null, typeName: null, reason, raw: null }],
+    ignored: new Map(),
+  };
+}
+
+/** Collects classified elements into a part: rows by type, rejections, ignored counts. */
+export class PartBuilder {
+  rows = new Map<string, { count: number; cells: Cell[] }>();
+  rejections: Rejection[] = [];
+  ignored = new Map<string, number>();
+  records = 0;
+  elements = 0;
+
+  constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number) {}
+
+  /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
+  add(element: unknown, index: number, text?: string) {
+    this.elements++;
+    const outcome = this.classifier.classify(element);
+    if (outcome.kind === "row") {
+      let bucket = this.rows.get(outcome.type.type);
+      if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
+      for (const cell of outcome.row) bucket.cells.push(cell);
+      bucket.count++;
+      this.records++;
+    } else if (outcome.kind === "ignored") {
+      this.ignored.set(outcome.typeName, (this.ignored.get(outcome.typeName) ?? 0) + 1);
+    } else {
+      this.rejections.push({
+        index,
+        typeName: outcome.typeName,
+        reason: outcome.reason,
+        raw: text === undefined ? rawJson(element, this.rawCap) : rawText(text, this.rawCap),
+      });
+    }
+  }
+
+  /** Records an element that is not even JSON (an NDJSON line), with its text. */
+  rejectText(index: number, reason: string, text: string) {
+    this.elements++;
+    this.rejections.push({ index, typeName: null, reason, raw: rawText(text, this.rawCap) });
+  }
+
+  /** The part so far; the builder starts over. */
+  take(): FilePart {
+    const part = { rows: this.rows, rejections: this.rejections, ignored: this.ignored, records: this.records };
+    this.rows = new Map();
+    this.rejections = [];
+    this.ignored = new Map();
+    this.records = 0;
+    this.elements = 0;
+    return part;
+  }
+}
+
+/**
+ * What a read error while streaming makes of a file: past the cap, or
+ * corrupt gzip, it is invalid (the same bytes come again); anything else
+ * fails it (retried on the next run).
+ */
+export function readFailure(key: string, error: unknown, bytes: number, processedAt: Date): Produced {
+  if (error instanceof TooLargeError) {
+    const reason = tooLargeReason({ bytes: error.bytes, cap: error.cap, declared: false });
+    return { kind: "file", key, file: invalidFile(key, reason, error.bytes, processedAt) };
+  }
+  if (error instanceof GzipError) {
+    return { kind: "file", key, file: invalidFile(key, error.message, bytes, processedAt) };
+  }
+  return { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
+}
+
+/** Turns one fetched body into its file's rows (flat, by type), rejections and ignored counts. */
+export function processBody(key: string, body: Uint8Array, options: ProcessOptions): FileWrite {
+  const parsed = parseBody(body, options.encoding);
+  if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
+  const builder = new PartBuilder(key, options.classifier, options.rawCap);
+  parsed.elements.forEach((element, index) => builder.add(element, index));
+  const part = builder.take();
+  if (part.rejections.length > 0) {
+    // Rejections keep the records' text as written: split the array again (rare, so not paid on clean files).
+    const texts = new ArraySplitter().push(parsed.text);
+    for (const r of part.rejections) {
+      const text = r.index === null ? undefined : texts[r.index];
+      if (text !== undefined) (r as { raw: string | null }).raw = rawText(text, options.rawCap);
+    }
+  }
+  return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...part };
+}

@@ -6,6 +6,7 @@
  * @module
  */
 import { RECORD_TYPES } from "./records/mod.ts";
+import { S3_KEYS } from "./source/s3_options.ts";
 
 /** One key's specification. */
 export interface KeySpec {
@@ -45,24 +46,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     help: "key of the file list; an S3 bucket without it is listed with ListObjectsV2",
     doc: "key of the file list",
   },
-  S3_ENDPOINT: {
-    default: "",
-    help: "S3 API endpoint (MinIO, R2, ...); default AWS's for S3_REGION",
-    shownDefault: "(AWS's)",
-    doc:
-      "the S3 API endpoint for an `s3://` bucket: empty means `https://s3.<S3_REGION>.amazonaws.com`; MinIO, Cloudflare R2 or a local server give theirs, e.g. `http://127.0.0.1:9000`",
-  },
-  S3_REGION: {
-    default: "us-east-1",
-    help: "S3 region, for the endpoint and request signing",
-    doc: "the region, for AWS's endpoint and for signing",
-  },
-  S3_PATH_STYLE: {
-    default: "auto",
-    help: "auto, yes or no: endpoint/bucket/key URLs (auto: yes with S3_ENDPOINT)",
-    doc:
-      "`yes`: `endpoint/bucket/key` URLs; `no`: `bucket.endpoint/key` (virtual-host); `auto`: yes when `S3_ENDPOINT` is set",
-  },
+  // The S3 source's keys, declared with it.
+  ...S3_KEYS,
   KEY_PATTERN: {
     default: "",
     help: "glob of the keys to load from an S3 listing, e.g. *.data or **/*.json",

@@ -31,9 +31,18 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateBucket } from "./gen_bucket.ts";
-
-const ROOT = new URL("../", import.meta.url).pathname;
-const BENCH_DIR = join(ROOT, ".bench");
+import {
+  BENCH_DIR,
+  mb,
+  measure,
+  median,
+  postgresCounts,
+  postgresUrl,
+  ROOT,
+  serve,
+  sqliteCounts,
+  stopPostgres,
+} from "./bench/kit.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -72,52 +81,6 @@ const impls = (values.only ??
     : "bucketload,naive,floor"))
   .split(",");
 
-/** The PostgreSQL server for `bucketload-pg*`: BL_BENCH_DATABASE_URL, or a cluster started here (fsync on). */
-let pgServer: string | undefined = Deno.env.get("BL_BENCH_DATABASE_URL");
-let stopPg: (() => Promise<void>) | undefined;
-async function postgresUrl(database: string): Promise<string> {
-  if (pgServer === undefined) {
-    const dir = join(BENCH_DIR, "pg");
-    const script = join(ROOT, "tools", "pg_cluster.sh");
-    const out = await new Deno.Command("bash", {
-      args: [script, "start", dir, "54400"],
-      env: { PG_FSYNC: "on" },
-      stderr: "inherit",
-    }).output();
-    if (!out.success) throw new Error("Cannot start PostgreSQL for the bench");
-    pgServer = new TextDecoder().decode(out.stdout).trim();
-    stopPg = async () => void await new Deno.Command("bash", { args: [script, "stop", dir] }).output();
-  }
-  const { default: postgres } = await import("postgres");
-  const admin = postgres(pgServer, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.unsafe(`CREATE DATABASE ${database}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(pgServer);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-/** Rows loaded and files not loaded, in a PostgreSQL database. */
-async function postgresCounts(url: string): Promise<{ rows: number; notLoaded: number }> {
-  const { default: postgres } = await import("postgres");
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const [r] = await sql<{ rows: string; bad: string }[]>`
-      SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) AS rows,
-             (SELECT count(*) FROM processed_files WHERE status <> 'loaded') AS bad`;
-    return { rows: Number(r!.rows), notLoaded: Number(r!.bad) };
-  } finally {
-    await sql.end();
-  }
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
-
 /** The bucket, generated once per shape and cached under .bench/. */
 async function bucket(): Promise<string> {
   const dir = join(BENCH_DIR, `bucket-${shape}-${files}x${records}`);
@@ -129,45 +92,6 @@ async function bucket(): Promise<string> {
     await generateBucket(dir, { files, records, invalidRate: 0.03, seed: 42, shape });
   }
   return dir;
-}
-
-/** Serves `dir` on 127.0.0.1, streaming files from disk, with ETags; counts requests. */
-function serve(dir: string, list?: string): { url: string; requests: () => number; close: () => Promise<void> } {
-  let requests = 0;
-  const latency = Number(values.latency);
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    requests++;
-    if (latency > 0) await new Promise((r) => setTimeout(r, latency));
-    const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
-    if (list !== undefined && key === "files_list.data") return new Response(list);
-    try {
-      const file = await Deno.open(join(dir, key));
-      const { size, mtime } = await file.stat();
-      const etag = `"${size}-${mtime?.getTime()}"`;
-      if (req.headers.get("if-none-match") === etag) {
-        file.close();
-        return new Response(null, { status: 304, headers: { etag } });
-      }
-      return new Response(file.readable, { headers: { "content-length": String(size), etag } });
-    } catch {
-      return new Response("missing", { status: 403 });
-    }
-  });
-  return {
-    url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/`,
-    requests: () => requests,
-    close: () => server.shutdown(),
-  };
-}
-
-/** Peak RSS (VmHWM) of a running process, in bytes; 0 once it is gone. */
-function peakRss(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
 }
 
 interface Sample {
@@ -193,48 +117,6 @@ function bucketload(
     stdout: "piped",
     stderr: "piped",
   });
-}
-
-/**
- * Runs `commands` side by side: the wall time, the largest peak RSS of any of
- * them, and each one's stdout. Throws, naming `label`, when one fails.
- */
-async function measure(
-  label: string,
-  commands: Deno.Command[],
-): Promise<{ seconds: number; rss: number; stdouts: string[] }> {
-  const start = performance.now();
-  const children = commands.map((c) => c.spawn());
-  let rss = 0;
-  const poll = setInterval(() => {
-    for (const child of children) rss = Math.max(rss, peakRss(child.pid));
-  }, 10);
-  const outputs = await Promise.all(children.map((c) => c.output()));
-  clearInterval(poll);
-  const seconds = (performance.now() - start) / 1000;
-  const decoder = new TextDecoder();
-  for (const out of outputs) {
-    if (!out.success) throw new Error(`${label} exited ${out.code}: ${decoder.decode(out.stderr).slice(-2000)}`);
-  }
-  return { seconds, rss, stdouts: outputs.map((o) => decoder.decode(o.stdout)) };
-}
-
-/** Rows loaded and files not loaded (none without a registry), in a SQLite database. */
-async function sqliteCounts(db: string): Promise<{ rows: number; notLoaded: number }> {
-  const { DatabaseSync } = await import("node:sqlite");
-  const check = new DatabaseSync(db, { readOnly: true });
-  try {
-    const n = (sql: string) => (check.prepare(sql).get() as { n: number }).n;
-    return {
-      rows: n("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps) n"),
-      // The naive design and the floor keep no registry.
-      notLoaded: n("SELECT count(*) n FROM sqlite_schema WHERE name = 'processed_files'") === 0
-        ? 0
-        : n("SELECT count(*) n FROM processed_files WHERE status <> 'loaded'"),
-    };
-  } finally {
-    check.close();
-  }
 }
 
 async function runOne(
@@ -386,7 +268,7 @@ async function special(): Promise<string> {
   const lines: string[] = [];
   if (values.noop) {
     const dir = await bucket();
-    const server = serve(dir);
+    const server = serve(dir, undefined, Number(values.latency));
     try {
       await runOne("bucketload", server.url, work);
       const times: number[] = [];
@@ -668,7 +550,7 @@ let bytes = 0;
 for await (const e of Deno.readDir(dir)) bytes += (await Deno.stat(join(dir, e.name))).size;
 const work = join(BENCH_DIR, "work");
 await Deno.mkdir(work, { recursive: true });
-const server = serve(dir);
+const server = serve(dir, undefined, Number(values.latency));
 const samples: Record<string, Sample[]> = Object.fromEntries(impls.map((i) => [i, []]));
 try {
   for (let r = 0; r < runs; r++) {
@@ -680,7 +562,7 @@ try {
   }
 } finally {
   await server.close();
-  await stopPg?.();
+  await stopPostgres();
   await s3?.stop();
 }
 

@@ -25,8 +25,10 @@ const PROJECT = dirname(fileURLToPath(import.meta.url));
 
 /** What the child needs: the command and whether it writes. */
 export interface Need {
-  readonly command: "run" | "status";
+  readonly command: "run" | "status" | "serve";
   readonly dryRun: boolean;
+  /** `serve`: the address it listens on. */
+  readonly listen?: { readonly host: string; readonly port: number } | undefined;
 }
 
 /**
@@ -52,6 +54,11 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
   const net = [...needs.net];
+  if (need.command === "serve" && need.listen !== undefined) {
+    const { host, port } = need.listen;
+    const name = host.includes(":") ? `[${host}]` : host;
+    net.push(port === 0 ? name : `${name}:${port}`);
+  }
   const env = ["BUCKETLOAD_*", "DATABASE_URL", ...needs.env];
   if (config.databaseUrl !== undefined) {
     // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.

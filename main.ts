@@ -21,6 +21,7 @@ import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
 import { LockedError } from "./mod/store/store.ts";
 import { ConnectionLostError } from "./mod/errors.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
+import { serveAction } from "./mod/app/serve.ts";
 import { redactUrl } from "./mod/source/location.ts";
 
 const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
@@ -29,6 +30,9 @@ Usage:
   deno task run [options]            run the pipeline once (or on --schedule)
   deno task run --dry-run [options]  print what a run would do
   deno task run status [--json]      last runs, registry, top rejections, recent problem keys
+  deno task run serve [--port N] [--host H]
+                                     the status page (GET /), its JSON (GET /api/status) and GET /health,
+                                     read-only, on 127.0.0.1:8000 unless told otherwise
 
 Options:
   --config PATH        config file (default ./config.ini, or $BUCKETLOAD_CONFIG)
@@ -44,6 +48,7 @@ Options:
   --schedule CRON      stay up and run on this cron schedule (UTC), e.g. "*/15 * * * *"
   --run-at-start       with --schedule: also run once right away
   --json               print the summary (or status) as one JSON document
+  --port N, --host H   serve: where to listen (default 127.0.0.1:8000; set STATUS_TOKEN before --host)
   -h, --help           show this help
   --version            show the version
 
@@ -223,6 +228,9 @@ export async function main(args: readonly string[]): Promise<number> {
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
+    if (cli.command === "serve") {
+      return await guard(() => serveAction(config, { ...cli.listen, signal: controller.signal }));
+    }
     if (cli.dryRun) {
       return await guard(() =>
         dryRunAction(config, print, { force: cli.force, retryInvalid: cli.retryInvalid, keys: cli.keys })

@@ -127,7 +127,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     default: "auto",
     help: "auto, staged (merge rows in key order) or direct (upsert as they come); same tables",
     doc:
-      "how rows reach the tables: `direct` upserts them as they come; `staged` writes them to an unconstrained temp table and merges them into the tables in key order (every 1,000,000 rows and at commit), keeping arrival order within a key; `auto` stages when the database is larger than the 16 MiB page cache at the start of the run. Same tables either way (property-tested)",
+      "how rows reach the tables: `direct` upserts them as they come; `staged` writes them to an unconstrained temp table and merges them into the tables in key order (every 1,000,000 rows and at commit), keeping arrival order within a key; `auto` stages when the database is larger than the 64 MiB page cache at the start of the run. Same tables either way (property-tested)",
   },
   LOCK_TIMEOUT_SECONDS: {
     default: "0",

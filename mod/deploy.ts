@@ -11,11 +11,9 @@ import { getLogger } from "@logtape/logtape";
 import { type Config, resolveConfig } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { parseCron } from "./cli/cron.ts";
-import { authorized } from "./status_token.ts";
 import { runOnceAction } from "./app/actions.ts";
 import { setupLogging } from "./app/log.ts";
-import { openStoreReadOnly } from "./store/open.ts";
-import type { Store } from "./store/store.ts";
+import { configReport, statusHandler } from "./app/serve.ts";
 
 /** The schedule when `BUCKETLOAD_SCHEDULE` is not set: every 15 minutes. */
 export const DEFAULT_SCHEDULE = "*/15 * * * *";
@@ -99,36 +97,25 @@ const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json" } });
 
 /**
- * The HTTP endpoint: `GET /health` answers `{"ok": true}` to anyone; `GET /`
- * and `/status` the status report as JSON, which needs the `STATUS_TOKEN`
- * (as `Authorization: Bearer …` or `?token=…`) when one is set.
+ * The HTTP endpoint, the same as `serve`'s (`app/serve.ts`): `GET /health`
+ * answers `{"ok": true}` to anyone; `GET /` the status page, `GET /api/status`
+ * (or `/status`) the status report as JSON with the schedule, both needing the
+ * `STATUS_TOKEN` (as `Authorization: Bearer …` or `?token=…`) when one is set.
  */
 export async function handleRequest(request: Request, env: Readonly<Record<string, string>>): Promise<Response> {
-  const url = new URL(request.url);
-  const { pathname } = url;
-  if (request.method !== "GET") return json({ error: "only GET" }, 405);
+  const { pathname } = new URL(request.url);
   if (pathname === "/health") return json({ ok: true });
-  if (pathname !== "/" && pathname !== "/status") return json({ error: "not found" }, 404);
   let config: Config;
   try {
     config = deployConfig(env);
   } catch (error) {
     return json({ error: (error as Error).message }, 500);
   }
-  if (!authorized(request, url, config.statusToken)) {
-    return new Response(JSON.stringify({ error: "unauthorized: send Authorization: Bearer <STATUS_TOKEN>" }) + "\n", {
-      status: 401,
-      headers: { "content-type": "application/json", "www-authenticate": 'Bearer realm="bucketload"' },
-    });
-  }
-  let store: Store | undefined;
-  try {
-    // deployConfig makes sure this is PostgreSQL.
-    store = (await openStoreReadOnly(config))!;
-    return json({ schedule: deploySchedule(env), ...(await store.status()) });
-  } catch (error) {
-    return json({ error: (error as Error).message }, 503);
-  } finally {
-    await store?.close();
-  }
+  // deployConfig makes sure this is PostgreSQL.
+  const handler = statusHandler({
+    report: configReport(config),
+    token: config.statusToken,
+    extra: { schedule: deploySchedule(env) },
+  });
+  return await handler(request);
 }

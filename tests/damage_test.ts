@@ -84,3 +84,12 @@ Deno.test("corrupted pages: the integrity check refuses the database, exit 2, on
     }
   });
 });
+
+Deno.test("a run that creates the database counts as its integrity check: the next run does not read it through", async () => {
+  await withServedCase("basic", async ({ dir, config: writeProfile }) => {
+    const config = await writeProfile();
+    assert.equal((await cli(["--config", config, "--profile", "p"])).code, 0);
+    const [row] = query(join(dir, "db.sqlite3"), "SELECT value FROM meta WHERE name = 'last_quick_check_at'");
+    assert.ok(row !== undefined && !Number.isNaN(Date.parse(String(row.value))), "no check time recorded");
+  });
+});

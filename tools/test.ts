@@ -3,6 +3,8 @@
  *
  * - The test S3 server (npm `@20minutes/s3rver`, pinned by
  *   `tools/s3rver/package-lock.json`) is installed with `npm ci` when missing.
+ * - Debian's `chromium` (the status page's browser test) is installed with
+ *   apt-get when missing.
  * - A throw-away PostgreSQL cluster is started on 127.0.0.1 for the run
  *   (`tools/pg_cluster.sh`, which installs Debian's `postgresql-15` where the
  *   user may) and stopped afterwards, unless `BL_TEST_DATABASE_URL` names one.
@@ -44,6 +46,17 @@ async function ensureS3Server(): Promise<void> {
   else if (out.code !== 0) notice(`S3 tests will be skipped: npm ci failed: ${lastLine(out.stderr)}`);
 }
 
+/** Debian's `chromium` for the status page's browser test: installed with apt-get when missing and allowed. */
+async function ensureChromium(): Promise<void> {
+  if ((await run("chromium", ["--version"]))?.code === 0) return;
+  console.log("Installing chromium with apt-get (the status page's browser test)");
+  const install = async () =>
+    (await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "chromium"]))?.code === 0;
+  if (await install()) return;
+  await run("apt-get", ["update", "-qq"]);
+  if (!(await install())) notice("The browser test of the status page will be skipped: cannot install chromium");
+}
+
 /** Starts a cluster; returns its URL and how to stop it, or `undefined` with a notice. */
 async function startPostgres(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
   const dir = await Deno.makeTempDir({ prefix: "bucketload-test-pg-" });
@@ -64,6 +77,7 @@ async function startPostgres(): Promise<{ url: string; stop: () => Promise<void>
 
 async function main(args: readonly string[]): Promise<number> {
   await ensureS3Server();
+  await ensureChromium();
   const given = Deno.env.get("BL_TEST_DATABASE_URL");
   const pg = given === undefined ? await startPostgres() : undefined;
   const env: Record<string, string> = {};

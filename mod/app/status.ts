@@ -7,7 +7,7 @@
 
 import type { RunRow, StatusReport } from "../store/status.ts";
 
-export { emptyStatus, type RunRow, type StatusReport } from "../store/status.ts";
+export { emptyStatus, type RunFile, type RunRow, type StatusReport } from "../store/status.ts";
 
 const seconds = (r: RunRow) =>
   r.finished_at === null ? "?" : ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(2);

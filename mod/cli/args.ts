@@ -26,13 +26,15 @@ const OPTIONS = {
   "run-at-start": { type: "boolean" },
   key: { type: "string", multiple: true },
   json: { type: "boolean" },
+  port: { type: "string" },
+  host: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
 
 /** The parsed command line. */
 export interface Cli {
-  readonly command: "run" | "status";
+  readonly command: "run" | "status" | "serve";
   readonly help: boolean;
   readonly version: boolean;
   readonly force: boolean;
@@ -48,6 +50,21 @@ export interface Cli {
   readonly profile: string | undefined;
   /** Profile keys set by flags. */
   readonly overrides: Readonly<Record<string, string>>;
+  /** `serve`: where to listen (default 127.0.0.1:8000). */
+  readonly listen: { readonly host: string; readonly port: number };
+}
+
+/** Where `serve` listens without `--host` and `--port`: loopback only. */
+export const DEFAULT_LISTEN = { host: "127.0.0.1", port: 8000 } as const;
+
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_LISTEN.port;
+  if (!/^\s*\d{1,5}\s*$/.test(text) || Number(text) > 65535) {
+    throw new UsageError(`Cannot parse --port: expected 0 to 65535, got ${JSON.stringify(text)}`, {
+      subject: "--port",
+    });
+  }
+  return Number(text);
 }
 
 /**
@@ -64,8 +81,10 @@ export function parseCli(args: readonly string[]): Cli {
     throw new UsageError(`${message}: run with --help for the list of flags`, { subject: "flags" });
   }
   const { values, positionals } = parsed;
-  if (positionals.length > 1 || (positionals[0] !== undefined && !["run", "status"].includes(positionals[0]))) {
-    throw new UsageError(`Unknown command '${positionals.join(" ")}': expected 'run' or 'status'`, {
+  if (
+    positionals.length > 1 || (positionals[0] !== undefined && !["run", "status", "serve"].includes(positionals[0]))
+  ) {
+    throw new UsageError(`Unknown command '${positionals.join(" ")}': expected 'run', 'status' or 'serve'`, {
       subject: "command",
     });
   }
@@ -77,6 +96,10 @@ export function parseCli(args: readonly string[]): Cli {
   };
   for (const flag of ["force", "retry-invalid", "dry-run", "schedule", "concurrency", "key", "run-at-start"] as const) {
     only(flag, "run");
+  }
+  for (const flag of ["port", "host"] as const) only(flag, "serve");
+  if (command === "serve" && values.json !== undefined) {
+    throw new UsageError("Flag --json does not apply to 'serve' (GET /api/status is the JSON)", { subject: "--json" });
   }
   const clash = (a: keyof typeof values, b: keyof typeof values) => {
     if (values[a] !== undefined && values[b] !== undefined) {
@@ -125,6 +148,7 @@ export function parseCli(args: readonly string[]): Cli {
     configPath: values.config,
     profile: values.profile,
     overrides,
+    listen: { host: values.host?.trim() || DEFAULT_LISTEN.host, port: parsePort(values.port) },
   };
 }
 

@@ -24,6 +24,19 @@ export interface RunRow {
   readonly records_loaded: number;
   readonly records_rejected: number;
   readonly records_ignored: number;
+  /** Rows new to the tables, rows that replaced others, rows removed (0 for runs before these were kept). */
+  readonly rows_inserted: number;
+  readonly rows_updated: number;
+  readonly rows_removed: number;
+}
+
+/** One key of the last run, with what became of it. */
+export interface RunFile {
+  readonly key: string;
+  /** `loaded` or `invalid` (registered), or `refused`, `missing`, `failed`. */
+  readonly outcome: string;
+  readonly records: number;
+  readonly rejected: number;
 }
 
 /** What `status` reports. */
@@ -34,7 +47,18 @@ export interface StatusReport {
   /** Registered files by status (`loaded`, `invalid`). */
   readonly registry: Readonly<Record<string, number>>;
   /** Rejection reasons without the offending value, most frequent first. */
-  readonly topRejections: readonly { readonly reason: string; readonly count: number }[];
+  readonly topRejections: readonly {
+    readonly reason: string;
+    readonly count: number;
+    /** The newest record rejected so, as stored (capped JSON), and its file; `null` for a whole-file rejection. */
+    readonly sample: { readonly key: string; readonly raw: string | null } | null;
+  }[];
+  /** Up to 30 runs, oldest first: the page's chart. */
+  readonly history: readonly RunRow[];
+  /** The files of the last finished run (up to 200), by key. */
+  readonly lastRunFiles: readonly RunFile[];
+  /** Keys missing in the last runs, with how many runs in a row and why (most runs first, up to 20). */
+  readonly missingKeys: readonly { readonly key: string; readonly runs: number; readonly reason: string }[];
   /** The most recent refused, missing or failed keys, newest first. */
   readonly recentIssues: readonly {
     readonly run_id: number;
@@ -68,6 +92,9 @@ export function emptyStatus(database: string): StatusReport {
     runs: [],
     registry: {},
     topRejections: [],
+    history: [],
+    lastRunFiles: [],
+    missingKeys: [],
     recentIssues: [],
     tables: {},
     invalidKeys: [],

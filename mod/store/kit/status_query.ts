@@ -6,7 +6,7 @@
  * @module
  */
 import type { RecordType } from "../../records/mod.ts";
-import { emptyStatus, type RunRow, type StatusReport } from "../status.ts";
+import { emptyStatus, type RunFile, type RunRow, type StatusReport } from "../status.ts";
 import { registryCounts } from "../store.ts";
 import { quote } from "./sql.ts";
 import { hasColumn, hasTable, type SqlClient } from "./client.ts";
@@ -35,14 +35,22 @@ export async function statusReport(
   const lastCheckAt = meta.get("last_check_at") ?? null;
   const claimed = await hasColumn(c, "runs", "files_claimed_elsewhere") ? "files_claimed_elsewhere" : "0";
   const got = c.dialect.position("reason", "', got '");
+  const rows = await hasColumn(c, "runs", "rows_removed")
+    ? "rows_inserted, rows_updated, rows_removed"
+    : "0 AS rows_inserted, 0 AS rows_updated, 0 AS rows_removed";
+  const runsSql = (limit: number) =>
+    `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
+       files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
+       ${claimed} AS files_claimed_elsewhere, ${rows}
+     FROM runs ORDER BY id DESC LIMIT ${limit}`;
   return {
     ...base,
-    runs: await c.all<RunRow>(
-      `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
-         files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
-         ${claimed} AS files_claimed_elsewhere
-       FROM runs ORDER BY id DESC LIMIT 10`,
-    ),
+    runs: await c.all<RunRow>(runsSql(10)),
+    history: (await c.all<RunRow>(runsSql(30))).reverse(),
+    lastRunFiles: await lastRunFiles(c),
+    missingKeys: await hasTable(c, "missing_keys")
+      ? await c.all("SELECT key, runs, last_reason AS reason FROM missing_keys ORDER BY runs DESC, key LIMIT 20")
+      : [],
     registry: registryCounts(
       await c.all<{ status: string; n: number }>(
         "SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status",
@@ -52,9 +60,12 @@ export async function statusReport(
         : 0,
     ),
     // The reason without its ", got ..." tail, so that one rule's failures group together.
-    topRejections: await c.all<{ reason: string; count: number }>(
-      `SELECT CASE WHEN ${got} > 0 THEN substr(reason, 1, ${got} - 1) ELSE reason END AS reason, count(*) AS count
-       FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
+    topRejections: await withSamples(
+      c,
+      await c.all<{ reason: string; count: number }>(
+        `SELECT CASE WHEN ${got} > 0 THEN substr(reason, 1, ${got} - 1) ELSE reason END AS reason, count(*) AS count
+         FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
+      ),
     ),
     recentIssues: await hasTable(c, "run_keys")
       ? await c.all("SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, key LIMIT 5")
@@ -69,6 +80,36 @@ export async function statusReport(
     bucketChangedAt: meta.get("bucket_changed_at") ?? null,
     lastCheck: lastCheckAt === null ? null : { at: lastCheckAt, result: meta.get("last_check_result") ?? "" },
   };
+}
+
+/** Each top reason with its newest rejected record. */
+async function withSamples(c: SqlClient, top: readonly { reason: string; count: number }[]) {
+  const out = [];
+  for (const t of top) {
+    const [row] = await c.all<{ key: string; raw: string | null }>(
+      `SELECT key, raw FROM rejected_records
+       WHERE reason = $1 OR substr(reason, 1, length($1 || ', got ')) = $1 || ', got '
+       ORDER BY id DESC LIMIT 1`,
+      [t.reason],
+    );
+    out.push({ reason: t.reason, count: Number(t.count), sample: row === undefined ? null : row });
+  }
+  return out;
+}
+
+/** The files of the last finished run: registered ones and the run's refused, missing and failed keys. */
+async function lastRunFiles(c: SqlClient): Promise<RunFile[]> {
+  const [last] = await c.all<{ id: number | null }>("SELECT max(id) AS id FROM runs WHERE finished_at IS NOT NULL");
+  if (last?.id == null) return [];
+  const issues = await hasTable(c, "run_keys")
+    ? "UNION ALL SELECT key, outcome, 0 AS records, 0 AS rejected FROM run_keys WHERE run_id = $1"
+    : "";
+  return await c.all<RunFile>(
+    `SELECT key, outcome, records, rejected FROM (
+       SELECT key, status AS outcome, records, rejected FROM processed_files WHERE run_id = $1 ${issues}) AS f
+     ORDER BY key LIMIT 200`,
+    [Number(last.id)],
+  );
 }
 
 async function count(c: SqlClient, sql: string): Promise<number> {

@@ -94,7 +94,7 @@ function openFile(path: string, lockTimeoutMs: number, readOnly: boolean): { db:
     } else {
       db = openReadOnly(path);
     }
-    // 16 MiB of page cache: measured as fast as 64 MiB on the reference bucket, with 60 MB less RSS.
+    // 64 MiB of page cache (see CACHE_KIB).
     db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
     db.exec("PRAGMA foreign_keys = ON");
     return { db, created };
@@ -275,13 +275,17 @@ export class SqliteStore implements Store {
 
   /**
    * `PRAGMA quick_check` when the last one passed longer ago than
-   * `INTEGRITY_CHECK_HOURS` (never for a new, empty file). Returns when it ran.
+   * `INTEGRITY_CHECK_HOURS`. Returns when it ran; a new, empty file passes
+   * without being read, so that the run that writes it counts as its check
+   * (the next run does not read a fresh database through).
    *
    * @throws {DamagedDatabaseError} when the database is damaged
    */
   async #integrityCheck(at: Date): Promise<string | undefined> {
     const db = this.#db;
-    if ((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0) return undefined;
+    if ((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0) {
+      return at.toISOString();
+    }
     const last = await hasTable(this.#c, "meta") ? await readMeta(this.#c, "last_quick_check_at") : undefined;
     if (last !== undefined && at.getTime() - Date.parse(last) < this.#o.integrityCheckMs) return undefined;
     let problems: string[];

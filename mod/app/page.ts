@@ -1,0 +1,226 @@
+/**
+ * The status page `serve` answers `GET /` with: the status report as one
+ * self-contained HTML document (styles and the chart inline, no script, no
+ * request to any other host), readable at 1280 px and on a phone. Every
+ * text from the database (keys, reasons, raw records, the bucket) is escaped:
+ * they are the bucket's, and the bucket may be hostile.
+ *
+ * @module
+ */
+import type { RunRow, StatusReport } from "../store/status.ts";
+
+/** `text` as HTML text or attribute value. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const n = (x: number) => Number(x).toLocaleString("en-US");
+const seconds = (r: RunRow) =>
+  r.finished_at === null ? null : Math.max(0, (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000);
+
+/** The series of the chart, in stacking order, with their colours (colour-blind safe). */
+const SERIES = [
+  ["rows_inserted", "inserted", "#0072b2"],
+  ["rows_updated", "updated", "#56b4e9"],
+  ["rows_removed", "removed", "#e69f00"],
+  ["records_rejected", "rejected", "#d55e00"],
+] as const;
+
+/** Rows per run as stacked bars, and each run's duration as a line on its own scale. */
+export function runsChart(runs: readonly RunRow[]): string {
+  if (runs.length === 0) return `<p class="empty">No runs yet.</p>`;
+  const W = 720, H = 240, left = 56, right = 48, top = 12, bottom = 28;
+  const plotW = W - left - right, plotH = H - top - bottom;
+  const totals = runs.map((r) => SERIES.reduce((sum, [k]) => sum + Number(r[k]), 0));
+  const maxRows = Math.max(1, ...totals);
+  const maxSecs = Math.max(0.001, ...runs.map((r) => seconds(r) ?? 0));
+  const step = plotW / runs.length;
+  const barW = Math.max(2, Math.min(40, step * 0.7));
+  const parts: string[] = [];
+  runs.forEach((r, i) => {
+    const x = left + i * step + (step - barW) / 2;
+    let y = top + plotH;
+    for (const [key, label, colour] of SERIES) {
+      const h = (Number(r[key]) / maxRows) * plotH;
+      if (h <= 0) continue;
+      y -= h;
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" ` +
+          `fill="${colour}"><title>run ${r.id}: ${n(Number(r[key]))} ${label}</title></rect>`,
+      );
+    }
+    if (runs.length <= 30 && (runs.length <= 12 || i % Math.ceil(runs.length / 12) === 0)) {
+      parts.push(
+        `<text x="${(x + barW / 2).toFixed(1)}" y="${H - 10}" class="tick" text-anchor="middle">${r.id}</text>`,
+      );
+    }
+  });
+  const points = runs.map((r, i) => {
+    const s = seconds(r) ?? 0;
+    return `${(left + i * step + step / 2).toFixed(1)},${(top + plotH - (s / maxSecs) * plotH).toFixed(1)}`;
+  });
+  parts.push(`<polyline points="${points.join(" ")}" fill="none" stroke="#222" stroke-width="2" />`);
+  runs.forEach((r, i) => {
+    const s = seconds(r);
+    if (s === null) return;
+    const [cx, cy] = points[i]!.split(",");
+    parts.push(
+      `<circle cx="${cx}" cy="${cy}" r="3" fill="#222"><title>run ${r.id}: ${s.toFixed(2)} s</title></circle>`,
+    );
+  });
+  const axis = [
+    `<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" class="axis" />`,
+    `<text x="${left - 6}" y="${top + 10}" class="tick" text-anchor="end">${n(maxRows)}</text>`,
+    `<text x="${left - 6}" y="${top + plotH}" class="tick" text-anchor="end">0</text>`,
+    `<text x="${W - right + 6}" y="${top + 10}" class="tick">${maxSecs.toFixed(1)} s</text>`,
+    `<text x="${W - right + 6}" y="${top + plotH}" class="tick">0 s</text>`,
+  ];
+  const legend = [
+    ...SERIES.map(([, label, colour]) => `<span><i style="background:${colour}"></i>${label}</span>`),
+    `<span><i class="line"></i>duration</span>`,
+  ];
+  return `<figure><svg id="runs-chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="Rows per run and run duration">` +
+    `${axis.join("")}${parts.join("")}</svg><figcaption class="legend">${legend.join("")}</figcaption></figure>`;
+}
+
+function table(headers: readonly string[], rows: readonly (readonly string[])[], id: string): string {
+  if (rows.length === 0) return `<p class="empty" id="${id}">None.</p>`;
+  return `<div class="scroll"><table id="${id}"><thead><tr>${
+    headers.map((h) => `<th>${h}</th>`).join("")
+  }</tr></thead>` +
+    `<tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+}
+
+/** Drift rows as the page shows them; empty until drift is recorded. */
+export interface DriftRow {
+  readonly type: string;
+  readonly field: string;
+  readonly kind: string;
+  readonly records: number;
+  readonly example: string | null;
+}
+
+/** The status page of `report`, made at `at`; `query` (escaped) is kept on its links (`?token=…`). */
+export function renderPage(report: StatusReport & { drift?: readonly DriftRow[] }, at: Date, query = ""): string {
+  const e = escapeHtml;
+  const facts = [
+    ["Database", e(report.database)],
+    ["Bucket", report.bucket === null ? "–" : e(report.bucket)],
+    ["Run in progress", report.running === null ? "none" : e(report.running)],
+    ["Last checked", report.lastCheck === null ? "–" : `${e(report.lastCheck.at)} (${e(report.lastCheck.result)})`],
+    ["Rows", Object.entries(report.tables).map(([t, c]) => `${e(t)} ${n(c)}`).join(", ") || "–"],
+    ["Registry", Object.entries(report.registry).map(([s, c]) => `${n(c)} ${e(s)}`).join(", ") || "empty"],
+  ];
+  const warn = report.staleLock === null
+    ? ""
+    : `<p class="warn">A run started ${
+      e(report.staleLock)
+    } stopped without finishing; nothing of it was committed.</p>`;
+  const runs = table(
+    [
+      "run",
+      "started (UTC)",
+      "status",
+      "files loaded / invalid / missing / failed",
+      "records",
+      "rejected",
+      "rows +/~/−",
+      "time",
+    ],
+    report.runs.map((r) => [
+      String(r.id),
+      e(r.started_at.slice(0, 19).replace("T", " ")),
+      `<span class="status ${r.status === "ok" ? "ok" : "bad"}">${e(r.status)}</span>`,
+      `${r.files_loaded} / ${r.files_invalid} / ${r.files_missing} / ${r.files_failed}`,
+      n(r.records_loaded),
+      n(r.records_rejected),
+      `${n(r.rows_inserted)} / ${n(r.rows_updated)} / ${n(r.rows_removed)}`,
+      seconds(r) === null ? "–" : `${seconds(r)!.toFixed(2)} s`,
+    ]),
+    "runs",
+  );
+  const files = table(
+    ["key", "outcome", "records", "rejected"],
+    report.lastRunFiles.map((f) => [
+      `<code>${e(f.key)}</code>`,
+      `<span class="status ${f.outcome === "loaded" ? "ok" : "bad"}">${e(f.outcome)}</span>`,
+      n(f.records),
+      n(f.rejected),
+    ]),
+    "files",
+  );
+  const rejections = report.topRejections.length === 0
+    ? `<p class="empty" id="rejections">None.</p>`
+    : `<ol id="rejections">${
+      report.topRejections.map((t) =>
+        `<li><span class="count">${n(t.count)}</span> <span class="reason">${e(t.reason)}</span>${
+          t.sample === null
+            ? ""
+            : `<details><summary>sample from <code>${e(t.sample.key)}</code></summary><pre>${
+              e(t.sample.raw ?? "(the whole file)")
+            }</pre></details>`
+        }</li>`
+      ).join("")
+    }</ol>`;
+  const invalid = table(
+    ["key", "reason"],
+    report.invalidKeys.map((k) => [`<code>${e(k.key)}</code>`, e(k.reason)]),
+    "invalid",
+  );
+  const missing = table(
+    ["key", "runs in a row", "last reason"],
+    report.missingKeys.map((k) => [`<code>${e(k.key)}</code>`, n(k.runs), e(k.reason)]),
+    "missing",
+  );
+  const drift = table(
+    ["type", "field", "kind", "records", "example"],
+    (report.drift ?? []).map((d) => [
+      e(d.type),
+      `<code>${e(d.field)}</code>`,
+      e(d.kind),
+      n(d.records),
+      d.example === null ? "–" : `<code>${e(d.example)}</code>`,
+    ]),
+    "drift",
+  );
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>bucketload status</title>
+<style>${STYLE}</style></head>
+<body><header><h1>bucketload</h1><p>Status at ${e(at.toISOString().slice(0, 19).replace("T", " "))} UTC</p></header>
+<main>
+<section><dl class="facts">${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("")}</dl>${warn}</section>
+<section><h2>Runs over time</h2>${runsChart(report.history)}</section>
+<section><h2>Last runs</h2>${runs}</section>
+<section><h2>Last run's files</h2>${files}</section>
+<section><h2>Top rejection reasons</h2>${rejections}</section>
+<section class="two"><div><h2>Invalid keys</h2>${invalid}</div><div><h2>Missing keys</h2>${missing}</div></section>
+<section><h2>Drift</h2><p class="note">Fields the rules do not know, and fields of another JSON type than the rule's.</p>${drift}</section>
+</main>
+<footer><a href="api/status${query}">JSON</a> · <a href="health">health</a></footer>
+</body></html>
+`;
+}
+
+const STYLE = `
+:root{color-scheme:light;--fg:#1d1d1f;--muted:#5f6368;--line:#e3e3e6;--bg:#fafafa}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg)}
+header{padding:16px 24px;background:#fff;border-bottom:1px solid var(--line);display:flex;flex-wrap:wrap;align-items:baseline;gap:12px}
+h1{margin:0;font-size:20px}header p{margin:0;color:var(--muted)}
+main{max-width:1200px;margin:0 auto;padding:8px 24px 32px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin:16px 0}
+h2{font-size:16px;margin:4px 0 10px}
+.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
+figure{margin:0}svg{width:100%;height:auto;max-height:320px}.axis{stroke:#999}.tick{font-size:11px;fill:var(--muted)}
+.legend{display:flex;flex-wrap:wrap;gap:14px;font-size:13px;color:var(--muted)}.legend i{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px;border-radius:2px}
+.legend i.line{height:2px;background:#222;vertical-align:3px}
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;font-size:14px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600}td code{overflow-wrap:anywhere}
+.status{padding:1px 6px;border-radius:10px;font-size:12px}.ok{background:#e6f4ea;color:#137333}.bad{background:#fce8e6;color:#a50e0e}
+ol{padding-left:20px;margin:0}li{margin:6px 0}.count{font-variant-numeric:tabular-nums;font-weight:600;margin-right:6px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f6;padding:8px;border-radius:6px;font-size:13px;max-height:240px;overflow:auto}
+.empty,.note{color:var(--muted)}.warn{background:#fef7e0;padding:8px;border-radius:6px}
+.two{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+footer{text-align:center;color:var(--muted);padding:0 0 24px}a{color:#0b57d0}
+@media (max-width:700px){main{padding:4px 10px 24px}section{padding:10px}.two{grid-template-columns:1fr}th,td{padding:4px 5px;font-size:13px}}
+`;

@@ -4,9 +4,9 @@
  * over loopback HTTP.
  *
  * - bucketload: `main.ts` as a subprocess, a fresh database, default settings;
- * - naive: the original design (tools/bench/naive.ts);
+ * - naive: one file after another, one INSERT per row, in Deno (tools/bench/naive.ts);
  * - floor: fetch + parse + multi-row insert, no validation (tools/bench/floor.ts);
- * - original: the original design in Python (tools/bench/original.py, python3), for --real-sized.
+ * (The faithful original is measured by the suite, `deno task bench`: tools/bench/suite.ts.)
  *
  * Usage: deno task bench [--files N] [--records N] [--runs N] [--only a,b] [--large] [--huge] [--noop]
  *                        [--registry] [--write]
@@ -15,7 +15,7 @@
  *   --noop      a second run of bucketload when nothing changed: wall time and HTTP requests
  *   --registry  100,000 keys already registered and 10 new: wall time of the run
  *   --incremental  500 new files into a database of ~606k rows, against the first load of 500 files
- *   --real-sized   80 files × 2,000 records of the real shape: bucketload against the original (Python)
+ *   --real-sized   80 files × 2,000 records of the real shape
  *   --shape S   real (default: random key order, repeats) or sequential (counter keys)
  *   --latency MS  wait MS before answering each request, as a remote bucket does (default 0: loopback)
  *   --postgres  bucketload into PostgreSQL too, with 1 and 3 worker processes (bucketload-pg, bucketload-pg3);
@@ -73,7 +73,7 @@ const impls = (values.only ??
   (values.huge
     ? "bucketload"
     : values["real-sized"]
-    ? "bucketload,original,naive"
+    ? "bucketload,naive"
     : values.postgres
     ? "bucketload,bucketload-pg,bucketload-pg3,floor"
     : values.s3
@@ -133,7 +133,7 @@ async function runOne(
   // `bucketload:MODE` runs bucketload with LOAD_MODE = MODE.
   const [name, loadMode] = impl.split(":") as [string, string | undefined];
   const ours = name === "bucketload";
-  const script = join(ROOT, "tools", "bench", name === "original" ? "original.py" : `${name}.ts`);
+  const script = join(ROOT, "tools", "bench", `${name}.ts`);
   const args = [url, db];
   if (fresh) await Deno.remove(`${db}.processed.json`).catch(() => {});
   const env = {
@@ -143,8 +143,8 @@ async function runOne(
     // The 1 GB file is above the default MAX_FILE_BYTES (512 MiB): raise the cap for it.
     ...(values.huge ? { BUCKETLOAD_MAX_FILE_BYTES: String(4 * 1024 ** 3) } : {}),
   };
-  const command = ours ? bucketload(env, work) : new Deno.Command(name === "original" ? "python3" : Deno.execPath(), {
-    args: name === "original" ? [script, ...args] : ["run", "-A", script, ...args],
+  const command = ours ? bucketload(env, work) : new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
     cwd: work,
     stdout: "piped",
     stderr: "piped",
@@ -588,9 +588,6 @@ for (const impl of impls) {
 }
 lines.push("");
 for (const impl of impls.filter((i) => i.startsWith("bucketload"))) {
-  if (med.original) {
-    lines.push(`- ${impl} is ${(med.original / med[impl]!).toFixed(2)}× faster than the original (Python)`);
-  }
   if (med.naive) lines.push(`- ${impl} / naive wall time: ${(med[impl]! / med.naive).toFixed(2)}×`);
   if (med.floor) lines.push(`- ${impl} / floor wall time: ${(med[impl]! / med.floor).toFixed(2)}×`);
   if (impl !== "bucketload" && med.bucketload) {

@@ -64,6 +64,8 @@ Exit codes: 0 ok; 1 the list or a file failed, or another run holds the lock; 2 
 
 /** Whether an action (a run, a dry run, status) is going, so that a stop signal says what it stops. */
 let busy = false;
+/** Whether `serve` is answering: a stop signal stops the server, with nothing to roll back. */
+let serving = false;
 
 /**
  * A repeat of a stop signal this soon after the first is the same stop: a
@@ -82,7 +84,8 @@ function trapSignals(controller: AbortController, onStop: () => void): () => voi
   const stop = (name: keyof typeof SIGNAL_CODES, why: string) => {
     onStop();
     const logger = getLogger(["bucketload"]);
-    if (busy) logger.warn("{why}: stopping and rolling back", { why, signal: name });
+    if (serving) logger.info("{why}: stopping the status server", { why, signal: name });
+    else if (busy) logger.warn("{why}: stopping and rolling back", { why, signal: name });
     else logger.info("{why}: stopping (no run in progress)", { why, signal: name });
     firstAt = performance.now();
     controller.abort(new StopSignal(name));
@@ -229,6 +232,7 @@ export async function main(args: readonly string[]): Promise<number> {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
     if (cli.command === "serve") {
+      serving = true;
       return await guard(() => serveAction(config, { ...cli.listen, signal: controller.signal }));
     }
     if (cli.dryRun) {

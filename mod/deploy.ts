@@ -13,7 +13,7 @@ import { UsageError } from "./errors.ts";
 import { parseCron } from "./cli/cron.ts";
 import { runOnceAction } from "./app/actions.ts";
 import { setupLogging } from "./app/log.ts";
-import { configReport, statusHandler } from "./app/serve.ts";
+import { configReport, jsonResponse, statusHandler } from "./app/serve.ts";
 
 /** The schedule when `BUCKETLOAD_SCHEDULE` is not set: every 15 minutes. */
 export const DEFAULT_SCHEDULE = "*/15 * * * *";
@@ -93,9 +93,6 @@ export async function runScheduled(env: Readonly<Record<string, string>>): Promi
   }
 }
 
-const json = (body: unknown, status = 200) =>
-  new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json" } });
-
 /**
  * The HTTP endpoint, the same as `serve`'s (`app/serve.ts`): `GET /health`
  * answers `{"ok": true}` to anyone; `GET /` the status page, `GET /api/status`
@@ -104,12 +101,12 @@ const json = (body: unknown, status = 200) =>
  */
 export async function handleRequest(request: Request, env: Readonly<Record<string, string>>): Promise<Response> {
   const { pathname } = new URL(request.url);
-  if (pathname === "/health") return json({ ok: true });
+  if (pathname === "/health") return jsonResponse({ ok: true });
   let config: Config;
   try {
     config = deployConfig(env);
   } catch (error) {
-    return json({ error: (error as Error).message }, 500);
+    return jsonResponse({ error: (error as Error).message }, 500);
   }
   // deployConfig makes sure this is PostgreSQL.
   const handler = statusHandler({

@@ -17,8 +17,9 @@ import {
   writeRegistryFile,
 } from "../store/registry_file.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
-import { openStore, openStoreReadOnly, storeDisplay } from "../store/open.ts";
-import { emptyStatus, formatStatus, type StatusReport } from "./status.ts";
+import { openStore, openStoreReadOnly } from "../store/open.ts";
+import { formatStatus } from "./status.ts";
+import { configReport } from "./serve.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "../produce/worker_producer.ts";
 
@@ -166,13 +167,7 @@ export async function dryRunAction(config: Config, out: Out, options: DryRunOpti
 
 /** `status`: prints the report (text or JSON) from a read-only database. Returns 0. */
 export async function statusAction(config: Config, out: Out, options: { json: boolean }): Promise<number> {
-  const store = await openStoreReadOnly(config);
-  let report: StatusReport;
-  try {
-    report = store === undefined ? emptyStatus(storeDisplay(config)) : await store.status();
-  } finally {
-    await store?.close();
-  }
+  const report = await configReport(config)();
   out(options.json ? JSON.stringify(report, null, 2) + "\n" : formatStatus(report));
   return 0;
 }

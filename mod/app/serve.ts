@@ -19,7 +19,8 @@ import { openStoreReadOnly, storeDisplay } from "../store/open.ts";
 import { emptyStatus, type StatusReport } from "../store/status.ts";
 import { escapeHtml, renderPage } from "./page.ts";
 
-const json = (body: unknown, status = 200) =>
+/** A JSON response, pretty-printed (people read it with curl). */
+export const jsonResponse = (body: unknown, status = 200): Response =>
   new Response(JSON.stringify(body, null, 2) + "\n", {
     status,
     headers: { "content-type": "application/json; charset=utf-8", "x-content-type-options": "nosniff" },
@@ -39,10 +40,10 @@ export function statusHandler(source: StatusSource): (request: Request) => Promi
   return async (request) => {
     const url = new URL(request.url);
     const { pathname } = url;
-    if (request.method !== "GET" && request.method !== "HEAD") return json({ error: "only GET" }, 405);
-    if (pathname === "/health") return json({ ok: true });
+    if (request.method !== "GET" && request.method !== "HEAD") return jsonResponse({ error: "only GET" }, 405);
+    if (pathname === "/health") return jsonResponse({ ok: true });
     const page = pathname === "/";
-    if (!page && pathname !== "/api/status" && pathname !== "/status") return json({ error: "not found" }, 404);
+    if (!page && pathname !== "/api/status" && pathname !== "/status") return jsonResponse({ error: "not found" }, 404);
     if (!authorized(request, url, source.token)) {
       return new Response(JSON.stringify({ error: "unauthorized: send Authorization: Bearer <STATUS_TOKEN>" }) + "\n", {
         status: 401,
@@ -53,9 +54,9 @@ export function statusHandler(source: StatusSource): (request: Request) => Promi
     try {
       report = await source.report();
     } catch (error) {
-      return json({ error: (error as Error).message }, 503);
+      return jsonResponse({ error: (error as Error).message }, 503);
     }
-    if (!page) return json({ ...source.extra, ...report });
+    if (!page) return jsonResponse({ ...source.extra, ...report });
     const token = url.searchParams.get("token");
     const html = renderPage(
       report,
@@ -74,7 +75,7 @@ export function statusHandler(source: StatusSource): (request: Request) => Promi
   };
 }
 
-/** The config's status report from a read-only store, opened for the request. */
+/** The config's status report from a read-only store, opened for each call (`status`, each request of `serve`). */
 export function configReport(config: Config): () => Promise<StatusReport> {
   return async () => {
     const store = await openStoreReadOnly(config);

@@ -38,15 +38,17 @@ export async function statusReport(
   const rows = await hasColumn(c, "runs", "rows_removed")
     ? "rows_inserted, rows_updated, rows_removed"
     : "0 AS rows_inserted, 0 AS rows_updated, 0 AS rows_removed";
-  const runsSql = (limit: number) =>
+  // The last 30 runs, newest first: the page's chart takes them all (oldest first), the list the first 10.
+  const recent = await c.all<RunRow>(
     `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
        files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
        ${claimed} AS files_claimed_elsewhere, ${rows}
-     FROM runs ORDER BY id DESC LIMIT ${limit}`;
+     FROM runs ORDER BY id DESC LIMIT 30`,
+  );
   return {
     ...base,
-    runs: await c.all<RunRow>(runsSql(10)),
-    history: (await c.all<RunRow>(runsSql(30))).reverse(),
+    runs: recent.slice(0, 10),
+    history: [...recent].reverse(),
     lastRunFiles: await lastRunFiles(c),
     missingKeys: await hasTable(c, "missing_keys")
       ? await c.all("SELECT key, runs, last_reason AS reason FROM missing_keys ORDER BY runs DESC, key LIMIT 20")

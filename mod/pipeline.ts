@@ -128,6 +128,7 @@ function nothingWritten(
     rejected: 0,
     ignored: countsByName(),
     issues: [],
+    drift: [],
     unchanged: false,
     listed: false,
     filesRefetched: 0,
@@ -394,6 +395,7 @@ async function finishRun(
     loaded: countsByName(load.loadedByType),
     rejected: load.rejected,
     ignored: countsByName(load.ignoredByType),
+    drift: load.drift.entries(),
     issues: [
       ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
       ...missing.map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),

@@ -8,6 +8,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Plan } from "./plan.ts";
+import { DriftCounter } from "./records/mod.ts";
 import type { Produced, Producer } from "./produce/produce.ts";
 import type { FilePart, RunTransaction } from "./store/store.ts";
 
@@ -25,9 +26,11 @@ export class Tally {
   ignoredTotal = 0;
   readonly #loaded = new Map<string, number>();
   readonly #ignored = new Map<string, number>();
+  readonly #drift: FilePart["drift"][] = [];
 
   /** Adds a part's (or a file's) counts; returns this. */
   add(part: FilePart): this {
+    if (part.drift !== undefined) this.#drift.push(part.drift);
     this.records += part.records;
     this.rejected += part.rejections.length;
     for (const [name, { count }] of part.rows) this.#loaded.set(name, (this.#loaded.get(name) ?? 0) + count);
@@ -38,10 +41,11 @@ export class Tally {
     return this;
   }
 
-  /** Adds the loaded and ignored counts by type to the run's. */
-  addTo(loaded: Map<string, number>, ignored: Map<string, number>) {
+  /** Adds the loaded and ignored counts by type, and the drift, to the run's. */
+  addTo(loaded: Map<string, number>, ignored: Map<string, number>, drift: DriftCounter) {
     for (const [name, n] of this.#loaded) loaded.set(name, (loaded.get(name) ?? 0) + n);
     for (const [name, n] of this.#ignored) ignored.set(name, (ignored.get(name) ?? 0) + n);
+    for (const entries of this.#drift) drift.add(entries!);
   }
 }
 
@@ -90,6 +94,8 @@ export class RunLoad {
   // Record type names come from the bucket: they are counted in Maps ("toString" is just a name).
   readonly loadedByType: Map<string, number>;
   readonly ignoredByType = new Map<string, number>();
+  /** Schema drift of the loaded files, in list order. */
+  readonly drift = new DriftCounter();
   filesLoaded = 0;
   filesInvalid = 0;
   filesChanged = 0;
@@ -203,7 +209,7 @@ export class RunLoad {
     if (file.replace) this.filesChanged++;
     // An invalid file's parts were discarded: only its own whole-file rejection counts.
     const counted = file.status === "loaded" ? tally.add(file) : new Tally().add(file);
-    counted.addTo(this.loadedByType, this.ignoredByType);
+    counted.addTo(this.loadedByType, this.ignoredByType, this.drift);
     this.records += counted.records;
     this.rejected += counted.rejected;
     if (file.status === "loaded") this.filesLoaded++;

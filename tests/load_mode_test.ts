@@ -152,5 +152,6 @@ function runCounts(rows: { inserted: number; updated: number }): RunCounts {
     rejected: 0,
     ignored: {},
     issues: [],
+    drift: [],
   };
 }

@@ -49,7 +49,9 @@ export function randomFile({ nul = true } = {}): fc.Arbitrary<string> {
       title: keyText,
       year: fc.integer({ min: 0, max: 3000 }),
       release: fc.string(),
-    }),
+      // Drift: a field the rules do not know, of either JSON type.
+      genre_id: fc.oneof(fc.integer(), fc.string()),
+    }, { requiredKeys: ["artist_name", "title", "year", "release"] }),
   });
   const movie = fc.record({
     type: fc.constant("movie"),
@@ -66,7 +68,8 @@ export function randomFile({ nul = true } = {}): fc.Arbitrary<string> {
     data: fc.record({
       name: keyText,
       genre: fc.string(),
-      rating: fc.constantFrom(0, 2.5, 4.5, 5, 7),
+      // "4.5": drift (a string where the rule wants a number), and a rejection.
+      rating: fc.constantFrom(0, 2.5, 4.5, 5, 7, "4.5"),
       version: fc.constantFrom("1", "2"),
       size_bytes: fc.integer({ min: 0, max: 2e8 }),
     }),

@@ -91,17 +91,8 @@ function table(headers: readonly string[], rows: readonly (readonly string[])[],
     `<tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
 }
 
-/** Drift rows as the page shows them; empty until drift is recorded. */
-export interface DriftRow {
-  readonly type: string;
-  readonly field: string;
-  readonly kind: string;
-  readonly records: number;
-  readonly example: string | null;
-}
-
 /** The status page of `report`, made at `at`; `query` (escaped) is kept on its links (`?token=…`). */
-export function renderPage(report: StatusReport & { drift?: readonly DriftRow[] }, at: Date, query = ""): string {
+export function renderPage(report: StatusReport, at: Date, query = ""): string {
   const e = escapeHtml;
   const facts = [
     ["Database", e(report.database)],
@@ -173,12 +164,19 @@ export function renderPage(report: StatusReport & { drift?: readonly DriftRow[] 
     "missing",
   );
   const drift = table(
-    ["type", "field", "kind", "records", "example"],
-    (report.drift ?? []).map((d) => [
+    ["type", "field", "drift", "records", "runs (last)", "example"],
+    report.drift.map((d) => [
       e(d.type),
-      `<code>${e(d.field)}</code>`,
-      e(d.kind),
+      d.kind === "more" ? "(other fields)" : `<code>${e(d.field)}</code>`,
+      e(
+        d.kind === "unknown"
+          ? `unknown field (${d.seen})`
+          : d.kind === "type"
+          ? `${d.seen}, rules want ${d.expected}`
+          : "past the bound",
+      ),
       n(d.records),
+      `${n(d.runs)} (${d.lastRun})`,
       d.example === null ? "–" : `<code>${e(d.example)}</code>`,
     ]),
     "drift",

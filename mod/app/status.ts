@@ -6,8 +6,9 @@
  */
 
 import type { RunRow, StatusReport } from "../store/status.ts";
+import { driftLine } from "./summary.ts";
 
-export { emptyStatus, type RunFile, type RunRow, type StatusReport } from "../store/status.ts";
+export { type DriftRow, emptyStatus, type RunFile, type RunRow, type StatusReport } from "../store/status.ts";
 
 const seconds = (r: RunRow) =>
   r.finished_at === null ? "?" : ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(2);
@@ -56,6 +57,12 @@ export function formatStatus(report: StatusReport): string {
   if (report.invalidKeys.length > 0) {
     lines.push("", "Invalid keys (--retry-invalid re-fetches them):");
     for (const i of report.invalidKeys) lines.push(`  ${i.key}: ${i.reason}`);
+  }
+  if (report.drift.length > 0) {
+    lines.push("", "Drift in the last runs (fields the rules do not know, or of another JSON type):");
+    for (const d of report.drift) {
+      lines.push(`  ${driftLine(d)} (${d.runs} run${d.runs === 1 ? "" : "s"}, last ${d.lastRun})`);
+    }
   }
   if (report.recentIssues.length > 0) {
     lines.push("", "Recent refused, missing and failed keys:");

@@ -5,6 +5,7 @@
  * @module
  */
 import type { RunReport } from "../pipeline.ts";
+import type { DriftEntry } from "../records/mod.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 
@@ -14,6 +15,21 @@ function byType(counts: Readonly<Record<string, number>>): string {
 }
 
 const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000;
+
+/** One drift entry in words, e.g. `song.year: string where the rules want number, 12 records, e.g. "1994"`. */
+export function driftLine(
+  d: Omit<DriftEntry, "kind" | "expected" | "seen"> & {
+    readonly kind: string;
+    readonly expected: string | null;
+    readonly seen: string | null;
+  },
+): string {
+  const records = `${n(d.records)} record${d.records === 1 ? "" : "s"}`;
+  const eg = d.example === null ? "" : `, e.g. ${d.example}`;
+  if (d.kind === "unknown") return `${d.type}.${d.field}: unknown field (${d.seen}), ${records}${eg}`;
+  if (d.kind === "type") return `${d.type}.${d.field}: ${d.seen} where the rules want ${d.expected}, ${records}${eg}`;
+  return `${d.type}: ${records} more in other fields (past the bound of distinct fields)`;
+}
 
 /** Formats a run report as a few aligned lines. */
 export function formatSummary(report: RunReport): string {
@@ -65,6 +81,7 @@ export function formatSummary(report: RunReport): string {
   show("gave up (missing too often; registered invalid):", report.gaveUpKeys);
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
   show("deleted from the bucket:", report.deletedKeys);
+  show("drift (fields the rules do not know, or of another JSON type):", report.drift.map(driftLine));
   return lines.join("\n") + "\n";
 }
 
@@ -102,5 +119,6 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
     gaveUpKeys: report.gaveUpKeys,
     refusedKeys: report.refusedKeys,
     deletedKeys: report.deletedKeys,
+    drift: report.drift,
   };
 }

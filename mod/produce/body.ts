@@ -7,7 +7,7 @@
  */
 import { parseBody, rawJson, rawText } from "./decode.ts";
 import { ArraySplitter } from "./json_stream.ts";
-import type { Cell, Classifier } from "../records/mod.ts";
+import { type Cell, type Classifier, DriftCounter, PART_DRIFT_FIELDS } from "../records/mod.ts";
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { GzipError } from "./formats.ts";
@@ -54,6 +54,7 @@ export class PartBuilder {
   rows = new Map<string, { count: number; cells: Cell[] }>();
   rejections: Rejection[] = [];
   ignored = new Map<string, number>();
+  drift = new DriftCounter(PART_DRIFT_FIELDS);
   records = 0;
   elements = 0;
 
@@ -62,7 +63,7 @@ export class PartBuilder {
   /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
   add(element: unknown, index: number, text?: string) {
     this.elements++;
-    const outcome = this.classifier.classify(element);
+    const outcome = this.classifier.classify(element, this.drift);
     if (outcome.kind === "row") {
       let bucket = this.rows.get(outcome.type.type);
       if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
@@ -89,7 +90,14 @@ export class PartBuilder {
 
   /** The part so far; the builder starts over. */
   take(): FilePart {
-    const part = { rows: this.rows, rejections: this.rejections, ignored: this.ignored, records: this.records };
+    const part: FilePart = {
+      rows: this.rows,
+      rejections: this.rejections,
+      ignored: this.ignored,
+      records: this.records,
+      ...(this.drift.empty ? {} : { drift: this.drift.entries() }),
+    };
+    this.drift = new DriftCounter(PART_DRIFT_FIELDS);
     this.rows = new Map();
     this.rejections = [];
     this.ignored = new Map();

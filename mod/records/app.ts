@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Check, dataProblem, firstProblem, guards, integer, number, string, text } from "./fields.ts";
+import { type Check, dataProblem, firstProblem, guards, integer, jsonKinds, number, string, text } from "./fields.ts";
 import { type RecordType, settingOf } from "./record_type.ts";
 
 /** A valid app record's data. */
@@ -44,6 +44,7 @@ export const appType: RecordType = {
     { name: "size_bytes", sqlType: "INTEGER" },
     { name: "is_awesome", sqlType: "INTEGER" },
   ],
+  fields: jsonKinds(FIELDS),
   key: ["name", "version"],
   settings: {
     AWESOME_MIN_RATING: {

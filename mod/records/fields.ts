@@ -5,10 +5,29 @@
  * @module
  */
 
+import type { JsonKind } from "./drift.ts";
 import { InexactNumber } from "./numbers.ts";
 
-/** Returns a problem description, or `undefined` when the value passes. */
-export type Check = (value: unknown) => string | undefined;
+/**
+ * Returns a problem description, or `undefined` when the value passes.
+ * `json` is the JSON type the check wants, for the drift report.
+ */
+export type Check = ((value: unknown) => string | undefined) & { readonly json?: JsonKind };
+
+/** `check`, marked as wanting JSON type `json`. */
+function wants(json: JsonKind, check: (value: unknown) => string | undefined): Check {
+  return Object.assign(check, { json });
+}
+
+/** The JSON type each field's check wants (fields whose check names none are left out). */
+export function jsonKinds(fields: Readonly<Record<string, Check>>): Readonly<Record<string, JsonKind>> {
+  const kinds: Record<string, JsonKind> = {};
+  for (const name in fields) {
+    const json = fields[name]!.json;
+    if (json !== undefined) kinds[name] = json;
+  }
+  return kinds;
+}
 
 const MAX_SHOWN_CHARS = 40;
 
@@ -46,28 +65,42 @@ function illFormed(v: string): string | undefined {
 }
 
 /** A string with at least one non-whitespace character, well-formed. */
-export const text: Check = (v) =>
-  typeof v === "string" && v.trim() !== "" ? illFormed(v) : `expected non-blank text, got ${describe(v)}`;
+export const text: Check = wants(
+  "string",
+  (v) => typeof v === "string" && v.trim() !== "" ? illFormed(v) : `expected non-blank text, got ${describe(v)}`,
+);
 
 /** Any well-formed string, empty included. */
-export const string: Check = (v) => typeof v === "string" ? illFormed(v) : `expected a string, got ${describe(v)}`;
+export const string: Check = wants(
+  "string",
+  (v) => typeof v === "string" ? illFormed(v) : `expected a string, got ${describe(v)}`,
+);
 
 /** `true` or `false`. */
-export const boolean: Check = (v) => typeof v === "boolean" ? undefined : `expected a boolean, got ${describe(v)}`;
+export const boolean: Check = wants(
+  "boolean",
+  (v) => typeof v === "boolean" ? undefined : `expected a boolean, got ${describe(v)}`,
+);
 
 /** A JSON number with a whole value in `[min, max]`; `1994.0` counts. */
 export function integer(min: number, max: number): Check {
   const expected = `expected an integer ${min}–${max}`;
-  return (v) =>
-    typeof v === "number" && Number.isInteger(v) && v >= min && v <= max
-      ? undefined
-      : `${expected}, got ${describe(v)}`;
+  return wants(
+    "number",
+    (v) =>
+      typeof v === "number" && Number.isInteger(v) && v >= min && v <= max
+        ? undefined
+        : `${expected}, got ${describe(v)}`,
+  );
 }
 
 /** A finite JSON number in `[min, max]`. */
 export function number(min: number, max: number): Check {
   const expected = `expected a number ${min}–${max}`;
-  return (v) => typeof v === "number" && v >= min && v <= max ? undefined : `${expected}, got ${describe(v)}`;
+  return wants(
+    "number",
+    (v) => typeof v === "number" && v >= min && v <= max ? undefined : `${expected}, got ${describe(v)}`,
+  );
 }
 
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -78,7 +111,7 @@ function daysInMonth(year: number, month: number): number {
 }
 
 /** A `YYYY-MM-DD` string naming a real calendar date. */
-export const isoDate: Check = (v) => {
+export const isoDate: Check = wants("string", (v) => {
   const m = typeof v === "string" ? ISO_DATE.exec(v) : null;
   if (m === null) return `expected a YYYY-MM-DD date, got ${describe(v)}`;
   const year = Number(m[1]), month = Number(m[2]), day = Number(m[3]);
@@ -86,7 +119,7 @@ export const isoDate: Check = (v) => {
     return `expected a real calendar date, got ${describe(v)}`;
   }
   return undefined;
-};
+});
 
 /** Runs each field's check in order and returns the first failure as `field: problem`. */
 export function firstProblem(

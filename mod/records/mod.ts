@@ -5,6 +5,7 @@
  * @module
  */
 import { appType } from "./app.ts";
+import type { DriftCounter, JsonKind } from "./drift.ts";
 import { describe, isObject } from "./fields.ts";
 import { movieType } from "./movie.ts";
 import type { Cell, RecordType, RowContext } from "./record_type.ts";
@@ -20,6 +21,15 @@ export {
 } from "./record_type.ts";
 
 /** The types loaded by default. Adding a type means adding its file and listing it here. */
+export {
+  DRIFT_FIELDS_PER_TYPE,
+  DriftCounter,
+  type DriftEntry,
+  type DriftKind,
+  type JsonKind,
+  PART_DRIFT_FIELDS,
+} from "./drift.ts";
+
 export const RECORD_TYPES: readonly RecordType[] = [songType, movieType, appType];
 
 /** What became of one element of a file's array. */
@@ -32,15 +42,20 @@ export type Outcome =
 export class Classifier {
   readonly #types: ReadonlyMap<string, RecordType>;
   readonly #context: RowContext;
+  /** Each type's field kinds, for drift (a type that declares none is left out). */
+  readonly #kinds: ReadonlyMap<string, ReadonlyMap<string, JsonKind>>;
 
   /** Builds a classifier for `types`, deriving columns with `context`. */
   constructor(types: readonly RecordType[], context: RowContext) {
     this.#types = new Map(types.map((t) => [t.type, t]));
     this.#context = context;
+    this.#kinds = new Map(
+      types.filter((t) => t.fields !== undefined).map((t) => [t.type, new Map(Object.entries(t.fields!))]),
+    );
   }
 
-  /** Classifies one element. Never throws. */
-  classify(element: unknown): Outcome {
+  /** Classifies one element, counting its type's drift into `drift`. Never throws. */
+  classify(element: unknown, drift?: DriftCounter): Outcome {
     if (!isObject(element)) {
       return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
     }
@@ -54,6 +69,8 @@ export class Classifier {
     if (!isObject(data)) {
       return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
     }
+    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
+    if (kinds !== undefined) drift!.observe(typeName, kinds, data);
     const row = type.toRow(data, this.#context);
     if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
     if (this.#context.rejectNul) {

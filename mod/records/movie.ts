@@ -4,7 +4,18 @@
  * @module
  */
 import { normalizeTitle } from "./normalize.ts";
-import { boolean, type Check, dataProblem, firstProblem, guards, integer, isoDate, string, text } from "./fields.ts";
+import {
+  boolean,
+  type Check,
+  dataProblem,
+  firstProblem,
+  guards,
+  integer,
+  isoDate,
+  jsonKinds,
+  string,
+  text,
+} from "./fields.ts";
 import type { RecordType } from "./record_type.ts";
 
 /** A valid movie record's data. */
@@ -49,6 +60,7 @@ export const movieType: RecordType = {
     { name: "release_date", sqlType: "TEXT" },
     { name: "original_title_normalized", sqlType: "TEXT" },
   ],
+  fields: jsonKinds(FIELDS),
   key: ["original_title_normalized", "release_date"],
   toRow(data) {
     const problem = firstProblem(data, FIELDS);

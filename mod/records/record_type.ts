@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { JsonKind } from "./drift.ts";
+
 /** Values a row may hold: text, numbers, and booleans stored as 0/1. */
 export type Cell = string | number;
 
@@ -55,6 +57,12 @@ export interface RecordType {
   readonly columns: readonly Column[];
   /** The natural key: a later record with the same key replaces the earlier. */
   readonly key: readonly string[];
+  /**
+   * The JSON type of each field the rules know, for the drift report: other
+   * fields, and known fields of another JSON type, are counted as drift. A
+   * type without it reports no drift.
+   */
+  readonly fields?: Readonly<Record<string, JsonKind>>;
   /** Profile keys this type owns, by name: its derived columns read them from `context.settings`. */
   readonly settings?: Readonly<Record<string, TypeSetting>>;
   /**

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Check, dataProblem, firstProblem, guards, integer, string, text } from "./fields.ts";
+import { type Check, dataProblem, firstProblem, guards, integer, jsonKinds, string, text } from "./fields.ts";
 import type { RecordType } from "./record_type.ts";
 
 /** A valid song record's data. */
@@ -41,6 +41,7 @@ export const songType: RecordType = {
     { name: "release", sqlType: "TEXT" },
     { name: "ingestion_time", sqlType: "TEXT" },
   ],
+  fields: jsonKinds(FIELDS),
   key: ["artist_name", "title"],
   toRow(data, { ingestionTime }) {
     const problem = firstProblem(data, FIELDS);

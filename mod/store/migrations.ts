@@ -125,6 +125,22 @@ ALTER TABLE runs ADD COLUMN files_deleted INTEGER NOT NULL DEFAULT 0;`,
 ALTER TABLE runs ADD COLUMN rows_removed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN files_claimed_elsewhere INTEGER NOT NULL DEFAULT 0;`,
   },
+  {
+    version: 5,
+    description: "schema drift per run: unknown fields and fields of another JSON type, by record type",
+    sql: `
+CREATE TABLE run_drift (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  type TEXT NOT NULL,
+  field TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('unknown', 'type', 'more')),
+  expected TEXT,
+  seen TEXT,
+  records INTEGER NOT NULL,
+  example TEXT
+) STRICT;
+CREATE INDEX run_drift_by_run ON run_drift(run_id);`,
+  },
 ];
 
 /** The schema version this build writes. */

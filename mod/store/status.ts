@@ -39,6 +39,26 @@ export interface RunFile {
   readonly rejected: number;
 }
 
+/** A field's drift over the recent runs, as `status` shows it. */
+export interface DriftRow {
+  /** The record type. */
+  readonly type: string;
+  /** The field; empty for `more`. */
+  readonly field: string;
+  /** `unknown` (the rules do not know the field), `type` (another JSON type) or `more` (past the bound). */
+  readonly kind: string;
+  /** The rule's JSON type (`type`), and the one seen. */
+  readonly expected: string | null;
+  readonly seen: string | null;
+  /** Records with it, summed over the runs. */
+  readonly records: number;
+  /** Runs that saw it, and the newest of them. */
+  readonly runs: number;
+  readonly lastRun: number;
+  /** The newest run's example value, as JSON text (capped). */
+  readonly example: string | null;
+}
+
 /** What `status` reports. */
 export interface StatusReport {
   readonly database: string;
@@ -57,6 +77,8 @@ export interface StatusReport {
   readonly history: readonly RunRow[];
   /** The files of the last finished run (up to 200), by key. */
   readonly lastRunFiles: readonly RunFile[];
+  /** Schema drift of the last 30 runs by type and field, most records first (up to 60). */
+  readonly drift: readonly DriftRow[];
   /** Keys missing in the last runs, with how many runs in a row and why (most runs first, up to 20). */
   readonly missingKeys: readonly { readonly key: string; readonly runs: number; readonly reason: string }[];
   /** The most recent refused, missing or failed keys, newest first. */
@@ -94,6 +116,7 @@ export function emptyStatus(database: string): StatusReport {
     topRejections: [],
     history: [],
     lastRunFiles: [],
+    drift: [],
     missingKeys: [],
     recentIssues: [],
     tables: {},

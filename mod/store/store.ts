@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Cell } from "../records/mod.ts";
+import type { Cell, DriftEntry } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import type { StatusReport } from "./status.ts";
 
@@ -38,6 +38,8 @@ export interface FilePart {
   readonly rejections: readonly Rejection[];
   /** Ignored records (unknown types) by type name. */
   readonly ignored: ReadonlyMap<string, number>;
+  /** Schema drift of the part's records, when there is any. */
+  readonly drift?: readonly DriftEntry[] | undefined;
 }
 
 /** What identifies an object's content in a bucket listing: its ETag and size. */
@@ -139,6 +141,8 @@ export interface RunCounts {
   readonly ignored: Readonly<Record<string, number>>;
   /** Keys that were refused, missing or failed in this run, with why. */
   readonly issues: readonly KeyIssue[];
+  /** Schema drift of the run's loaded files, bounded per type. */
+  readonly drift: readonly DriftEntry[];
 }
 
 /** A key that did not load in a run. */

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { DriftEntry } from "../../records/mod.ts";
 import type { Validators } from "../../source/source.ts";
 import { type FateRules, fateSql } from "../fate.ts";
 import type {
@@ -317,5 +318,16 @@ export class RunBook {
         i.reason,
       ]);
     }
+    await this.#drift(c.drift);
+  }
+
+  /** Stores the run's drift entries (a few per type: bounded by the counter). */
+  async #drift(entries: readonly DriftEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const values = entries.map((_, j) => `($1, ${[2, 3, 4, 5, 6, 7, 8].map((k) => `$${k + 7 * j}`).join(", ")})`);
+    await this.#c.run(
+      `INSERT INTO run_drift (run_id, type, field, kind, expected, seen, records, example) VALUES ${values.join(", ")}`,
+      [this.runId, ...entries.flatMap((e) => [e.type, e.field, e.kind, e.expected, e.seen, e.records, e.example])],
+    );
   }
 }

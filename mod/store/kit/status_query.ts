@@ -6,7 +6,7 @@
  * @module
  */
 import type { RecordType } from "../../records/mod.ts";
-import { emptyStatus, type RunFile, type RunRow, type StatusReport } from "../status.ts";
+import { type DriftRow, emptyStatus, type RunFile, type RunRow, type StatusReport } from "../status.ts";
 import { registryCounts } from "../store.ts";
 import { quote } from "./sql.ts";
 import { hasColumn, hasTable, type SqlClient } from "./client.ts";
@@ -50,6 +50,7 @@ export async function statusReport(
     runs: recent.slice(0, 10),
     history: [...recent].reverse(),
     lastRunFiles: await lastRunFiles(c),
+    drift: await hasTable(c, "run_drift") && recent.length > 0 ? await drift(c, Number(recent.at(-1)!.id)) : [],
     missingKeys: await hasTable(c, "missing_keys")
       ? await c.all("SELECT key, runs, last_reason AS reason FROM missing_keys ORDER BY runs DESC, key LIMIT 20")
       : [],
@@ -112,6 +113,22 @@ async function lastRunFiles(c: SqlClient): Promise<RunFile[]> {
      ORDER BY key LIMIT 200`,
     [Number(last.id)],
   );
+}
+
+/** Drift of the runs from `sinceRun` on, by type, field, kind and type seen; each with its newest example. */
+async function drift(c: SqlClient, sinceRun: number): Promise<DriftRow[]> {
+  const rows = await c.all<DriftRow>(
+    `SELECT type, field, kind, expected, seen, sum(records) AS records, count(*) AS runs, max(run_id) AS "lastRun",
+       (SELECT n.example FROM run_drift AS n
+        WHERE n.run_id >= $1 AND n.type = d.type AND n.field = d.field AND n.kind = d.kind
+          AND coalesce(n.seen, '') = coalesce(d.seen, '')
+        ORDER BY n.run_id DESC LIMIT 1) AS example
+     FROM run_drift AS d WHERE run_id >= $1
+     GROUP BY type, field, kind, expected, seen
+     ORDER BY sum(records) DESC, type, kind, field, seen LIMIT 60`,
+    [sinceRun],
+  );
+  return rows.map((r) => ({ ...r, records: Number(r.records), runs: Number(r.runs), lastRun: Number(r.lastRun) }));
 }
 
 async function count(c: SqlClient, sql: string): Promise<number> {

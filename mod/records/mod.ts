@@ -38,6 +38,12 @@ export type Outcome =
   | { readonly kind: "ignored"; readonly typeName: string }
   | { readonly kind: "rejected"; readonly typeName: string | null; readonly reason: string };
 
+function fieldCount(data: Record<string, unknown>): number {
+  let n = 0;
+  for (const _ in data) n++;
+  return n;
+}
+
 /** Dispatches elements on their exact `type` to a {@linkcode RecordType}. */
 export class Classifier {
   readonly #types: ReadonlyMap<string, RecordType>;
@@ -69,9 +75,12 @@ export class Classifier {
     if (!isObject(data)) {
       return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
     }
-    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
-    if (kinds !== undefined) drift!.observe(typeName, kinds, data);
     const row = type.toRow(data, this.#context);
+    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
+    // A row's known fields all passed their checks, so had the rule's JSON type: only more fields can be drift.
+    if (kinds !== undefined && (typeof row === "string" || fieldCount(data) > kinds.size)) {
+      drift!.observe(typeName, kinds, data);
+    }
     if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
     if (this.#context.rejectNul) {
       const at = row.findIndex((cell) => typeof cell === "string" && cell.includes("\u0000"));

@@ -60,7 +60,8 @@ export interface RecordType {
   /**
    * The JSON type of each field the rules know, for the drift report: other
    * fields, and known fields of another JSON type, are counted as drift. A
-   * type without it reports no drift.
+   * type without it reports no drift. `toRow` must require each of them, of
+   * that type: a record it turns into a row is only checked for more fields.
    */
   readonly fields?: Readonly<Record<string, JsonKind>>;
   /** Profile keys this type owns, by name: its derived columns read them from `context.settings`. */

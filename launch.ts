@@ -25,7 +25,7 @@ const PROJECT = dirname(fileURLToPath(import.meta.url));
 
 /** What the child needs: the command and whether it writes. */
 export interface Need {
-  readonly command: "run" | "status" | "serve";
+  readonly command: "run" | "status" | "serve" | "replay";
   readonly dryRun: boolean;
   /** `serve`: the address it listens on. */
   readonly listen?: { readonly host: string; readonly port: number } | undefined;
@@ -37,7 +37,8 @@ export interface Need {
  * their targets.
  */
 export function childPermissions(config: Config, need: Need, project = PROJECT): string[] {
-  const writes = need.command === "run" && !need.dryRun;
+  // A replay writes, and even its dry run takes the run lock (its lock note is a file beside the database).
+  const writes = (need.command === "run" && !need.dryRun) || need.command === "replay";
   const read = new Set<string>([project]);
   const write = new Set<string>();
   const both = (path: string) => {

@@ -22,6 +22,7 @@ import { LockedError } from "./mod/store/store.ts";
 import { ConnectionLostError } from "./mod/errors.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { serveAction } from "./mod/app/serve.ts";
+import { replayAction } from "./mod/app/replay.ts";
 import { redactUrl } from "./mod/source/location.ts";
 
 const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
@@ -33,6 +34,8 @@ Usage:
   deno task run serve [--port N] [--host H]
                                      the status page (GET /), its JSON (GET /api/status) and GET /health,
                                      read-only, on 127.0.0.1:8000 unless told otherwise
+  deno task run replay [--dry-run] [--type T] [--reason TEXT]
+                                     re-validate quarantined records by today's rules, without re-fetching
 
 Options:
   --config PATH        config file (default ./config.ini, or $BUCKETLOAD_CONFIG)
@@ -40,7 +43,7 @@ Options:
   --force              re-fetch and re-load keys already processed
   --retry-invalid      re-fetch only keys registered as invalid (e.g. after fixing a rule)
   --key KEY            fetch (again) only this key; repeat for more
-  --dry-run            fetch only the list and print what a run would do; write nothing
+  --dry-run            fetch only the list and print what a run would do (replay: what it would do); write nothing
   --concurrency N      parallel fetches (overrides CONCURRENCY)
   --log-level LEVEL    debug, info, warning or error (overrides LOG_LEVEL)
   --log-format FORMAT  text or json (overrides LOG_FORMAT)
@@ -49,6 +52,8 @@ Options:
   --run-at-start       with --schedule: also run once right away
   --json               print the summary (or status) as one JSON document
   --port N, --host H   serve: where to listen (default 127.0.0.1:8000; set STATUS_TOKEN before --host)
+  --type T             replay: only records of this type
+  --reason TEXT        replay: only records whose reason contains TEXT
   -h, --help           show this help
   --version            show the version
 
@@ -231,6 +236,11 @@ export async function main(args: readonly string[]): Promise<number> {
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
+    if (cli.command === "replay") {
+      return await guard(() =>
+        replayAction(config, print, { ...cli.replay, dryRun: cli.dryRun, json: cli.json, signal: controller.signal })
+      );
+    }
     if (cli.command === "serve") {
       serving = true;
       return await guard(() => serveAction(config, { ...cli.listen, signal: controller.signal }));

@@ -61,7 +61,7 @@ Deno.test("CLI: usage and config errors print one line and exit 2", async () => 
         /^bucketload: Cannot parse --schedule: it never fires, got "0 0 31 2 \*"$/,
       ],
       [["--config", join(dir, "missing.ini")], /Cannot read config file .*missing.ini/],
-      [["stray"], /^bucketload: Unknown command 'stray': expected 'run', 'status' or 'serve'$/],
+      [["stray"], /^bucketload: Unknown command 'stray': expected 'run', 'status', 'serve', 'replay'$/],
       [["status", "--key", "a.data"], /^bucketload: Flag --key only applies to 'run'$/],
       [["status", "--force"], /^bucketload: Flag --force only applies to 'run'$/],
       [

@@ -121,7 +121,7 @@ export function renderPage(report: StatusReport, at: Date, query = ""): string {
     report.runs.map((r) => [
       String(r.id),
       e(r.started_at.slice(0, 19).replace("T", " ")),
-      `<span class="status ${r.status === "ok" ? "ok" : "bad"}">${e(r.status)}</span>`,
+      `<span class="status ${r.status === "ok" || r.status === "replay" ? "ok" : "bad"}">${e(r.status)}</span>`,
       `${r.files_loaded} / ${r.files_invalid} / ${r.files_missing} / ${r.files_failed}`,
       n(r.records_loaded),
       n(r.records_rejected),

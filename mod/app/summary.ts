@@ -81,7 +81,8 @@ export function formatSummary(report: RunReport): string {
   show("gave up (missing too often; registered invalid):", report.gaveUpKeys);
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
   show("deleted from the bucket:", report.deletedKeys);
-  show("drift (fields the rules do not know, or of another JSON type):", report.drift.map(driftLine));
+  const drift = [...report.drift].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : b.records - a.records));
+  show("drift (fields the rules do not know, or of another JSON type):", drift.map(driftLine));
   return lines.join("\n") + "\n";
 }
 

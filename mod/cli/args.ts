@@ -28,13 +28,15 @@ const OPTIONS = {
   json: { type: "boolean" },
   port: { type: "string" },
   host: { type: "string" },
+  type: { type: "string" },
+  reason: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
 
 /** The parsed command line. */
 export interface Cli {
-  readonly command: "run" | "status" | "serve";
+  readonly command: "run" | "status" | "serve" | "replay";
   readonly help: boolean;
   readonly version: boolean;
   readonly force: boolean;
@@ -52,7 +54,12 @@ export interface Cli {
   readonly overrides: Readonly<Record<string, string>>;
   /** `serve`: where to listen (default 127.0.0.1:8000). */
   readonly listen: { readonly host: string; readonly port: number };
+  /** `replay`: which quarantined records (`--type`, `--reason`). */
+  readonly replay: { readonly type: string | undefined; readonly reason: string | undefined };
 }
+
+/** The commands; `run` when none is given. */
+const COMMANDS = ["run", "status", "serve", "replay"] as const;
 
 /** Where `serve` listens without `--host` and `--port`: loopback only. */
 export const DEFAULT_LISTEN = { host: "127.0.0.1", port: 8000 } as const;
@@ -82,22 +89,33 @@ export function parseCli(args: readonly string[]): Cli {
   }
   const { values, positionals } = parsed;
   if (
-    positionals.length > 1 || (positionals[0] !== undefined && !["run", "status", "serve"].includes(positionals[0]))
+    positionals.length > 1 ||
+    (positionals[0] !== undefined && !(COMMANDS as readonly string[]).includes(positionals[0]))
   ) {
-    throw new UsageError(`Unknown command '${positionals.join(" ")}': expected 'run', 'status' or 'serve'`, {
-      subject: "command",
-    });
+    throw new UsageError(
+      `Unknown command '${positionals.join(" ")}': expected ${COMMANDS.map((c) => `'${c}'`).join(", ")}`,
+      { subject: "command" },
+    );
   }
   const command = (positionals[0] ?? "run") as Cli["command"];
-  const only = (flag: keyof typeof values, where: Cli["command"]) => {
-    if (values[flag] !== undefined && command !== where) {
-      throw new UsageError(`Flag --${flag} only applies to '${where}'`, { subject: `--${flag}` });
+  const only = (flag: keyof typeof values, ...where: Cli["command"][]) => {
+    if (values[flag] !== undefined && !where.includes(command)) {
+      throw new UsageError(`Flag --${flag} only applies to ${where.map((w) => `'${w}'`).join(" and ")}`, {
+        subject: `--${flag}`,
+      });
     }
   };
-  for (const flag of ["force", "retry-invalid", "dry-run", "schedule", "concurrency", "key", "run-at-start"] as const) {
+  for (const flag of ["force", "retry-invalid", "schedule", "concurrency", "key", "run-at-start"] as const) {
     only(flag, "run");
   }
+  only("dry-run", "run", "replay");
   for (const flag of ["port", "host"] as const) only(flag, "serve");
+  for (const flag of ["type", "reason"] as const) {
+    only(flag, "replay");
+    if (values[flag] !== undefined && values[flag].trim() === "") {
+      throw new UsageError(`Flag --${flag} needs a value`, { subject: `--${flag}` });
+    }
+  }
   if (command === "serve" && values.json !== undefined) {
     throw new UsageError("Flag --json does not apply to 'serve' (GET /api/status is the JSON)", { subject: "--json" });
   }
@@ -149,6 +167,7 @@ export function parseCli(args: readonly string[]): Cli {
     profile: values.profile,
     overrides,
     listen: { host: values.host?.trim() || DEFAULT_LISTEN.host, port: parsePort(values.port) },
+    replay: { type: values.type, reason: values.reason },
   };
 }
 

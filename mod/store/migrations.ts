@@ -127,7 +127,7 @@ ALTER TABLE runs ADD COLUMN files_claimed_elsewhere INTEGER NOT NULL DEFAULT 0;`
   },
   {
     version: 5,
-    description: "schema drift per run: unknown fields and fields of another JSON type, by record type",
+    description: "schema drift per run; each file's list position in the registry; run kinds (run, replay)",
     sql: `
 CREATE TABLE run_drift (
   run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -139,7 +139,9 @@ CREATE TABLE run_drift (
   records INTEGER NOT NULL,
   example TEXT
 ) STRICT;
-CREATE INDEX run_drift_by_run ON run_drift(run_id);`,
+CREATE INDEX run_drift_by_run ON run_drift(run_id);
+ALTER TABLE processed_files ADD COLUMN position INTEGER;
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';`,
   },
 ];
 

@@ -11,6 +11,7 @@ export interface RunRow {
   readonly id: number;
   readonly started_at: string;
   readonly finished_at: string | null;
+  /** `ok`, `failed`, `running`, or `replay` for a replay of quarantined records. */
   readonly status: string;
   readonly files_listed: number;
   readonly files_new: number;

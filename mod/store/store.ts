@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Cell, DriftEntry } from "../records/mod.ts";
+import type { Cell, DriftEntry, RecordType } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import type { StatusReport } from "./status.ts";
 
@@ -109,8 +109,54 @@ export interface ImportOutcome {
   readonly skipped: "registry" | "no-rows" | undefined;
 }
 
+/** Which quarantined records `replay` takes: by record type, and by a text the reason contains. */
+export interface ReplayFilter {
+  readonly type?: string | undefined;
+  readonly reason?: string | undefined;
+}
+
+/** A quarantined record (a `rejected_records` row), with what replay needs of its file. */
+export interface Quarantined {
+  readonly id: number;
+  readonly key: string;
+  /** Index in its file's array; `null` for a whole-file rejection (not a record). */
+  readonly index: number | null;
+  readonly typeName: string | null;
+  readonly reason: string;
+  readonly raw: string | null;
+  /** Its file is registered as loaded, and marked deleted from the bucket. */
+  readonly registered: boolean;
+  readonly deleted: boolean;
+  /** Its file's list position, when known. */
+  readonly position: number | null;
+}
+
+/** What a replay writes besides rows. */
+export interface ReplaySettlement {
+  /** Quarantined records that now load (or are ignored): they leave `rejected_records`. */
+  readonly released: readonly number[];
+  /** Records still rejected, for another reason than the one stored. */
+  readonly reasons: readonly { readonly id: number; readonly reason: string }[];
+  /** Per file, records released as loaded and as ignored: its registry counts follow. */
+  readonly files: ReadonlyMap<string, { readonly loaded: number; readonly ignored: number }>;
+}
+
+/** A run's way to re-validate quarantined records (see `replay.ts`): the kit's SQL and the store's row writes. */
+export interface Replayer {
+  /** The quarantined records `filter` matches, by id. Only reads. */
+  quarantined(filter: ReplayFilter): Promise<Quarantined[]>;
+  /** The `source_key` of the row of `type` with `row`'s natural key, if there is one. Only reads. */
+  rowSource(type: RecordType, row: readonly Cell[]): Promise<string | undefined>;
+  /** Writes rows of one file at its list position, as a run does (the later file wins). */
+  writeRows(key: string, part: FilePart, position: number): Promise<void>;
+  /** Records what became of the quarantined records. */
+  settle(settlement: ReplaySettlement): Promise<void>;
+}
+
 /** The counts stored in the run's row at commit. */
 export interface RunCounts {
+  /** `replay` for a replay of quarantined records. @default {"run"} */
+  readonly kind?: "run" | "replay" | undefined;
   /** Rows new to the tables, and rows that replaced an earlier row with the same key (from `rowCounts()`). */
   readonly rowsInserted: number;
   readonly rowsUpdated: number;
@@ -245,6 +291,8 @@ export interface RunTransaction {
   rollbackAsCheck(at: Date, result: string): Promise<void>;
   /** Drops everything written in this run. Safe to call twice. */
   rollback(): Promise<void>;
+  /** This run's way to replay quarantined records instead of loading files. */
+  replayer(): Replayer;
 }
 
 /** What a run tells the store up front. */

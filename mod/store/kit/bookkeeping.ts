@@ -106,6 +106,8 @@ export interface Registration {
   readonly ignored: number;
   readonly bytes: number;
   readonly fingerprint?: Fingerprint | undefined;
+  /** The file's list position (replay upserts its records at it); unlisted keys (`--key`) have none. */
+  readonly position?: number | undefined;
 }
 
 /** Rejections per INSERT statement (6 parameters each: within both stores' limits). */
@@ -135,9 +137,11 @@ export class RunBook {
   /** Registers a file: a key registered again takes this run's values, and is no longer imported or deleted. */
   async register(r: Registration): Promise<void> {
     await this.#c.run(
-      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+      `INSERT INTO processed_files (key, status, run_id, processed_at, records, rejected, ignored, bytes, etag, size,
+         position)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (key) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+         position = coalesce(excluded.position, processed_files.position),
          processed_at = excluded.processed_at, records = excluded.records, rejected = excluded.rejected,
          ignored = excluded.ignored, bytes = excluded.bytes, origin = 'run',
          etag = coalesce(excluded.etag, processed_files.etag), size = coalesce(excluded.size, processed_files.size),
@@ -153,6 +157,7 @@ export class RunBook {
         r.bytes,
         r.fingerprint?.etag ?? null,
         r.fingerprint?.size ?? null,
+        r.position ?? null,
       ],
     );
   }
@@ -284,8 +289,8 @@ export class RunBook {
          files_invalid = $6, files_missing = $7, files_failed = $8, files_refused = $9, records_loaded = $10,
          loaded_by_type = $11, records_rejected = $12, records_ignored = $13, ignored_by_type = $14,
          rows_inserted = $15, rows_updated = $16, rows_removed = $17, files_changed = $18, files_deleted = $19,
-         files_claimed_elsewhere = $20
-       WHERE id = $21`,
+         files_claimed_elsewhere = $20, kind = $21
+       WHERE id = $22`,
       [
         c.finishedAt.toISOString(),
         c.status,
@@ -307,6 +312,7 @@ export class RunBook {
         c.filesChanged,
         c.filesDeleted,
         c.filesClaimedElsewhere,
+        c.kind ?? "run",
         this.runId,
       ],
     );

@@ -91,6 +91,7 @@ export class FileParts<Mark> {
       ignored: before.ignored + sumOf(file.ignored),
       bytes: file.bytes,
       fingerprint: file.fingerprint,
+      position: file.position === undefined || file.position === Number.MAX_SAFE_INTEGER ? undefined : file.position,
     });
     if (streamed !== undefined) {
       await this.#sink.release();

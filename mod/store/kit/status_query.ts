@@ -39,8 +39,12 @@ export async function statusReport(
     ? "rows_inserted, rows_updated, rows_removed"
     : "0 AS rows_inserted, 0 AS rows_updated, 0 AS rows_removed";
   // The last 30 runs, newest first: the page's chart takes them all (oldest first), the list the first 10.
+  // A replay's row says so in its status (it loads no file).
+  const status = await hasColumn(c, "runs", "kind")
+    ? "CASE WHEN kind = 'replay' THEN 'replay' ELSE status END AS status"
+    : "status";
   const recent = await c.all<RunRow>(
-    `SELECT id, started_at, finished_at, status, files_listed, files_new, files_loaded, files_invalid,
+    `SELECT id, started_at, finished_at, ${status}, files_listed, files_new, files_loaded, files_invalid,
        files_missing, files_failed, files_refused, records_loaded, records_rejected, records_ignored,
        ${claimed} AS files_claimed_elsewhere, ${rows}
      FROM runs ORDER BY id DESC LIMIT 30`,

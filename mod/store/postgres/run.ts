@@ -12,6 +12,7 @@ import type { Validators } from "../../source/source.ts";
 import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
+import { kitReplayer } from "../kit/quarantine.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
@@ -42,6 +43,7 @@ export class PostgresRun implements S.RunTransaction {
   readonly #rows: PostgresRows;
   readonly #files: FileParts<CopyMark>;
   readonly #o: PostgresRunOptions;
+  readonly #types: readonly RecordType[];
   /** Keys whose file this run wrote (their missing streak ends). */
   readonly #written = new Set<string>();
   /** The list to cache at commit. */
@@ -76,6 +78,7 @@ export class PostgresRun implements S.RunTransaction {
     this.#book = book;
     this.runId = book.runId;
     this.#o = options;
+    this.#types = types;
     this.#rows = new PostgresRows(conn, types);
     this.#files = new FileParts(this.#rows, book);
   }
@@ -297,6 +300,14 @@ export class PostgresRun implements S.RunTransaction {
   }
   rollbackAsCheck(at: Date, result: string): Promise<void> {
     return this.#serial(() => this.#rollbackAsCheck(at, result));
+  }
+  replayer(): S.Replayer {
+    return kitReplayer(
+      this.#c,
+      this.#types,
+      (key, part, pos) => this.#rows.write(key, part, pos),
+      (fn) => this.#serial(fn),
+    );
   }
   rollback(): Promise<void> {
     if (this.#goneReason !== undefined) return this.#abandon();

@@ -10,6 +10,7 @@ import type { Validators } from "../../source/source.ts";
 import { registeredAmong, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
+import { kitReplayer } from "../kit/quarantine.ts";
 import type {
   FilePart,
   FileStatus,
@@ -18,6 +19,7 @@ import type {
   ListedFingerprint,
   PartOptions,
   PlannedKey,
+  Replayer,
   RowCounts,
   RunCounts,
   RunTransaction,
@@ -46,6 +48,7 @@ export class SqliteRun implements RunTransaction {
   readonly #files: FileParts<RowsMark>;
   readonly #o: SqliteRunOptions;
   readonly #release: () => void;
+  readonly #types: readonly RecordType[];
   #open = true;
 
   constructor(
@@ -63,6 +66,7 @@ export class SqliteRun implements RunTransaction {
     this.lockWaitMs = options.lockWaitMs;
     this.#o = options;
     this.#release = release;
+    this.#types = types;
     this.#rows = new SqliteRows(db, types, options.loadMode, options.stageRows);
     this.#files = new FileParts(this.#rows, book);
   }
@@ -160,6 +164,10 @@ export class SqliteRun implements RunTransaction {
 
   writeFile(file: FileWrite): Promise<void> {
     return this.#files.writeFile(file);
+  }
+
+  replayer(): Replayer {
+    return kitReplayer(this.#c, this.#types, (key, part, position) => this.#rows.write(key, part, position));
   }
 
   async commit(c: RunCounts): Promise<void> {

@@ -1,0 +1,102 @@
+/**
+ * The `replay` command: re-validates quarantined records by today's rules
+ * (see `replay.ts`) and says what became of them, as text or JSON.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config.ts";
+import { RECORD_TYPES } from "../records/mod.ts";
+import { type ReplayReport, runReplay } from "../replay.ts";
+import { makeSource, sourceSpec } from "../source/spec.ts";
+import { openStore } from "../store/open.ts";
+import type { Out } from "./actions.ts";
+
+/** Options of {@linkcode replayAction}. */
+export interface ReplayActionOptions {
+  readonly dryRun: boolean;
+  readonly type?: string | undefined;
+  readonly reason?: string | undefined;
+  readonly json?: boolean;
+  readonly signal?: AbortSignal | undefined;
+}
+
+const n = (value: number) => value.toLocaleString("en-US");
+
+/** A replay report as a few lines. */
+export function formatReplay(r: ReplayReport): string {
+  const seconds = ((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(2);
+  const loaded = Object.values(r.loaded).reduce((a, b) => a + b, 0);
+  const byType = Object.entries(r.loaded).filter(([, c]) => c > 0).map(([t, c]) => `${t} ${n(c)}`).join(", ");
+  const head = r.dryRun
+    ? `bucketload replay (dry run: nothing was written) in ${seconds} s`
+    : r.runId === undefined
+    ? `bucketload replay in ${seconds} s: nothing changed, nothing was written`
+    : `bucketload replay ${r.runId} finished in ${seconds} s`;
+  const lines = [
+    head,
+    `  quarantine  ${n(r.matched)} matched, ${n(r.revalidated)} re-validated by today's rules`,
+    `  loaded      ${n(loaded)}${byType === "" ? "" : ` (${byType})`}: rows ${n(r.rowsInserted)} inserted, ` +
+    `${n(r.rowsUpdated)} updated`,
+    `  still rejected ${n(r.stillRejected)} (${n(r.reasonsChanged)} for another reason now, stored)`,
+  ];
+  if (r.ignored > 0) lines.push(`  ignored     ${n(r.ignored)} (of a type no rule loads now; left the quarantine)`);
+  if (r.byReason.length > 0) {
+    lines.push("  by reason (as stored before):");
+    for (const g of r.byReason.slice(0, 20)) {
+      const parts = [`${n(g.loaded)} loaded`, `${n(g.stillRejected)} still rejected`];
+      if (g.ignored > 0) parts.push(`${n(g.ignored)} ignored`);
+      if (g.held > 0) parts.push(`${n(g.held)} held`);
+      lines.push(`    ${String(g.revalidated).padStart(7)}  ${g.reason}: ${parts.join(", ")}`);
+    }
+    if (r.byReason.length > 20) lines.push(`    … and ${r.byReason.length - 20} more reasons`);
+  }
+  if (r.held.length > 0) {
+    const keys = [...new Set(r.held.map((h) => h.key))];
+    lines.push(
+      `  held        ${n(r.held.length)} pass now, but their file also loaded a row with the same key, and which ` +
+        `came later in it is not kept: re-load the file with --key (${keys.slice(0, 3).join(", ")}${
+          keys.length > 3 ? ", …" : ""
+        })`,
+    );
+  }
+  const s = r.skipped;
+  const skipped = [
+    [s.wholeFile, "whole-file rejections (--retry-invalid re-fetches them)"],
+    [s.fileGone, "of files no longer loaded or deleted from the bucket"],
+    [s.unreadable, "whose stored text was cut at MAX_REJECTED_RAW_BYTES or is not JSON (--key re-fetches the file)"],
+    [s.noPosition, "of files whose list position is unknown (--key re-loads them)"],
+    [s.busy, "of files a run side by side holds (replay again later)"],
+  ] as const;
+  for (const [count, why] of skipped) if (count > 0) lines.push(`  skipped     ${n(count)} ${why}`);
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * `replay`: re-validates the quarantine under the run lock; prints the
+ * report. Returns 0.
+ *
+ * @throws {LockedError} when a run holds the database
+ */
+export async function replayAction(config: Config, out: Out, options: ReplayActionOptions): Promise<number> {
+  const opened = await openStore(config);
+  let report: ReplayReport;
+  try {
+    const source = await makeSource(sourceSpec(config));
+    report = await runReplay({
+      store: opened.store,
+      types: RECORD_TYPES,
+      bucket: source.display,
+      dateStoreFormat: config.dateStoreFormat,
+      typeSettings: config.typeSettings,
+      filter: { type: options.type, reason: options.reason },
+      dryRun: options.dryRun,
+      logger: getLogger(["bucketload"]),
+      signal: options.signal,
+    });
+  } finally {
+    await opened.close();
+  }
+  out(options.json ? JSON.stringify(report, null, 2) + "\n" : formatReplay(report));
+  return 0;
+}

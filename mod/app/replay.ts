@@ -38,7 +38,7 @@ export function formatReplay(r: ReplayReport): string {
     `  quarantine  ${n(r.matched)} matched, ${n(r.revalidated)} re-validated by today's rules`,
     `  loaded      ${n(loaded)}${byType === "" ? "" : ` (${byType})`}: rows ${n(r.rowsInserted)} inserted, ` +
     `${n(r.rowsUpdated)} updated`,
-    `  still rejected ${n(r.stillRejected)} (${n(r.reasonsChanged)} for another reason now, stored)`,
+    `  rejected    ${n(r.stillRejected)} still (${n(r.reasonsChanged)} of them for another reason now, stored)`,
   ];
   if (r.ignored > 0) lines.push(`  ignored     ${n(r.ignored)} (of a type no rule loads now; left the quarantine)`);
   if (r.byReason.length > 0) {

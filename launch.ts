@@ -60,7 +60,10 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
     const name = host.includes(":") ? `[${host}]` : host;
     net.push(port === 0 ? name : `${name}:${port}`);
   }
-  const env = ["BUCKETLOAD_*", "DATABASE_URL", ...needs.env];
+  // OpenTelemetry: Deno's exporter reads OTEL_* itself; the collector is allowed too (the exporter needs no
+  // permission today, but what the child may reach is written here, in one place).
+  const env = ["BUCKETLOAD_*", "DATABASE_URL", "OTEL_*", ...needs.env];
+  net.push(...collectorHosts(vars));
   if (config.databaseUrl !== undefined) {
     // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
     env.push("PG*");
@@ -69,6 +72,21 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   if (net.length > 0) flags.push(`--allow-net=${net.join(",")}`);
   flags.push(`--allow-env=${env.join(",")}`);
   return flags;
+}
+
+/** The OTLP collectors' `host:port` when `OTEL_DENO` is on: each signal's endpoint, else the common one. */
+export function collectorHosts(env: Readonly<Record<string, string>>): string[] {
+  if (!/^(true|1)$/i.test(env.OTEL_DENO?.trim() ?? "")) return [];
+  const common = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || "http://localhost:4318";
+  const hosts = new Set<string>();
+  for (const signal of ["TRACES", "METRICS", "LOGS"]) {
+    const endpoint = env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]?.trim() || common;
+    try {
+      const u = new URL(endpoint);
+      hosts.add(`${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`);
+    } catch { /* Deno reports a bad endpoint itself */ }
+  }
+  return [...hosts];
 }
 
 /** The PostgreSQL server's `host:port`, as the client resolves it (URL, then PGHOST/PGPORT, then localhost:5432). */

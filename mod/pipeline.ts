@@ -10,6 +10,7 @@ import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
 import type { RunCounts, RunTransaction, Store } from "./store/store.ts";
+import { inSpan } from "./telemetry.ts";
 import { type Plan, planList, planListed } from "./plan.ts";
 import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./run_load.ts";
 
@@ -402,7 +403,11 @@ async function finishRun(
       ...load.failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
     ],
   };
-  await tx.commit(counts);
+  await inSpan(
+    "bucketload.commit",
+    { "bucketload.files": counts.filesLoaded + counts.filesInvalid },
+    () => tx.commit(counts),
+  );
   logger.info(
     "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated, {removed} removed), " +
       "{rejected} rejected",

@@ -11,6 +11,7 @@ import type { Plan } from "./plan.ts";
 import { DriftCounter } from "./records/mod.ts";
 import type { Produced, Producer } from "./produce/produce.ts";
 import type { FilePart, RunTransaction } from "./store/store.ts";
+import { fileSpan } from "./telemetry.ts";
 
 /** Progress of a run, for a progress bar. */
 export interface Progress {
@@ -182,6 +183,19 @@ export class RunLoad {
 
   /** Records how a key ended: missing, failed, or its file written (loaded or invalid). */
   async #end(produced: Exclude<Produced, { kind: "part" }>, tally: Tally) {
+    await this.#settle(produced, tally);
+    const file = produced.kind === "file" ? produced.file : undefined;
+    fileSpan(produced.timing, {
+      "bucketload.key": produced.key,
+      "bucketload.bytes": file?.bytes ?? 0,
+      "bucketload.outcome": file?.status ?? produced.kind,
+      "bucketload.records": file?.status === "loaded" ? tally.records : 0,
+      // A loaded file's tally has its parts and its last write; an invalid file counts its one rejection.
+      "bucketload.rejected": file?.status === "loaded" ? tally.rejected : file?.rejections.length ?? 0,
+    });
+  }
+
+  async #settle(produced: Exclude<Produced, { kind: "part" }>, tally: Tally) {
     const { key } = produced;
     const { logger, tx } = this.#ctx;
     if (produced.kind === "missing" && this.#unlisted.has(key)) {

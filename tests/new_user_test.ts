@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { childPermissions } from "../launch.ts";
+import { childPermissions, collectorHosts } from "../launch.ts";
+import { MIGRATIONS } from "../mod/store/migrations.ts";
 import { resolveConfig } from "../mod/config.ts";
 import { SCHEMA_VERSION } from "../mod/store/migrations.ts";
 import { startBucketServer } from "./bucket_server.ts";
@@ -259,7 +260,7 @@ Deno.test("childPermissions() grants the config's folders, the bucket's host:por
     "--allow-read=/app,/etc/bucketload/prod.ini,/var/lib/bucketload,/srv/out,/var/log/bucketload",
     "--allow-write=/var/lib/bucketload,/srv/out,/var/log/bucketload",
     "--allow-net=bucket.example.com:443",
-    "--allow-env=BUCKETLOAD_*,DATABASE_URL",
+    "--allow-env=BUCKETLOAD_*,DATABASE_URL,OTEL_*",
   ]);
   const status = childPermissions(config, { command: "status", dryRun: false }, "/app");
   assert.ok(!status.some((f) => f.startsWith("--allow-write")), status.join(" "));
@@ -276,7 +277,7 @@ Deno.test("childPermissions() grants the config's folders, the bucket's host:por
     "--no-prompt",
     "--allow-read=/app,/etc/bucketload/prod.ini",
     "--allow-net=bucket.example.com:443,db.internal:5432",
-    "--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*",
+    "--allow-env=BUCKETLOAD_*,DATABASE_URL,OTEL_*,PG*",
   ]);
   // With S3: the endpoint (the bucket's virtual host on AWS) and the AWS credential variables.
   const s3 = (extra: Record<string, string>) =>
@@ -289,11 +290,25 @@ Deno.test("childPermissions() grants the config's folders, the bucket's host:por
   assert.ok(aws.includes("--allow-net=acme-data.s3.eu-west-1.amazonaws.com:443"), aws.join(" "));
   assert.ok(
     aws.includes(
-      "--allow-env=BUCKETLOAD_*,DATABASE_URL,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN,AWS_PROFILE",
+      "--allow-env=BUCKETLOAD_*,DATABASE_URL,OTEL_*,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN,AWS_PROFILE",
     ),
     aws.join(" "),
   );
   assert.ok(s3({ S3_ENDPOINT: "http://minio:9000" }).includes("--allow-net=minio:9000"));
+});
+
+Deno.test("collectorHosts(): the OTLP collectors a child may reach, only with OTEL_DENO on", () => {
+  assert.deepEqual(collectorHosts({}), []);
+  assert.deepEqual(collectorHosts({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318" }), []);
+  assert.deepEqual(collectorHosts({ OTEL_DENO: "true" }), ["localhost:4318"]);
+  assert.deepEqual(
+    collectorHosts({
+      OTEL_DENO: "1",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "https://collector.internal",
+      OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "http://logs.internal:4318/v1/logs",
+    }),
+    ["collector.internal:443", "logs.internal:4318"],
+  );
 });
 
 /** Starts main.ts directly with the given permission flags, as the Docker image and compiled binary do. */
@@ -429,11 +444,9 @@ Deno.test("migration: a bucketload database from before schema versions is upgra
     db.close();
     const report = await runOnce(join(CASES, "basic"), dbPath);
     assert.equal(report.filesNew, 2, "the registered key was fetched again, or the run failed");
-    assert.deepEqual(query(dbPath, "SELECT version FROM schema_version ORDER BY version"), [
-      { version: 1 },
-      { version: 2 },
-      { version: 3 },
-      { version: 4 },
-    ]);
+    assert.deepEqual(
+      query(dbPath, "SELECT version FROM schema_version ORDER BY version"),
+      MIGRATIONS.map((m) => ({ version: m.version })),
+    );
   });
 });

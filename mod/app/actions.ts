@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { formatPlan, planRun } from "./dry_run.ts";
-import { type Progress, runPipeline } from "../pipeline.ts";
+import { type Progress, runPipeline, type RunReport } from "../pipeline.ts";
 import type { ProduceSettings } from "../produce/produce.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import {
@@ -22,6 +22,7 @@ import { formatStatus } from "./status.ts";
 import { configReport } from "./serve.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "../produce/worker_producer.ts";
+import { countRun, inSpan, markFailed } from "../telemetry.ts";
 
 const logger = getLogger(["bucketload"]);
 
@@ -82,25 +83,27 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       bucket: source.display,
       database: store.display,
     });
-    report = await runPipeline({
-      ...settings,
-      source,
-      store,
-      types: RECORD_TYPES,
-      filesListKey: config.filesListKey,
-      keyPattern: config.keyPattern,
-      maxListBytes: config.maxListBytes,
-      force: options.force,
-      retryInvalid: options.retryInvalid,
-      onlyKeys: options.keys,
-      importKeys,
-      missingGiveUpRuns: config.missingGiveUpRuns,
-      changeDetection: config.changeDetection,
-      pruneDeleted: config.pruneDeleted,
-      signal: options.signal,
-      onProgress: options.onProgress,
-      producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,
-    });
+    const pipeline = () =>
+      runPipeline({
+        ...settings,
+        source,
+        store,
+        types: RECORD_TYPES,
+        filesListKey: config.filesListKey,
+        keyPattern: config.keyPattern,
+        maxListBytes: config.maxListBytes,
+        force: options.force,
+        retryInvalid: options.retryInvalid,
+        onlyKeys: options.keys,
+        importKeys,
+        missingGiveUpRuns: config.missingGiveUpRuns,
+        changeDetection: config.changeDetection,
+        pruneDeleted: config.pruneDeleted,
+        signal: options.signal,
+        onProgress: options.onProgress,
+        producer: config.worker ? workerProducer(spec, settings, { logLevel: config.logLevel }) : undefined,
+      });
+    report = await traced(config, pipeline);
     if (report.runId !== undefined && config.processedFilesPath !== undefined) {
       try {
         await writeRegistryFile(config.processedFilesPath, await store.registeredKeys());
@@ -118,6 +121,43 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
   }
   out(options.json ? JSON.stringify(summaryJson(report), null, 2) + "\n" : formatSummary(report));
   return report.status === "ok" ? 0 : 1;
+}
+
+/**
+ * A run as the OpenTelemetry span `bucketload.run` (its file spans and the
+ * commit's inside), with its counts as attributes and as metrics.
+ */
+async function traced(config: Config, pipeline: () => Promise<RunReport>): Promise<RunReport> {
+  const attributes = {
+    "bucketload.profile": config.profile,
+    "bucketload.store": config.databaseUrl === undefined ? "sqlite" : "postgres",
+  };
+  return await inSpan("bucketload.run", attributes, async (span) => {
+    const r = await pipeline();
+    const loaded = Object.values(r.loaded).reduce((a, b) => a + b, 0);
+    const ignored = Object.values(r.ignored).reduce((a, b) => a + b, 0);
+    span.setAttributes({
+      "bucketload.status": r.status,
+      "bucketload.files.listed": r.filesListed,
+      "bucketload.files.new": r.filesNew,
+      "bucketload.files.loaded": r.filesLoaded,
+      "bucketload.records": loaded,
+      "bucketload.records.rejected": r.rejected,
+      "bucketload.rows.inserted": r.rowsInserted,
+      "bucketload.rows.updated": r.rowsUpdated,
+      "bucketload.rows.removed": r.rowsRemoved,
+    });
+    if (r.status !== "ok") markFailed(span, r.status);
+    const files = {
+      loaded: r.filesLoaded,
+      invalid: r.filesInvalid,
+      missing: r.filesMissing,
+      failed: r.filesFailed,
+      refused: r.filesRefused,
+    };
+    countRun({ loaded, rejected: r.rejected, ignored }, files, attributes);
+    return r;
+  });
 }
 
 /** Options of {@linkcode dryRunAction}. */

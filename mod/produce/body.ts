@@ -11,14 +11,15 @@ import { type Cell, type Classifier, DriftCounter, PART_DRIFT_FIELDS } from "../
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { GzipError } from "./formats.ts";
+import type { Timing } from "../telemetry.ts";
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =
   /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. */
   | { readonly kind: "part"; readonly key: string; readonly part: FilePart }
   /** The file's (last) rows and its registry entry. An invalid file discards the parts before it. */
-  | { readonly kind: "file"; readonly key: string; readonly file: FileWrite }
-  | { readonly kind: "missing"; readonly key: string; readonly reason: string }
-  | { readonly kind: "failed"; readonly key: string; readonly reason: string };
+  | { readonly kind: "file"; readonly key: string; readonly file: FileWrite; readonly timing?: Timing }
+  | { readonly kind: "missing"; readonly key: string; readonly reason: string; readonly timing?: Timing }
+  | { readonly kind: "failed"; readonly key: string; readonly reason: string; readonly timing?: Timing };
 
 /** Elements per part of a streamed file. */
 export const PART_ELEMENTS = 5000;

@@ -7,7 +7,7 @@
  */
 import { pMapIterable } from "p-map";
 import { Classifier, type RecordType } from "../records/mod.ts";
-import { type BucketSource, tooLargeReason } from "../source/source.ts";
+import { type BucketSource, type FetchResult, tooLargeReason } from "../source/source.ts";
 import { compileStrftime } from "../strftime.ts";
 import { isGzip } from "./formats.ts";
 import { invalidFile, processBody, type Produced } from "./body.ts";
@@ -77,6 +77,7 @@ export function produceInThread(
       keys,
       async (key) => ({
         key,
+        start: Date.now(),
         result: await source.get(key, {
           maxBytes: settings.maxFileBytes,
           streamOverBytes: bufferedLimit(settings),
@@ -85,48 +86,56 @@ export function produceInThread(
       }),
       { concurrency: settings.concurrency, backpressure: 2 * settings.concurrency },
     );
-    for await (const { key, result } of fetched) {
-      const processedAt = now();
-      const options = () => ({
-        encoding: settings.encoding,
-        classifier: new Classifier(types, {
-          ingestionTime: format(processedAt),
-          settings: settings.typeSettings,
-          rejectNul: settings.rejectNul,
-        }),
-        processedAt,
-        rawCap: settings.maxRejectedRawBytes,
-        partElements: settings.partElements,
-        maxRecordChars: settings.maxRecordBytes,
-      });
-      switch (result.kind) {
-        case "ok":
-          // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines; so does a body
-          // that may hold a record over MAX_RECORD_BYTES, which the splitter stops at.
-          if (
-            isGzip(result.body) || mayBeNdjson(result.body) ||
-            result.body.byteLength > (settings.maxRecordBytes ?? Infinity)
-          ) {
-            const body = ReadableStream.from([result.body]);
-            yield* processObjectStream(key, body, { ...options(), maxBytes: settings.maxFileBytes });
-          } else yield { kind: "file", key, file: processBody(key, result.body, options()) };
-          break;
-        case "stream":
-          yield* processObjectStream(key, result.body, { ...options(), maxBytes: settings.maxFileBytes });
-          break;
-        case "too_large":
-          yield { kind: "file", key, file: invalidFile(key, tooLargeReason(result), result.bytes, processedAt) };
-          break;
-        case "missing":
-          yield { kind: "missing", key, reason: result.reason };
-          break;
-        case "failed":
-          yield { kind: "failed", key, reason: result.reason };
-          break;
-        case "not_modified":
-          yield { kind: "failed", key, reason: "HTTP 304 to an unconditional request" };
-          break;
+    for await (const { key, start, result } of fetched) {
+      for await (const produced of settle(key, result)) {
+        // A file's last message carries its fetch and parse time, for its span.
+        yield produced.kind === "part" ? produced : { ...produced, timing: { start, end: Date.now() } };
       }
     }
   };
+
+  /** What one fetch's result becomes: a file (perhaps after parts), missing, or failed. */
+  async function* settle(key: string, result: FetchResult): AsyncGenerator<Produced> {
+    const processedAt = now();
+    const options = () => ({
+      encoding: settings.encoding,
+      classifier: new Classifier(types, {
+        ingestionTime: format(processedAt),
+        settings: settings.typeSettings,
+        rejectNul: settings.rejectNul,
+      }),
+      processedAt,
+      rawCap: settings.maxRejectedRawBytes,
+      partElements: settings.partElements,
+      maxRecordChars: settings.maxRecordBytes,
+    });
+    switch (result.kind) {
+      case "ok":
+        // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines; so does a body
+        // that may hold a record over MAX_RECORD_BYTES, which the splitter stops at.
+        if (
+          isGzip(result.body) || mayBeNdjson(result.body) ||
+          result.body.byteLength > (settings.maxRecordBytes ?? Infinity)
+        ) {
+          const body = ReadableStream.from([result.body]);
+          yield* processObjectStream(key, body, { ...options(), maxBytes: settings.maxFileBytes });
+        } else yield { kind: "file", key, file: processBody(key, result.body, options()) };
+        break;
+      case "stream":
+        yield* processObjectStream(key, result.body, { ...options(), maxBytes: settings.maxFileBytes });
+        break;
+      case "too_large":
+        yield { kind: "file", key, file: invalidFile(key, tooLargeReason(result), result.bytes, processedAt) };
+        break;
+      case "missing":
+        yield { kind: "missing", key, reason: result.reason };
+        break;
+      case "failed":
+        yield { kind: "failed", key, reason: result.reason };
+        break;
+      case "not_modified":
+        yield { kind: "failed", key, reason: "HTTP 304 to an unconditional request" };
+        break;
+    }
+  }
 }

@@ -15,6 +15,7 @@ import { cli, LineWatcher, ROOT, withTempDir, writeConfig } from "./helpers.ts";
 
 const HOSTILE_KEY = "<img src=x onerror=alert(1)>.data";
 const HOSTILE_NAME = "<script>document.title='pwned'</script>";
+const HOSTILE_FIELD = "<b onclick=alert(2)>genre</b>";
 
 const file = (records: unknown[]) => JSON.stringify(records, null, 2);
 const song = (title: string) => ({ data: { artist_name: "A", title, year: 2001, release: "R" }, type: "song" });
@@ -30,7 +31,9 @@ async function writeBucket(dir: string) {
       { data: { name: HOSTILE_NAME, genre: "Games", rating: 9.5, version: "1", size_bytes: 10 }, type: "app" },
     ]),
   );
-  await Deno.writeTextFile(join(dir, "bucket", "b.data"), file([song("Three"), song("Four"), song("Five")]));
+  // A field the rules do not know, with a hostile name and value: drift, shown as text.
+  const drifted = { data: { ...song("Six").data, [HOSTILE_FIELD]: "<i>rock</i>" }, type: "song" };
+  await Deno.writeTextFile(join(dir, "bucket", "b.data"), file([song("Three"), song("Four"), song("Five"), drifted]));
   await Deno.writeTextFile(join(dir, "bucket", "files_list.data"), `a.data\n${HOSTILE_KEY}`);
 }
 
@@ -129,6 +132,15 @@ Deno.test({
         assert.ok(!/<img/i.test(dom), "an <img> element was made from a key");
         assert.ok(!dom.includes("<script>document.title"), "a <script> element was made from a record");
         assert.doesNotMatch(dom, /<title>pwned/);
+        // The drift table: the unknown field by name, escaped, with its count and example.
+        const drift = /<table id="drift">([\s\S]*?)<\/table>/.exec(dom)?.[1] ?? "";
+        assert.ok(
+          drift.includes("&lt;b onclick=alert(2)&gt;genre&lt;/b&gt;"),
+          `the drift table lacks the field: ${drift}`,
+        );
+        assert.match(drift, /unknown field \(string\)/);
+        assert.ok(drift.includes("&lt;i&gt;rock&lt;/i&gt;"));
+        assert.ok(!/<b onclick/i.test(dom), "a <b> element was made from a field name");
         const shots = Deno.env.get("BL_SCREENSHOTS") ?? dir;
         await Deno.mkdir(shots, { recursive: true });
         const sizes: [string, string][] = [["serve-1280.png", "1280,2200"], ["serve-phone.png", "390,2600"]];

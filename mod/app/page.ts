@@ -220,5 +220,5 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f6;padding:8px;b
 .empty,.note{color:var(--muted)}.warn{background:#fef7e0;padding:8px;border-radius:6px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 footer{text-align:center;color:var(--muted);padding:0 0 24px}a{color:#0b57d0}
-@media (max-width:700px){main{padding:4px 10px 24px}section{padding:10px}.two{grid-template-columns:1fr}th,td{padding:4px 5px;font-size:13px}}
+@media (max-width:700px){.tick{font-size:24px}main{padding:4px 10px 24px}section{padding:10px}.two{grid-template-columns:1fr}th,td{padding:4px 5px;font-size:13px}}
 `;

@@ -12,7 +12,15 @@ import type { Logger } from "@logtape/logtape";
 import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
 import { parseJson } from "./records/numbers.ts";
 import { compileStrftime } from "./strftime.ts";
-import type { Quarantined, ReplayFilter, Store } from "./store/store.ts";
+import type {
+  Quarantined,
+  Replayer,
+  ReplayFilter,
+  RowCounts,
+  RunCounts,
+  RunTransaction,
+  Store,
+} from "./store/store.ts";
 
 /** What a replay needs. */
 export interface ReplayOptions {
@@ -97,6 +105,161 @@ interface Pending {
   loaded: number;
 }
 
+/** A quarantined record that can be re-validated: a record of a loaded file at a known position. */
+type Candidate = Quarantined & { readonly position: number; readonly index: number; readonly raw: string };
+
+type Skipped = { -readonly [K in keyof ReplayReport["skipped"]]: number };
+
+/** Sorts out the records that cannot be re-validated; the rest are claimed (a store that runs share) and ordered. */
+async function triage(
+  all: readonly Quarantined[],
+  tx: RunTransaction,
+): Promise<{ todo: Candidate[]; skipped: Skipped }> {
+  const skipped: Skipped = { wholeFile: 0, fileGone: 0, unreadable: 0, noPosition: 0, busy: 0 };
+  const candidates: Candidate[] = [];
+  for (const q of all) {
+    if (q.index === null || q.raw === null) skipped.wholeFile++;
+    else if (!q.registered || q.deleted) skipped.fileGone++;
+    else if (q.position === null) skipped.noPosition++;
+    else candidates.push(q as Candidate);
+  }
+  // A store that runs share: the files are claimed as a run claims them, and a file another run holds waits.
+  const keys = [...new Set(candidates.map((q) => q.key))];
+  const mine = tx.claim === undefined
+    ? new Set(keys)
+    : new Set(await tx.claim(keys.map((key) => ({ key })), undefined));
+  const todo = candidates.filter((q) => mine.has(q.key) || (skipped.busy++, false));
+  // List order, then file order: the order a load writes them in.
+  todo.sort((a, b) => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) || a.index - b.index);
+  return { todo, skipped };
+}
+
+/** The re-validation of quarantined records, one at a time, and what it adds up to. */
+class Revalidation {
+  readonly byReason = new Map<string, ReplayReason>();
+  readonly loaded: Record<string, number>;
+  readonly pending = new Map<string, Pending>();
+  readonly released: number[] = [];
+  readonly reasons: { id: number; reason: string }[] = [];
+  readonly files = new Map<string, { loaded: number; ignored: number }>();
+  readonly held: { key: string; index: number; table: string }[] = [];
+  revalidated = 0;
+  ignored = 0;
+  stillRejected = 0;
+  unreadable = 0;
+
+  constructor(readonly classifier: Classifier, readonly replayer: Replayer, types: readonly RecordType[]) {
+    this.loaded = Object.fromEntries(types.map((t) => [t.type, 0]));
+  }
+
+  /** Re-validates one record: to load, held, still rejected (its reason noted if it changed), or ignored. */
+  async take(q: Candidate): Promise<void> {
+    let element: unknown;
+    try {
+      element = parseJson(q.raw);
+    } catch {
+      this.unreadable++;
+      return;
+    }
+    const counts = this.#reason(q.reason);
+    this.revalidated++;
+    counts.revalidated++;
+    const outcome = this.classifier.classify(element);
+    if (outcome.kind === "rejected") {
+      this.stillRejected++;
+      counts.stillRejected++;
+      if (outcome.reason !== q.reason) {
+        this.reasons.push({ id: q.id, reason: outcome.reason });
+        counts.reasonChanged++;
+      }
+      return;
+    }
+    const file = this.files.get(q.key) ?? { loaded: 0, ignored: 0 };
+    if (outcome.kind === "ignored") {
+      this.ignored++;
+      counts.ignored++;
+      file.ignored++;
+    } else {
+      // A row of the same file, loaded before: which of the two came later in the file is not kept.
+      if (await this.replayer.rowSource(outcome.type, outcome.row) === q.key) {
+        this.held.push({ key: q.key, index: q.index, table: outcome.type.table });
+        counts.held++;
+        return;
+      }
+      this.#add(q, outcome.type, outcome.row);
+      counts.loaded++;
+      file.loaded++;
+    }
+    this.files.set(q.key, file);
+    this.released.push(q.id);
+  }
+
+  #reason(reason: string): ReplayReason {
+    const group = reasonGroup(reason);
+    let counts = this.byReason.get(group);
+    if (counts === undefined) {
+      counts = { reason: group, revalidated: 0, loaded: 0, ignored: 0, stillRejected: 0, reasonChanged: 0, held: 0 };
+      this.byReason.set(group, counts);
+    }
+    return counts;
+  }
+
+  #add(q: Candidate, type: RecordType, row: readonly Cell[]) {
+    let p = this.pending.get(q.key);
+    if (p === undefined) this.pending.set(q.key, p = { position: q.position, rows: new Map(), loaded: 0 });
+    let bucket = p.rows.get(type.type);
+    if (bucket === undefined) p.rows.set(type.type, bucket = { count: 0, cells: [] });
+    bucket.cells.push(...row);
+    bucket.count++;
+    p.loaded++;
+    this.loaded[type.type] = (this.loaded[type.type] ?? 0) + 1;
+  }
+
+  /** Writes the rows, file by file in list order (a Map keeps the order they came in), and the quarantine's changes. */
+  async write(): Promise<void> {
+    for (const [key, p] of this.pending) {
+      await this.replayer.writeRows(
+        key,
+        { rows: p.rows, records: p.loaded, rejections: [], ignored: new Map() },
+        p.position,
+      );
+    }
+    await this.replayer.settle({ released: this.released, reasons: this.reasons, files: this.files });
+  }
+
+  /** Whether the replay changes anything: a record leaves the quarantine, or a reason changes. */
+  get changed(): boolean {
+    return this.released.length > 0 || this.reasons.length > 0;
+  }
+}
+
+/** The run row of a replay: no file, the records loaded by type, and its rows. */
+function replayCounts(loaded: Readonly<Record<string, number>>, rows: RowCounts, finishedAt: Date): RunCounts {
+  return {
+    kind: "replay",
+    status: "ok",
+    finishedAt,
+    rowsInserted: rows.inserted,
+    rowsUpdated: rows.updated,
+    rowsRemoved: rows.removed,
+    filesListed: 0,
+    filesNew: 0,
+    filesLoaded: 0,
+    filesInvalid: 0,
+    filesMissing: 0,
+    filesFailed: 0,
+    filesRefused: 0,
+    filesChanged: 0,
+    filesDeleted: 0,
+    filesClaimedElsewhere: 0,
+    loaded,
+    rejected: 0,
+    ignored: {},
+    issues: [],
+    drift: [],
+  };
+}
+
 /**
  * Replays the quarantined records `options.filter` matches.
  *
@@ -109,131 +272,30 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
   try {
     const replayer = tx.replayer();
     const all = await replayer.quarantined(options.filter);
-    const skipped = { wholeFile: 0, fileGone: 0, unreadable: 0, noPosition: 0, busy: 0 };
-    const candidates: (Quarantined & { position: number; index: number; raw: string })[] = [];
-    for (const q of all) {
-      if (q.index === null || q.raw === null) skipped.wholeFile++;
-      else if (!q.registered || q.deleted) skipped.fileGone++;
-      else if (q.position === null) skipped.noPosition++;
-      else candidates.push(q as Quarantined & { position: number; index: number; raw: string });
-    }
-    // A store that runs share: the files are claimed as a run claims them, and a file another run holds waits.
-    const keys = [...new Set(candidates.map((q) => q.key))];
-    const mine = tx.claim === undefined
-      ? new Set(keys)
-      : new Set(await tx.claim(keys.map((key) => ({ key })), undefined));
-    const todo = candidates.filter((q) => mine.has(q.key) || (skipped.busy++, false));
-    todo.sort((a, b) => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) || a.index - b.index);
-
+    const { todo, skipped } = await triage(all, tx);
     const classifier = new Classifier(types, {
       ingestionTime: compileStrftime(options.dateStoreFormat)(startedAt),
       settings: options.typeSettings,
       rejectNul: !store.holdsNul,
     });
-    const byReason = new Map<string, ReplayReason>();
-    const loaded: Record<string, number> = Object.fromEntries(types.map((t) => [t.type, 0]));
-    const pending = new Map<string, Pending>();
-    const released: number[] = [];
-    const reasons: { id: number; reason: string }[] = [];
-    const files = new Map<string, { loaded: number; ignored: number }>();
-    const held: { key: string; index: number; table: string }[] = [];
-    let revalidated = 0, ignored = 0, stillRejected = 0;
+    const r = new Revalidation(classifier, replayer, types);
     for (const q of todo) {
       options.signal?.throwIfAborted();
-      let element: unknown;
-      try {
-        element = parseJson(q.raw);
-      } catch {
-        skipped.unreadable++;
-        continue;
-      }
-      const group = reasonGroup(q.reason);
-      let counts = byReason.get(group);
-      if (counts === undefined) {
-        counts = { reason: group, revalidated: 0, loaded: 0, ignored: 0, stillRejected: 0, reasonChanged: 0, held: 0 };
-        byReason.set(group, counts);
-      }
-      revalidated++;
-      counts.revalidated++;
-      const outcome = classifier.classify(element);
-      const file = files.get(q.key) ?? { loaded: 0, ignored: 0 };
-      if (outcome.kind === "rejected") {
-        stillRejected++;
-        counts.stillRejected++;
-        if (outcome.reason !== q.reason) {
-          reasons.push({ id: q.id, reason: outcome.reason });
-          counts.reasonChanged++;
-        }
-        continue;
-      }
-      if (outcome.kind === "ignored") {
-        ignored++;
-        counts.ignored++;
-        file.ignored++;
-      } else {
-        // Rows of the file loaded before the replay: which record came later in it is not kept.
-        if (await replayer.rowSource(outcome.type, outcome.row) === q.key) {
-          held.push({ key: q.key, index: q.index, table: outcome.type.table });
-          counts.held++;
-          continue;
-        }
-        let p = pending.get(q.key);
-        if (p === undefined) pending.set(q.key, p = { position: q.position, rows: new Map(), loaded: 0 });
-        let bucket = p.rows.get(outcome.type.type);
-        if (bucket === undefined) p.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
-        bucket.cells.push(...outcome.row);
-        bucket.count++;
-        p.loaded++;
-        loaded[outcome.type.type] = (loaded[outcome.type.type] ?? 0) + 1;
-        counts.loaded++;
-        file.loaded++;
-      }
-      files.set(q.key, file);
-      released.push(q.id);
+      await r.take(q);
     }
-    // Files in list order (a Map keeps the order of `todo`), so that the later file wins.
-    for (const [key, p] of pending) {
-      await replayer.writeRows(
-        key,
-        { rows: p.rows, records: p.loaded, rejections: [], ignored: new Map() },
-        p.position,
-      );
-    }
-    await replayer.settle({ released, reasons, files });
+    skipped.unreadable = r.unreadable;
+    await r.write();
     const rows = await tx.rowCounts();
-    const changed = released.length > 0 || reasons.length > 0;
     const finishedAt = now();
     let runId: number | undefined;
-    if (options.dryRun || !changed) await tx.rollback();
+    if (options.dryRun || !r.changed) await tx.rollback();
     else {
-      await tx.commit({
-        kind: "replay",
-        status: "ok",
-        finishedAt,
-        rowsInserted: rows.inserted,
-        rowsUpdated: rows.updated,
-        rowsRemoved: rows.removed,
-        filesListed: 0,
-        filesNew: 0,
-        filesLoaded: 0,
-        filesInvalid: 0,
-        filesMissing: 0,
-        filesFailed: 0,
-        filesRefused: 0,
-        filesChanged: 0,
-        filesDeleted: 0,
-        filesClaimedElsewhere: 0,
-        loaded,
-        rejected: 0,
-        ignored: {},
-        issues: [],
-        drift: [],
-      });
+      await tx.commit(replayCounts(r.loaded, rows, finishedAt));
       runId = tx.runId;
       logger.info("Committed replay {run_id}: {released} records left the quarantine, {reasons} reasons changed", {
         run_id: runId,
-        released: released.length,
-        reasons: reasons.length,
+        released: r.released.length,
+        reasons: r.reasons.length,
       });
     }
     return {
@@ -242,16 +304,18 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       startedAt,
       finishedAt,
       matched: all.length,
-      revalidated,
-      loaded,
-      ignored,
-      stillRejected,
-      reasonsChanged: reasons.length,
+      revalidated: r.revalidated,
+      loaded: r.loaded,
+      ignored: r.ignored,
+      stillRejected: r.stillRejected,
+      reasonsChanged: r.reasons.length,
       rowsInserted: rows.inserted,
       rowsUpdated: rows.updated,
-      held,
+      held: r.held,
       skipped,
-      byReason: [...byReason.values()].sort((a, b) => b.revalidated - a.revalidated || (a.reason < b.reason ? -1 : 1)),
+      byReason: [...r.byReason.values()].sort((a, b) =>
+        b.revalidated - a.revalidated || (a.reason < b.reason ? -1 : 1)
+      ),
     };
   } catch (error) {
     await tx.rollback();

@@ -91,6 +91,29 @@ function table(headers: readonly string[], rows: readonly (readonly string[])[],
     `<tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
 }
 
+/** The drift table: a row per type, field, kind and type seen, over the last runs. */
+function driftTable(report: StatusReport): string {
+  const e = escapeHtml;
+  const what = (d: StatusReport["drift"][number]) =>
+    d.kind === "unknown"
+      ? `unknown field (${d.seen})`
+      : d.kind === "type"
+      ? `${d.seen}, rules want ${d.expected}`
+      : "past the bound";
+  return table(
+    ["type", "field", "drift", "records", "runs (last)", "example"],
+    report.drift.map((d) => [
+      e(d.type),
+      d.kind === "more" ? "(other fields)" : `<code>${e(d.field)}</code>`,
+      e(what(d)),
+      n(d.records),
+      `${n(d.runs)} (${d.lastRun})`,
+      d.example === null ? "–" : `<code>${e(d.example)}</code>`,
+    ]),
+    "drift",
+  );
+}
+
 /** The status page of `report`, made at `at`; `query` (escaped) is kept on its links (`?token=…`). */
 export function renderPage(report: StatusReport, at: Date, query = ""): string {
   const e = escapeHtml;
@@ -163,24 +186,7 @@ export function renderPage(report: StatusReport, at: Date, query = ""): string {
     report.missingKeys.map((k) => [`<code>${e(k.key)}</code>`, n(k.runs), e(k.reason)]),
     "missing",
   );
-  const drift = table(
-    ["type", "field", "drift", "records", "runs (last)", "example"],
-    report.drift.map((d) => [
-      e(d.type),
-      d.kind === "more" ? "(other fields)" : `<code>${e(d.field)}</code>`,
-      e(
-        d.kind === "unknown"
-          ? `unknown field (${d.seen})`
-          : d.kind === "type"
-          ? `${d.seen}, rules want ${d.expected}`
-          : "past the bound",
-      ),
-      n(d.records),
-      `${n(d.runs)} (${d.lastRun})`,
-      d.example === null ? "–" : `<code>${e(d.example)}</code>`,
-    ]),
-    "drift",
-  );
+  const drift = driftTable(report);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bucketload status</title>

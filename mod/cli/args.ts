@@ -74,30 +74,14 @@ function parsePort(text: string | undefined): number {
   return Number(text);
 }
 
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
+
 /**
- * Parses the command line.
+ * Checks that each flag applies to `command` and goes with the others.
  *
- * @throws {UsageError} on an unknown flag or command, a missing value, or flags that don't go together
+ * @throws {UsageError} naming the flag
  */
-export function parseCli(args: readonly string[]): Cli {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...args], options: OPTIONS, strict: true, allowPositionals: true });
-  } catch (error) {
-    const message = (error as Error).message.replace(/\. To specify.*$/s, "").replace(/\.$/, "");
-    throw new UsageError(`${message}: run with --help for the list of flags`, { subject: "flags" });
-  }
-  const { values, positionals } = parsed;
-  if (
-    positionals.length > 1 ||
-    (positionals[0] !== undefined && !(COMMANDS as readonly string[]).includes(positionals[0]))
-  ) {
-    throw new UsageError(
-      `Unknown command '${positionals.join(" ")}': expected ${COMMANDS.map((c) => `'${c}'`).join(", ")}`,
-      { subject: "command" },
-    );
-  }
-  const command = (positionals[0] ?? "run") as Cli["command"];
+function checkFlags(command: Cli["command"], values: Values): void {
   const only = (flag: keyof typeof values, ...where: Cli["command"][]) => {
     if (values[flag] !== undefined && !where.includes(command)) {
       throw new UsageError(`Flag --${flag} only applies to ${where.map((w) => `'${w}'`).join(" and ")}`, {
@@ -133,6 +117,33 @@ export function parseCli(args: readonly string[]): Cli {
   if (values["run-at-start"] && values.schedule === undefined) {
     throw new UsageError("Flag --run-at-start needs --schedule", { subject: "--run-at-start" });
   }
+}
+
+/**
+ * Parses the command line.
+ *
+ * @throws {UsageError} on an unknown flag or command, a missing value, or flags that don't go together
+ */
+export function parseCli(args: readonly string[]): Cli {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: OPTIONS, strict: true, allowPositionals: true });
+  } catch (error) {
+    const message = (error as Error).message.replace(/\. To specify.*$/s, "").replace(/\.$/, "");
+    throw new UsageError(`${message}: run with --help for the list of flags`, { subject: "flags" });
+  }
+  const { values, positionals } = parsed;
+  if (
+    positionals.length > 1 ||
+    (positionals[0] !== undefined && !(COMMANDS as readonly string[]).includes(positionals[0]))
+  ) {
+    throw new UsageError(
+      `Unknown command '${positionals.join(" ")}': expected ${COMMANDS.map((c) => `'${c}'`).join(", ")}`,
+      { subject: "command" },
+    );
+  }
+  const command = (positionals[0] ?? "run") as Cli["command"];
+  checkFlags(command, values);
   for (const key of values.key ?? []) {
     const reason = refuseReason(key);
     if (reason !== undefined) {

@@ -1,2 +1,0 @@
-import { trace } from "@opentelemetry/api";
-trace.getTracer("bucketload").startActiveSpan("bucketload.run", (span) => span.end());

@@ -119,6 +119,10 @@ Deno.test("replay: with unchanged rules it changes no table, and says what it re
       const dry = await cli(["--config", config, "--profile", "p", "replay", "--dry-run", "--type", "song"]);
       assert.equal(dry.code, 0, dry.stderr);
       assert.match(dry.stdout, /dry run: nothing was written/);
+      const json = await cli(["--config", config, "--profile", "p", "replay", "--json"]);
+      const doc = JSON.parse(json.stdout);
+      assert.equal(doc.runId, null);
+      assert.equal(doc.revalidated, records);
       assert.deepEqual(everything(db), before);
       const bad = await cli(["--config", config, "--profile", "p", "status", "--type", "song"]);
       assert.equal(bad.code, 2);

@@ -97,6 +97,7 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
   } finally {
     await opened.close();
   }
-  out(options.json ? JSON.stringify(report, null, 2) + "\n" : formatReplay(report));
+  // runId null, not left out, when nothing was written.
+  out(options.json ? JSON.stringify({ ...report, runId: report.runId ?? null }, null, 2) + "\n" : formatReplay(report));
   return 0;
 }

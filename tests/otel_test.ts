@@ -44,6 +44,32 @@ const attr = (span: OtlpSpan, key: string) => {
   return v?.stringValue ?? v?.doubleValue ?? (v?.intValue === undefined ? undefined : Number(v.intValue));
 };
 
+/** The launcher, as `deno task run` starts it, exporting to `receiver` over OTLP/HTTP (JSON). */
+function launch(receiver: string, args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--cached-only",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-env",
+      "--allow-run",
+      join(ROOT, "launch.ts"),
+      ...args,
+    ],
+    env: {
+      NO_COLOR: "1",
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_SERVICE_NAME: "bucketload-test",
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 Deno.test("OpenTelemetry: a run's spans and metrics reach an OTLP receiver, without the bucket's credentials", async () => {
   const receiver = startReceiver();
   const bucket = await startBucketServer(join(CASES, "basic"));
@@ -57,32 +83,7 @@ Deno.test("OpenTelemetry: a run's spans and metrics reach an OTLP receiver, with
         dir,
         `[p]\nBUCKET_NAME = ${bucketUrl}\nDATABASE_NAME = ${join(dir, "db.sqlite3")}\n`,
       );
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--cached-only",
-          "--no-prompt",
-          "--allow-read",
-          "--allow-env",
-          "--allow-run",
-          join(ROOT, "launch.ts"),
-          "--config",
-          config,
-          "--profile",
-          "p",
-          "--quiet",
-        ],
-        env: {
-          NO_COLOR: "1",
-          OTEL_DENO: "true",
-          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-          OTEL_SERVICE_NAME: "bucketload-test",
-        },
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+      const out = await launch(receiver.url, ["--config", config, "--profile", "p", "--quiet"]);
       const stderr = new TextDecoder().decode(out.stderr);
       assert.equal(out.code, 0, stderr);
       // The exporter flushes as the process ends; give the receiver a moment.
@@ -121,6 +122,16 @@ Deno.test("OpenTelemetry: a run's spans and metrics reach an OTLP receiver, with
       const metrics = receiver.received.filter((r) => r.path === "/v1/metrics").map((r) => r.text).join("\n");
       assert.match(metrics, /"name": ?"bucketload\.records"/);
       assert.match(metrics, /"name": ?"bucketload\.files"/);
+
+      // A replay is a span of its own.
+      const replayed = await launch(receiver.url, ["replay", "--config", config, "--profile", "p"]);
+      assert.equal(replayed.code, 0, new TextDecoder().decode(replayed.stderr));
+      for (let i = 0; i < 50 && !spansOf(receiver.received).some((s) => s.name === "bucketload.replay"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const replay = spansOf(receiver.received).find((s) => s.name === "bucketload.replay");
+      assert.ok(replay !== undefined, "no bucketload.replay span");
+      assert.equal(attr(replay, "bucketload.revalidated"), 4);
 
       const everything = receiver.received.map((r) => r.text).join("\n");
       assert.doesNotMatch(everything, /s3cretPass/);

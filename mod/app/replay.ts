@@ -10,6 +10,7 @@ import { RECORD_TYPES } from "../records/mod.ts";
 import { type ReplayReport, runReplay } from "../replay.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
 import { openStore } from "../store/open.ts";
+import { inSpan } from "../telemetry.ts";
 import type { Out } from "./actions.ts";
 
 /** Options of {@linkcode replayAction}. */
@@ -83,16 +84,32 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
   let report: ReplayReport;
   try {
     const source = await makeSource(sourceSpec(config));
-    report = await runReplay({
-      store: opened.store,
-      types: RECORD_TYPES,
-      bucket: source.display,
-      dateStoreFormat: config.dateStoreFormat,
-      typeSettings: config.typeSettings,
-      filter: { type: options.type, reason: options.reason },
-      dryRun: options.dryRun,
-      logger: getLogger(["bucketload"]),
-      signal: options.signal,
+    const replay = () =>
+      runReplay({
+        store: opened.store,
+        types: RECORD_TYPES,
+        bucket: source.display,
+        dateStoreFormat: config.dateStoreFormat,
+        typeSettings: config.typeSettings,
+        filter: { type: options.type, reason: options.reason },
+        dryRun: options.dryRun,
+        logger: getLogger(["bucketload"]),
+        signal: options.signal,
+      });
+    const attributes = {
+      "bucketload.profile": config.profile,
+      "bucketload.store": config.databaseUrl === undefined ? "sqlite" : "postgres",
+      "bucketload.dry_run": options.dryRun,
+    };
+    report = await inSpan("bucketload.replay", attributes, async (span) => {
+      const r = await replay();
+      span.setAttributes({
+        "bucketload.revalidated": r.revalidated,
+        "bucketload.loaded": Object.values(r.loaded).reduce((a, b) => a + b, 0),
+        "bucketload.still_rejected": r.stillRejected,
+        "bucketload.held": r.held.length,
+      });
+      return r;
     });
   } finally {
     await opened.close();

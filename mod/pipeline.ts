@@ -9,7 +9,7 @@ import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
-import type { RunCounts, RunTransaction, Store } from "./store/store.ts";
+import { NO_FILES, type RunCounts, type RunTransaction, type Store } from "./store/store.ts";
 import { inSpan } from "./telemetry.ts";
 import { type Plan, planList, planListed } from "./plan.ts";
 import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./run_load.ts";
@@ -119,12 +119,7 @@ function nothingWritten(
     missingKeys: [],
     missingUnlistedKeys: [],
     refusedKeys: [],
-    filesListed: 0,
-    filesNew: 0,
-    filesLoaded: 0,
-    filesInvalid: 0,
-    filesMissing: 0,
-    filesFailed: 0,
+    ...NO_FILES,
     filesRefused: r.refusedKeys?.length ?? 0,
     rejected: 0,
     ignored: countsByName(),
@@ -141,9 +136,6 @@ function nothingWritten(
     gaveUpKeys: [],
     invalidKeys: [],
     deletedKeys: [],
-    filesChanged: 0,
-    filesDeleted: 0,
-    filesClaimedElsewhere: 0,
     ...r,
   };
 }

@@ -12,14 +12,15 @@ import type { Logger } from "@logtape/logtape";
 import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
 import { parseJson } from "./records/numbers.ts";
 import { compileStrftime } from "./strftime.ts";
-import type {
-  Quarantined,
-  Replayer,
-  ReplayFilter,
-  RowCounts,
-  RunCounts,
-  RunTransaction,
-  Store,
+import {
+  NO_FILES,
+  type Quarantined,
+  type Replayer,
+  type ReplayFilter,
+  type RowCounts,
+  type RunCounts,
+  type RunTransaction,
+  type Store,
 } from "./store/store.ts";
 
 /** What a replay needs. */
@@ -242,16 +243,7 @@ function replayCounts(loaded: Readonly<Record<string, number>>, rows: RowCounts,
     rowsInserted: rows.inserted,
     rowsUpdated: rows.updated,
     rowsRemoved: rows.removed,
-    filesListed: 0,
-    filesNew: 0,
-    filesLoaded: 0,
-    filesInvalid: 0,
-    filesMissing: 0,
-    filesFailed: 0,
-    filesRefused: 0,
-    filesChanged: 0,
-    filesDeleted: 0,
-    filesClaimedElsewhere: 0,
+    ...NO_FILES,
     loaded,
     rejected: 0,
     ignored: {},

@@ -8,7 +8,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Plan } from "./plan.ts";
-import { DriftCounter } from "./records/mod.ts";
+import { DriftCounter, type DriftEntry } from "./records/mod.ts";
 import type { Produced, Producer } from "./produce/produce.ts";
 import type { FilePart, RunTransaction } from "./store/store.ts";
 import { fileSpan } from "./telemetry.ts";
@@ -27,7 +27,7 @@ export class Tally {
   ignoredTotal = 0;
   readonly #loaded = new Map<string, number>();
   readonly #ignored = new Map<string, number>();
-  readonly #drift: FilePart["drift"][] = [];
+  readonly #drift: (readonly DriftEntry[])[] = [];
 
   /** Adds a part's (or a file's) counts; returns this. */
   add(part: FilePart): this {
@@ -46,7 +46,7 @@ export class Tally {
   addTo(loaded: Map<string, number>, ignored: Map<string, number>, drift: DriftCounter) {
     for (const [name, n] of this.#loaded) loaded.set(name, (loaded.get(name) ?? 0) + n);
     for (const [name, n] of this.#ignored) ignored.set(name, (ignored.get(name) ?? 0) + n);
-    for (const entries of this.#drift) drift.add(entries!);
+    for (const entries of this.#drift) drift.add(entries);
   }
 }
 
@@ -183,19 +183,19 @@ export class RunLoad {
 
   /** Records how a key ended: missing, failed, or its file written (loaded or invalid). */
   async #end(produced: Exclude<Produced, { kind: "part" }>, tally: Tally) {
-    await this.#settle(produced, tally);
+    const counted = await this.#settle(produced, tally);
     const file = produced.kind === "file" ? produced.file : undefined;
     fileSpan(produced.timing, {
       "bucketload.key": produced.key,
       "bucketload.bytes": file?.bytes ?? 0,
       "bucketload.outcome": file?.status ?? produced.kind,
-      "bucketload.records": file?.status === "loaded" ? tally.records : 0,
-      // A loaded file's tally has its parts and its last write; an invalid file counts its one rejection.
-      "bucketload.rejected": file?.status === "loaded" ? tally.rejected : file?.rejections.length ?? 0,
+      "bucketload.records": counted?.records ?? 0,
+      "bucketload.rejected": counted?.rejected ?? 0,
     });
   }
 
-  async #settle(produced: Exclude<Produced, { kind: "part" }>, tally: Tally) {
+  /** Counts how a key ended; returns the counts of a file written (none for a missing or failed key). */
+  async #settle(produced: Exclude<Produced, { kind: "part" }>, tally: Tally): Promise<Tally | undefined> {
     const { key } = produced;
     const { logger, tx } = this.#ctx;
     if (produced.kind === "missing" && this.#unlisted.has(key)) {
@@ -212,10 +212,11 @@ export class RunLoad {
       await tx.abortFile(key);
       logger.error("Failed {key}: {reason}", { key, reason: produced.reason });
       this.failedKeys.push({ key, reason: produced.reason });
-    } else await this.#writeFile(produced.file, tally);
+    } else return await this.#writeFile(produced.file, tally);
+    return undefined;
   }
 
-  async #writeFile(produced: Extract<Produced, { kind: "file" }>["file"], tally: Tally) {
+  async #writeFile(produced: Extract<Produced, { kind: "file" }>["file"], tally: Tally): Promise<Tally> {
     const { key } = produced;
     const { plan, tx, logger } = this.#ctx;
     const file = { ...produced, fingerprint: plan.fingerprints.get(key), replace: plan.changed.has(key) };
@@ -241,6 +242,7 @@ export class RunLoad {
       ignored: counted.ignoredTotal,
       bytes: file.bytes,
     });
+    return counted;
   }
 
   #progress(extra = 0) {

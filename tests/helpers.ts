@@ -119,6 +119,17 @@ export async function copyCase(name: string, dir: string): Promise<string> {
   return target;
 }
 
+/** `deno` arguments that start the launcher as `deno task run` does (append its own arguments). */
+export const LAUNCHER = [
+  "run",
+  "--cached-only",
+  "--no-prompt",
+  "--allow-read",
+  "--allow-env",
+  "--allow-run",
+  join(ROOT, "launch.ts"),
+];
+
 /** The `run` task's permissions, for starting the real CLI. */
 const RUN_ARGS = ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
 

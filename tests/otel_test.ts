@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, ROOT, withTempDir, writeConfig } from "./helpers.ts";
+import { CASES, LAUNCHER, withTempDir, writeConfig } from "./helpers.ts";
 
 interface Received {
   readonly path: string;
@@ -48,13 +48,7 @@ const attr = (span: OtlpSpan, key: string) => {
 function launch(receiver: string, args: string[]) {
   return new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--cached-only",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-env",
-      "--allow-run",
-      join(ROOT, "launch.ts"),
+      ...LAUNCHER,
       ...args,
     ],
     env: {

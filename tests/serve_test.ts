@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, LineWatcher, ROOT, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, LAUNCHER, LineWatcher, withTempDir, writeConfig } from "./helpers.ts";
 
 const HOSTILE_KEY = "<img src=x onerror=alert(1)>.data";
 const HOSTILE_NAME = "<script>document.title='pwned'</script>";
@@ -41,13 +41,7 @@ async function writeBucket(dir: string) {
 async function startServe(config: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--cached-only",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-env",
-      "--allow-run",
-      join(ROOT, "launch.ts"),
+      ...LAUNCHER,
       "serve",
       "--config",
       config,

@@ -22,7 +22,7 @@ import { formatStatus } from "./status.ts";
 import { configReport } from "./serve.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
 import { workerProducer } from "../produce/worker_producer.ts";
-import { countRun, inSpan, markFailed } from "../telemetry.ts";
+import { type Attributes, countRun, inSpan, markFailed } from "../telemetry.ts";
 
 const logger = getLogger(["bucketload"]);
 
@@ -123,15 +123,20 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
   return report.status === "ok" ? 0 : 1;
 }
 
+/** The attributes of a run's (or a replay's) span and metrics: the profile and the kind of store. */
+export function runAttributes(config: Config): Attributes {
+  return {
+    "bucketload.profile": config.profile,
+    "bucketload.store": config.databaseUrl === undefined ? "sqlite" : "postgres",
+  };
+}
+
 /**
  * A run as the OpenTelemetry span `bucketload.run` (its file spans and the
  * commit's inside), with its counts as attributes and as metrics.
  */
 async function traced(config: Config, pipeline: () => Promise<RunReport>): Promise<RunReport> {
-  const attributes = {
-    "bucketload.profile": config.profile,
-    "bucketload.store": config.databaseUrl === undefined ? "sqlite" : "postgres",
-  };
+  const attributes = runAttributes(config);
   return await inSpan("bucketload.run", attributes, async (span) => {
     const r = await pipeline();
     const loaded = Object.values(r.loaded).reduce((a, b) => a + b, 0);

@@ -11,7 +11,7 @@ import { type ReplayReport, runReplay } from "../replay.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
 import { openStore } from "../store/open.ts";
 import { inSpan } from "../telemetry.ts";
-import type { Out } from "./actions.ts";
+import { type Out, runAttributes } from "./actions.ts";
 
 /** Options of {@linkcode replayAction}. */
 export interface ReplayActionOptions {
@@ -96,11 +96,7 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
         logger: getLogger(["bucketload"]),
         signal: options.signal,
       });
-    const attributes = {
-      "bucketload.profile": config.profile,
-      "bucketload.store": config.databaseUrl === undefined ? "sqlite" : "postgres",
-      "bucketload.dry_run": options.dryRun,
-    };
+    const attributes = { ...runAttributes(config), "bucketload.dry_run": options.dryRun };
     report = await inSpan("bucketload.replay", attributes, async (span) => {
       const r = await replay();
       span.setAttributes({

@@ -5,7 +5,7 @@
  * @module
  */
 import type { RunReport } from "../pipeline.ts";
-import type { DriftEntry } from "../records/mod.ts";
+import type { DriftRow } from "../store/status.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 
@@ -17,13 +17,7 @@ function byType(counts: Readonly<Record<string, number>>): string {
 const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000;
 
 /** One drift entry in words, e.g. `song.year: string where the rules want number, 12 records, e.g. "1994"`. */
-export function driftLine(
-  d: Omit<DriftEntry, "kind" | "expected" | "seen"> & {
-    readonly kind: string;
-    readonly expected: string | null;
-    readonly seen: string | null;
-  },
-): string {
+export function driftLine(d: Omit<DriftRow, "runs" | "lastRun">): string {
   const records = `${n(d.records)} record${d.records === 1 ? "" : "s"}`;
   const eg = d.example === null ? "" : `, e.g. ${d.example}`;
   if (d.kind === "unknown") return `${d.type}.${d.field}: unknown field (${d.seen}), ${records}${eg}`;

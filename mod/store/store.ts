@@ -191,6 +191,20 @@ export interface RunCounts {
   readonly drift: readonly DriftEntry[];
 }
 
+/** A run's file counts when it settled no file (a replay, a run that wrote nothing). */
+export const NO_FILES = {
+  filesListed: 0,
+  filesNew: 0,
+  filesLoaded: 0,
+  filesInvalid: 0,
+  filesMissing: 0,
+  filesFailed: 0,
+  filesRefused: 0,
+  filesChanged: 0,
+  filesDeleted: 0,
+  filesClaimedElsewhere: 0,
+} as const satisfies Partial<RunCounts>;
+
 /** A key that did not load in a run. */
 export interface KeyIssue {
   readonly key: string;

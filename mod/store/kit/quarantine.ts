@@ -9,7 +9,7 @@
 import type { Cell, RecordType } from "../../records/mod.ts";
 import type { FilePart, Quarantined, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";
 import { quote } from "./sql.ts";
-import { hasColumn, type SqlClient, truth } from "./client.ts";
+import { type SqlClient, truth } from "./client.ts";
 
 /** Runs one store call at a time (PostgreSQL's connection), or as it comes (SQLite). */
 export type Serial = <T>(fn: () => Promise<T>) => Promise<T>;
@@ -32,10 +32,10 @@ export function kitReplayer(
 /**
  * The rejected records `filter` matches, each with its file's registry state
  * and list position: the one registered with it, else (a file registered
- * before positions were kept) the one its rows in the tables carry.
+ * before positions were kept) the one its rows in the tables carry. Runs in
+ * a run's transaction, so the schema is this build's.
  */
 async function quarantined(c: SqlClient, types: readonly RecordType[], filter: ReplayFilter): Promise<Quarantined[]> {
-  const positions = await hasColumn(c, "processed_files", "position");
   const rows = await c.all<{
     id: number;
     key: string;
@@ -48,7 +48,7 @@ async function quarantined(c: SqlClient, types: readonly RecordType[], filter: R
     deleted: unknown;
   }>(
     `SELECT r.id, r.key, r.record_index AS "index", r.type AS "typeName", r.reason, r.raw,
-       ${positions ? "p.position" : "NULL"} AS position, p.key IS NOT NULL AND p.status = 'loaded' AS registered,
+       p.position, p.key IS NOT NULL AND p.status = 'loaded' AS registered,
        p.deleted_at IS NOT NULL AS deleted
      FROM rejected_records AS r LEFT JOIN processed_files AS p ON p.key = r.key
      WHERE (CAST($1 AS TEXT) IS NULL OR r.type = $1)

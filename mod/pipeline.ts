@@ -294,8 +294,9 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     if ((listing.notModified || listing.listed) && plan.todo.length === 0 && deletedKeys.length === 0) {
       return await noteCheck(tx, listed, start, now(), loaded);
     }
-    if (!listing.notModified && listing.validators !== undefined) {
-      await tx.cacheList(options.filesListKey, listing.text, listing.validators);
+    // Kept with or without validators: the next run compares the body when the server does not answer 304.
+    if (!listing.listed && !listing.notModified) {
+      await tx.cacheList(options.filesListKey, listing.text, listing.validators ?? {});
     }
     const load = new RunLoad({
       tx,

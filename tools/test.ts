@@ -3,8 +3,8 @@
  *
  * - The test S3 server (npm `@20minutes/s3rver`, pinned by
  *   `tools/s3rver/package-lock.json`) is installed with `npm ci` when missing.
- * - Debian's `chromium` (the status page's browser test) is installed with
- *   apt-get when missing.
+ * - Debian's `chromium` (the status page's browser test) and `nginx` (a bucket
+ *   server we did not write) are installed with apt-get when missing.
  * - A throw-away PostgreSQL cluster is started on 127.0.0.1 for the run
  *   (`tools/pg_cluster.sh`, which installs Debian's `postgresql-15` where the
  *   user may) and stopped afterwards, unless `BL_TEST_DATABASE_URL` names one.
@@ -57,6 +57,17 @@ async function ensureChromium(): Promise<void> {
   if (!(await install())) notice("The browser test of the status page will be skipped: cannot install chromium");
 }
 
+/** Debian's `nginx` (a bucket server we did not write: ETag, 304, gzip): installed with apt-get when missing. */
+async function ensureNginx(): Promise<void> {
+  if ((await run("nginx", ["-v"]))?.code === 0) return;
+  console.log("Installing nginx with apt-get (a bucket server we did not write)");
+  const install = async () =>
+    (await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "nginx-light"]))?.code === 0;
+  if (await install()) return;
+  await run("apt-get", ["update", "-qq"]);
+  if (!(await install())) notice("The nginx bucket test will fail: cannot install nginx");
+}
+
 /** Starts a cluster; returns its URL and how to stop it, or `undefined` with a notice. */
 async function startPostgres(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
   const dir = await Deno.makeTempDir({ prefix: "bucketload-test-pg-" });
@@ -78,6 +89,7 @@ async function startPostgres(): Promise<{ url: string; stop: () => Promise<void>
 async function main(args: readonly string[]): Promise<number> {
   await ensureS3Server();
   await ensureChromium();
+  await ensureNginx();
   const given = Deno.env.get("BL_TEST_DATABASE_URL");
   const pg = given === undefined ? await startPostgres() : undefined;
   const env: Record<string, string> = {};

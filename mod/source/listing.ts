@@ -64,7 +64,7 @@ export function parseListing(text: string): Listing {
 export interface FetchedListing extends Listing {
   readonly text: string;
   readonly validators: Validators | undefined;
-  /** The server answered 304: `text` is the cached copy. */
+  /** The server answered 304 (`text` is the cached copy), or 200 with the cached copy's very body. */
   readonly notModified: boolean;
   /** The keys came from listing the bucket (no list file), not from a list. */
   readonly listed: boolean;
@@ -189,12 +189,14 @@ export async function fetchListing(
   } catch {
     return { error: `not valid ${options.encoding}` };
   }
+  // A server that sends no validators (or ignores them) answers 200 with the same body: that is unchanged too.
+  const sameBody = cached !== undefined && text === cached.text;
   const parsed = parseListing(text);
   return {
     ...parsed,
     text,
     validators: list.validators,
-    notModified: false,
+    notModified: sameBody,
     listed: false,
     listedCount: parsed.keys.length,
   };

@@ -199,13 +199,14 @@ export class RunBook {
     return true;
   }
 
-  /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
+  /** The list of this run's bucket cached by an earlier run: for a conditional GET, and to compare a new body with. */
   async cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
     const [row] = await this.#c.all<{ etag: string | null; last_modified: string | null; body: string }>(
       "SELECT etag, last_modified, body FROM list_cache WHERE bucket = $1 AND key = $2",
       [this.#bucket, key],
     );
-    if (row === undefined || (row.etag === null && row.last_modified === null)) return undefined;
+    // Without validators the body is still kept: an unchanged body counts as unchanged (servers that never answer 304).
+    if (row === undefined) return undefined;
     return {
       text: row.body,
       validators: { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined },

@@ -235,6 +235,8 @@ export async function main(args: readonly string[]): Promise<number> {
   const guard = guarded(controller, progress, err);
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
+    // More than one setting names a database: which one is used, and how to choose the other.
+    if (config.databaseNotice !== undefined) logger.info("{notice}", { notice: config.databaseNotice });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
     if (cli.command === "replay") {
       return await guard(() =>

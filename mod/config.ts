@@ -30,6 +30,11 @@ export interface Config {
   readonly databasePath: string;
   /** The PostgreSQL URL, when the store is PostgreSQL. */
   readonly databaseUrl: string | undefined;
+  /**
+   * When more than one setting names a database (`DATABASE_NAME`, a `DATABASE_URL` key, the plain `DATABASE_URL`
+   * variable): one line saying which one is used and how to choose the other, for every run to print.
+   */
+  readonly databaseNotice: string | undefined;
   /** How to reach an `s3://` bucket (unused for others). */
   readonly s3: {
     readonly endpoint: string;
@@ -194,12 +199,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     pruneDeleted: r.bool("PRUNE_DELETED"),
     baseDir: r.baseDir,
     databasePath: r.path("DATABASE_NAME") ?? r.fail("DATABASE_NAME", "a file path", ""),
-    databaseUrl: resolveDatabaseUrl(
-      r.get("DATABASE_URL"),
-      r.setAnywhere("DATABASE_NAME"),
-      env.DATABASE_URL,
-      r.source("DATABASE_URL"),
-    ),
+    ...databaseOf(r, env),
     bucket,
     ...formatsOf(r),
     processedFilesPath: r.path("PROCESSED_FILES_FILENAME"),
@@ -229,6 +229,8 @@ export function resolveConfig(options: ResolveOptions): Config {
 /** One source of values, lowest first: `[DEFAULT]`, the profile, the environment, the flags. */
 interface Layer {
   readonly raw: Raw;
+  /** The `BUCKETLOAD_*` variables' layer. */
+  readonly env?: boolean;
   /** How an error names a key of this layer: the section, variable or flag at fault. */
   readonly where: (key: string) => string;
 }
@@ -271,7 +273,7 @@ function configLayers(options: ResolveOptions): Layer[] {
     fromEnv[key] = value;
   }
   layers.push(
-    { raw: fromEnv, where: (key) => `environment variable ${ENV_PREFIX}${key}` },
+    { raw: fromEnv, env: true, where: (key) => `environment variable ${ENV_PREFIX}${key}` },
     { raw: overrides, where: (key) => `--${FLAG_OF[key] ?? key.toLowerCase().replaceAll("_", "-")}` },
   );
   return layers;
@@ -294,9 +296,14 @@ class ValueReader {
     return layer === undefined ? `'${key}' (built-in default)` : layer.where(key);
   }
 
-  /** Whether any layer sets `key` explicitly. */
-  setAnywhere(key: string): boolean {
-    return this.#layers.some((l) => l.raw[key] !== undefined);
+  /** The rank of the highest layer that sets `key` (higher wins), or -1 when none does. */
+  rank(key: string): number {
+    return this.#layers.findLastIndex((l) => l.raw[key] !== undefined);
+  }
+
+  /** The rank of the `BUCKETLOAD_*` environment layer. */
+  get envRank(): number {
+    return this.#layers.findIndex((l) => l.env);
   }
 
   get(key: string): string | undefined {
@@ -407,22 +414,59 @@ function s3Of(r: ValueReader, bucket: BucketLocation, env: Readonly<Record<strin
 }
 
 /**
- * The PostgreSQL URL: the `DATABASE_URL` key when set; else the plain
+ * Which database: the setting of the highest layer wins, as for every key.
+ * The URL is the `DATABASE_URL` key when set anywhere, else the plain
  * `DATABASE_URL` variable (as Deno Deploy and Heroku-style hosts set it),
- * unless `DATABASE_NAME` was set explicitly, which keeps SQLite.
+ * which ranks as an environment variable just below the `BUCKETLOAD_*` ones.
+ * An explicit `DATABASE_NAME` of a higher layer than the URL keeps SQLite; in
+ * the same layer the URL wins. When both are set, {@linkcode Config.databaseNotice}
+ * says which one is used and how to choose the other.
  */
-function resolveDatabaseUrl(
-  key: string | undefined,
-  sqliteChosen: boolean,
-  plain: string | undefined,
-  where: string,
-): string | undefined {
-  const raw = (key ?? (sqliteChosen ? undefined : plain))?.trim();
-  if (raw === undefined || raw === "") return undefined;
+function databaseOf(
+  r: ValueReader,
+  env: Readonly<Record<string, string>>,
+): Pick<Config, "databaseUrl" | "databaseNotice"> {
+  const key = r.get("DATABASE_URL")?.trim() || undefined;
+  const plain = env.DATABASE_URL?.trim() || undefined;
+  const keyWhere = r.source("DATABASE_URL");
+  const url = key ?? plain;
+  if (url === undefined) return { databaseUrl: undefined, databaseNotice: undefined };
+  const urlWhere = key !== undefined ? keyWhere : "environment variable DATABASE_URL";
+  const urlRank = key !== undefined ? r.rank("DATABASE_URL") : r.envRank - 0.5;
+  const nameRank = r.rank("DATABASE_NAME");
+  const notes: string[] = [];
+  if (key !== undefined && plain !== undefined && plain !== key) {
+    notes.push(`environment variable DATABASE_URL is set too and not used (${keyWhere} outranks it)`);
+  }
+  if (nameRank >= 0 && nameRank > urlRank) {
+    const nameWhere = r.source("DATABASE_NAME");
+    return {
+      databaseUrl: undefined,
+      databaseNotice: `Loading into SQLite (${nameWhere}), not PostgreSQL: ${urlWhere} is set too, and ${nameWhere} ` +
+        `outranks it; to load into PostgreSQL, remove ${nameWhere}`,
+    };
+  }
+  if (nameRank >= 0) {
+    const nameWhere = r.source("DATABASE_NAME");
+    const howToSqlite = key === undefined
+      ? `unset DATABASE_URL for this command, or set ${ENV_PREFIX}DATABASE_NAME`
+      : `remove ${keyWhere}`;
+    notes.unshift(`${nameWhere} is set too, and ${urlWhere} outranks it; to load into SQLite, ${howToSqlite}`);
+  }
+  return {
+    databaseUrl: checkDatabaseUrl(url, key === undefined ? "environment variable DATABASE_URL" : keyWhere),
+    databaseNotice: notes.length === 0
+      ? undefined
+      : `Loading into PostgreSQL (${urlWhere}), not SQLite: ${notes.join("; ")}`,
+  };
+}
+
+/** The URL checked to be a PostgreSQL URL that parses; an error names `where` and never shows the value. */
+function checkDatabaseUrl(raw: string, where: string): string {
   // The value is never shown, not even redacted: a URL that does not parse may hold its password anywhere.
   const fail = (why: string): never => {
     throw new UsageError(
-      `Cannot parse ${key === undefined ? "environment variable DATABASE_URL" : where}: ${why} ` +
+      `Cannot parse ${where}: ${why} ` +
         `(the value is not shown, as it may hold a password): write postgres://USER:PASSWORD@HOST:PORT/DATABASE, ` +
         `and percent-encode special characters in the user and password (# as %23, ; as %3B, @ as %40, ` +
         `/ as %2F, : as %3A, % as %25)`,

@@ -32,7 +32,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     help: "postgres:// URL: use PostgreSQL instead of DATABASE_NAME (also read from plain DATABASE_URL)",
     shownDefault: "(none)",
     doc:
-      'a `postgres://` or `postgresql://` URL: load into **PostgreSQL** instead of SQLite (see "PostgreSQL and several workers"). Parts the URL leaves out come from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, as libpq\'s do (`postgres://` alone takes them all from there). The plain `DATABASE_URL` variable (as Deno Deploy and Heroku-style hosts set it) is used too, unless `DATABASE_NAME` is set explicitly somewhere, which keeps SQLite. The password is never logged',
+      'a `postgres://` or `postgresql://` URL: load into **PostgreSQL** instead of SQLite (see "PostgreSQL and several workers"). Parts the URL leaves out come from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, as libpq\'s do (`postgres://` alone takes them all from there). The plain `DATABASE_URL` variable (as Deno Deploy and Heroku-style hosts set it) is read too, ranked between the profile and the `BUCKETLOAD_*` variables: it beats a `DATABASE_NAME` in the file, and `BUCKETLOAD_DATABASE_NAME` beats it. When both are set, each command says in one line which one it used (see "PostgreSQL and several workers"). The password is never logged',
   },
   BUCKET_NAME: {
     default: undefined,

@@ -9,7 +9,14 @@ import { fetchListing, globMatcher } from "./source/listing.ts";
 import { produceInThread, type Producer } from "./produce/produce.ts";
 import type { RecordType } from "./records/mod.ts";
 import type { BucketSource } from "./source/source.ts";
-import { NO_FILES, type RunCounts, type RunTransaction, type Store } from "./store/store.ts";
+import {
+  NO_FILES,
+  NOTHING_REDERIVED,
+  type Rederived,
+  type RunCounts,
+  type RunTransaction,
+  type Store,
+} from "./store/store.ts";
 import { inSpan } from "./telemetry.ts";
 import { type Plan, planList, planListed } from "./plan.ts";
 import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./run_load.ts";
@@ -106,6 +113,8 @@ export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   readonly deletedKeys: readonly string[];
   /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
   readonly filesClaimedElsewhere: number;
+  /** Stored rows whose derived columns were recomputed because their type's settings changed (no fetch). */
+  readonly rederived: Rederived;
 }
 
 /** The report of a run that wrote nothing: the list failed, or nothing changed. */
@@ -136,6 +145,7 @@ function nothingWritten(
     gaveUpKeys: [],
     invalidKeys: [],
     deletedKeys: [],
+    rederived: NOTHING_REDERIVED,
     ...r,
   };
 }
@@ -249,6 +259,8 @@ interface RunStart {
   readonly lockWaitMs: number;
   readonly imported: number;
   readonly logger: Logger;
+  /** Stored rows whose derived columns followed a change of their type's settings. */
+  readonly rederived: Rederived;
 }
 
 /**
@@ -276,7 +288,14 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   try {
     const importKeys = options.importKeys ?? [];
     const imported = importKeys.length > 0 ? await importProcessedList(tx, importKeys, startedAt, logger) : 0;
-    const start: RunStart = { startedAt, lockWaitMs: tx.lockWaitMs, imported, logger };
+    const rederived = await tx.rederive(options.typeSettings ?? {});
+    if (rederived.changes.length > 0) {
+      logger.info("Settings of derived columns changed ({changes}): {rows} stored rows re-derived", {
+        changes: rederived.changes.join(", "),
+        rows: rederived.rows,
+      });
+    }
+    const start: RunStart = { startedAt, lockWaitMs: tx.lockWaitMs, imported, logger, rederived };
     const listed = await listAndPlan(tx, options, logger);
     if ("error" in listed) {
       await tx.rollback();
@@ -291,7 +310,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       });
     }
     const { listing, plan, deletedKeys } = listed;
-    if ((listing.notModified || listing.listed) && plan.todo.length === 0 && deletedKeys.length === 0) {
+    const nothingNew = plan.todo.length === 0 && deletedKeys.length === 0 && rederived.rows === 0;
+    if ((listing.notModified || listing.listed) && nothingNew) {
       return await noteCheck(tx, listed, start, now(), loaded);
     }
     // Kept with or without validators: the next run compares the body when the server does not answer 304.
@@ -332,6 +352,8 @@ async function noteCheck(
   await tx.rollbackAsCheck(
     finishedAt,
     listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending",
+    // Settings recorded as the derived columns' (no row changed by them, or this would not be a no-op).
+    start.rederived.record,
   );
   return nothingWritten({
     status: "ok",
@@ -423,5 +445,6 @@ async function finishRun(
     refusedKeys: listing.refused,
     unchanged: listing.notModified,
     listed: listing.listed,
+    rederived: start.rederived,
   };
 }

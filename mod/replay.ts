@@ -15,6 +15,7 @@ import { compileStrftime } from "./strftime.ts";
 import {
   NO_FILES,
   type Quarantined,
+  type Rederived,
   type Replayer,
   type ReplayFilter,
   type RowCounts,
@@ -72,6 +73,8 @@ export interface ReplayReport {
   readonly reasonsChanged: number;
   readonly rowsInserted: number;
   readonly rowsUpdated: number;
+  /** Stored rows whose derived columns were recomputed because their type's settings changed (no fetch). */
+  readonly rederived: Rederived;
   /**
    * Records that pass now, kept in quarantine: their file also loaded a
    * record with the same key, and which of the two came later is not kept;
@@ -260,8 +263,11 @@ function replayCounts(loaded: Readonly<Record<string, number>>, rows: RowCounts,
 export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
   const { store, types, logger, now = () => new Date() } = options;
   const startedAt = now();
-  const tx = await store.begin(startedAt, { bucket: options.bucket, signal: options.signal });
+  // The run's id is drawn at the commit: a dry run, or a replay that changes nothing, uses none.
+  const tx = await store.begin(startedAt, { bucket: options.bucket, signal: options.signal, idAtCommit: true });
   try {
+    // Derived columns follow their settings first: records replayed below are derived by the same settings.
+    const rederived = await tx.rederive(options.typeSettings ?? {});
     const replayer = tx.replayer();
     const all = await replayer.quarantined(options.filter);
     const { todo, skipped } = await triage(all, tx);
@@ -280,15 +286,15 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     const rows = await tx.rowCounts();
     const finishedAt = now();
     let runId: number | undefined;
-    if (options.dryRun || !r.changed) await tx.rollback();
+    if (options.dryRun || (!r.changed && rederived.rows === 0)) await tx.rollback();
     else {
       await tx.commit(replayCounts(r.loaded, rows, finishedAt));
       runId = tx.runId;
-      logger.info("Committed replay {run_id}: {released} records left the quarantine, {reasons} reasons changed", {
-        run_id: runId,
-        released: r.released.length,
-        reasons: r.reasons.length,
-      });
+      logger.info(
+        "Committed replay {run_id}: {released} records left the quarantine, {reasons} reasons changed, " +
+          "{rederived} stored rows re-derived",
+        { run_id: runId, released: r.released.length, reasons: r.reasons.length, rederived: rederived.rows },
+      );
     }
     return {
       runId,
@@ -303,6 +309,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       reasonsChanged: r.reasons.length,
       rowsInserted: rows.inserted,
       rowsUpdated: rows.updated,
+      rederived,
       held: r.held,
       skipped,
       byReason: [...r.byReason.values()].sort((a, b) =>

@@ -53,6 +53,13 @@ export function formatSummary(report: RunReport): string {
     `  rows     ${n(report.rowsInserted)} inserted, ${n(report.rowsUpdated)} updated, ${n(report.rowsRemoved)} removed`,
     `  rate     ${n(rate)} records/s`,
   ];
+  if (report.rederived.changes.length > 0) {
+    lines.push(
+      `  derived  ${n(report.rederived.rows)} stored rows re-derived (no fetch): ${
+        report.rederived.changes.join(", ")
+      }`,
+    );
+  }
   if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
   if (report.filesChanged > 0 || report.filesDeleted > 0) {
     lines.push(
@@ -105,7 +112,13 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
       deleted: report.filesDeleted,
     },
     records: { valid: report.loaded, rejected: report.rejected, ignored: report.ignored },
-    rows: { inserted: report.rowsInserted, updated: report.rowsUpdated, removed: report.rowsRemoved },
+    rows: {
+      inserted: report.rowsInserted,
+      updated: report.rowsUpdated,
+      removed: report.rowsRemoved,
+      rederived: report.rederived.rows,
+    },
+    settingsChanged: report.rederived.changes,
     imported: report.imported,
     invalidKeys: report.invalidKeys,
     failedKeys: report.failedKeys,

@@ -73,4 +73,8 @@ export const appType: RecordType = {
     const { name, genre, rating, version, size_bytes } = row;
     return this.toRow({ name, genre, rating, version, size_bytes }, context);
   },
+  // is_awesome by today's AWESOME_* settings, from the stored columns.
+  rederive(row, context) {
+    return this.fromLegacy!(row, context);
+  },
 };

@@ -78,6 +78,13 @@ export interface RecordType {
    * not have leaves it out.
    */
   fromLegacy?(row: Readonly<Record<string, unknown>>, context: RowContext): Cell[] | string;
+  /**
+   * A stored row (its columns by name) with its derived columns computed
+   * again by `context.settings`, or why today's rules reject it: how a
+   * change of {@linkcode settings} reaches the rows already stored, without a
+   * fetch. A type with settings gives it; a row it rejects is left as it is.
+   */
+  rederive?(row: Readonly<Record<string, unknown>>, context: RowContext): Cell[] | string;
 }
 
 /** A setting's value in `context`, or its default. */

@@ -7,6 +7,8 @@
  * @module
  */
 import type { Cell, DriftEntry, RecordType } from "../records/mod.ts";
+import type { Rederived } from "./kit/rederive.ts";
+export { NOTHING_REDERIVED, type Rederived } from "./kit/rederive.ts";
 import type { Validators } from "../source/source.ts";
 import type { StatusReport } from "./status.ts";
 
@@ -221,7 +223,10 @@ export interface Claim {
 
 /** An open run: everything written through it commits or rolls back together. */
 export interface RunTransaction {
-  /** The run's id, stored with its rejections and registry entries. */
+  /**
+   * The run's id, stored with its rejections and registry entries; for a run
+   * begun with `idAtCommit`, known only once committed (read before, it throws).
+   */
   readonly runId: number;
   /** How long the run waited for another run's lock: 0 when none held it. */
   readonly lockWaitMs: number;
@@ -300,13 +305,20 @@ export interface RunTransaction {
   commit(counts: RunCounts): Promise<void>;
   /**
    * Drops everything written in this run but a note that the bucket was
-   * checked at `at` with `result` (a no-op run leaves no run row, only that).
+   * checked at `at` with `result` (a no-op run leaves no run row, only that),
+   * and `meta` values that hold whether or not the run wrote (recorded settings).
    */
-  rollbackAsCheck(at: Date, result: string): Promise<void>;
+  rollbackAsCheck(at: Date, result: string, meta?: Readonly<Record<string, string>>): Promise<void>;
   /** Drops everything written in this run. Safe to call twice. */
   rollback(): Promise<void>;
   /** This run's way to replay quarantined records instead of loading files. */
   replayer(): Replayer;
+  /**
+   * Recomputes the derived columns of stored rows whose type's settings
+   * changed since they were derived (see `kit/rederive.ts`), and records
+   * `settings`: no fetch, in this transaction.
+   */
+  rederive(settings: Readonly<Record<string, number>>): Promise<Rederived>;
 }
 
 /** What a run tells the store up front. */
@@ -317,6 +329,15 @@ export interface BeginOptions {
   readonly onBucketChange?: ((previous: string, current: string) => void) | undefined;
   /** Stops the run's store work when aborted, even while the database does not answer. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * The run's row, and so its id, is written at its commit only: a run that
+   * rolls back (a replay's dry run, or a replay that changed nothing) uses no
+   * id. For work that writes nothing naming its run before the commit (a
+   * replay); its `runId` is known once committed. PostgreSQL needs it (its
+   * identity sequence does not roll back); SQLite, which gives a rolled-back
+   * id again, ignores it.
+   */
+  readonly idAtCommit?: boolean | undefined;
 }
 
 /** A database of loaded records. */
@@ -339,6 +360,8 @@ export interface Store {
   peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>>;
   /** The registry entries of every registered key (for a dry run over a bucket listing); only reads. */
   peekEntries(): Promise<ReadonlyMap<string, RegistryEntry>>;
+  /** Whether a run has committed into the store (a `runs` row): `replay` needs one. Only reads. */
+  hasRuns(): Promise<boolean>;
   /** The `status` report. Only reads. */
   status(): Promise<StatusReport>;
   /** Releases the database. */

@@ -12,6 +12,7 @@ import type { Validators } from "../../source/source.ts";
 import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
+import { type Rederived, rederiveRows } from "../kit/rederive.ts";
 import { kitReplayer } from "../kit/quarantine.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
@@ -34,7 +35,6 @@ export interface PostgresRunOptions {
 
 /** A run's transaction on its own connection. */
 export class PostgresRun implements S.RunTransaction {
-  readonly runId: number;
   /** Runs side by side share the database (they claim keys): a run never waits for another's lock to start. */
   readonly lockWaitMs = 0;
   readonly #conn: Reserved;
@@ -76,11 +76,15 @@ export class PostgresRun implements S.RunTransaction {
     this.#conn = conn;
     this.#c = postgresClient(conn);
     this.#book = book;
-    this.runId = book.runId;
     this.#o = options;
     this.#types = types;
     this.#rows = new PostgresRows(conn, types);
     this.#files = new FileParts(this.#rows, book);
+  }
+
+  /** The run's id: for a run begun with `idAtCommit`, once committed. */
+  get runId(): number {
+    return this.#book.runId;
   }
 
   #fail(reason: Error) {
@@ -205,10 +209,10 @@ export class PostgresRun implements S.RunTransaction {
     await this.#close();
   }
 
-  async #rollbackAsCheck(at: Date, result: string): Promise<void> {
+  async #rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>>): Promise<void> {
     if (!this.#open) return;
     await this.#conn`ROLLBACK`;
-    await writeMeta(this.#c, { last_check_at: at.toISOString(), last_check_result: result });
+    await writeMeta(this.#c, { ...meta, last_check_at: at.toISOString(), last_check_result: result });
     await this.#close();
   }
 
@@ -298,9 +302,13 @@ export class PostgresRun implements S.RunTransaction {
   commit(counts: S.RunCounts): Promise<void> {
     return this.#serial(() => this.#commit(counts));
   }
-  rollbackAsCheck(at: Date, result: string): Promise<void> {
-    return this.#serial(() => this.#rollbackAsCheck(at, result));
+  rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
+    return this.#serial(() => this.#rollbackAsCheck(at, result, meta));
   }
+  rederive(settings: Readonly<Record<string, number>>): Promise<Rederived> {
+    return this.#serial(() => rederiveRows(this.#c, this.#types, settings));
+  }
+
   replayer(): S.Replayer {
     return kitReplayer(
       this.#c,

@@ -11,6 +11,7 @@ import { registeredAmong, type RunBook, unregisteredAmong, writeMeta } from "../
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
 import { kitReplayer } from "../kit/quarantine.ts";
+import { type Rederived, rederiveRows } from "../kit/rederive.ts";
 import type {
   FilePart,
   FileStatus,
@@ -109,12 +110,13 @@ export class SqliteRun implements RunTransaction {
     return gaveUp;
   }
 
-  async rollbackAsCheck(at: Date, result: string): Promise<void> {
+  async rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     if (!this.#open) return;
     this.#db.exec("ROLLBACK");
     this.#db.exec("BEGIN IMMEDIATE");
     const quick = this.#o.quickCheckedAt;
     await writeMeta(this.#c, {
+      ...meta,
       last_check_at: at.toISOString(),
       last_check_result: result,
       ...(quick === undefined ? {} : { last_quick_check_at: quick }),
@@ -168,6 +170,10 @@ export class SqliteRun implements RunTransaction {
 
   replayer(): Replayer {
     return kitReplayer(this.#c, this.#types, (key, part, position) => this.#rows.write(key, part, position));
+  }
+
+  rederive(settings: Readonly<Record<string, number>>): Promise<Rederived> {
+    return rederiveRows(this.#c, this.#types, settings);
   }
 
   async commit(c: RunCounts): Promise<void> {

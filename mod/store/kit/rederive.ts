@@ -1,0 +1,127 @@
+/**
+ * Derived columns follow their settings: the settings a type's derived
+ * columns were computed with (e.g. `AWESOME_MIN_RATING` for `apps.is_awesome`)
+ * are recorded in `meta`; when a run or a replay finds other settings, it
+ * recomputes the stored rows from their stored columns (no fetch) and
+ * records the new settings, inside its own transaction.
+ *
+ * @module
+ */
+import { type Cell, type RecordType, settingOf } from "../../records/record_type.ts";
+import type { SqlClient } from "./client.ts";
+import { hasTable } from "./client.ts";
+import { readMeta, writeMeta } from "./bookkeeping.ts";
+import { quote } from "./sql.ts";
+
+/** The `meta` name of the recorded settings: JSON, type → key → value. */
+const META = "derived_settings";
+/** Rows read at a time, by natural key. */
+const PAGE = 5000;
+
+/** What re-deriving came to. */
+export interface Rederived {
+  /** Rows whose derived columns changed. */
+  readonly rows: number;
+  /** Each setting that changed since the stored rows were derived, e.g. `AWESOME_MIN_RATING 4.5 → 4`. */
+  readonly changes: readonly string[];
+  /**
+   * The `meta` values that record the settings, when they differ from what was recorded: a run that changes no row
+   * and then writes nothing else keeps them (see `RunTransaction.rollbackAsCheck`).
+   */
+  readonly record: Readonly<Record<string, string>>;
+}
+
+/** Nothing re-derived, nothing to record. */
+export const NOTHING_REDERIVED: Rederived = { rows: 0, changes: [], record: {} };
+
+/** The settings of each type that has any, with defaults filled in. */
+function settingsOf(
+  types: readonly RecordType[],
+  settings: Readonly<Record<string, number>>,
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const type of types) {
+    if (type.settings === undefined || type.rederive === undefined) continue;
+    out[type.type] = Object.fromEntries(
+      Object.keys(type.settings).sort().map((key) => [key, settingOf(type, key, { ingestionTime: "", settings })]),
+    );
+  }
+  return out;
+}
+
+/**
+ * Brings the derived columns of the stored rows in line with `settings`,
+ * when they were computed with other settings (or with settings not
+ * recorded, as before this was kept); records `settings`. Runs in the
+ * caller's transaction.
+ */
+export async function rederiveRows(
+  c: SqlClient,
+  types: readonly RecordType[],
+  settings: Readonly<Record<string, number>>,
+): Promise<Rederived> {
+  const now = settingsOf(types, settings);
+  const recordedText = await readMeta(c, META);
+  let recorded: Record<string, Record<string, number>> | undefined;
+  try {
+    recorded = recordedText === undefined ? undefined : JSON.parse(recordedText);
+  } catch {
+    recorded = undefined;
+  }
+  let rows = 0;
+  const changes: string[] = [];
+  for (const type of types) {
+    const want = now[type.type];
+    if (want === undefined) continue;
+    const had = recorded?.[type.type];
+    const changed = Object.entries(want).filter(([key, value]) => had?.[key] !== value);
+    if (changed.length === 0) continue;
+    const n = await rederiveTable(c, type, settings);
+    rows += n;
+    // Settings never recorded (a database from before this was kept) are only worth a line when rows changed.
+    if (had !== undefined || n > 0) {
+      changes.push(
+        ...changed.map(([key, value]) => `${key} ${had?.[key] === undefined ? "(not recorded)" : had[key]} → ${value}`),
+      );
+    }
+  }
+  const record = recordedText === JSON.stringify(now) ? {} : { [META]: JSON.stringify(now) };
+  await writeMeta(c, record);
+  return { rows, changes, record };
+}
+
+/** Whether two cells are the same value (SQLite and PostgreSQL return numbers for every numeric column here). */
+const same = (a: unknown, b: Cell) => a === b || (typeof a === "bigint" && Number(a) === b);
+
+/** Recomputes the rows of one type's table, a page at a time in natural-key order; returns how many changed. */
+async function rederiveTable(
+  c: SqlClient,
+  type: RecordType,
+  settings: Readonly<Record<string, number>>,
+): Promise<number> {
+  if (!(await hasTable(c, type.table))) return 0;
+  const names = type.columns.map((col) => col.name);
+  const keyList = type.key.map(quote).join(", ");
+  const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
+  const select = `SELECT ${names.map(quote).join(", ")} FROM ${quote(type.table)}`;
+  const update = `UPDATE ${quote(type.table)} SET ${names.map((n, i) => `${quote(n)} = $${i + 1}`).join(", ")} ` +
+    `WHERE ${type.key.map((k, i) => `${quote(k)} = $${names.length + i + 1}`).join(" AND ")}`;
+  let after: unknown[] | undefined;
+  let changed = 0;
+  for (;;) {
+    const page = await c.all<Record<string, unknown>>(
+      `${select}${after === undefined ? "" : ` WHERE (${keyList}) > (${keyParams})`} ORDER BY ${keyList} LIMIT ${PAGE}`,
+      (after ?? []) as (string | number)[],
+    );
+    for (const row of page) {
+      const next = type.rederive!(row, { ingestionTime: "", settings });
+      // A stored row today's rules reject as a whole stays as it is: only derived values are recomputed here.
+      if (typeof next === "string" || next.every((cell, i) => same(row[names[i]!], cell))) continue;
+      await c.run(update, [...next, ...type.key.map((k) => row[k] as string | number)]);
+      changed++;
+    }
+    if (page.length < PAGE) return changed;
+    const last = page.at(-1)!;
+    after = type.key.map((k) => last[k]);
+  }
+}

@@ -7,11 +7,13 @@
  *
  * @module
  */
-import { checkDeployStart, deployAddress, handleRequest, runScheduled } from "./mod/deploy.ts";
+import { checkDeployStart, handleRequest, listenFailure, runScheduled } from "./mod/deploy.ts";
 
 const env = () => Deno.env.toObject();
 
-// Checked before Deno.cron sees it (a bad schedule there is an uncaught error, or a panic): one line, exit 2.
+// The whole environment is checked before Deno.cron sees the schedule (a bad one there is an uncaught error, or a
+// panic) and before anything listens: the schedule, every BUCKETLOAD_* variable and value, DATABASE_URL, the
+// address. A fault is one line and exit 2.
 const start = await checkDeployStart(env());
 if ("error" in start) {
   console.error(`bucketload: ${start.error}`);
@@ -19,11 +21,19 @@ if ("error" in start) {
 }
 for (const warning of start.warnings) console.warn(`bucketload: ${warning}`);
 
-// At the module's top level, where Deploy finds cron jobs.
+// At the module's top level, where Deploy finds cron jobs. runScheduled never throws: a failed run is one line, and
+// Deno.cron neither prints a stack nor retries it (the next tick does the work).
 Deno.cron("bucketload", start.schedule, async () => {
   await runScheduled(env());
 });
 
 // Deploy picks the address itself; BUCKETLOAD_HOST and BUCKETLOAD_PORT (or PORT) serve elsewhere. HOSTNAME is not
 // read: Docker and Kubernetes set it to the container's name.
-Deno.serve(deployAddress(env()), (request) => handleRequest(request, env()));
+try {
+  Deno.serve(start.address, (request) => handleRequest(request, env()));
+} catch (error) {
+  const line = listenFailure(error, start.address);
+  if (line === undefined) throw error;
+  console.error(`bucketload: ${line}`);
+  Deno.exit(2);
+}

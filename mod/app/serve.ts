@@ -45,10 +45,15 @@ export function statusHandler(source: StatusSource): (request: Request) => Promi
     const page = pathname === "/";
     if (!page && pathname !== "/api/status" && pathname !== "/status") return jsonResponse({ error: "not found" }, 404);
     if (!authorized(request, url, source.token)) {
-      return new Response(JSON.stringify({ error: "unauthorized: send Authorization: Bearer <STATUS_TOKEN>" }) + "\n", {
-        status: 401,
-        headers: { "content-type": "application/json", "www-authenticate": 'Bearer realm="bucketload"' },
-      });
+      return new Response(
+        JSON.stringify({
+          error: "unauthorized: send Authorization: Bearer <STATUS_TOKEN>, or add ?token=<STATUS_TOKEN> to the URL",
+        }) + "\n",
+        {
+          status: 401,
+          headers: { "content-type": "application/json", "www-authenticate": 'Bearer realm="bucketload"' },
+        },
+      );
     }
     let report: StatusReport;
     try {

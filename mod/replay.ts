@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { oneLine } from "./printable.ts";
 import type { Logger } from "@logtape/logtape";
 import { type Cell, Classifier, type RecordType } from "./records/mod.ts";
 import { parseJson } from "./records/numbers.ts";
@@ -172,8 +173,10 @@ class Revalidation {
     if (outcome.kind === "rejected") {
       this.stillRejected++;
       counts.stillRejected++;
-      if (outcome.reason !== q.reason) {
-        this.reasons.push({ id: q.id, reason: outcome.reason });
+      // Reasons are stored on one line (see the kit's reject): compared in that form.
+      const reason = oneLine(outcome.reason);
+      if (reason !== q.reason) {
+        this.reasons.push({ id: q.id, reason });
         counts.reasonChanged++;
       }
       return;

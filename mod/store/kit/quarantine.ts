@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { oneLine } from "../../printable.ts";
+import { decodeRaw, rawColumn } from "./raw_text.ts";
 import type { Cell, RecordType } from "../../records/mod.ts";
 import type { FilePart, Quarantined, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";
 import { quote } from "./sql.ts";
@@ -42,12 +44,14 @@ async function quarantined(c: SqlClient, types: readonly RecordType[], filter: R
     index: number | null;
     typeName: string | null;
     reason: string;
-    raw: string | null;
+    raw: string | Uint8Array | null;
     position: number | null;
     registered: unknown;
     deleted: unknown;
   }>(
-    `SELECT r.id, r.key, r.record_index AS "index", r.type AS "typeName", r.reason, r.raw,
+    `SELECT r.id, r.key, r.record_index AS "index", r.type AS "typeName", r.reason, ${
+      rawColumn(c.dialect, "r.raw")
+    } AS raw,
        p.position, p.key IS NOT NULL AND p.status = 'loaded' AS registered,
        p.deleted_at IS NOT NULL AS deleted
      FROM rejected_records AS r LEFT JOIN processed_files AS p ON p.key = r.key
@@ -71,7 +75,7 @@ async function quarantined(c: SqlClient, types: readonly RecordType[], filter: R
       index: r.index === null ? null : Number(r.index),
       typeName: r.typeName,
       reason: r.reason,
-      raw: r.raw,
+      raw: decodeRaw(r.raw),
       registered,
       deleted: truth(r.deleted),
       position: registered && r.index !== null ? await positionOf(r.key, r.position) : null,
@@ -113,7 +117,7 @@ async function settle(c: SqlClient, s: ReplaySettlement): Promise<void> {
     );
   }
   for (const { id, reason } of s.reasons) {
-    await c.run("UPDATE rejected_records SET reason = $1 WHERE id = $2", [reason, id]);
+    await c.run("UPDATE rejected_records SET reason = $1 WHERE id = $2", [oneLine(reason), id]);
   }
   for (const [key, f] of s.files) {
     await c.run(

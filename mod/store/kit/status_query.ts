@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { decodeRaw, rawColumn } from "./raw_text.ts";
 import type { RecordType } from "../../records/mod.ts";
 import { type DriftRow, emptyStatus, type RunFile, type RunRow, type StatusReport } from "../status.ts";
 import { registryCounts } from "../store.ts";
@@ -93,13 +94,14 @@ export async function statusReport(
 async function withSamples(c: SqlClient, top: readonly { reason: string; count: number }[]) {
   const out = [];
   for (const t of top) {
-    const [row] = await c.all<{ key: string; raw: string | null }>(
-      `SELECT key, raw FROM rejected_records
+    const [row] = await c.all<{ key: string; raw: string | Uint8Array | null }>(
+      `SELECT key, ${rawColumn(c.dialect, "raw")} AS raw FROM rejected_records
        WHERE reason = $1 OR substr(reason, 1, length($1 || ', got ')) = $1 || ', got '
        ORDER BY id DESC LIMIT 1`,
       [t.reason],
     );
-    out.push({ reason: t.reason, count: Number(t.count), sample: row === undefined ? null : row });
+    const sample = row === undefined ? null : { key: row.key, raw: decodeRaw(row.raw) };
+    out.push({ reason: t.reason, count: Number(t.count), sample });
   }
   return out;
 }

@@ -40,7 +40,19 @@ export interface ReplayOptions {
   readonly logger: Logger;
   readonly now?: () => Date;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * `MAX_REJECTED_RAW_BYTES`, the most raw text a quarantined record holds: the quarantine is read a page at a time,
+   * {@linkcode REPLAY_PAGE_BYTES} of raw text at most. @default {65536}
+   */
+  readonly maxRawBytes?: number | undefined;
 }
+
+/** The raw text a replay holds at a time (one page of the quarantine, and the rows it yields until they are written). */
+export const REPLAY_PAGE_BYTES = 32 * 1024 * 1024;
+/** The most records a page of the quarantine holds. */
+const REPLAY_PAGE_RECORDS = 1000;
+/** How long a replay works before it lets signals and timers in. */
+const YIELD_MS = 20;
 
 /** What became of the records stored with one reason. */
 export interface ReplayReason {
@@ -115,12 +127,15 @@ type Candidate = Quarantined & { readonly position: number; readonly index: numb
 
 type Skipped = { -readonly [K in keyof ReplayReport["skipped"]]: number };
 
-/** Sorts out the records that cannot be re-validated; the rest are claimed (a store that runs share) and ordered. */
-async function triage(
-  all: readonly Quarantined[],
-  tx: RunTransaction,
-): Promise<{ todo: Candidate[]; skipped: Skipped }> {
-  const skipped: Skipped = { wholeFile: 0, fileGone: 0, unreadable: 0, noPosition: 0, busy: 0 };
+/** The natural key of `row` in its type's table, as one string. */
+const naturalKey = (type: RecordType, row: readonly Cell[]) =>
+  JSON.stringify([type.table, ...type.key.map((k) => row[type.columns.findIndex((c) => c.name === k)])]);
+
+/**
+ * Sorts out the records of a page that cannot be re-validated (counted in `skipped`); the rest are claimed (a store
+ * that runs share) and ordered.
+ */
+async function triage(all: readonly Quarantined[], tx: RunTransaction, skipped: Skipped): Promise<Candidate[]> {
   const candidates: Candidate[] = [];
   for (const q of all) {
     if (q.index === null || q.raw === null) skipped.wholeFile++;
@@ -136,7 +151,7 @@ async function triage(
   const todo = candidates.filter((q) => mine.has(q.key) || (skipped.busy++, false));
   // List order, then file order: the order a load writes them in.
   todo.sort((a, b) => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) || a.index - b.index);
-  return { todo, skipped };
+  return todo;
 }
 
 /** The re-validation of quarantined records, one at a time, and what it adds up to. */
@@ -152,6 +167,8 @@ class Revalidation {
   ignored = 0;
   stillRejected = 0;
   unreadable = 0;
+  /** The rows this replay loaded (table and natural key): its own writes are not a file's earlier load. */
+  readonly #written = new Set<string>();
 
   constructor(readonly classifier: Classifier, readonly replayer: Replayer, types: readonly RecordType[]) {
     this.loaded = Object.fromEntries(types.map((t) => [t.type, 0]));
@@ -187,13 +204,15 @@ class Revalidation {
       counts.ignored++;
       file.ignored++;
     } else {
-      // A row of the same file, loaded before: which of the two came later in the file is not kept.
-      if (await this.replayer.rowSource(outcome.type, outcome.row) === q.key) {
+      // A row of the same file, loaded before (not by this replay): which of the two came later in the file is not kept.
+      const natural = naturalKey(outcome.type, outcome.row);
+      if (!this.#written.has(natural) && await this.replayer.rowSource(outcome.type, outcome.row) === q.key) {
         this.held.push({ key: q.key, index: q.index, table: outcome.type.table });
         counts.held++;
         return;
       }
       this.#add(q, outcome.type, outcome.row);
+      this.#written.add(natural);
       counts.loaded++;
       file.loaded++;
     }
@@ -222,8 +241,8 @@ class Revalidation {
     this.loaded[type.type] = (this.loaded[type.type] ?? 0) + 1;
   }
 
-  /** Writes the rows, file by file in list order (a Map keeps the order they came in), and the quarantine's changes. */
-  async write(): Promise<void> {
+  /** Writes a page's rows, file by file in list order (a Map keeps the order they came in), and lets them go. */
+  async flush(): Promise<void> {
     for (const [key, p] of this.pending) {
       await this.replayer.writeRows(
         key,
@@ -231,6 +250,11 @@ class Revalidation {
         p.position,
       );
     }
+    this.pending.clear();
+  }
+
+  /** Writes the quarantine's changes. */
+  async settle(): Promise<void> {
     await this.replayer.settle({ released: this.released, reasons: this.reasons, files: this.files });
   }
 
@@ -272,20 +296,41 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     // Derived columns follow their settings first: records replayed below are derived by the same settings.
     const rederived = await tx.rederive(options.typeSettings ?? {});
     const replayer = tx.replayer();
-    const all = await replayer.quarantined(options.filter);
-    const { todo, skipped } = await triage(all, tx);
     const classifier = new Classifier(types, {
       ingestionTime: compileStrftime(options.dateStoreFormat)(startedAt),
       settings: options.typeSettings,
       rejectNul: !store.holdsNul,
     });
     const r = new Revalidation(classifier, replayer, types);
-    for (const q of todo) {
-      options.signal?.throwIfAborted();
-      await r.take(q);
+    const skipped: Skipped = { wholeFile: 0, fileGone: 0, unreadable: 0, noPosition: 0, busy: 0 };
+    // A page at a time, so that memory holds one page's raw text whatever the quarantine's size; rows in list order
+    // within a page, and across pages the later list position wins as in a run (the store's upsert rule).
+    const limit = Math.max(
+      1,
+      Math.min(REPLAY_PAGE_RECORDS, Math.floor(REPLAY_PAGE_BYTES / (options.maxRawBytes ?? 65_536))),
+    );
+    let matched = 0;
+    let lastYield = performance.now();
+    for (let afterId = 0;;) {
+      const page = await replayer.quarantined(options.filter, { afterId, limit });
+      matched += page.length;
+      logger.debug("Replay: {records} quarantined records after id {afterId}", { records: page.length, afterId });
+      for (const q of await triage(page, tx, skipped)) {
+        // SQLite answers without a pause: let a stop signal, and the launcher's watch, in.
+        if (performance.now() - lastYield > YIELD_MS) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          lastYield = performance.now();
+        }
+        options.signal?.throwIfAborted();
+        await r.take(q);
+      }
+      await r.flush();
+      if (page.length < limit) break;
+      afterId = page.at(-1)!.id;
     }
     skipped.unreadable = r.unreadable;
-    await r.write();
+    await r.settle();
+    options.signal?.throwIfAborted();
     const rows = await tx.rowCounts();
     const finishedAt = now();
     let runId: number | undefined;
@@ -304,7 +349,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       dryRun: options.dryRun,
       startedAt,
       finishedAt,
-      matched: all.length,
+      matched,
       revalidated: r.revalidated,
       loaded: r.loaded,
       ignored: r.ignored,

@@ -117,6 +117,12 @@ export interface ReplayFilter {
   readonly reason?: string | undefined;
 }
 
+/** A page of the quarantine, by id. */
+export interface QuarantinePage {
+  readonly afterId: number;
+  readonly limit: number;
+}
+
 /** A quarantined record (a `rejected_records` row), with what replay needs of its file. */
 export interface Quarantined {
   readonly id: number;
@@ -145,8 +151,11 @@ export interface ReplaySettlement {
 
 /** A run's way to re-validate quarantined records (see `replay.ts`): the kit's SQL and the store's row writes. */
 export interface Replayer {
-  /** The quarantined records `filter` matches, by id. Only reads. */
-  quarantined(filter: ReplayFilter): Promise<Quarantined[]>;
+  /**
+   * The quarantined records `filter` matches, by id: those after `page.afterId`, at most `page.limit` of them
+   * (all without `page`). Only reads.
+   */
+  quarantined(filter: ReplayFilter, page?: QuarantinePage): Promise<Quarantined[]>;
   /** The `source_key` of the row of `type` with `row`'s natural key, if there is one. Only reads. */
   rowSource(type: RecordType, row: readonly Cell[]): Promise<string | undefined>;
   /** Writes rows of one file at its list position, as a run does (the later file wins). */

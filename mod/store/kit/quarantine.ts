@@ -9,7 +9,7 @@
 import { oneLine } from "../../printable.ts";
 import { decodeRaw, rawColumn } from "./raw_text.ts";
 import type { Cell, RecordType } from "../../records/mod.ts";
-import type { FilePart, Quarantined, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";
+import type { FilePart, Quarantined, QuarantinePage, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";
 import { quote } from "./sql.ts";
 import { type SqlClient, truth } from "./client.ts";
 
@@ -24,7 +24,7 @@ export function kitReplayer(
   serial: Serial = (fn) => fn(),
 ): Replayer {
   return {
-    quarantined: (filter) => serial(() => quarantined(c, types, filter)),
+    quarantined: (filter, page) => serial(() => quarantined(c, types, filter, page)),
     rowSource: (type, row) => serial(() => rowSource(c, type, row)),
     writeRows: (key, part, position) => serial(() => writeRows(key, part, position)),
     settle: (s) => serial(() => settle(c, s)),
@@ -37,7 +37,12 @@ export function kitReplayer(
  * before positions were kept) the one its rows in the tables carry. Runs in
  * a run's transaction, so the schema is this build's.
  */
-async function quarantined(c: SqlClient, types: readonly RecordType[], filter: ReplayFilter): Promise<Quarantined[]> {
+async function quarantined(
+  c: SqlClient,
+  types: readonly RecordType[],
+  filter: ReplayFilter,
+  page: QuarantinePage = { afterId: 0, limit: Number.MAX_SAFE_INTEGER },
+): Promise<Quarantined[]> {
   const rows = await c.all<{
     id: number;
     key: string;
@@ -57,8 +62,9 @@ async function quarantined(c: SqlClient, types: readonly RecordType[], filter: R
      FROM rejected_records AS r LEFT JOIN processed_files AS p ON p.key = r.key
      WHERE (CAST($1 AS TEXT) IS NULL OR r.type = $1)
        AND (CAST($2 AS TEXT) IS NULL OR ${c.dialect.position("r.reason", "CAST($2 AS TEXT)")} > 0)
-     ORDER BY r.id`,
-    [filter.type ?? null, filter.reason ?? null],
+       AND r.id > $3
+     ORDER BY r.id LIMIT $4`,
+    [filter.type ?? null, filter.reason ?? null, page.afterId, page.limit],
   );
   const known = new Map<string, number | null>();
   const positionOf = async (key: string, stored: number | null) => {

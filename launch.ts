@@ -15,7 +15,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Config } from "./mod/config.ts";
-import { fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
+import { COMMAND_NAME_VAR, fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
 import { sourceNeeds } from "./mod/source/needs.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { watchParent } from "./mod/cli/parent.ts";
@@ -89,6 +89,16 @@ export function collectorHosts(env: Readonly<Record<string, string>>): string[] 
   return [...hosts];
 }
 
+/**
+ * With `OTEL_DENO` on, the child's log lines reach the collector through Deno's console capture (mod/app/log.ts):
+ * `OTEL_DENO_CONSOLE=replace` has what it hands the console exported and not printed, since it prints its lines
+ * itself. `ignore` is kept (no log line is exported); `capture`, Deno's default, would print each line twice.
+ */
+export function otelConsole(env: Readonly<Record<string, string>>): Record<string, string> {
+  if (!/^(true|1)$/i.test(env.OTEL_DENO?.trim() ?? "")) return {};
+  return env.OTEL_DENO_CONSOLE?.trim().toLowerCase() === "ignore" ? {} : { OTEL_DENO_CONSOLE: "replace" };
+}
+
 /** The PostgreSQL server's `host:port`, as the client resolves it (URL, then PGHOST/PGPORT, then localhost:5432). */
 export function postgresHostPort(url: string, env: Readonly<Record<string, string>>): string {
   const u = new URL(url);
@@ -121,13 +131,27 @@ async function orphanedAtStart(): Promise<boolean> {
   }
 }
 
+/** The first argument of the installed command (tools/install.ts): the name it was installed as. */
+export const INSTALLED_AS = "--installed-as=";
+
+/**
+ * The command the user typed, and their arguments: the installed command
+ * passes its name first (`--installed-as=bucketload`); else `deno task run`,
+ * the task behind which this launcher runs.
+ */
+export function startedAs(args: readonly string[]): { name: string; args: readonly string[] } {
+  const name = args[0]?.startsWith(INSTALLED_AS) ? args[0].slice(INSTALLED_AS.length).trim() : undefined;
+  return name ? { name, args: args.slice(1) } : { name: "deno task run", args };
+}
+
 /** Runs the launcher: returns the child's exit code, or 2 for a usage or config error. */
-export async function launch(args: readonly string[]): Promise<number> {
+export async function launch(argv: readonly string[]): Promise<number> {
   if (await orphanedAtStart()) return 143;
+  const { name, args } = startedAs(argv);
   const err = (text: string) => Deno.stderr.writeSync(new TextEncoder().encode(text));
   const env = readEnv();
   let config: Config | undefined;
-  let need: Need = { command: "run", dryRun: false };
+  let need: Need & { readonly schedule?: string | undefined } = { command: "run", dryRun: false };
   try {
     const cli = parseCli(args);
     need = cli;
@@ -137,12 +161,15 @@ export async function launch(args: readonly string[]): Promise<number> {
       config = await loadConfigFromEnv(cli, env);
     }
   } catch (error) {
-    const line = fixableError(error);
+    const line = fixableError(error, name);
     if (line === undefined) throw error;
     err(`bucketload: ${line}\n`);
     return 2;
   }
-  const permissions = config === undefined ? ["--no-prompt"] : childPermissions(config, need);
+  // --help and --version read no config: the child may read only the name it was started as.
+  const permissions = config === undefined
+    ? ["--no-prompt", `--allow-env=${COMMAND_NAME_VAR}`]
+    : childPermissions(config, need);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -154,7 +181,13 @@ export async function launch(args: readonly string[]): Promise<number> {
       ...args,
     ],
     // The child stops, rolling back, when this launcher is gone (even by SIGKILL).
-    env: { BUCKETLOAD_CWD: userCwd(env), BUCKETLOAD_WATCH_PARENT: String(Deno.pid) },
+    // It is told the name it was started as, for --help and the hints of its error lines.
+    env: {
+      BUCKETLOAD_CWD: userCwd(env),
+      BUCKETLOAD_WATCH_PARENT: String(Deno.pid),
+      [COMMAND_NAME_VAR]: name,
+      ...otelConsole(env),
+    },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -178,8 +211,28 @@ export async function launch(args: readonly string[]): Promise<number> {
   const status = await child.status;
   unwatch();
   forward.forEach((remove) => remove());
-  if (status.signal !== null) return 128 + (status.signal === "SIGINT" ? 2 : status.signal === "SIGTERM" ? 15 : 9);
+  // A child stopped by SIGINT or SIGTERM has said so itself (or had not started its work); one killed by any other
+  // signal (SIGKILL from the out-of-memory killer, a crash) could say nothing: the launcher does. Deno gives such a
+  // child the code 128 + the signal's number, as a shell does (137 for SIGKILL).
+  if (status.signal !== null && status.signal !== "SIGINT" && status.signal !== "SIGTERM") {
+    // A progress bar the child drew on a terminal is cleared first.
+    err(`${Deno.stderr.isTerminal() ? "\r\x1b[2K" : ""}bucketload: ${killedLine(need, status.signal)}\n`);
+  }
   return status.code;
+}
+
+/** What a child killed by `signal` leaves behind, for the command it ran. */
+export function killedLine(need: Need & { readonly schedule?: string | undefined }, signal: Deno.Signal): string {
+  const by = `killed by ${signal}${signal === "SIGKILL" ? " (possibly by the out-of-memory killer)" : ""}`;
+  if (need.command === "run" && need.schedule !== undefined) {
+    return `the scheduled runs were ${by}: a run in progress is rolled back, runs that finished are kept`;
+  }
+  if ((need.command === "run" || need.command === "replay") && !need.dryRun) {
+    return `the ${need.command} was ${by}: nothing was committed, the ${need.command} is rolled back; ` +
+      `the next ${need.command} does its work`;
+  }
+  const what = { run: "dry run", replay: "replay's dry run", status: "status command", serve: "status server" };
+  return `the ${what[need.command]} was ${by}; it writes nothing`;
 }
 
 if (import.meta.main) {

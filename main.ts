@@ -2,7 +2,8 @@
  * bucketload's command line: parses flags, loads the profile, and runs an
  * action (a run, a dry run, status, or runs on a schedule). Exit codes: 0 ok,
  * 1 the list or a file failed or the lock is held, 2 usage or config error,
- * 130/143 stopped by SIGINT/SIGTERM (rolled back).
+ * 130/143 stopped by SIGINT/SIGTERM (rolled back); the launcher adds 137
+ * (killed by SIGKILL, rolled back).
  *
  * @module
  */
@@ -10,7 +11,7 @@ import { getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/app/actions.ts";
 import { type Config, CONFIG_KEYS } from "./mod/config.ts";
-import { type Cli, fixableError, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
+import { type Cli, fixableError, launchedAs, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
 export { nonOverlapping } from "./mod/cli/schedule.ts";
@@ -25,17 +26,43 @@ import { serveAction } from "./mod/app/serve.ts";
 import { replayAction } from "./mod/app/replay.ts";
 import { redactUrl } from "./mod/source/location.ts";
 
-const HELP = `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
+/** The column of the descriptions in `--help`'s usage lines. */
+const USAGE_COLUMN = 37;
+
+/** A usage line of `--help`: the command as started, its arguments, and what it does (below, when they are long). */
+function usage(command: string, args: string, ...what: string[]): string {
+  const head = `  ${command} ${args}`;
+  const lines = head.length < USAGE_COLUMN - 1
+    ? [head.padEnd(USAGE_COLUMN) + what[0]]
+    : [head, " ".repeat(USAGE_COLUMN) + what[0]];
+  return [...lines, ...what.slice(1).map((w) => " ".repeat(USAGE_COLUMN) + w)].join("\n");
+}
+
+/** The `--help` text, naming the command as it was started: `deno task run`, or `bucketload` when installed. */
+function help(command: string): string {
+  const usages = [
+    usage(command, "[options]", "run the pipeline once (or on --schedule)"),
+    usage(command, "--dry-run [options]", "print what a run would do"),
+    usage(command, "status [--json]", "last runs, registry, top rejections, recent problem keys"),
+    usage(
+      command,
+      "serve [--port N] [--host H]",
+      "the status page (GET /), its JSON (GET /api/status) and GET /health,",
+      "read-only, on 127.0.0.1:8000 unless told otherwise",
+    ),
+    usage(
+      command,
+      "replay [--dry-run] [--type T] [--reason TEXT]",
+      "re-validate quarantined records by today's rules, without re-fetching",
+    ),
+  ];
+  const keys = Object.entries(CONFIG_KEYS).map(([k, s]) =>
+    `  ${k.padEnd(26)}${s.help}${s.default ? ` (default ${s.default})` : ""}`
+  );
+  return `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
 
 Usage:
-  deno task run [options]            run the pipeline once (or on --schedule)
-  deno task run --dry-run [options]  print what a run would do
-  deno task run status [--json]      last runs, registry, top rejections, recent problem keys
-  deno task run serve [--port N] [--host H]
-                                     the status page (GET /), its JSON (GET /api/status) and GET /health,
-                                     read-only, on 127.0.0.1:8000 unless told otherwise
-  deno task run replay [--dry-run] [--type T] [--reason TEXT]
-                                     re-validate quarantined records by today's rules, without re-fetching
+${usages.join("\n")}
 
 Options:
   --config PATH        config file (default ./config.ini, or $BUCKETLOAD_CONFIG)
@@ -58,14 +85,12 @@ Options:
   --version            show the version
 
 Profile keys (each also settable as BUCKETLOAD_<KEY>):
-${
-  Object.entries(CONFIG_KEYS).map(([k, s]) => `  ${k.padEnd(26)}${s.help}${s.default ? ` (default ${s.default})` : ""}`)
-    .join("\n")
-}
+${keys.join("\n")}
 
 Exit codes: 0 ok; 1 the list or a file failed, or another run holds the lock; 2 usage or config error;
-130/143 stopped by SIGINT/SIGTERM (the run is rolled back).
+130/143 stopped by SIGINT/SIGTERM, 137 killed by SIGKILL (e.g. the out-of-memory killer): the run is rolled back.
 `;
+}
 
 /** Whether an action (a run, a dry run, status) is going, so that a stop signal says what it stops. */
 let busy = false;
@@ -177,7 +202,7 @@ async function startUp(
   try {
     const cli = parseCli(args);
     if (cli.help) {
-      out(HELP);
+      out(help(launchedAs() ?? "deno task run"));
       return 0;
     }
     if (cli.version) {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, cli, copyCase, dumpDatabase, query, withTempDir, writeConfig } from "./helpers.ts";
+import { fixableError } from "../mod/cli/args.ts";
+import { CASES, cli, copyCase, dumpDatabase, LAUNCHER, query, withTempDir, writeConfig } from "./helpers.ts";
 
 Deno.test("CLI: a run prints a summary, writes the registry file and exits 0", async () => {
   await withTempDir(async (dir) => {
@@ -78,6 +79,46 @@ Deno.test("CLI: usage and config errors print one line and exit 2", async () => 
   });
 });
 
+Deno.test("CLI: a flag without its value, or with one it does not take, is one line naming the flag, exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["replay", "--type", "--config", "x.ini"],
+      /^bucketload: Flag --type needs a value, but the next argument is the flag --config: write --type VALUE, or --type=-VALUE for a value that starts with a dash$/,
+    ],
+    [["--concurrency", "-h"], /^bucketload: Flag --concurrency needs a value, but the next argument is the flag -h: /],
+    [
+      ["replay", "--type", "song", "--type", "--json"],
+      /^bucketload: Flag --type needs a value, but the next argument is the flag --json: /,
+    ],
+    [["--config"], /^bucketload: Flag --config needs a value$/],
+    [["status", "--profile"], /^bucketload: Flag --profile needs a value$/],
+    [["--force=yes"], /^bucketload: Flag --force takes no value, got --force=yes$/],
+    [["-x"], /^bucketload: Unknown option '-x': run with --help for the list of flags$/],
+  ];
+  const decoder = new TextDecoder();
+  for (const [args, message] of cases) {
+    const direct = await cli(args);
+    // The launcher (deno task run, the installed command) parses the flags first: the same line.
+    const launched = await new Deno.Command(Deno.execPath(), {
+      args: [...LAUNCHER, ...args],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    for (
+      const [how, code, stderr] of [
+        ["main.ts", direct.code, direct.stderr],
+        ["launcher", launched.code, decoder.decode(launched.stderr)],
+      ] as const
+    ) {
+      assert.equal(code, 2, `${how} ${args.join(" ")}: ${stderr}`);
+      assert.equal(stderr.trim().split("\n").length, 1, `${how} ${args.join(" ")}: ${stderr}`);
+      assert.match(stderr.trim(), message, how);
+    }
+  }
+});
+
 Deno.test("CLI: a database path that is not SQLite exits 2 and is left unmodified", async () => {
   await withTempDir(async (dir) => {
     await copyCase("basic", dir);
@@ -141,4 +182,73 @@ Deno.test("CLI: runs from the environment alone without a config file", async ()
     assert.equal(run.code, 0, run.stderr);
     assert.equal(query(join(dir, "db.sqlite3"), "SELECT count(*) n FROM processed_files")[0]!.n, 3);
   });
+});
+
+/** Runs the launcher as `deno task run` does, to the end. */
+async function launched(args: string[], cwd?: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...LAUNCHER, ...args],
+    env: { NO_COLOR: "1" },
+    ...(cwd === undefined ? {} : { cwd }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+Deno.test("CLI: --help names the command it was started as", async () => {
+  // Under the task (the launcher without the installed command's name), and main.ts alone.
+  for (const help of [await launched(["--help"]), await cli(["--help"])]) {
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage:\n {2}deno task run \[options\] {2,}run the pipeline once/m);
+    assert.doesNotMatch(help.stdout, /bucketload \[options\]/);
+  }
+  // The installed command passes its name first (tools/install.ts); it is not a flag of bucketload.
+  const installed = await launched(["--installed-as=bucketload", "--help"]);
+  assert.equal(installed.code, 0, installed.stderr);
+  assert.match(installed.stdout, /^Usage:\n {2}bucketload \[options\] {2,}run the pipeline once/m);
+  assert.match(installed.stdout, /^ {2}bucketload replay \[--dry-run\]/m);
+  assert.doesNotMatch(installed.stdout, /deno task run/);
+  assert.match(installed.stdout, /Exit codes: .*137/s);
+  const bad = await launched(["--installed-as=bucketload", "--bogus"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^bucketload: Unknown option '--bogus'/);
+});
+
+Deno.test("CLI: a permission error's hint fits how bucketload was started", async () => {
+  await withTempDir(async (dir) => {
+    await copyCase("basic", dir);
+    const config = await writeConfig(dir, "[p]\nBUCKET_NAME = ./basic\nDATABASE_NAME = /proc/x.sqlite3\n");
+    const run = await launched(["--config", config, "--profile", "p", "--quiet"]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal(
+      run.stderr,
+      `bucketload: Permission denied: Requires all access to "/proc": Deno opens that path only for a program run ` +
+        `with --allow-all, which 'deno task run' never grants: point the setting at a path elsewhere\n`,
+    );
+  });
+  const notGranted = new Deno.errors.NotCapable(
+    'Requires write access to "/srv/db", run again with the --allow-write flag',
+  );
+  // main.ts run by hand, without the launcher: the launcher is the way to the grants.
+  assert.equal(
+    fixableError(notGranted, undefined),
+    `Permission denied: Requires write access to "/srv/db": run through 'deno task run' or the installed ` +
+      `'bucketload' (they grant the paths of the resolved config), or grant that path with --allow-read/--allow-write, ` +
+      `or point the setting at a path you may use`,
+  );
+  // Through the launcher, which grants the config's paths: not advice to use what was used.
+  assert.doesNotMatch(fixableError(notGranted, "bucketload")!, /run through/);
+  assert.match(fixableError(notGranted, "bucketload")!, /'bucketload' grants the program only the folders/);
+  // The system refused (owner, mode): no Deno flag helps.
+  const os = new Deno.errors.PermissionDenied("Permission denied (os error 13): open '/srv/db'");
+  for (const as of [undefined, "deno task run", "bucketload"]) {
+    assert.equal(
+      fixableError(os, as),
+      `Permission denied: Permission denied (os error 13): open '/srv/db': the system refuses it: check the owner and ` +
+        `mode of that path, or point the setting at a path you may use`,
+    );
+  }
 });

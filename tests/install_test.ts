@@ -74,5 +74,23 @@ Deno.test("deno task install puts a bucketload command on the PATH that runs fro
     const bad = await run("--config", "conf/missing.ini");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^bucketload: Cannot read config file .*conf\/missing\.ini/);
+    // --help names the command as it was started.
+    const help = await run("--help");
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage:\n {2}bucketload \[options\] {2,}run the pipeline once/m);
+    assert.match(help.stdout, /^ {2}bucketload status \[--json\] /m);
+    assert.doesNotMatch(help.stdout, /deno task run/);
+    // A path Deno opens only with --allow-all: the hint does not send the user to what they already ran.
+    await Deno.writeTextFile(
+      join(work, "conf", "proc.ini"),
+      `[p]\nBUCKET_NAME = ${join(CASES, "basic")}\nDATABASE_NAME = /proc/x.sqlite3\n`,
+    );
+    const proc = await run("--config", "conf/proc.ini", "--profile", "p", "--quiet");
+    assert.equal(proc.code, 2, proc.stderr);
+    assert.equal(proc.stderr.trim().split("\n").length, 1, proc.stderr);
+    assert.match(
+      proc.stderr,
+      /^bucketload: Permission denied: Requires all access to "\/proc": Deno opens that path only for a program run with --allow-all, which 'bucketload' never grants: point the setting at a path elsewhere\n$/,
+    );
   });
 });

@@ -8,9 +8,20 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { killedLine } from "../launch.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { assertSameAsFreshRun, cli, LineWatcher, query, ROOT, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import {
+  assertSameAsFreshRun,
+  cli,
+  LAUNCHER,
+  LineWatcher,
+  query,
+  ROOT,
+  spawnCli,
+  withTempDir,
+  writeConfig,
+} from "./helpers.ts";
 
 /** The running processes whose command line mentions `marker` (zombies and this test left out), from `ps`. */
 function processesWith(marker: string): { pid: number; cmd: string }[] {
@@ -98,6 +109,65 @@ Deno.test("kill -9 of the task or the launcher leaves no process within 3 s; the
       await server.close();
     }
   });
+});
+
+Deno.test("kill -9 of the program (as the out-of-memory killer does): the launcher says so in one line, exit 137", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = join(dir, "bucket");
+    const keys = await generateBucket(bucket, { files: 6, records: 200, seed: 8 });
+    const server = await startBucketServer(bucket, { latencyMs: (k) => k === keys.at(-1) ? 2000 : 20 });
+    try {
+      const config = await writeConfig(
+        dir,
+        `[p]\nBUCKET_NAME = ${server.url}\nCONCURRENCY = 2\nLOG_LEVEL = debug\nDATABASE_NAME = db.sqlite3\n`,
+      );
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [...LAUNCHER, "--config", config, "--profile", "p", "--quiet"],
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = new LineWatcher(child.stderr);
+      await stderr.waitFor(/Processed /, 3);
+      const program = processesWith(dir).find((p) => /main\.ts/.test(p.cmd));
+      assert.ok(program !== undefined, "no main.ts child found");
+      Deno.kill(program.pid, "SIGKILL");
+      await stderr.waitFor(/never/);
+      const status = await child.status;
+      await child.stdout.cancel();
+      const said = stderr.lines.filter((l) => !/^\d{4}-\d\d-\d\d /.test(l));
+      assert.equal(status.code, 137, stderr.lines.join("\n"));
+      assert.deepEqual(said, [
+        "bucketload: the run was killed by SIGKILL (possibly by the out-of-memory killer): " +
+        "nothing was committed, the run is rolled back; the next run does its work",
+      ]);
+      // Nothing was committed: not even the tables, which the run's transaction creates.
+      const db = join(dir, "db.sqlite3");
+      if (existsSync(db) && query(db, "SELECT name FROM sqlite_master WHERE name = 'processed_files'").length > 0) {
+        assert.deepEqual(query(db, "SELECT count(*) AS n FROM processed_files"), [{ n: 0 }]);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("the launcher's line for a killed program fits its command", () => {
+  const oom = "killed by SIGKILL (possibly by the out-of-memory killer)";
+  assert.equal(
+    killedLine({ command: "replay", dryRun: false }, "SIGKILL"),
+    `the replay was ${oom}: nothing was committed, the replay is rolled back; the next replay does its work`,
+  );
+  assert.equal(
+    killedLine({ command: "run", dryRun: false, schedule: "*/5 * * * *" }, "SIGKILL"),
+    `the scheduled runs were ${oom}: a run in progress is rolled back, runs that finished are kept`,
+  );
+  assert.equal(killedLine({ command: "run", dryRun: true }, "SIGKILL"), `the dry run was ${oom}; it writes nothing`);
+  assert.equal(
+    killedLine({ command: "status", dryRun: false }, "SIGSEGV"),
+    "the status command was killed by SIGSEGV; it writes nothing",
+  );
 });
 
 Deno.test("Ctrl-C delivered two or three times at once is one stop: the line, exit 130, no file left", async () => {

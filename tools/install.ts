@@ -30,6 +30,9 @@ export function installArgs(root = ROOT): string[] {
     "--allow-env",
     "--allow-run",
     join(root, "launch.ts"),
+    // The command's first argument: the launcher names it so in --help and hints (launch.ts startedAs).
+    "--",
+    "--installed-as=bucketload",
   ];
 }
 

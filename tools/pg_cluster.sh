@@ -6,10 +6,34 @@
 #   tools/pg_cluster.sh restart DIR PORT   starts a crashed cluster's server again on PORT
 # Installs Debian's postgresql-15 when its binaries are missing (needs root and apt).
 # fsync is off (a test cluster) unless PG_FSYNC=on, as the bench sets it.
+# start and stop replace or remove only a folder this script made (it holds the marker file .pg_cluster); start also
+# takes a new or empty folder. Any other folder is refused (exit 2), with nothing deleted.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?cluster folder}
 port=${3:-54329}
+marker=.pg_cluster
+
+# Exits 2 with one line unless $dir is a folder this script made, or (for start) a new or empty one.
+ours_or_empty() {
+  local verb=$1
+  [ -e "$dir" ] || [ -L "$dir" ] || return 0
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then
+    echo "pg_cluster.sh: refusing to $verb $dir: it is not a folder" >&2
+    exit 2
+  fi
+  [ -f "$dir/$marker" ] && return 0
+  local names
+  names=$(ls -A -- "$dir")
+  [ -z "$names" ] && return 0
+  local shown
+  shown=$(printf '%s\n' "$names" | head -n 3 | paste -sd, - | sed 's/,/, /g')
+  [ "$(printf '%s\n' "$names" | wc -l)" -gt 3 ] && shown="$shown, ..."
+  local hint="give a new or empty folder"
+  [ "$verb" = remove ] && hint="nothing was stopped or removed"
+  echo "pg_cluster.sh: refusing to $verb $dir: it holds files this script did not create ($shown), and no $marker; $hint" >&2
+  exit 2
+}
 
 bindir=""
 for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
@@ -18,6 +42,7 @@ done
 
 case "$cmd" in
 start)
+  ours_or_empty replace
   if [ -z "$bindir" ]; then
     echo "Installing postgresql-15 with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -25,10 +50,19 @@ start)
     apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
     bindir=/usr/lib/postgresql/15/bin
   fi
+  if [ -f "$dir/$marker" ]; then
+    # A cluster this script made: its server, if still up, is stopped before its folder is replaced.
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      run=()
+      [ "$(id -u)" = 0 ] && run=(setpriv --reuid="$(stat -c %U "$dir")" --regid="$(stat -c %g "$dir")" --clear-groups)
+      "${run[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+  fi
   # The first free port from $port on.
   while (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  rm -rf "$dir"
   mkdir -p "$dir"
+  echo "made by tools/pg_cluster.sh: 'tools/pg_cluster.sh stop' removes this folder" >"$dir/$marker"
   # initdb refuses to run as root: the cluster belongs to an unprivileged user.
   run=()
   if [ "$(id -u)" = 0 ]; then
@@ -57,6 +91,8 @@ restart)
     { cat "$dir/server.log" >&2; exit 1; }
   ;;
 stop)
+  ours_or_empty remove
+  [ -f "$dir/$marker" ] || exit 0
   if [ -d "$dir/data" ] && [ -n "$bindir" ]; then
     run=()
     [ "$(id -u)" = 0 ] && run=(setpriv --reuid="$(stat -c %U "$dir")" --regid="$(stat -c %g "$dir")" --clear-groups)

@@ -120,6 +120,34 @@ function checkFlags(command: Cli["command"], values: Values): void {
 }
 
 /**
+ * One line naming the flag for an error of `parseArgs` (whose own message can
+ * take three lines).
+ */
+function parseArgsError(error: Error & { code?: string }, args: readonly string[]): UsageError {
+  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
+  if (flag !== undefined && error.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const subject = { subject: flag };
+    if (/ argument is ambiguous/.test(error.message)) {
+      const at = args.findIndex((a, i) => a === flag && args[i + 1]?.startsWith("-"));
+      const next = args[at + 1];
+      return new UsageError(
+        `Flag ${flag} needs a value, but the next argument is the flag ${next}: ` +
+          `write ${flag} VALUE, or ${flag}=-VALUE for a value that starts with a dash`,
+        subject,
+      );
+    }
+    if (/ argument missing/.test(error.message)) return new UsageError(`Flag ${flag} needs a value`, subject);
+    if (/ does not take an argument/.test(error.message)) {
+      const given = args.find((a) => a.startsWith(`${flag}=`));
+      return new UsageError(`Flag ${flag} takes no value${given === undefined ? "" : `, got ${given}`}`, subject);
+    }
+  }
+  // An unknown flag, or anything else: the first sentence, on one line.
+  const message = error.message.replace(/\.\s+(To specify|Did you).*$/s, "").replace(/\.$/, "").replace(/\s+/g, " ");
+  return new UsageError(`${message}: run with --help for the list of flags`, { subject: flag ?? "flags" });
+}
+
+/**
  * Parses the command line.
  *
  * @throws {UsageError} on an unknown flag or command, a missing value, or flags that don't go together
@@ -129,8 +157,7 @@ export function parseCli(args: readonly string[]): Cli {
   try {
     parsed = parseArgs({ args: [...args], options: OPTIONS, strict: true, allowPositionals: true });
   } catch (error) {
-    const message = (error as Error).message.replace(/\. To specify.*$/s, "").replace(/\.$/, "");
-    throw new UsageError(`${message}: run with --help for the list of flags`, { subject: "flags" });
+    throw parseArgsError(error as Error, args);
   }
   const { values, positionals } = parsed;
   if (
@@ -182,6 +209,19 @@ export function parseCli(args: readonly string[]): Cli {
   };
 }
 
+/**
+ * Set by the launcher for its child: the command the user started it as
+ * (`deno task run`, or `bucketload` when installed), for `--help` and the
+ * hints of error lines. Not a profile key: {@linkcode loadConfigFromEnv}
+ * leaves it out.
+ */
+export const COMMAND_NAME_VAR = "BUCKETLOAD_COMMAND_NAME";
+
+/** The command the launcher says it was started as; `undefined` when this program was not started by the launcher. */
+export function launchedAs(env: Readonly<Record<string, string>> = readEnv()): string | undefined {
+  return env[COMMAND_NAME_VAR]?.trim() || undefined;
+}
+
 /** Variables of other tools that bucketload reads: the PostgreSQL URL and the AWS credentials. */
 const PLAIN_ENV = [
   "DATABASE_URL",
@@ -201,7 +241,13 @@ const PLAIN_ENV = [
 export function readEnv(): Record<string, string> {
   if (Deno.permissions.querySync({ name: "env" }).state === "granted") return Deno.env.toObject();
   const env: Record<string, string> = {};
-  for (const name of [...ENV_CHOOSERS, ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k), ...PLAIN_ENV]) {
+  const names = [
+    ...ENV_CHOOSERS,
+    COMMAND_NAME_VAR,
+    ...Object.keys(CONFIG_KEYS).map((k) => ENV_PREFIX + k),
+    ...PLAIN_ENV,
+  ];
+  for (const name of names) {
     let value: string | undefined;
     try {
       value = Deno.env.get(name);
@@ -213,19 +259,34 @@ export function readEnv(): Record<string, string> {
 
 /**
  * The one line for an error a person can fix: a usage or config error, or a
- * permission Deno denied (named with its path and the fix). `undefined` for
- * anything else.
+ * permission Deno or the system denied (named with its path and the fix, which
+ * depends on `launched`: the command the launcher was started as, `undefined`
+ * for this program started without it). `undefined` for anything else.
  */
-export function fixableError(error: unknown): string | undefined {
+export function fixableError(error: unknown, launched: string | undefined = launchedAs()): string | undefined {
   if (error instanceof UsageError || error instanceof DamagedDatabaseError) return error.message;
   // Damage SQLite meets in the middle of a run (the check runs at most once per INTEGRITY_CHECK_HOURS).
   if (error instanceof Error && isCorruption(error.message)) {
     return `The database is damaged (${error.message}): nothing was written; restore it from a backup`;
   }
   if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-    const what = (error as Error).message.replace(/, run again with .*$/s, "").replace(/\.$/, "");
-    return `Permission denied: ${what}: run through 'deno task run' (it grants the paths of the resolved config), ` +
-      `or grant that path with --allow-read/--allow-write, or point the setting at a path you may use`;
+    const what = `Permission denied: ${error.message.replace(/, run again with .*$/s, "").replace(/\.$/, "")}`;
+    // The system's refusal (owner, mode, read-only): no Deno flag changes it.
+    if (error instanceof Deno.errors.PermissionDenied) {
+      return `${what}: the system refuses it: check the owner and mode of that path, or point the setting at a path ` +
+        `you may use`;
+    }
+    // Deno's own: some paths (under /dev, /proc, /sys) only a program with every permission may open.
+    if (/^Requires all access to /.test(error.message)) {
+      return `${what}: Deno opens that path only for a program run with --allow-all` +
+        `${launched === undefined ? "" : `, which '${launched}' never grants`}: point the setting at a path elsewhere`;
+    }
+    if (launched !== undefined) {
+      return `${what}: '${launched}' grants the program only the folders its resolved config names: point the ` +
+        `setting at a path you may use`;
+    }
+    return `${what}: run through 'deno task run' or the installed 'bucketload' (they grant the paths of the ` +
+      `resolved config), or grant that path with --allow-read/--allow-write, or point the setting at a path you may use`;
   }
   return undefined;
 }
@@ -237,10 +298,11 @@ export function userCwd(env: Readonly<Record<string, string>>): string {
 
 /** Reads the config file the flags name, with `env` (the environment by default) for overrides and choosers. */
 export async function loadConfigFromEnv(cli: Cli, env: Record<string, string> = readEnv()): Promise<Config> {
+  const { [COMMAND_NAME_VAR]: _launchedAs, ...vars } = env;
   return await loadConfig({
     configPath: cli.configPath ?? env.BUCKETLOAD_CONFIG,
     profile: cli.profile ?? env.BUCKETLOAD_PROFILE,
-    env,
+    env: vars,
     overrides: cli.overrides,
     cwd: userCwd(env),
   });

@@ -45,7 +45,17 @@ export function openReadOnly(path: string): DatabaseSync {
     if (!/readonly|read-only|unable to open|disk I\/O/i.test((error as Error).message)) throw error;
     const url = new URL(`file://${encodeURI(path).replaceAll("?", "%3F").replaceAll("#", "%23")}`);
     url.searchParams.set("immutable", "1");
-    return tryOpen(url);
+    try {
+      return tryOpen(url);
+    } catch (immutable) {
+      // Deno's node:sqlite resolves a file: URL as a path whenever a permission is scoped: no URI reaches SQLite.
+      if (!/unable to open/i.test((immutable as Error).message)) throw immutable;
+      throw new Error(
+        `${(error as Error).message}: it is in WAL mode and its folder cannot be written (the last run did not ` +
+          `finish, or an older bucketload wrote it); a run by a user who may write the folder puts it back in a ` +
+          `mode any reader can open`,
+      );
+    }
   }
 }
 

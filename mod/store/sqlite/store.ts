@@ -12,7 +12,15 @@ import type { RecordType } from "../../records/mod.ts";
 import { migrate } from "../migrations.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
-import { readMeta, registeredAmong, registeredKeys, registryEntries, RunBook, writeMeta } from "../kit/bookkeeping.ts";
+import {
+  hasRuns,
+  readMeta,
+  registeredAmong,
+  registeredKeys,
+  registryEntries,
+  RunBook,
+  writeMeta,
+} from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
 import { type BeginOptions, type FileStatus, LockedError, type RegistryEntry, type Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
@@ -124,12 +132,14 @@ export class SqliteStore implements Store {
   readonly #path: string;
   readonly #lockFile: string;
   readonly #created: boolean;
+  readonly #readOnly: boolean;
   readonly #o: Settings;
   /** The lock note's open file: its flock tells a live holder from a dead one. */
   #lockNote: Deno.FsFile | undefined;
 
-  private constructor(db: DatabaseSync, path: string, created: boolean, options: Settings) {
+  private constructor(db: DatabaseSync, path: string, created: boolean, readOnly: boolean, options: Settings) {
     this.#db = db;
+    this.#readOnly = readOnly;
     this.#c = sqliteClient(db);
     this.#created = created;
     this.#o = options;
@@ -145,7 +155,7 @@ export class SqliteStore implements Store {
    */
   static open(path: string, options: SqliteStoreOptions): SqliteStore {
     const { db, created } = openFile(path, options.lockTimeoutMs ?? 0, options.readOnly ?? false);
-    return new SqliteStore(db, path, created, {
+    return new SqliteStore(db, path, created, options.readOnly ?? false, {
       types: options.types,
       lockTimeoutMs: options.lockTimeoutMs ?? 0,
       loadMode: options.loadMode ?? "auto",
@@ -312,6 +322,10 @@ export class SqliteStore implements Store {
     this.#lockNote = undefined;
   }
 
+  hasRuns(): Promise<boolean> {
+    return hasRuns(this.#c);
+  }
+
   async registeredKeys(): Promise<string[]> {
     return await hasTable(this.#c, "processed_files") ? await registeredKeys(this.#c) : [];
   }
@@ -339,7 +353,23 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Closes the database. A writer leaves it in rollback-journal mode (the next
+   * writer sets WAL again), so that a reader that may not write its folder (a
+   * read-only filesystem, a monitoring user) can open it: a WAL database needs
+   * its shared-memory file, and the immutable fallback cannot be reached
+   * through Deno's permissions (`files.ts`). Best effort: a reader still
+   * reading keeps WAL.
+   */
   close(): void {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return;
+    if (!this.#readOnly) {
+      try {
+        // Without waiting: a reader that holds it keeps WAL, and the run has ended.
+        this.#db.exec("PRAGMA busy_timeout = 0");
+        this.#db.exec("PRAGMA journal_mode = DELETE");
+      } catch { /* busy, or not writable: WAL stays */ }
+    }
+    this.#db.close();
   }
 }

@@ -20,11 +20,12 @@ import { ProgressLine } from "./mod/cli/progress.ts";
 import { type CronPlan, parseCron } from "./mod/cli/cron.ts";
 import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
 import { LockedError } from "./mod/store/store.ts";
-import { ConnectionLostError } from "./mod/errors.ts";
+import { CommitUnknownError, ConnectionLostError } from "./mod/errors.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { serveAction } from "./mod/app/serve.ts";
 import { replayAction } from "./mod/app/replay.ts";
 import { redactUrl } from "./mod/source/location.ts";
+import { terminalSafe } from "./mod/printable.ts";
 
 /** The column of the descriptions in `--help`'s usage lines. */
 const USAGE_COLUMN = 37;
@@ -172,7 +173,7 @@ function guarded(
         err(`bucketload: ${line}\n`);
         return 2;
       }
-      if (error instanceof LockedError || error instanceof ConnectionLostError) {
+      if (error instanceof LockedError || error instanceof ConnectionLostError || error instanceof CommitUnknownError) {
         err(`bucketload: ${error.message}\n`);
         return 1;
       }
@@ -224,8 +225,14 @@ async function startUp(
 /** Runs the CLI and returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   const encoder = new TextEncoder();
-  const out = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
-  const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+  // What reaches a terminal carries no control character from the bucket (lines and tabs are the report's own), and
+  // is written whole (one writeSync may take only part of a large summary on a pipe).
+  const writeAll = (file: typeof Deno.stdout, text: string) => {
+    const bytes = encoder.encode(terminalSafe(text));
+    for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+  };
+  const out = (text: string) => writeAll(Deno.stdout, text);
+  const err = (text: string) => writeAll(Deno.stderr, text);
   const started = await startUp(args, out, err);
   if (typeof started === "number") return started;
   const { cli, config, cron } = started;

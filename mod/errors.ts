@@ -1,6 +1,7 @@
 /**
- * The one error class callers catch: a usage or configuration mistake, which
- * the CLI reports on one line and answers with exit code 2.
+ * The errors callers tell apart: a usage or configuration mistake (exit 2),
+ * a damaged database (exit 2), a lost connection (exit 1), a commit whose
+ * outcome could not be learnt (exit 1).
  *
  * @module
  */
@@ -35,6 +36,24 @@ export class ConnectionLostError extends Error {
   constructor(detail: string, options?: { cause?: unknown }) {
     super(`The PostgreSQL connection was lost (${detail}): nothing was committed; the next run does the work`, options);
     this.name = "ConnectionLostError";
+  }
+}
+
+/**
+ * The connection was lost while the server committed a run (a synchronous
+ * standby held the COMMIT, the network dropped) and the server could not be
+ * asked afterwards whether it did. Exit code 1.
+ */
+export class CommitUnknownError extends Error {
+  /** Creates the error for run `runId`, with what was seen (`detail`). */
+  constructor(runId: number, detail: string, options?: { cause?: unknown }) {
+    super(
+      `The PostgreSQL connection was lost while run ${runId} committed (${detail}), and the server could not be ` +
+        `asked whether it did: run 'status' to see whether run ${runId} is listed (if it is, its work is done); ` +
+        `either way the next run does any work left`,
+      options,
+    );
+    this.name = "CommitUnknownError";
   }
 }
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ConnectionLostError } from "../../errors.ts";
+import { CommitUnknownError, ConnectionLostError } from "../../errors.ts";
 import type { RecordType } from "../../records/mod.ts";
 import type { Validators } from "../../source/source.ts";
 import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
@@ -31,6 +31,13 @@ export interface PostgresRunOptions {
   readonly previousBucket: string | undefined;
   readonly startedAt: Date;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * After the connection was lost during COMMIT: whether run `runId` committed, asked on another connection once the
+   * run's server session `pid` is gone; `undefined` when the server cannot be asked.
+   */
+  readonly committed?: ((runId: number, pid: number) => Promise<boolean | undefined>) | undefined;
+  /** The run's server session. */
+  readonly pid?: number | undefined;
 }
 
 /** A run's transaction on its own connection. */
@@ -49,6 +56,8 @@ export class PostgresRun implements S.RunTransaction {
   /** The list to cache at commit. */
   #listToCache: { key: string; text: string; validators: Validators } | undefined;
   #inCommitSection = false;
+  /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
+  #committing = false;
   #open = true;
   /** The connection's work, one call at a time: claims come from the fetch side while the writer copies rows. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -205,8 +214,29 @@ export class PostgresRun implements S.RunTransaction {
       await this.#book.cacheList(key, text, validators);
     }
     await this.#book.finish(c);
+    this.#committing = true;
     await this.#conn`COMMIT`;
+    this.#committing = false;
     await this.#close();
+  }
+
+  /**
+   * A COMMIT that failed because the run could not go on (its connection lost, or stopped) may still have committed:
+   * the server is asked on another connection, once the run's session is gone. Committed: the run stands. Not
+   * committed: the error as it was. Unknown: {@linkcode CommitUnknownError}.
+   */
+  async #afterCommitFailed(error: unknown): Promise<void> {
+    if (!this.#committing) throw error;
+    this.#committing = false;
+    const runId = this.#book.runId;
+    const { committed, pid } = this.#o;
+    const outcome = committed === undefined || pid === undefined ? undefined : await committed(runId, pid);
+    if (outcome === true) {
+      this.#open = false;
+      return;
+    }
+    if (outcome === false) throw error;
+    throw new CommitUnknownError(runId, (error as Error).message, { cause: error });
   }
 
   async #rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>>): Promise<void> {
@@ -300,7 +330,7 @@ export class PostgresRun implements S.RunTransaction {
     return this.#serial(() => this.#writeFile(file));
   }
   commit(counts: S.RunCounts): Promise<void> {
-    return this.#serial(() => this.#commit(counts));
+    return this.#serial(() => this.#commit(counts)).catch((error) => this.#afterCommitFailed(error));
   }
   rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     return this.#serial(() => this.#rollbackAsCheck(at, result, meta));

@@ -22,7 +22,7 @@ import type { RecordType } from "../../records/mod.ts";
 import { redactUrl } from "../../source/location.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
-import { readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
+import { hasRuns, readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
 import { hasTable, type SqlClient } from "../kit/client.ts";
 import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RunTransaction, Store } from "../store.ts";
@@ -59,7 +59,22 @@ export function postgresTableSql(type: RecordType): string {
   return postgresSql(tableSql(type));
 }
 
+/**
+ * A run in progress as `status` words it, from its session's name
+ * (`bucketload run N since T`, or `bucketload run since T` before its id is
+ * drawn): `T (run N, backend pid P)`, the shape of SQLite's lock note
+ * (`T (pid P)`), which `status` prints after "since".
+ */
+function sessionHolder(name: string, pid: number): string {
+  const m = /^bucketload run (?:(\d+) )?since (\S+)$/.exec(name);
+  if (m === null) return `${name.replace(/^bucketload /, "")} (backend pid ${pid})`;
+  return `${m[2]} (${m[1] === undefined ? "" : `run ${m[1]}, `}backend pid ${pid})`;
+}
+
 /** A PostgreSQL database holding the data tables and the bookkeeping, shared by any number of runs. */
+/** How long a run whose connection was lost during COMMIT asks the server whether it committed. */
+const COMMIT_CHECK_MS = 10_000;
+
 export class PostgresStore implements Store {
   readonly display: string;
   readonly holdsNul = false;
@@ -139,17 +154,22 @@ export class PostgresStore implements Store {
     try {
       await conn`BEGIN`;
       const c = postgresClient(conn);
-      const book = await RunBook.start(c, startedAt, options.bucket);
-      // Other sessions see the run in pg_stat_activity (status reports it).
-      const name = `bucketload run ${book.runId} since ${startedAt.toISOString()}`;
+      const book = options.idAtCommit
+        ? RunBook.later(c, startedAt, options.bucket)
+        : await RunBook.start(c, startedAt, options.bucket);
+      // Other sessions see the run in pg_stat_activity (status reports it); a run without an id yet goes unnumbered.
+      const name = `bucketload run ${book.hasId ? `${book.runId} ` : ""}since ${startedAt.toISOString()}`;
       await conn`SELECT set_config('application_name', ${name}, false)`;
       const previous = await readMeta(c, "bucket");
       if (previous !== undefined && previous !== options.bucket) options.onBucketChange?.(previous, options.bucket);
+      const [session] = await conn<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
       const run = new PostgresRun(conn, book, this.#types, {
         bucket: options.bucket,
         previousBucket: previous,
         startedAt,
         signal: options.signal,
+        pid: Number(session!.pid),
+        committed: (runId, session) => this.#committed(runId, session),
       });
       await run.prepare(this.#claimTimeoutMs);
       return run;
@@ -158,6 +178,45 @@ export class PostgresStore implements Store {
       conn.release();
       throw error;
     }
+  }
+
+  /**
+   * Whether run `runId` committed, asked on a connection of its own after the
+   * run's connection was lost during COMMIT: its session `pid` is ended first
+   * (a session waiting for a synchronous standby commits locally when ended,
+   * one that had not committed rolls back), then the run's row, which only a
+   * commit makes visible, is looked for. `undefined` when the server cannot be
+   * asked within {@linkcode COMMIT_CHECK_MS}.
+   */
+  async #committed(runId: number, pid: number): Promise<boolean | undefined> {
+    const deadline = Date.now() + COMMIT_CHECK_MS;
+    while (Date.now() < deadline) {
+      try {
+        const ask = async () => {
+          const [alive] = await this.#sql<{ n: number }[]>`
+            SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid}`;
+          if (alive!.n > 0) {
+            await this.#sql`SELECT pg_terminate_backend(${pid})`;
+            return undefined;
+          }
+          const rows = await this.#sql`SELECT 1 FROM runs WHERE id = ${runId}`;
+          logger.warn(
+            "The connection was lost during the COMMIT of run {run_id}; asked again, the server says it {outcome}",
+            { run_id: runId, outcome: rows.length > 0 ? "committed" : "did not commit" },
+          );
+          return rows.length > 0;
+        };
+        const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 2000));
+        const answer = await Promise.race([ask(), timeout]);
+        if (typeof answer === "boolean") return answer;
+      } catch { /* the server is not back yet */ }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return undefined;
+  }
+
+  hasRuns(): Promise<boolean> {
+    return hasRuns(this.#c);
   }
 
   async registeredKeys(): Promise<string[]> {
@@ -185,9 +244,7 @@ export class PostgresStore implements Store {
       display: this.display,
       types: this.#types,
       holder: {
-        running: running.length === 0
-          ? null
-          : running.map((r) => `${r.name.replace(/^bucketload /, "")} (backend pid ${r.pid})`).join("; "),
+        running: running.length === 0 ? null : running.map((r) => sessionHolder(r.name, r.pid)).join("; "),
         staleLock: null,
       },
     });

@@ -391,7 +391,12 @@ export class LockedError extends Error {
 
   /** Creates the error for the store at `display`. */
   constructor(display: string, since: string | undefined) {
-    super(`Another run holds ${display} since ${since ?? "an unknown time"}`);
+    super(
+      since === undefined
+        ? `Another program holds a lock on ${display} (no bucketload run left its lock note): nothing was read or ` +
+          `written; try again once it lets go`
+        : `Another run holds ${display} since ${since}`,
+    );
     this.name = "LockedError";
     this.since = since;
   }

@@ -18,6 +18,7 @@ import {
 } from "@logtape/logtape";
 import { join } from "node:path";
 import { strftime } from "../strftime.ts";
+import { oneLine } from "../printable.ts";
 
 /** Options of {@linkcode setupLogging}. */
 export interface LoggingOptions {
@@ -88,13 +89,25 @@ export function otelConsoleSink(
 }
 
 /**
+ * JSON lines whose every character a terminal acts on is escaped: JSON
+ * escapes C0 controls itself; DEL, C1 and the bidirectional controls become
+ * `\uXXXX` too (still the same JSON value).
+ */
+function safeJsonLines(): TextFormatter {
+  const json = getJsonLinesFormatter();
+  const unsafe = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+  return (record) => json(record).replace(unsafe, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
  * Configures LogTape for the `bucketload` category and returns the log
  * file's path, if any.
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<string | undefined> {
   const { level = "info", format = "text", logDir, now = new Date(), sink, write, otel = consoleExports() } = options;
-  const value = (v: unknown) => typeof v === "string" ? v : Deno.inspect(v, { colors: false, compact: true });
-  const formatter = format === "json" ? getJsonLinesFormatter() : getTextFormatter({ timestamp: "date-time", value });
+  // A value may be bucket text (a field name, a parse error's snippet): on one line, its control characters escaped.
+  const value = (v: unknown) => oneLine(typeof v === "string" ? v : Deno.inspect(v, { colors: false, compact: true }));
+  const formatter = format === "json" ? safeJsonLines() : getTextFormatter({ timestamp: "date-time", value });
   const sinks: Record<string, Sink> = { main: sink ?? stderrSink(formatter, write) };
   if (otel) {
     // The exported body is the line as printed (the same values, masked the same way), without the time and level

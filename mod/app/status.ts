@@ -7,6 +7,7 @@
 
 import type { RunRow, StatusReport } from "../store/status.ts";
 import { driftLine } from "./summary.ts";
+import { oneLine } from "../printable.ts";
 
 export { type DriftRow, emptyStatus, type RunFile, type RunRow, type StatusReport } from "../store/status.ts";
 
@@ -52,11 +53,13 @@ export function formatStatus(report: StatusReport): string {
   lines.push("", `Registry: ${registry}`);
   if (report.topRejections.length > 0) {
     lines.push("", "Top rejection reasons:");
-    for (const { reason, count } of report.topRejections) lines.push(`  ${String(count).padStart(7)}  ${reason}`);
+    for (const { reason, count } of report.topRejections) {
+      lines.push(`  ${String(count).padStart(7)}  ${oneLine(reason)}`);
+    }
   }
   if (report.invalidKeys.length > 0) {
     lines.push("", "Invalid keys (--retry-invalid re-fetches them):");
-    for (const i of report.invalidKeys) lines.push(`  ${i.key}: ${i.reason}`);
+    for (const i of report.invalidKeys) lines.push(`  ${oneLine(`${i.key}: ${i.reason}`)}`);
   }
   if (report.drift.length > 0) {
     lines.push("", "Drift in the last runs (fields the rules do not know, or of another JSON type):");
@@ -66,7 +69,9 @@ export function formatStatus(report: StatusReport): string {
   }
   if (report.recentIssues.length > 0) {
     lines.push("", "Recent refused, missing and failed keys:");
-    for (const i of report.recentIssues) lines.push(`  run ${i.run_id}  ${i.outcome.padEnd(7)}  ${i.key}: ${i.reason}`);
+    for (const i of report.recentIssues) {
+      lines.push(`  run ${i.run_id}  ${i.outcome.padEnd(7)}  ${oneLine(`${i.key}: ${i.reason}`)}`);
+    }
   }
   return lines.join("\n") + "\n";
 }

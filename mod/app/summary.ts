@@ -6,11 +6,23 @@
  */
 import type { RunReport } from "../pipeline.ts";
 import type { DriftRow } from "../store/status.ts";
+import { oneLine } from "../printable.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 
+/**
+ * A record type's name as text shows it: as it is when it is a plain word,
+ * else as its JSON string (controls JSON leaves alone escaped too, see
+ * `oneLine`), so that an empty name (`""`), one with spaces (`"comic book"`)
+ * or a control character (`"a\nb"`) is seen for what it is. `--json` keeps
+ * names raw.
+ */
+export function typeLabel(name: string): string {
+  return /^[^\s"\\\p{C}]+$/u.test(name) ? name : oneLine(JSON.stringify(name));
+}
+
 function byType(counts: Readonly<Record<string, number>>): string {
-  const parts = Object.entries(counts).filter(([, c]) => c > 0).map(([t, c]) => `${t} ${n(c)}`);
+  const parts = Object.entries(counts).filter(([, c]) => c > 0).map(([t, c]) => `${typeLabel(t)} ${n(c)}`);
   return parts.length > 0 ? ` (${parts.join(", ")})` : "";
 }
 
@@ -18,6 +30,10 @@ const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.sta
 
 /** One drift entry in words, e.g. `song.year: string where the rules want number, 12 records, e.g. "1994"`. */
 export function driftLine(d: Omit<DriftRow, "runs" | "lastRun">): string {
+  return oneLine(driftText(d));
+}
+
+function driftText(d: Omit<DriftRow, "runs" | "lastRun">): string {
   const records = `${n(d.records)} record${d.records === 1 ? "" : "s"}`;
   const eg = d.example === null ? "" : `, e.g. ${d.example}`;
   if (d.kind === "unknown") return `${d.type}.${d.field}: unknown field (${d.seen}), ${records}${eg}`;
@@ -72,7 +88,8 @@ export function formatSummary(report: RunReport): string {
   const show = (title: string, items: readonly string[]) => {
     if (items.length === 0) return;
     lines.push(`  ${title}`);
-    for (const item of items.slice(0, 10)) lines.push(`    ${item}`);
+    // Each item names bucket text (a key, a reason, a field): one line each, whatever it holds.
+    for (const item of items.slice(0, 10)) lines.push(`    ${oneLine(item)}`);
     if (items.length > 10) lines.push(`    … and ${items.length - 10} more`);
   };
   show("invalid (--retry-invalid re-fetches):", report.invalidKeys.map((f) => `${f.key}: ${f.reason}`));

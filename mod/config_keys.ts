@@ -83,7 +83,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     help: "JSON copy of the registry, written after each commit",
     shownDefault: "(none)",
     doc:
-      "the original's `processed.json`. Before each run, keys listed there that the registry lacks are **imported** as loaded (not fetched); after each commit the file is rewritten, atomically, with its own keys first and every registered key after: no key is ever dropped. Its folder is checked to be writable before the run (exit 2); a write failure after the commit is logged and does not fail the run",
+      "the original's `processed.json`. Each run reads it first (a file that is not a JSON array of keys is an error, exit 2), but **imports** its keys (registered as loaded, not fetched) only when it takes over the original's database: the original's rows are there and the registry is empty. Otherwise its keys count for nothing: they are neither imported nor kept. After each commit the file is rewritten, atomically, with exactly the registry's keys (loaded and invalid, deleted from the bucket or not), ordered by the run that last registered each, then by key. Its folder is checked to be writable before the run (exit 2); a write failure after the commit is logged and does not fail the run",
   },
   SAVE_LOG: {
     default: "no",

@@ -5,7 +5,7 @@ import { generateBucket } from "../tools/gen_bucket.ts";
 import { nonOverlapping } from "../main.ts";
 import { ProgressLine, renderProgress } from "../mod/cli/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, cli, dumpDatabase, LineWatcher, query, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
+import { CASES, cli, dumpDatabase, LineWatcher, query, ROOT, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 
 const BASIC = join(CASES, "basic");
 const B = "b1b2c3d4-0002-4000-8000-000000000002.data";
@@ -92,6 +92,31 @@ Deno.test("--dry-run: reports each key's fate, fetches only the list and writes 
   } finally {
     await server.close();
   }
+});
+
+Deno.test("processed.json: exactly the registry's keys, by the run that last registered each, then by key", async () => {
+  await withTempDir(async (dir) => {
+    const [A, C] = ["a1b2c3d4-0001-4000-8000-000000000001.data", "c1b2c3d4-0003-4000-8000-000000000003.data"];
+    const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${BASIC}\nPROCESSED_FILES_FILENAME = processed.json\n`);
+    const args = ["--config", config, "--profile", "p"];
+    const file = join(dir, "processed.json");
+    // A key the file lists but no database row backs: not imported (no take-over), and not written back.
+    await Deno.writeTextFile(file, JSON.stringify(["zz-from-elsewhere.data"]));
+    assert.equal((await cli(args)).code, 0);
+    const read = async () => JSON.parse(await Deno.readTextFile(file));
+    // Run 1 registered the three (loaded and invalid alike): by key.
+    assert.deepEqual(await read(), [A, B, C]);
+    assert.equal(dumpDatabase(join(dir, "db.sqlite3")).processed_files.length, 3);
+    // Run 2 registers A again: it moves after the keys run 1 registered (not the order first registered).
+    assert.equal((await cli([...args, "--key", A])).code, 0);
+    assert.deepEqual(await read(), [B, C, A]);
+    // The key's documentation says so (docs/configuration.md is generated from it).
+    const doc = await Deno.readTextFile(join(ROOT, "docs", "configuration.md"));
+    const row = doc.split("\n").find((l) => l.startsWith("| `PROCESSED_FILES_FILENAME`")) ?? "";
+    assert.match(row, /\*\*imports\*\* its keys .*only when it takes over the original's database/);
+    assert.match(row, /exactly the registry's keys .*, ordered by the run that last registered each, then by key/);
+    assert.doesNotMatch(row, /Before each run|no key is ever dropped/);
+  });
 });
 
 Deno.test("--log-format json: every stderr line is a JSON object with structured fields", async () => {

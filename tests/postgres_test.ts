@@ -280,3 +280,46 @@ pgTest("the CLI with DATABASE_URL: a run, status --json, --dry-run, and a wrong 
     await server.close();
   }
 });
+
+pgTest("status names a run in progress once: since its start, with its run id and backend pid", async () => {
+  const server = await startBucketServer(BASIC);
+  try {
+    await withTempDir(async (dir) => {
+      await withPgDatabase(async (url) => {
+        const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_URL = ${url}\n`);
+        const args = ["--config", config, "--profile", "p"];
+        assert.equal((await cli(args)).code, 0);
+        const store = await PostgresStore.open(url, { types: RECORD_TYPES });
+        try {
+          const startedAt = new Date(Date.UTC(2026, 11, 1, 11, 27, 34));
+          // A run holding its transaction (run 2), and a replay, whose id is drawn at its commit.
+          const run = await store.begin(startedAt, { bucket: server.url });
+          const replay = await store.begin(startedAt, { bucket: server.url, idAtCommit: true });
+          try {
+            const text = await cli(["status", ...args]);
+            assert.equal(text.code, 0, text.stderr);
+            const line = text.stdout.split("\n").find((l) => l.startsWith("Run in progress:")) ?? "";
+            assert.match(line, /^Run in progress: since 2026-12-01T11:27:34\.000Z \(/, line);
+            assert.doesNotMatch(text.stdout, /since run/);
+            // Each session as SQLite's lock note has it: its start, then who (the replay has no id yet).
+            const sessions = line.replace("Run in progress: since ", "").split("; ").sort();
+            assert.equal(sessions.length, 2, line);
+            assert.match(sessions[0]!, /^2026-12-01T11:27:34\.000Z \(backend pid \d+\)$/);
+            assert.match(sessions[1]!, /^2026-12-01T11:27:34\.000Z \(run 2, backend pid \d+\)$/);
+            const json = JSON.parse((await cli(["status", "--json", ...args])).stdout);
+            assert.match(json.running, /2026-12-01T11:27:34\.000Z \(run 2, backend pid \d+\)/);
+          } finally {
+            await replay.rollback();
+            await run.rollback();
+          }
+        } finally {
+          await store.close();
+        }
+        const after = await cli(["status", ...args]);
+        assert.doesNotMatch(after.stdout, /Run in progress/);
+      });
+    });
+  } finally {
+    await server.close();
+  }
+});

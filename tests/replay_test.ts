@@ -271,3 +271,92 @@ pgTest("replay: unchanged rules change nothing; stricter then relaxed gives a fr
     }
   });
 });
+
+Deno.test("replay: with no database yet it says so in one line (exit 2) and creates nothing, not even its folder", async () => {
+  await withTempDir(async (dir) => {
+    const config = await writeConfig(
+      dir,
+      `[p]\nBUCKET_NAME = ${join(CASES, "basic")}\nDATABASE_NAME = data/sub/db.sqlite3\n`,
+    );
+    for (const extra of [[], ["--dry-run"], ["--json"]]) {
+      const out = await cli(["--config", config, "--profile", "p", "replay", ...extra]);
+      assert.equal(out.code, 2, out.stderr);
+      assert.equal(out.stdout, "");
+      assert.match(
+        out.stderr,
+        /^bucketload: No database to replay: \S+data\/sub\/db\.sqlite3 does not exist \(nothing has been loaded yet: a run creates it\)\n$/,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["config.ini"], `replay ${extra} wrote`);
+    }
+  });
+});
+
+pgTest("replay: into a database no run has loaded it says so (exit 2) and creates no table", async () => {
+  await withTempDir(async (dir) => {
+    await withPgDatabase(async (url) => {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${join(CASES, "basic")}\nDATABASE_URL = ${url}\n`);
+      for (const extra of [[], ["--dry-run"]]) {
+        const out = await cli(["--config", config, "--profile", "p", "replay", ...extra]);
+        assert.equal(out.code, 2, out.stderr);
+        assert.match(
+          out.stderr,
+          /^bucketload: No database to replay: postgres:\S+ holds no run yet \(nothing has been loaded yet: a run creates its tables\)\n$/,
+        );
+        const tables = await pgQuery(
+          url,
+          "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        );
+        assert.deepEqual(tables, [], `replay ${extra} created tables`);
+      }
+    });
+  });
+});
+
+pgTest(
+  "replay: a dry run, and a replay that changes nothing, use no run id (the next run's id follows on)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const server = await realBucket(dir);
+      try {
+        await withPgDatabase(async (url) => {
+          const withStore = async <T>(types: readonly RecordType[], fn: (s: PostgresStore) => Promise<T>) => {
+            const store = await PostgresStore.open(url, { types });
+            try {
+              return await fn(store);
+            } finally {
+              await store.close();
+            }
+          };
+          const first = await withStore(STRICT, (store) =>
+            runPipeline({
+              ...PIPELINE_DEFAULTS,
+              types: STRICT,
+              source: new HttpSource(new URL(server.url), { retryBaseMs: 5 }),
+              store,
+            }));
+          assert.equal(first.runId, 1);
+          const unchanged = await withStore(STRICT, (s) => replay(s, {}, false, STRICT));
+          assert.equal(unchanged.runId, undefined);
+          const dry = await withStore(RECORD_TYPES, (s) => replay(s, {}, true));
+          assert.equal(dry.runId, undefined);
+          assert.ok(loadedTotal(dry) > 100, "the dry run would load records");
+          const relaxed = await withStore(RECORD_TYPES, (s) => replay(s));
+          assert.equal(relaxed.runId, 2, "a dry run or an unchanged replay used up a run id");
+          assert.equal(loadedTotal(relaxed), loadedTotal(dry));
+          assert.deepEqual(await pgQuery(url, "SELECT id, kind FROM runs ORDER BY id"), [
+            { id: 1, kind: "run" },
+            { id: 2, kind: "replay" },
+          ]);
+
+          // Through the CLI: a dry run between two replays leaves the ids in sequence.
+          const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_URL = ${url}\n`);
+          const dryCli = await cli(["--config", config, "--profile", "p", "replay", "--dry-run", "--json"]);
+          assert.equal(dryCli.code, 0, dryCli.stderr);
+          assert.equal(JSON.parse(dryCli.stdout).runId, null);
+        });
+      } finally {
+        await server.close();
+      }
+    });
+  },
+);

@@ -339,3 +339,39 @@ Deno.test("a lock wait is reported only when another run held the lock", async (
     }
   });
 });
+
+Deno.test("summary: an empty or odd record type name is shown quoted, not as a blank; --json keeps it raw", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = join(dir, "bucket");
+    await Deno.mkdir(bucket);
+    const records = [
+      { type: "", data: {} },
+      { type: "book", data: {} },
+      { type: "", data: {} },
+      { type: "comic book", data: {} },
+      { type: "a\nb", data: {} },
+      // A right-to-left override and a C1 control, which JSON leaves as they are: escaped all the same.
+      { type: "x\u202ey\u0085", data: {} },
+      { type: "song", data: { artist_name: "A", title: "T", year: 2001, release: "R" } },
+    ];
+    await Deno.writeTextFile(join(bucket, "f.data"), JSON.stringify(records));
+    await Deno.writeTextFile(join(bucket, "files_list.data"), "f.data\n");
+    const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${bucket}\nDATABASE_NAME = db.sqlite3\n`);
+    const text = await cli(["--config", config, "--profile", "p"]);
+    assert.equal(text.code, 0, text.stderr);
+    const line = text.stdout.split("\n").find((l) => l.trimStart().startsWith("records")) ?? "";
+    assert.equal(
+      line,
+      `  records  1 valid (song 1), 0 rejected, 6 ignored ("" 2, book 1, "comic book" 1, "a\\nb" 1, "x\\u202ey\\u0085" 1)`,
+    );
+    const json = await cli(["--config", config, "--profile", "p", "--force", "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout).records.ignored, {
+      "": 2,
+      book: 1,
+      "comic book": 1,
+      "a\nb": 1,
+      "x\u202ey\u0085": 1,
+    });
+  });
+});

@@ -26,15 +26,37 @@ const SERIES = [
   ["records_rejected", "rejected", "#d55e00"],
 ] as const;
 
+/**
+ * The axis labels' largest font size, in the chart's units: the phone
+ * layout's (`STYLE`), where the chart is drawn at about half its size.
+ */
+const TICK_FONT = 24;
+
+/**
+ * How wide `text` may render at {@linkcode TICK_FONT}, in the chart's
+ * units: 0.65 em a character, at least the advance of the widest common
+ * sans-serif digits (DejaVu Sans: 0.64 em). The page has no script to measure
+ * with, so the chart's margins are made from this bound.
+ */
+const labelWidth = (text: string) => Math.ceil(text.length * TICK_FONT * 0.65);
+
 /** Rows per run as stacked bars, and each run's duration as a line on its own scale. */
 export function runsChart(runs: readonly RunRow[]): string {
   if (runs.length === 0) return `<p class="empty">No runs yet.</p>`;
-  const W = 720, H = 240, left = 56, right = 48, top = 12, bottom = 28;
-  const plotW = W - left - right, plotH = H - top - bottom;
   const totals = runs.map((r) => SERIES.reduce((sum, [k]) => sum + Number(r[k]), 0));
   const maxRows = Math.max(1, ...totals);
   const maxSecs = Math.max(0.001, ...runs.map((r) => seconds(r) ?? 0));
+  const rowsLabel = n(maxRows), secsLabel = `${maxSecs.toFixed(1)} s`;
+  // The margins hold the axis labels whole (at the phone's font), anchored to the plot's edges.
+  const W = 720, H = 240, top = 16, bottom = 28, gap = 6;
+  const left = Math.max(56, labelWidth(rowsLabel) + 2 * gap), right = Math.max(48, labelWidth(secsLabel) + 2 * gap);
+  const plotW = W - left - right, plotH = H - top - bottom;
   const step = plotW / runs.length;
+  // Every k-th run is labelled: at most 12 labels, and never closer than the widest run id is wide.
+  const every = Math.max(
+    Math.ceil(runs.length / 12),
+    Math.ceil((labelWidth(String(Math.max(...runs.map((r) => r.id)))) + 2 * gap) / step),
+  );
   const barW = Math.max(2, Math.min(40, step * 0.7));
   const parts: string[] = [];
   runs.forEach((r, i) => {
@@ -49,7 +71,7 @@ export function runsChart(runs: readonly RunRow[]): string {
           `fill="${colour}"><title>run ${r.id}: ${n(Number(r[key]))} ${label}</title></rect>`,
       );
     }
-    if (runs.length <= 30 && (runs.length <= 12 || i % Math.ceil(runs.length / 12) === 0)) {
+    if (i % every === 0) {
       parts.push(
         `<text x="${(x + barW / 2).toFixed(1)}" y="${H - 10}" class="tick" text-anchor="middle">${r.id}</text>`,
       );
@@ -70,10 +92,10 @@ export function runsChart(runs: readonly RunRow[]): string {
   });
   const axis = [
     `<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" class="axis" />`,
-    `<text x="${left - 6}" y="${top + 10}" class="tick" text-anchor="end">${n(maxRows)}</text>`,
-    `<text x="${left - 6}" y="${top + plotH}" class="tick" text-anchor="end">0</text>`,
-    `<text x="${W - right + 6}" y="${top + 10}" class="tick">${maxSecs.toFixed(1)} s</text>`,
-    `<text x="${W - right + 6}" y="${top + plotH}" class="tick">0 s</text>`,
+    `<text x="${left - gap}" y="${top + 10}" class="tick" text-anchor="end">${rowsLabel}</text>`,
+    `<text x="${left - gap}" y="${top + plotH}" class="tick" text-anchor="end">0</text>`,
+    `<text x="${W - right + gap}" y="${top + 10}" class="tick">${secsLabel}</text>`,
+    `<text x="${W - right + gap}" y="${top + plotH}" class="tick">0 s</text>`,
   ];
   const legend = [
     ...SERIES.map(([, label, colour]) => `<span><i style="background:${colour}"></i>${label}</span>`),
@@ -114,8 +136,14 @@ function driftTable(report: StatusReport): string {
   );
 }
 
-/** The status page of `report`, made at `at`; `query` (escaped) is kept on its links (`?token=…`). */
-export function renderPage(report: StatusReport, at: Date, query = ""): string {
+/** What the page offers besides the report. */
+export interface PageOptions {
+  /** A "Log out" button (the visitor came in with the login form's cookie). */
+  readonly logout?: boolean;
+}
+
+/** The status page of `report`, made at `at`. Its links carry no query: the token never goes into a URL. */
+export function renderPage(report: StatusReport, at: Date, options: PageOptions = {}): string {
   const e = escapeHtml;
   const facts = [
     ["Database", e(report.database)],
@@ -201,7 +229,7 @@ export function renderPage(report: StatusReport, at: Date, query = ""): string {
 <section class="two"><div><h2>Invalid keys</h2>${invalid}</div><div><h2>Missing keys</h2>${missing}</div></section>
 <section><h2>Drift</h2><p class="note">Fields the rules do not know, and fields of another JSON type than the rule's.</p>${drift}</section>
 </main>
-<footer><a href="api/status${query}">JSON</a> · <a href="health">health</a></footer>
+<footer><a href="api/status">JSON</a> · <a href="health">health</a>${options.logout ? LOGOUT : ""}</footer>
 </body></html>
 `;
 }
@@ -226,5 +254,34 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f6;padding:8px;b
 .empty,.note{color:var(--muted)}.warn{background:#fef7e0;padding:8px;border-radius:6px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 footer{text-align:center;color:var(--muted);padding:0 0 24px}a{color:#0b57d0}
-@media (max-width:700px){.tick{font-size:24px}main{padding:4px 10px 24px}section{padding:10px}.two{grid-template-columns:1fr}th,td{padding:4px 5px;font-size:13px}}
+@media (max-width:700px){.tick{font-size:${TICK_FONT}px}main{padding:4px 10px 24px}section{padding:10px}.two{grid-template-columns:1fr}th,td{padding:4px 5px;font-size:13px}}
 `;
+
+/** The footer's "Log out" button: a form, since logging out changes state (POST). */
+const LOGOUT = ` · <form method="post" action="logout" style="display:inline">` +
+  `<button type="submit" style="font:inherit;color:#0b57d0;background:none;border:0;padding:0;cursor:pointer;` +
+  `text-decoration:underline">Log out</button></form>`;
+
+/**
+ * The login form a browser gets instead of the page (401) when `STATUS_TOKEN`
+ * is set: the token is posted once (`POST login`) and never put in a URL;
+ * `wrong` says the last one did not match.
+ */
+export function renderLogin(wrong = false): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>bucketload status: log in</title>
+<style>${STYLE}
+form.login{display:flex;flex-wrap:wrap;gap:8px;align-items:center}form.login input{font:inherit;padding:6px 8px;min-width:16em;border:1px solid #bbb;border-radius:6px}
+form.login button{font:inherit;padding:6px 14px;border-radius:6px;border:1px solid #0b57d0;background:#0b57d0;color:#fff;cursor:pointer}</style></head>
+<body><header><h1>bucketload</h1><p>Status page</p></header>
+<main><section><h2>Log in</h2>
+${wrong ? `<p class="warn" id="wrong">Wrong token: try again.</p>\n` : ""}<form method="post" action="login" class="login">
+<label for="token">STATUS_TOKEN</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Log in</button></form>
+<p class="note">The token is sent once, in the form's body; the browser keeps a session cookie for a day. Scripts send <code>Authorization: Bearer &lt;token&gt;</code> instead.</p>
+</section></main>
+</body></html>
+`;
+}

@@ -9,7 +9,8 @@ import type { Config } from "../config.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import { type ReplayReport, runReplay } from "../replay.ts";
 import { makeSource, sourceSpec } from "../source/spec.ts";
-import { openStore } from "../store/open.ts";
+import { UsageError } from "../errors.ts";
+import { openStore, openStoreReadOnly, storeDisplay } from "../store/open.ts";
 import { inSpan } from "../telemetry.ts";
 import { type Out, runAttributes } from "./actions.ts";
 
@@ -42,6 +43,12 @@ export function formatReplay(r: ReplayReport): string {
     `  rejected    ${n(r.stillRejected)} still (${n(r.reasonsChanged)} of them for another reason now, stored)`,
   ];
   if (r.ignored > 0) lines.push(`  ignored     ${n(r.ignored)} (of a type no rule loads now; left the quarantine)`);
+  if (r.rederived.changes.length > 0) {
+    lines.push(
+      `  derived     ${n(r.rederived.rows)} stored rows re-derived${r.dryRun ? " (rolled back)" : ""}: ` +
+        r.rederived.changes.join(", "),
+    );
+  }
   if (r.byReason.length > 0) {
     lines.push("  by reason (as stored before):");
     for (const g of r.byReason.slice(0, 20)) {
@@ -74,12 +81,43 @@ export function formatReplay(r: ReplayReport): string {
 }
 
 /**
+ * Checks, only reading, that a run has loaded the database: a replay has
+ * nothing to work on before, and must not create the database (or its
+ * folder, or on PostgreSQL its tables).
+ *
+ * @throws {UsageError} when the database does not exist or no run has committed into it
+ */
+async function checkLoaded(config: Config): Promise<void> {
+  const store = await openStoreReadOnly(config);
+  try {
+    const subject = config.databaseUrl === undefined ? "DATABASE_NAME" : "DATABASE_URL";
+    const display = storeDisplay(config);
+    if (store === undefined) {
+      throw new UsageError(
+        `No database to replay: ${display} does not exist (nothing has been loaded yet: a run creates it)`,
+        { subject },
+      );
+    }
+    if (!(await store.hasRuns())) {
+      throw new UsageError(
+        `No database to replay: ${display} holds no run yet (nothing has been loaded yet: a run creates its tables)`,
+        { subject },
+      );
+    }
+  } finally {
+    await store?.close();
+  }
+}
+
+/**
  * `replay`: re-validates the quarantine under the run lock; prints the
  * report. Returns 0.
  *
+ * @throws {UsageError} when no run has loaded the database yet
  * @throws {LockedError} when a run holds the database
  */
 export async function replayAction(config: Config, out: Out, options: ReplayActionOptions): Promise<number> {
+  await checkLoaded(config);
   const opened = await openStore(config);
   let report: ReplayReport;
   try {
@@ -95,6 +133,7 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
         dryRun: options.dryRun,
         logger: getLogger(["bucketload"]),
         signal: options.signal,
+        maxRawBytes: config.maxRejectedRawBytes,
       });
     const attributes = { ...runAttributes(config), "bucketload.dry_run": options.dryRun };
     report = await inSpan("bucketload.replay", attributes, async (span) => {
@@ -111,6 +150,18 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
     await opened.close();
   }
   // runId null, not left out, when nothing was written.
-  out(options.json ? JSON.stringify({ ...report, runId: report.runId ?? null }, null, 2) + "\n" : formatReplay(report));
+  out(
+    options.json
+      ? JSON.stringify(
+        {
+          ...report,
+          runId: report.runId ?? null,
+          rederived: { rows: report.rederived.rows, changes: report.rederived.changes },
+        },
+        null,
+        2,
+      ) + "\n"
+      : formatReplay(report),
+  );
   return 0;
 }

@@ -81,10 +81,11 @@ export async function checkRegistryFileWritable(path: string): Promise<void> {
 }
 
 /**
- * Writes `keys` (the registry's, by run, then by key) as a JSON
- * array to `path` atomically (a temp file, then rename). After a take-over
- * the file is output only, kept current for the original's tools: it holds
- * exactly the registry's keys.
+ * Writes `keys` (the registry's: by the run that last registered each, then
+ * by key, as `Store.registeredKeys` gives them) as a JSON array to `path`
+ * atomically (a temp file, then rename). Apart from a take-over the file is
+ * output only, kept current for the original's tools: it holds exactly the
+ * registry's keys, and a key it listed that the registry lacks is not kept.
  */
 export async function writeRegistryFile(path: string, keys: readonly string[]): Promise<void> {
   const dir = dirname(path);

@@ -99,7 +99,12 @@ export interface StatusReport {
   readonly bucketChangedAt: string | null;
   /** The last time a run found nothing to do (such a run leaves no run row). */
   readonly lastCheck: { readonly at: string; readonly result: string } | null;
-  /** The run holding the lock now, as its lock-info file tells: `since (pid N)`. */
+  /**
+   * The run holding the lock now: its start and who, `T (pid N)` from
+   * SQLite's lock-info file; on PostgreSQL each run's session,
+   * `T (run N, backend pid P)` (a replay's id comes at its commit: `T (backend pid P)`),
+   * joined by `; `. `status` prints it after "since".
+   */
   readonly running: string | null;
   /**
    * A lock note left by a run whose process is gone (killed, or the machine

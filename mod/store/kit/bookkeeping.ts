@@ -20,7 +20,9 @@ import type {
   RunCounts,
 } from "../store.ts";
 import type { SqlClient } from "./client.ts";
-import { truth } from "./client.ts";
+import { encodeRaw } from "./raw_text.ts";
+import { oneLine } from "../../printable.ts";
+import { hasTable, truth } from "./client.ts";
 
 /** A value of the `meta` table, or `undefined` when it is not set. */
 export async function readMeta(c: SqlClient, name: string): Promise<string | undefined> {
@@ -37,7 +39,12 @@ export async function writeMeta(c: SqlClient, values: Readonly<Record<string, st
   }
 }
 
-/** Every registered key, in the order first registered: by run, then key. */
+/** Whether a run has committed into the database: its `runs` table holds a row. */
+export async function hasRuns(c: SqlClient): Promise<boolean> {
+  return await hasTable(c, "runs") && (await c.all("SELECT 1 AS one FROM runs LIMIT 1")).length > 0;
+}
+
+/** Every registered key, by the run that last registered it (or marked it deleted), then by key. */
 export async function registeredKeys(c: SqlClient): Promise<string[]> {
   return (await c.all<{ key: string }>("SELECT key FROM processed_files ORDER BY run_id, key")).map((r) => r.key);
 }
@@ -113,25 +120,56 @@ export interface Registration {
 /** Rejections per INSERT statement (6 parameters each: within both stores' limits). */
 const REJECTIONS_PER_INSERT = 500;
 
+/** Inserts a run's row (`running`); returns its id. */
+async function insertRun(c: SqlClient, startedAt: Date, bucket: string): Promise<number> {
+  const [row] = await c.all<{ id: number }>(
+    "INSERT INTO runs (started_at, status, bucket) VALUES ($1, 'running', $2) RETURNING id",
+    [startedAt.toISOString(), bucket],
+  );
+  return Number(row!.id);
+}
+
 /** The bookkeeping one run writes, in its transaction. */
 export class RunBook {
   readonly #c: SqlClient;
-  readonly runId: number;
+  #runId: number | undefined;
   readonly #bucket: string;
+  readonly #startedAt: Date;
 
-  constructor(client: SqlClient, runId: number, bucket: string) {
+  private constructor(client: SqlClient, runId: number | undefined, bucket: string, startedAt: Date) {
     this.#c = client;
-    this.runId = runId;
+    this.#runId = runId;
     this.#bucket = bucket;
+    this.#startedAt = startedAt;
   }
 
-  /** Inserts the run's row (`running`); returns its id. */
+  /** Inserts the run's row (`running`) and keeps its id. */
   static async start(c: SqlClient, startedAt: Date, bucket: string): Promise<RunBook> {
-    const [row] = await c.all<{ id: number }>(
-      "INSERT INTO runs (started_at, status, bucket) VALUES ($1, 'running', $2) RETURNING id",
-      [startedAt.toISOString(), bucket],
-    );
-    return new RunBook(c, Number(row!.id), bucket);
+    return new RunBook(c, await insertRun(c, startedAt, bucket), bucket, startedAt);
+  }
+
+  /**
+   * A run whose row, and so its id, is inserted only at {@linkcode finish}:
+   * a transaction rolled back before then uses no id (PostgreSQL's identity
+   * sequence does not roll back). Nothing may name the run before that.
+   */
+  static later(c: SqlClient, startedAt: Date, bucket: string): RunBook {
+    return new RunBook(c, undefined, bucket, startedAt);
+  }
+
+  /** Whether the run's id is known: from the start, or (see {@linkcode later}) once finished. */
+  get hasId(): boolean {
+    return this.#runId !== undefined;
+  }
+
+  /**
+   * The run's id.
+   *
+   * @throws {Error} before {@linkcode finish} for a run started {@linkcode later}
+   */
+  get runId(): number {
+    if (this.#runId === undefined) throw new Error("The run has no id before its commit (RunBook.later)");
+    return this.#runId;
   }
 
   /** Registers a file: a key registered again takes this run's values, and is no longer imported or deleted. */
@@ -174,7 +212,8 @@ export class RunBook {
       const values = batch.map((_, j) => `($1, $2, $${3 + 4 * j}, $${4 + 4 * j}, $${5 + 4 * j}, $${6 + 4 * j})`);
       await this.#c.run(
         `INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES ${values.join(", ")}`,
-        [this.runId, key, ...batch.flatMap((r) => [r.index, r.typeName, r.reason, r.raw])],
+        // A reason names bucket text (a parse error's snippet): on one line, without the U+0000 PostgreSQL refuses.
+        [this.runId, key, ...batch.flatMap((r) => [r.index, r.typeName, oneLine(r.reason), encodeRaw(r.raw)])],
       );
     }
   }
@@ -282,8 +321,9 @@ export class RunBook {
     return rows.map((r) => r.key).sort();
   }
 
-  /** Stores the run's counts and problem keys in its row. */
+  /** Stores the run's counts and problem keys in its row (inserted now for a run started {@linkcode later}). */
   async finish(c: RunCounts): Promise<void> {
+    this.#runId ??= await insertRun(this.#c, this.#startedAt, this.#bucket);
     const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
     await this.#c.run(
       `UPDATE runs SET finished_at = $1, status = $2, files_listed = $3, files_new = $4, files_loaded = $5,

@@ -24,7 +24,7 @@ import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
 import { hasRuns, readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
 import { hasTable, type SqlClient } from "../kit/client.ts";
-import { lostColumns, MIGRATIONS, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
+import { lostColumns, MIGRATIONS, postgresMigrationSql, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RunTransaction, Store } from "../store.ts";
 import { connect, connectError, postgresClient, type Sql } from "./connection.ts";
 import { PostgresRun } from "./run.ts";
@@ -123,7 +123,7 @@ export class PostgresStore implements Store {
       const changes: string[] = [];
       for (const m of MIGRATIONS) {
         if (m.version <= from) continue;
-        await t.unsafe(postgresSql(m.sql)).simple();
+        await t.unsafe(postgresMigrationSql(m)).simple();
         await t`INSERT INTO schema_version VALUES (${m.version}, ${now.toISOString()}, ${m.description})`;
         changes.push(`schema ${m.version}: ${m.description}`);
       }

@@ -83,10 +83,37 @@ function isBusy(error: unknown): boolean {
   return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
 }
 
+/**
+ * Puts the database in WAL mode. A writer leaves it in rollback-journal mode
+ * (see `close`), and leaving that mode needs the database to itself: SQLite
+ * answers "busy" at once rather than waiting, so the wait for a lock another
+ * process holds is done here, up to the lock timeout, as `BEGIN IMMEDIATE`
+ * does it. Returns how long it waited (0 without contention).
+ */
+function setWal(db: DatabaseSync, lockTimeoutMs: number): number {
+  const from = performance.now();
+  const deadline = Date.now() + lockTimeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let tries = 0;; tries++) {
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      return tries === 0 ? 0 : performance.now() - from;
+    } catch (error) {
+      if (!isBusy(error) || Date.now() >= deadline) throw error;
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  }
+}
+
 /** Opens the database file (creating it), or says in one line why it cannot. */
-function openFile(path: string, lockTimeoutMs: number, readOnly: boolean): { db: DatabaseSync; created: boolean } {
+function openFile(
+  path: string,
+  lockTimeoutMs: number,
+  readOnly: boolean,
+): { db: DatabaseSync; created: boolean; waitedMs: number } {
   let db: DatabaseSync | undefined;
   let created = false;
+  let waitedMs = 0;
   try {
     if (!readOnly) {
       Deno.mkdirSync(dirname(path), { recursive: true });
@@ -97,7 +124,7 @@ function openFile(path: string, lockTimeoutMs: number, readOnly: boolean): { db:
       Deno.openSync(path, { read: true, write: true, create: true }).close();
       db = new DatabaseSync(path, { timeout: Math.round(lockTimeoutMs) });
       db.prepare("SELECT count(*) FROM sqlite_schema").get();
-      db.exec("PRAGMA journal_mode = WAL");
+      waitedMs = setWal(db, lockTimeoutMs);
       db.exec("PRAGMA synchronous = FULL");
     } else {
       db = openReadOnly(path);
@@ -105,7 +132,7 @@ function openFile(path: string, lockTimeoutMs: number, readOnly: boolean): { db:
     // 64 MiB of page cache (see CACHE_KIB).
     db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
     db.exec("PRAGMA foreign_keys = ON");
-    return { db, created };
+    return { db, created, waitedMs };
   } catch (error) {
     db?.close();
     if (created) removeDatabaseFiles(path);
@@ -133,13 +160,23 @@ export class SqliteStore implements Store {
   readonly #lockFile: string;
   readonly #created: boolean;
   readonly #readOnly: boolean;
+  /** Time the open waited for another process's lock (to set WAL): counted in the first run's lock wait. */
+  #openWaitMs: number;
   readonly #o: Settings;
   /** The lock note's open file: its flock tells a live holder from a dead one. */
   #lockNote: Deno.FsFile | undefined;
 
-  private constructor(db: DatabaseSync, path: string, created: boolean, readOnly: boolean, options: Settings) {
+  private constructor(
+    db: DatabaseSync,
+    path: string,
+    created: boolean,
+    readOnly: boolean,
+    openWaitMs: number,
+    options: Settings,
+  ) {
     this.#db = db;
     this.#readOnly = readOnly;
+    this.#openWaitMs = openWaitMs;
     this.#c = sqliteClient(db);
     this.#created = created;
     this.#o = options;
@@ -154,8 +191,8 @@ export class SqliteStore implements Store {
    * @throws {UsageError} when the path is not a SQLite database or cannot be opened for writing
    */
   static open(path: string, options: SqliteStoreOptions): SqliteStore {
-    const { db, created } = openFile(path, options.lockTimeoutMs ?? 0, options.readOnly ?? false);
-    return new SqliteStore(db, path, created, options.readOnly ?? false, {
+    const { db, created, waitedMs } = openFile(path, options.lockTimeoutMs ?? 0, options.readOnly ?? false);
+    return new SqliteStore(db, path, created, options.readOnly ?? false, waitedMs, {
       types: options.types,
       lockTimeoutMs: options.lockTimeoutMs ?? 0,
       loadMode: options.loadMode ?? "auto",
@@ -197,7 +234,8 @@ export class SqliteStore implements Store {
     // otherwise). Staged: the stage and the merge's sort go to temp files, so that memory stays bounded.
     // (temp_store can only change outside a transaction, and drops the temp tables.)
     this.#db.exec(`PRAGMA temp_store = ${mode === "direct" ? "MEMORY" : "DEFAULT"}`);
-    const lockWaitMs = this.#lock();
+    const lockWaitMs = this.#lock() + this.#openWaitMs;
+    this.#openWaitMs = 0;
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
       const quickCheckedAt = await this.#integrityCheck(startedAt);

@@ -16,11 +16,31 @@ import { quote } from "./kit/sql.ts";
  * One schema step: applied once, in order, and recorded in `schema_version`.
  * Written in SQLite's dialect; {@linkcode postgresSql} translates it for the
  * PostgreSQL store, so that both stores share one list of versions.
+ *
+ * Append-only: a step that has shipped never changes (a database that
+ * recorded its version never runs it again). A change is a new step at the
+ * end; `tests/upgrade_test.ts` holds the shipped steps' hashes and a database
+ * made by each shipped version (docs/data.md, "Schema versions").
  */
 export interface Migration {
   readonly version: number;
   readonly description: string;
   readonly sql: string;
+  /**
+   * Columns added before {@linkcode sql} only where the table lacks them, on
+   * both stores ({@linkcode sqliteMigrationSql}, {@linkcode postgresMigrationSql}):
+   * a repair of databases that recorded a version whose text changed after
+   * it shipped. SQLite's `ADD COLUMN` has no `IF NOT EXISTS`.
+   */
+  readonly ensureColumns?: readonly EnsuredColumn[];
+}
+
+/** A column a migration adds where it is missing: `ALTER TABLE table ADD COLUMN column definition`. */
+export interface EnsuredColumn {
+  readonly table: string;
+  readonly column: string;
+  /** The column's type and constraints, in SQLite's dialect (e.g. `INTEGER NOT NULL DEFAULT 0`). */
+  readonly definition: string;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -143,6 +163,20 @@ CREATE INDEX run_drift_by_run ON run_drift(run_id);
 ALTER TABLE processed_files ADD COLUMN position INTEGER;
 ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';`,
   },
+  {
+    // 5 and 4 were edited after they shipped: a database made by the first 5 (before replay) lacks position and
+    // kind, one made by the first 4 (before claims had a bound) lacks files_claimed_elsewhere, and neither ran the
+    // new text. On any other database this step adds nothing.
+    version: 6,
+    description: "repair: the columns the first schemas 4 and 5 lacked (runs.files_claimed_elsewhere, " +
+      "processed_files.position, runs.kind), added where missing",
+    sql: "",
+    ensureColumns: [
+      { table: "runs", column: "files_claimed_elsewhere", definition: "INTEGER NOT NULL DEFAULT 0" },
+      { table: "processed_files", column: "position", definition: "INTEGER" },
+      { table: "runs", column: "kind", definition: "TEXT NOT NULL DEFAULT 'run'" },
+    ],
+  },
 ];
 
 /** The schema version this build writes. */
@@ -159,6 +193,22 @@ export function postgresSql(sql: string): string {
     .replaceAll(/\bINTEGER\b/g, "BIGINT")
     .replaceAll(/\bREAL\b/g, "DOUBLE PRECISION")
     .replaceAll(/\)\s*STRICT\s*;/g, ");");
+}
+
+const addColumn = (c: EnsuredColumn, ifNotExists = "") =>
+  `ALTER TABLE ${quote(c.table)} ADD COLUMN ${ifNotExists}${quote(c.column)} ${c.definition};`;
+
+/** A migration's statements for the SQLite database `db`: the ensured columns it lacks, then the step's SQL. */
+export function sqliteMigrationSql(db: DatabaseSync, m: Migration): string {
+  const missing = (m.ensureColumns ?? []).filter((c) =>
+    db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?").get(c.table, c.column) === undefined
+  );
+  return [...missing.map((c) => addColumn(c)), m.sql].join("\n");
+}
+
+/** A migration's statements for PostgreSQL: the ensured columns (`ADD COLUMN IF NOT EXISTS`), then the step's SQL. */
+export function postgresMigrationSql(m: Migration): string {
+  return postgresSql([...(m.ensureColumns ?? []).map((c) => addColumn(c, "IF NOT EXISTS ")), m.sql].join("\n"));
 }
 
 /** The CREATE TABLE statement of a record type's table. */
@@ -215,7 +265,7 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
   }
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;
-    db.exec(m.sql);
+    db.exec(sqliteMigrationSql(db, m));
     db.prepare("INSERT INTO schema_version VALUES (?, ?, ?)").run(m.version, now.toISOString(), m.description);
     changes.push(`schema ${m.version}: ${m.description}`);
   }

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { checkBookkeeping } from "../kit/tamper.ts";
 import { getLogger } from "@logtape/logtape";
 import { UsageError } from "../../errors.ts";
 import type { RecordType } from "../../records/mod.ts";
@@ -150,6 +151,8 @@ export class PostgresStore implements Store {
     if (changes.length > 0) {
       logger.info("Migrated {database}: {changes}", { database: this.display, changes: changes.join("; ") });
     }
+    // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
+    await checkBookkeeping(this.#c, "DATABASE_URL");
     const conn = await this.#sql.reserve();
     try {
       await conn`BEGIN`;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { checkBookkeeping } from "../kit/tamper.ts";
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync } from "node:sqlite";
@@ -240,6 +241,8 @@ export class SqliteStore implements Store {
     try {
       const quickCheckedAt = await this.#integrityCheck(startedAt);
       const changes = migrate(this.#db, this.#o.types, startedAt);
+      // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
+      await checkBookkeeping(this.#c, "DATABASE_NAME");
       if (changes.length > 0) {
         logger.info("Migrating {database} (in this run's transaction): {changes}", {
           database: this.display,

@@ -196,9 +196,9 @@ export const CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
   },
   STATUS_TOKEN: {
     default: "",
-    help: "secret that the HTTP status endpoint asks for (Authorization: Bearer, or ?token=); unset: open",
+    help: "secret that the status page and API ask for (Authorization: Bearer, or the login form); unset: open",
     shownDefault: "(unset)",
     doc:
-      "a secret the HTTP status endpoint (the Deploy entry) asks for, as `Authorization: Bearer <token>` or `?token=<token>`; unset, the endpoint is open and the entry warns. Never logged",
+      "a secret the status page and API (`serve`, the Deploy entry) ask for: `Authorization: Bearer <token>` from a script, the login form at `/` from a browser (a session cookie, never the token); `?token=` is refused. Unset, they are open and a warning says so. Never logged",
   },
 };

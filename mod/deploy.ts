@@ -16,6 +16,7 @@ import { runOnceAction } from "./app/actions.ts";
 import { setupLogging } from "./app/log.ts";
 import { configReport, jsonResponse, statusHandler } from "./app/serve.ts";
 import { redactUrl } from "./source/location.ts";
+import { Sessions } from "./status_token.ts";
 import { LockedError } from "./store/store.ts";
 
 /** The schedule when `BUCKETLOAD_SCHEDULE` is not set: every 15 minutes. */
@@ -198,11 +199,30 @@ function failureLine(error: unknown): string {
   return redactUrl(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }
 
+/** The session cookies of the last token seen (the token is read from the environment at each request). */
+let sessions: { readonly token: string; readonly sessions: Sessions } | undefined;
+
+/**
+ * The session cookies of `token` on Deploy: keyed by the token alone, since
+ * Deploy runs the entry in isolates that share nothing (a random key would
+ * make a cookie one isolate issued unknown to the next). A cookie still
+ * expires after a day and dies when the token changes.
+ */
+function deploySessions(token: string | undefined): Sessions | undefined {
+  if (token === undefined) return undefined;
+  if (sessions?.token !== token) sessions = { token, sessions: new Sessions(token, new Uint8Array(0)) };
+  return sessions.sessions;
+}
+
 /**
  * The HTTP endpoint, the same as `serve`'s (`app/serve.ts`): `GET /health`
  * answers `{"ok": true}` to anyone; `GET /` the status page, `GET /api/status`
  * (or `/status`) the status report as JSON with the schedule, both needing the
- * `STATUS_TOKEN` (as `Authorization: Bearer …` or `?token=…`) when one is set.
+ * `STATUS_TOKEN` when one is set: `Authorization: Bearer …`, or the cookie of
+ * the login form (`POST /login`); `?token=…` is refused. Any `Host` is
+ * answered: Deploy serves the public internet under names it picks
+ * (`<app>.deno.dev`, previews, custom domains), where a DNS-rebinding page
+ * gets nothing that a direct request would not.
  */
 export async function handleRequest(request: Request, env: Readonly<Record<string, string>>): Promise<Response> {
   const { pathname } = new URL(request.url);
@@ -218,6 +238,9 @@ export async function handleRequest(request: Request, env: Readonly<Record<strin
     report: configReport(config),
     token: config.statusToken,
     extra: { schedule: deploySchedule(env) },
+    sessions: deploySessions(config.statusToken),
+    // No host check (see above).
+    hosts: undefined,
   });
   return await handler(request);
 }

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkDeployStart, deployAddress, deployConfig, handleRequest, runScheduled } from "../mod/deploy.ts";
 import { UsageError } from "../mod/errors.ts";
+import { Sessions } from "../mod/status_token.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, LineWatcher, ROOT } from "./helpers.ts";
+import { CASES, DENO_CACHE_ENV, LineWatcher, ROOT } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
 
 Deno.test("deploy: SQLite is refused (no persistent disk), with the variable to set", async () => {
@@ -52,8 +53,8 @@ pgTest("deploy: the cron handler loads into PostgreSQL from the environment alon
 /** Runs deploy.ts with only `env`, and returns its stderr watcher and the child. */
 function startDeploy(env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", join(ROOT, "deploy.ts")],
-    env: { NO_COLOR: "1", ...env },
+    args: ["run", "--cached-only", "--allow-all", join(ROOT, "deploy.ts")],
+    env: { NO_COLOR: "1", ...DENO_CACHE_ENV, ...env },
     clearEnv: true,
     stdout: "null",
     stderr: "piped",
@@ -124,8 +125,14 @@ Deno.test("deploy: deploy.ts binds BUCKETLOAD_HOST (not HOSTNAME), serves /healt
 Deno.test("deploy: a bad BUCKETLOAD_SCHEDULE is one line and exit 2, before Deno.cron sees it", async () => {
   for (const schedule of ["every minute", "*/15 * * *", "0 0 31 2 *"]) {
     const bad = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", join(ROOT, "deploy.ts")],
-      env: { BUCKETLOAD_PORT: "0", BUCKETLOAD_HOST: "127.0.0.1", BUCKETLOAD_SCHEDULE: schedule, NO_COLOR: "1" },
+      args: ["run", "--cached-only", "--allow-all", join(ROOT, "deploy.ts")],
+      env: {
+        BUCKETLOAD_PORT: "0",
+        BUCKETLOAD_HOST: "127.0.0.1",
+        BUCKETLOAD_SCHEDULE: schedule,
+        NO_COLOR: "1",
+        ...DENO_CACHE_ENV,
+      },
       clearEnv: true,
       stdout: "piped",
       stderr: "piped",
@@ -137,7 +144,7 @@ Deno.test("deploy: a bad BUCKETLOAD_SCHEDULE is one line and exit 2, before Deno
   }
 });
 
-Deno.test("deploy: with STATUS_TOKEN, /status needs the bearer token or ?token=; /health stays open", async () => {
+Deno.test("deploy: with STATUS_TOKEN, /status needs the bearer token or the login form's cookie; ?token= is refused; any Host", async () => {
   const env = {
     BUCKETLOAD_BUCKET_NAME: "https://bucket.example.com/",
     // An unreachable server: an authorized request gets past the check and fails to connect (503), not 401.
@@ -150,12 +157,39 @@ Deno.test("deploy: with STATUS_TOKEN, /status needs the bearer token or ?token=;
     assert.equal(response.status, 401);
     const body = await response.text();
     assert.doesNotMatch(body, /s3cr3t/);
-    // A browser cannot send the header: the body names the query parameter too.
-    assert.match(JSON.parse(body).error, /Authorization: Bearer <STATUS_TOKEN>.*\?token=<STATUS_TOKEN>/);
+    // A browser cannot send the header: the body names the login form.
+    assert.match(JSON.parse(body).error, /Authorization: Bearer <STATUS_TOKEN>.*log in with the form at \//);
   }
-  assert.equal((await handleRequest(new Request("http://deploy.test/?token=wrong"), env)).status, 401);
+  // The token in the URL is refused, right or wrong (Deploy records each request's URL).
+  for (const query of ["?token=wrong", "?token=s3cr3t-token"]) {
+    const response = await status({}, query);
+    assert.equal(response.status, 401, query);
+    assert.match((await response.json()).error, /token in the URL is refused/);
+  }
   assert.equal((await status({ headers: { authorization: "Bearer s3cr3t-token" } })).status, 503);
-  assert.equal((await status({}, "?token=s3cr3t-token")).status, 503);
+  // A browser: the form, then the cookie.
+  const form = await handleRequest(new Request("http://deploy.test/"), env);
+  assert.equal(form.status, 401);
+  assert.match(await form.text(), /<form method="post" action="login"/);
+  const login = await handleRequest(
+    new Request("https://app.deno.dev/login", { method: "POST", body: new URLSearchParams({ token: "s3cr3t-token" }) }),
+    env,
+  );
+  assert.equal(login.status, 303);
+  const set = login.headers.getSetCookie()[0] ?? "";
+  assert.match(set, /^bucketload_session=[^;]+; HttpOnly; SameSite=Strict; Path=\/; Max-Age=86400; Secure$/);
+  assert.doesNotMatch(set, /s3cr3t/);
+  const cookie = set.split(";")[0]!;
+  assert.equal((await status({ headers: { cookie } })).status, 503);
+  // Another isolate (nothing shared) takes it: on Deploy the cookie is keyed by the token alone.
+  assert.ok(await new Sessions("s3cr3t-token", new Uint8Array(0)).valid(cookie.split("=")[1]!));
+  assert.ok(!await new Sessions("an0ther-token", new Uint8Array(0)).valid(cookie.split("=")[1]!));
+  // No Host check on Deploy (its names vary; it is on the public internet anyway).
+  const elsewhere = await handleRequest(
+    new Request("http://evil.example.com/status", { headers: { authorization: "Bearer s3cr3t-token" } }),
+    env,
+  );
+  assert.equal(elsewhere.status, 503);
   assert.equal((await handleRequest(new Request("http://deploy.test/health"), env)).status, 200);
 });
 
@@ -233,9 +267,9 @@ Deno.test("deploy: a port in use is one line naming the address and the variable
 
 Deno.test("deploy: a failing scheduled run is one line per tick, with no stack trace (Deno.cron never sees it throw)", async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", join(ROOT, "deploy.ts")],
+    args: ["run", "--cached-only", "--allow-all", join(ROOT, "deploy.ts")],
     // Deno's local cron fires this many ms after the previous tick, whatever the schedule.
-    env: { NO_COLOR: "1", ...GOOD_ENV, DENO_CRON_TEST_SCHEDULE_OFFSET: "20" },
+    env: { NO_COLOR: "1", ...DENO_CACHE_ENV, ...GOOD_ENV, DENO_CRON_TEST_SCHEDULE_OFFSET: "20" },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",

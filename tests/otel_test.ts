@@ -10,7 +10,7 @@ import type { LogRecord } from "@logtape/logtape";
 import { otelConsole } from "../launch.ts";
 import { consoleExports, otelConsoleSink } from "../mod/app/log.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, LAUNCHER, withTempDir, writeConfig } from "./helpers.ts";
+import { CASES, DENO_CACHE_ENV, LAUNCHER, LineWatcher, withTempDir, writeConfig } from "./helpers.ts";
 
 interface Received {
   readonly path: string;
@@ -91,6 +91,7 @@ function launch(receiver: string, args: string[], env: Record<string, string> = 
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver,
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_SERVICE_NAME: "bucketload-test",
+      ...DENO_CACHE_ENV,
       ...env,
     },
     clearEnv: true,
@@ -293,4 +294,85 @@ Deno.test("OpenTelemetry: log records go to the console only where Deno exports 
     "error %s|error 100%d",
     "error %s|fatal 100%d",
   ]);
+});
+
+Deno.test("OpenTelemetry: serve's login form keeps STATUS_TOKEN out of every exported byte", async () => {
+  const receiver = startReceiver();
+  try {
+    await withTempDir(async (dir) => {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ./bucket\nDATABASE_NAME = db.sqlite3\n`);
+      const token = "T0ken-4711-sEcret";
+      const service = "bucketload-serve";
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [...LAUNCHER, "serve", "--config", config, "--profile", "p", "--port", "0"],
+        env: {
+          NO_COLOR: "1",
+          OTEL_DENO: "true",
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+          OTEL_SERVICE_NAME: service,
+          BUCKETLOAD_STATUS_TOKEN: token,
+          ...DENO_CACHE_ENV,
+        },
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const log = new LineWatcher(child.stderr);
+      await log.waitFor(/Serving the status page on http:\/\/127\.0\.0\.1:\d+\//);
+      const url = /http:\/\/127\.0\.0\.1:\d+\//.exec(log.lines.join("\n"))?.[0];
+      const answers: Record<string, number> = {};
+      let setCookie = "";
+      try {
+        assert.ok(url !== undefined, log.lines.join("\n"));
+        // A browser: the page without credentials (the form), the form posted, then the page and the JSON with the
+        // cookie; and the old way, the token in the URL (refused).
+        const form = await fetch(url);
+        answers.form = form.status;
+        await form.body?.cancel();
+        const login = await fetch(new URL("login", url), {
+          method: "POST",
+          body: new URLSearchParams({ token }),
+          headers: { "sec-fetch-site": "same-origin" },
+          redirect: "manual",
+        });
+        answers.login = login.status;
+        await login.body?.cancel();
+        setCookie = login.headers.getSetCookie()[0] ?? "";
+        const cookie = setCookie.split(";")[0]!;
+        for (const [name, path] of [["page", ""], ["api", "api/status"]]) {
+          const response = await fetch(new URL(path!, url), { headers: { cookie } });
+          answers[name!] = response.status;
+          await response.body?.cancel();
+        }
+        const query = await fetch(new URL(`api/status?token=${token}`, url));
+        answers.query = query.status;
+        await query.body?.cancel();
+      } finally {
+        child.kill("SIGTERM");
+        const drained = log.drain();
+        await child.status;
+        await drained;
+      }
+      // The exporter flushes as the process ends.
+      await waitFor(() => spansOf(receiver.received, service).some((s) => s.name === "GET /api/status"));
+      const everything = receiver.received.map((r) => r.text).join("\n");
+      assert.ok(everything.length > 0, "nothing was exported");
+      assert.ok(!everything.includes(token), "the token reached the collector");
+      assert.ok(!everything.includes(encodeURIComponent(token)), "the token reached the collector");
+      assert.deepEqual(answers, { form: 401, login: 303, page: 200, api: 200, query: 401 });
+      assert.ok(!setCookie.includes(token), setCookie);
+      // The server's spans are there, named by route, with no query.
+      const spans = spansOf(receiver.received, service);
+      const names = spans.map((s) => s.name);
+      for (const name of ["GET /", "POST /login", "GET /api/status"]) assert.ok(names.includes(name), names.join(", "));
+      const page = spans.find((s) => s.name === "GET /" && attr(s, "http.response.status_code") === 200);
+      assert.ok(page !== undefined, "no span of the page with its status");
+      assert.equal(attr(page, "url.path"), "/");
+      assert.ok(spans.every((s) => attr(s, "url.query") === undefined && attr(s, "url.full") === undefined));
+    });
+  } finally {
+    await receiver.close();
+  }
 });

@@ -268,6 +268,7 @@ const LOGOUT = ` · <form method="post" action="logout" style="display:inline">`
  * `wrong` says the last one did not match.
  */
 export function renderLogin(wrong = false): string {
+  const warning = wrong ? `<p class="warn" id="wrong">Wrong token: try again.</p>\n` : "";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bucketload status: log in</title>
@@ -276,7 +277,7 @@ form.login{display:flex;flex-wrap:wrap;gap:8px;align-items:center}form.login inp
 form.login button{font:inherit;padding:6px 14px;border-radius:6px;border:1px solid #0b57d0;background:#0b57d0;color:#fff;cursor:pointer}</style></head>
 <body><header><h1>bucketload</h1><p>Status page</p></header>
 <main><section><h2>Log in</h2>
-${wrong ? `<p class="warn" id="wrong">Wrong token: try again.</p>\n` : ""}<form method="post" action="login" class="login">
+${warning}<form method="post" action="login" class="login">
 <label for="token">STATUS_TOKEN</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
 <button type="submit">Log in</button></form>

@@ -28,6 +28,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   port: { type: "string" },
   host: { type: "string" },
+  "allow-host": { type: "string", multiple: true },
   type: { type: "string" },
   reason: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -52,8 +53,8 @@ export interface Cli {
   readonly profile: string | undefined;
   /** Profile keys set by flags. */
   readonly overrides: Readonly<Record<string, string>>;
-  /** `serve`: where to listen (default 127.0.0.1:8000). */
-  readonly listen: { readonly host: string; readonly port: number };
+  /** `serve`: where to listen (default 127.0.0.1:8000), and the names it answers besides (`--allow-host`). */
+  readonly listen: { readonly host: string; readonly port: number; readonly allowHosts: readonly string[] };
   /** `replay`: which quarantined records (`--type`, `--reason`). */
   readonly replay: { readonly type: string | undefined; readonly reason: string | undefined };
 }
@@ -72,6 +73,19 @@ function parsePort(text: string | undefined): number {
     });
   }
   return Number(text);
+}
+
+/** A `--allow-host` value: a host name, without a scheme, a port or a path. */
+function parseAllowHost(text: string): string {
+  const name = text.trim().toLowerCase();
+  if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/.test(name)) {
+    throw new UsageError(
+      `Cannot parse --allow-host: expected a host name without a scheme, a port or a path ` +
+        `(e.g. status.example.com), got ${JSON.stringify(text)}`,
+      { subject: "--allow-host" },
+    );
+  }
+  return name;
 }
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
@@ -93,7 +107,7 @@ function checkFlags(command: Cli["command"], values: Values): void {
     only(flag, "run");
   }
   only("dry-run", "run", "replay");
-  for (const flag of ["port", "host"] as const) only(flag, "serve");
+  for (const flag of ["port", "host", "allow-host"] as const) only(flag, "serve");
   for (const flag of ["type", "reason"] as const) {
     only(flag, "replay");
     if (values[flag] !== undefined && values[flag].trim() === "") {
@@ -204,7 +218,11 @@ export function parseCli(args: readonly string[]): Cli {
     configPath: values.config,
     profile: values.profile,
     overrides,
-    listen: { host: values.host?.trim() || DEFAULT_LISTEN.host, port: parsePort(values.port) },
+    listen: {
+      host: values.host?.trim() || DEFAULT_LISTEN.host,
+      port: parsePort(values.port),
+      allowHosts: (values["allow-host"] ?? []).map(parseAllowHost),
+    },
     replay: { type: values.type, reason: values.reason },
   };
 }

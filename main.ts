@@ -47,7 +47,7 @@ function help(command: string): string {
     usage(command, "status [--json]", "last runs, registry, top rejections, recent problem keys"),
     usage(
       command,
-      "serve [--port N] [--host H]",
+      "serve [--port N] [--host H] [--allow-host NAME]",
       "the status page (GET /), its JSON (GET /api/status) and GET /health,",
       "read-only, on 127.0.0.1:8000 unless told otherwise",
     ),
@@ -80,6 +80,7 @@ Options:
   --run-at-start       with --schedule: also run once right away
   --json               print the summary (or status) as one JSON document
   --port N, --host H   serve: where to listen (default 127.0.0.1:8000; set STATUS_TOKEN before --host)
+  --allow-host NAME    serve: also answer this Host name (a reverse proxy's); repeat for more
   --type T             replay: only records of this type
   --reason TEXT        replay: only records whose reason contains TEXT
   -h, --help           show this help

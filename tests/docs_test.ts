@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CONFIG_KEYS } from "../mod/config_keys.ts";
 import { CONFIGURATION_DOC, configurationDoc } from "../tools/docs.ts";
-import { ROOT, withTempDir } from "./helpers.ts";
+import { DENO_CACHE_ENV, ROOT, withTempDir } from "./helpers.ts";
 
 Deno.test("docs/configuration.md is generated from the key specs (run `deno task docs` when this fails)", async () => {
   assert.equal(await Deno.readTextFile(CONFIGURATION_DOC), configurationDoc());
@@ -62,7 +62,12 @@ Deno.test("README: the quick start's `deno task run --profile dev` does what the
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["task", "--quiet", "run", "--profile", "dev", "--quiet"],
         cwd: dir,
-        env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
+        env: {
+          NO_COLOR: "1",
+          PATH: Deno.env.get("PATH") ?? "",
+          HOME: Deno.env.get("HOME") ?? "",
+          ...DENO_CACHE_ENV,
+        },
         clearEnv: true,
         stdout: "piped",
         stderr: "piped",

@@ -130,8 +130,19 @@ export const LAUNCHER = [
   join(ROOT, "launch.ts"),
 ];
 
-/** The `run` task's permissions, for starting the real CLI. */
-const RUN_ARGS = ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+/**
+ * What a child started with `clearEnv` keeps of this process's environment: `DENO_DIR` when it is set, so that the
+ * child uses the Deno cache the tests use (`.ci/run` sets an empty one). Spread it into the child's `env`, and start
+ * a child Deno with `--cached-only`: it then resolves the npm packages from `node_modules` alone and never prints a
+ * `Download` line or contacts the registry (tests/fresh_cache_test.ts).
+ */
+export const DENO_CACHE_ENV: Readonly<Record<string, string>> = (() => {
+  const dir = Deno.env.get("DENO_DIR");
+  return dir === undefined ? {} : { DENO_DIR: dir };
+})();
+
+/** The `run` task's permissions, for starting the real CLI (offline, as the launcher starts it). */
+const RUN_ARGS = ["run", "--cached-only", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
 
 /** Options of {@linkcode spawnCli} and {@linkcode cli}. */
 export interface CliOptions {
@@ -144,7 +155,7 @@ export function spawnCli(args: string[], options: CliOptions = {}): Deno.ChildPr
   return new Deno.Command(Deno.execPath(), {
     args: [...RUN_ARGS, join(ROOT, "main.ts"), ...args],
     cwd: options.cwd ?? ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...DENO_CACHE_ENV, ...options.env },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",

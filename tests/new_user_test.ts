@@ -12,7 +12,7 @@ import { MIGRATIONS } from "../mod/store/migrations.ts";
 import { resolveConfig } from "../mod/config.ts";
 import { SCHEMA_VERSION } from "../mod/store/migrations.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { CASES, cli, copyCase, query, ROOT, runOnce, withTempDir, writeConfig } from "./helpers.ts";
+import { CASES, cli, copyCase, DENO_CACHE_ENV, query, ROOT, runOnce, withTempDir, writeConfig } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -22,7 +22,13 @@ async function task(args: string[], options: { cwd: string; env?: Record<string,
     args: ["task", "--quiet", `--config=${join(ROOT, "deno.json")}`, "run", ...args],
     cwd: options.cwd,
     // A user's terminal: no INIT_CWD from an outer `deno task`.
-    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...options.env },
+    env: {
+      NO_COLOR: "1",
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      ...DENO_CACHE_ENV,
+      ...options.env,
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -314,9 +320,17 @@ Deno.test("collectorHosts(): the OTLP collectors a child may reach, only with OT
 /** Starts main.ts directly with the given permission flags, as the Docker image and compiled binary do. */
 async function direct(permissions: string[], args: string[], cwd: string) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", `--allow-read=${ROOT},${cwd}`, ...permissions, join(ROOT, "main.ts"), ...args],
+    args: [
+      "run",
+      "--cached-only",
+      "--no-prompt",
+      `--allow-read=${ROOT},${cwd}`,
+      ...permissions,
+      join(ROOT, "main.ts"),
+      ...args,
+    ],
     cwd,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...DENO_CACHE_ENV },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",

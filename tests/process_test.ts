@@ -14,6 +14,7 @@ import { startBucketServer } from "./bucket_server.ts";
 import {
   assertSameAsFreshRun,
   cli,
+  DENO_CACHE_ENV,
   LAUNCHER,
   LineWatcher,
   query,
@@ -49,7 +50,7 @@ function spawnTask(args: string[], cwd: string): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", `--config=${join(ROOT, "deno.json")}`, "run", ...args],
     cwd,
-    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
+    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...DENO_CACHE_ENV },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",

@@ -6,14 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, ROOT, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, DENO_CACHE_ENV, ROOT, withTempDir, writeConfig } from "./helpers.ts";
 
 /** `deno task run ARGS` from `cwd`, as a user's terminal starts it. */
 async function task(args: string[], cwd: string, env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", `--config=${join(ROOT, "deno.json")}`, "run", ...args],
     cwd,
-    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...env },
+    env: {
+      NO_COLOR: "1",
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      ...DENO_CACHE_ENV,
+      ...env,
+    },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",

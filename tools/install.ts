@@ -25,6 +25,8 @@ export function installArgs(root = ROOT): string[] {
     // The launcher imports no npm package, so it needs no config; it runs main.ts with this checkout's deno.json
     // and node_modules (--cached-only). With the config, deno install would fetch every package again, elsewhere.
     "--no-config",
+    // Both Deno processes of the command start offline: this one, and the launcher's child (launch.ts).
+    "--cached-only",
     "--no-prompt",
     "--allow-read",
     "--allow-env",

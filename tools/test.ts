@@ -99,6 +99,8 @@ async function main(args: readonly string[]): Promise<number> {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "test",
+        // Offline: `deno task deps` installed the packages (without it, each start asks the registry for metadata).
+        "--cached-only",
         "--allow-read",
         "--allow-write",
         "--allow-net=127.0.0.1",

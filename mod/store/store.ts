@@ -7,8 +7,6 @@
  * @module
  */
 import type { Cell, DriftEntry, RecordType } from "../records/mod.ts";
-import type { Rederived } from "./kit/rederive.ts";
-export { NOTHING_REDERIVED, type Rederived } from "./kit/rederive.ts";
 import type { Validators } from "../source/source.ts";
 import type { StatusReport } from "./status.ts";
 
@@ -329,6 +327,22 @@ export interface RunTransaction {
    */
   rederive(settings: Readonly<Record<string, number>>): Promise<Rederived>;
 }
+
+/** What re-deriving came to. */
+export interface Rederived {
+  /** Rows whose derived columns changed. */
+  readonly rows: number;
+  /** Each setting that changed since the stored rows were derived, e.g. `AWESOME_MIN_RATING 4.5 → 4`. */
+  readonly changes: readonly string[];
+  /**
+   * The `meta` values that record the settings, when they differ from what was recorded: a run that changes no row
+   * and then writes nothing else keeps them (see `RunTransaction.rollbackAsCheck`).
+   */
+  readonly record: Readonly<Record<string, string>>;
+}
+
+/** Nothing re-derived, nothing to record. */
+export const NOTHING_REDERIVED: Rederived = { rows: 0, changes: [], record: {} };
 
 /** What a run tells the store up front. */
 export interface BeginOptions {

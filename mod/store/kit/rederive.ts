@@ -12,27 +12,12 @@ import type { SqlClient } from "./client.ts";
 import { hasTable } from "./client.ts";
 import { readMeta, writeMeta } from "./bookkeeping.ts";
 import { quote } from "./sql.ts";
+import type { Rederived } from "../store.ts";
 
 /** The `meta` name of the recorded settings: JSON, type → key → value. */
 const META = "derived_settings";
 /** Rows read at a time, by natural key. */
 const PAGE = 5000;
-
-/** What re-deriving came to. */
-export interface Rederived {
-  /** Rows whose derived columns changed. */
-  readonly rows: number;
-  /** Each setting that changed since the stored rows were derived, e.g. `AWESOME_MIN_RATING 4.5 → 4`. */
-  readonly changes: readonly string[];
-  /**
-   * The `meta` values that record the settings, when they differ from what was recorded: a run that changes no row
-   * and then writes nothing else keeps them (see `RunTransaction.rollbackAsCheck`).
-   */
-  readonly record: Readonly<Record<string, string>>;
-}
-
-/** Nothing re-derived, nothing to record. */
-export const NOTHING_REDERIVED: Rederived = { rows: 0, changes: [], record: {} };
 
 /** The settings of each type that has any, with defaults filled in. */
 function settingsOf(

@@ -12,7 +12,7 @@ import type { Validators } from "../../source/source.ts";
 import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
-import { type Rederived, rederiveRows } from "../kit/rederive.ts";
+import { rederiveRows } from "../kit/rederive.ts";
 import { kitReplayer } from "../kit/quarantine.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
@@ -335,7 +335,7 @@ export class PostgresRun implements S.RunTransaction {
   rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     return this.#serial(() => this.#rollbackAsCheck(at, result, meta));
   }
-  rederive(settings: Readonly<Record<string, number>>): Promise<Rederived> {
+  rederive(settings: Readonly<Record<string, number>>): Promise<S.Rederived> {
     return this.#serial(() => rederiveRows(this.#c, this.#types, settings));
   }
 

@@ -11,7 +11,7 @@ import { registeredAmong, type RunBook, unregisteredAmong, writeMeta } from "../
 import type { SqlClient } from "../kit/client.ts";
 import { FileParts } from "../kit/file_parts.ts";
 import { kitReplayer } from "../kit/quarantine.ts";
-import { type Rederived, rederiveRows } from "../kit/rederive.ts";
+import { rederiveRows } from "../kit/rederive.ts";
 import type {
   FilePart,
   FileStatus,
@@ -20,6 +20,7 @@ import type {
   ListedFingerprint,
   PartOptions,
   PlannedKey,
+  Rederived,
   Replayer,
   RowCounts,
   RunCounts,

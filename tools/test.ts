@@ -3,8 +3,9 @@
  *
  * - The test S3 server (npm `@20minutes/s3rver`, pinned by
  *   `tools/s3rver/package-lock.json`) is installed with `npm ci` when missing.
- * - Debian's `chromium` (the status page's browser test) and `nginx` (a bucket
- *   server we did not write) are installed with apt-get when missing.
+ * - Debian's `chromium` (the status page's browser test), `nginx` (a bucket
+ *   server we did not write) and `jq` (the docs' examples) are installed with
+ *   apt-get when missing.
  * - A throw-away PostgreSQL cluster is started on 127.0.0.1 for the run
  *   (`tools/pg_cluster.sh`, which installs Debian's `postgresql-15` where the
  *   user may) and stopped afterwards, unless `BL_TEST_DATABASE_URL` names one.
@@ -46,26 +47,22 @@ async function ensureS3Server(): Promise<void> {
   else if (out.code !== 0) notice(`S3 tests will be skipped: npm ci failed: ${lastLine(out.stderr)}`);
 }
 
-/** Debian's `chromium` for the status page's browser test: installed with apt-get when missing and allowed. */
-async function ensureChromium(): Promise<void> {
-  if ((await run("chromium", ["--version"]))?.code === 0) return;
-  console.log("Installing chromium with apt-get (the status page's browser test)");
+/**
+ * A Debian package's command the tests need, installed with apt-get when
+ * missing and allowed: `chromium` (the status page's browser test), `nginx`
+ * (a bucket server we did not write: ETag, 304, gzip), `jq` (the docs'
+ * examples pipe through it).
+ */
+async function ensureDebian(command: string, versionArgs: string[], pkg: string, why: string): Promise<void> {
+  if ((await run(command, versionArgs))?.code === 0) return;
+  console.log(`Installing ${pkg} with apt-get (${why})`);
   const install = async () =>
-    (await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "chromium"]))?.code === 0;
+    (await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", pkg]))?.code === 0;
   if (await install()) return;
   await run("apt-get", ["update", "-qq"]);
-  if (!(await install())) notice("The browser test of the status page will be skipped: cannot install chromium");
-}
-
-/** Debian's `nginx` (a bucket server we did not write: ETag, 304, gzip): installed with apt-get when missing. */
-async function ensureNginx(): Promise<void> {
-  if ((await run("nginx", ["-v"]))?.code === 0) return;
-  console.log("Installing nginx with apt-get (a bucket server we did not write)");
-  const install = async () =>
-    (await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "nginx-light"]))?.code === 0;
-  if (await install()) return;
-  await run("apt-get", ["update", "-qq"]);
-  if (!(await install())) notice("The nginx bucket test will fail: cannot install nginx");
+  if (!(await install())) {
+    notice(`The tests that need ${command} (${why}) will fail or be skipped: cannot install ${pkg}`);
+  }
 }
 
 /** Starts a cluster; returns its URL and how to stop it, or `undefined` with a notice. */
@@ -88,8 +85,9 @@ async function startPostgres(): Promise<{ url: string; stop: () => Promise<void>
 
 async function main(args: readonly string[]): Promise<number> {
   await ensureS3Server();
-  await ensureChromium();
-  await ensureNginx();
+  await ensureDebian("chromium", ["--version"], "chromium", "the status page's browser test");
+  await ensureDebian("nginx", ["-v"], "nginx-light", "a bucket server we did not write");
+  await ensureDebian("jq", ["--version"], "jq", "the docs' examples");
   const given = Deno.env.get("BL_TEST_DATABASE_URL");
   const pg = given === undefined ? await startPostgres() : undefined;
   const env: Record<string, string> = {};

@@ -89,7 +89,8 @@ Options:
 Profile keys (each also settable as BUCKETLOAD_<KEY>):
 ${keys.join("\n")}
 
-Exit codes: 0 ok; 1 the list or a file failed, or another run holds the lock; 2 usage or config error;
+Exit codes: 0 ok; 1 the list or a file failed, another run or program holds the lock, or the PostgreSQL
+connection was lost (nothing committed, or the outcome said when a COMMIT was cut off); 2 usage or config error;
 130/143 stopped by SIGINT/SIGTERM, 137 killed by SIGKILL (e.g. the out-of-memory killer): the run is rolled back.
 `;
 }

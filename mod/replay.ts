@@ -339,8 +339,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       await tx.commit(replayCounts(r.loaded, rows, finishedAt));
       runId = tx.runId;
       logger.info(
-        "Committed replay {run_id}: {released} records left the quarantine, {reasons} reasons changed, " +
-          "{rederived} stored rows re-derived",
+        "Committed replay {run_id}: records that left the quarantine: {released}; reasons changed: {reasons}; " +
+          "stored rows re-derived: {rederived}",
         { run_id: runId, released: r.released.length, reasons: r.reasons.length, rederived: rederived.rows },
       );
     }

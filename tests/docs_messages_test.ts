@@ -127,7 +127,10 @@ const MESSAGES: readonly Message[] = [
   { quote: "Table run_drift is missing (dropped outside bucketload): ", test: "tests/tamper_test.ts" },
   { quote: "No database to replay: … does not exist (nothing has been loaded yet: …)", test: HERE },
   { quote: "… holds no run yet …", test: "tests/replay_test.ts", grep: "holds no run yet" },
-  { quote: "bucketload: Cannot listen on 127.0.0.1:…: Address already in use (os error 98)", test: HERE },
+  {
+    quote: "bucketload: Cannot listen on 127.0.0.1:…: the address is in use (give --port N for a free port)",
+    test: HERE,
+  },
   {
     quote: "bucketload: Stopped by SIGINT: the run was rolled back, nothing was written",
     test: "tests/process_test.ts",
@@ -569,7 +572,7 @@ Deno.test("docs messages: serve: a token in the URL (401), another Host (421), S
       }).output();
       const text = (b: Uint8Array) => new TextDecoder().decode(b);
       assertSays({ code: busy.code, stdout: text(busy.stdout), stderr: text(busy.stderr) }, 2, [
-        "Address already in use",
+        "the address is in use (give --port N for a free port)",
       ]);
     } finally {
       serve.child.kill("SIGTERM");

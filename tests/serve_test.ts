@@ -340,7 +340,7 @@ Deno.test("serve: a port that does not parse, or one in use, is a usage error na
       const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ./bucket\nDATABASE_NAME = db.sqlite3\n`);
       const busy = await cli(["serve", "--config", config, "--profile", "p", "--port", String(taken.addr.port)]);
       assert.equal(busy.code, 2, busy.stderr);
-      assert.match(busy.stderr, /Cannot listen on 127\.0\.0\.1:\d+/);
+      assert.match(busy.stderr, /Cannot listen on 127\.0\.0\.1:\d+: the address is in use \(give --port N/);
     });
   } finally {
     taken.close();

@@ -268,10 +268,17 @@ export async function serveAction(config: Config, options: ServeOptions): Promis
   try {
     listener = Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
   } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable) {
-      throw new UsageError(`Cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`, {
-        subject: "--port",
-      });
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(
+        `Cannot listen on ${options.host}:${options.port}: the address is in use (give --port N for a free port)`,
+        { subject: "--port" },
+      );
+    }
+    if (error instanceof Deno.errors.AddrNotAvailable) {
+      throw new UsageError(
+        `Cannot listen on ${options.host}:${options.port}: the address is not one of this machine's (give --host H)`,
+        { subject: "--host" },
+      );
     }
     throw error;
   }

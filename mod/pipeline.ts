@@ -69,6 +69,8 @@ export interface PipelineOptions {
   readonly pruneDeleted?: boolean;
   /** Elements per part of a streamed file (tests use small parts). */
   readonly partElements?: number | undefined;
+  /** Characters of record text per part of a streamed file (tests use small parts). */
+  readonly partChars?: number | undefined;
   /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
   /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
@@ -240,6 +242,7 @@ function producerOf(options: PipelineOptions): Producer {
     streamThresholdBytes: options.streamThresholdBytes ?? 32 * 1024 * 1024,
     maxRecordBytes: options.maxRecordBytes ?? 1024 * 1024,
     partElements: options.partElements,
+    partChars: options.partChars,
     rejectNul: !options.store.holdsNul,
   }, options.now ?? (() => new Date()));
 }

@@ -44,8 +44,19 @@ Deno.test("ArraySplitter reports structural errors and non-array roots", () => {
   assert.throws(() => parseElements(["1", " NaN"], 10), /element 11: /);
 });
 
+/** Part limits for {@linkcode streamed}, and the parts it saw: their elements and characters of record text. */
+interface PartWatch {
+  readonly partElements?: number;
+  readonly partChars?: number;
+  readonly seen: { elements: number; chars: number }[];
+}
+
 /** Drives processStream over `bytes` in chunks of `size` and merges its output into one FileWrite. */
-async function streamed(bytes: Uint8Array, size: number): Promise<{ file: FileWrite | undefined; failed?: string }> {
+async function streamed(
+  bytes: Uint8Array,
+  size: number,
+  watch?: PartWatch,
+): Promise<{ file: FileWrite | undefined; failed?: string }> {
   const body = ReadableStream.from((function* () {
     for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);
   })());
@@ -65,7 +76,13 @@ async function streamed(bytes: Uint8Array, size: number): Promise<{ file: FileWr
     merged.records += part.records;
   };
   let file: FileWrite | undefined;
-  for await (const p of processStream("k", body, options()) as AsyncGenerator<Produced>) {
+  const limits = { partElements: watch?.partElements, partChars: watch?.partChars };
+  for await (const p of processStream("k", body, { ...options(), ...limits }) as AsyncGenerator<Produced>) {
+    if (p.kind === "part" || p.kind === "file") {
+      const part = p.kind === "part" ? p.part : p.file;
+      const elements = part.records + part.rejections.length + [...part.ignored.values()].reduce((a, b) => a + b, 0);
+      watch?.seen.push({ elements, chars: p.chars ?? 0 });
+    }
     if (p.kind === "part") add(p.part);
     else if (p.kind === "file") {
       if (p.file.status === "invalid") return { file: p.file };
@@ -76,9 +93,9 @@ async function streamed(bytes: Uint8Array, size: number): Promise<{ file: FileWr
   return { file };
 }
 
-async function assertSame(bytes: Uint8Array, size: number) {
+async function assertSame(bytes: Uint8Array, size: number, watch?: PartWatch) {
   const buffered = processBody("k", bytes, options());
-  const { file } = await streamed(bytes, size);
+  const { file } = await streamed(bytes, size, watch);
   assert.ok(file !== undefined);
   assert.deepEqual(
     {
@@ -140,6 +157,26 @@ Deno.test("processStream() matches processBody() on random and mutated arrays (p
     ),
     { numRuns: 400 },
   );
+});
+
+Deno.test("processStream() cuts parts by their text as well as their count: the same rows, every part in bounds", async () => {
+  const dirs = [join(CASES, "basic"), join(CASES, "hostile"), SAMPLE];
+  for (const dir of dirs) {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.name === "files_list.data") continue;
+      const bytes = Deno.readFileSync(join(dir, entry.name));
+      for (const [partElements, partChars] of [[5000, 1], [3, 200], [5000, 2000], [1, 1 << 20]] as const) {
+        const watch: PartWatch = { partElements, partChars, seen: [] };
+        await assertSame(bytes, 4096, watch);
+        // A part ends before the element that would pass either bound: it holds one element, or is within both.
+        for (const { elements, chars } of watch.seen) {
+          assert.ok(elements <= partElements, `${entry.name}: ${elements} elements > ${partElements}`);
+          assert.ok(elements <= 1 || chars <= partChars, `${entry.name}: ${chars} characters > ${partChars}`);
+        }
+        if (partChars === 1) assert.ok(watch.seen.every((p) => p.elements <= 1), entry.name);
+      }
+    }
+  }
 });
 
 Deno.test("streaming: every file parsed as it downloads gives the same tables; 5000-element parts", async () => {

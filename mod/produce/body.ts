@@ -14,15 +14,39 @@ import { GzipError } from "./formats.ts";
 import type { Timing } from "../telemetry.ts";
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =
-  /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. */
-  | { readonly kind: "part"; readonly key: string; readonly part: FilePart }
-  /** The file's (last) rows and its registry entry. An invalid file discards the parts before it. */
-  | { readonly kind: "file"; readonly key: string; readonly file: FileWrite; readonly timing?: Timing }
+  /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. `chars`: its records' text. */
+  | { readonly kind: "part"; readonly key: string; readonly part: FilePart; readonly chars: number }
+  /**
+   * The file's (last) rows and its registry entry. An invalid file discards the parts before it. `chars`: the
+   * text of the records it carries (of the body, when read whole).
+   */
+  | {
+    readonly kind: "file";
+    readonly key: string;
+    readonly file: FileWrite;
+    readonly timing?: Timing;
+    readonly chars?: number;
+  }
   | { readonly kind: "missing"; readonly key: string; readonly reason: string; readonly timing?: Timing }
   | { readonly kind: "failed"; readonly key: string; readonly reason: string; readonly timing?: Timing };
 
-/** Elements per part of a streamed file. */
+/** Elements per part of a streamed file, at most. */
 export const PART_ELEMENTS = 5000;
+
+/**
+ * Characters of record text (the elements' JSON, as written) per part of a
+ * streamed file, at most: a part ends at {@linkcode PART_ELEMENTS} records or
+ * at this much text, whichever comes first, so that what a part holds does
+ * not grow with the records' size (a single record longer than this, up to
+ * `MAX_RECORD_BYTES`, is a part of its own). The real bucket's records are
+ * ~200–1,000 characters: 1,000–5,000 of them to a part.
+ */
+export const PART_TEXT_CHARS = 1 * 1024 * 1024;
+
+/** The record text a message carries, which the queue to the writer counts: 0 for one without rows. */
+export function producedChars(produced: Produced): number {
+  return produced.kind === "part" || produced.kind === "file" ? produced.chars ?? 0 : 0;
+}
 
 /** Options of {@linkcode processBody}. */
 export interface ProcessOptions {
@@ -32,6 +56,8 @@ export interface ProcessOptions {
   readonly rawCap: number;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
+  /** Characters of record text per part of a streamed file. @default {PART_TEXT_CHARS} */
+  readonly partChars?: number | undefined;
   /** A longer record (characters of its JSON text) makes the file invalid, unread. @default {Infinity} */
   readonly maxRecordChars?: number | undefined;
 }
@@ -58,12 +84,28 @@ export class PartBuilder {
   drift = new DriftCounter(PART_DRIFT_FIELDS);
   records = 0;
   elements = 0;
+  /** Characters of the elements' text in the part. */
+  chars = 0;
+  readonly #maxElements: number;
+  readonly #maxChars: number;
 
-  constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number) {}
+  constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number, limits: {
+    readonly partElements?: number | undefined;
+    readonly partChars?: number | undefined;
+  } = {}) {
+    this.#maxElements = limits.partElements ?? PART_ELEMENTS;
+    this.#maxChars = limits.partChars ?? PART_TEXT_CHARS;
+  }
+
+  /** Whether the part is to end before an element of `chars` characters: it holds its count, or its text would pass. */
+  full(chars: number): boolean {
+    return this.elements > 0 && (this.elements >= this.#maxElements || this.chars + chars > this.#maxChars);
+  }
 
   /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
   add(element: unknown, index: number, text?: string) {
     this.elements++;
+    this.chars += text?.length ?? 0;
     const outcome = this.classifier.classify(element, this.drift);
     if (outcome.kind === "row") {
       let bucket = this.rows.get(outcome.type.type);
@@ -86,6 +128,7 @@ export class PartBuilder {
   /** Records an element that is not even JSON (an NDJSON line), with its text. */
   rejectText(index: number, reason: string, text: string) {
     this.elements++;
+    this.chars += text.length;
     this.rejections.push({ index, typeName: null, reason, raw: rawText(text, this.rawCap) });
   }
 
@@ -104,6 +147,7 @@ export class PartBuilder {
     this.ignored = new Map();
     this.records = 0;
     this.elements = 0;
+    this.chars = 0;
     return part;
   }
 }

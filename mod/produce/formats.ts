@@ -74,23 +74,95 @@ export function gunzipStream(body: ReadableStream<Uint8Array>, cap: number): Rea
 const NDJSON_NAME = /\.(ndjson|jsonl)(\.gz)?$/i;
 
 /**
- * Decides the format from the start of a decoded body: `"array"`,
- * `"ndjson"`, or `undefined` while the text so far cannot tell (more is
- * needed, unless the body has ended).
+ * Characters examined by the format sniffer and by the line splitter, every
+ * body together: each character is looked at once, so a body costs time in
+ * proportion to its length whatever its chunks (tests read these counts).
  */
-export function sniffFormat(key: string, head: string, ended: boolean): "array" | "ndjson" | undefined {
-  const start = head.search(/\S/);
-  if (start === -1) return ended ? "array" : undefined;
-  if (head[start] !== "{") return "array";
-  if (NDJSON_NAME.test(key)) return "ndjson";
-  const newline = head.indexOf("\n", start);
-  if (newline !== -1 && /\S/.test(head.slice(newline))) return "ndjson";
-  return ended ? "array" : undefined;
+export const scanned = { sniffer: 0, lines: 0 };
+
+/** Any non-whitespace character (JavaScript's whitespace, as `trim()` has it), searched from `lastIndex`. */
+const NON_SPACE = /\S/g;
+
+/** The index of the first non-whitespace character of `text` at or after `from`, or -1; counts what it examined. */
+function nonSpace(text: string, from: number): number {
+  NON_SPACE.lastIndex = from;
+  const at = NON_SPACE.exec(text)?.index ?? -1;
+  scanned.sniffer += (at === -1 ? text.length : at + 1) - from;
+  return at;
 }
 
-/** Splits text into lines as it arrives; `\r\n` and `\n` both end a line. */
+/**
+ * Decides the format of a decoded body as it arrives, looking at each
+ * character once: `"array"` when its first non-whitespace character is not
+ * `{`; `"ndjson"` when it is, and the key's name says NDJSON or a second
+ * non-blank line follows; undecided until then ({@linkcode end} then says
+ * `"array"`: a single object is not NDJSON).
+ */
+export class FormatSniffer {
+  #state: "blank" | "first line" | "next lines" = "blank";
+  #format: "array" | "ndjson" | undefined;
+  /** The first non-whitespace character, once seen. */
+  first: string | undefined;
+  /** Where the first non-whitespace character is in the text last pushed; -1 if it is not in it. */
+  start = -1;
+  readonly #named: boolean;
+
+  /** A sniffer for the object `key`. */
+  constructor(key: string) {
+    this.#named = NDJSON_NAME.test(key);
+  }
+
+  /** The format, once decided. */
+  get format(): "array" | "ndjson" | undefined {
+    return this.#format;
+  }
+
+  /** Reads the next piece of text; returns the format once decided. */
+  push(text: string): "array" | "ndjson" | undefined {
+    this.start = -1;
+    if (this.#format !== undefined) return this.#format;
+    let i = 0;
+    if (this.#state === "blank") {
+      const at = nonSpace(text, 0);
+      if (at === -1) return undefined;
+      this.start = at;
+      this.first = text[at];
+      if (this.first !== "{") return this.#format = "array";
+      if (this.#named) return this.#format = "ndjson";
+      this.#state = "first line";
+      i = at + 1;
+    }
+    if (this.#state === "first line") {
+      const newline = text.indexOf("\n", i);
+      scanned.sniffer += (newline === -1 ? text.length : newline + 1) - i;
+      if (newline === -1) return undefined;
+      this.#state = "next lines";
+      i = newline + 1;
+    }
+    return nonSpace(text, i) === -1 ? undefined : this.#format = "ndjson";
+  }
+
+  /** The format once the text has ended. */
+  end(): "array" | "ndjson" {
+    return this.#format ?? "array";
+  }
+}
+
+/**
+ * Decides the format from the start of a decoded body: `"array"`,
+ * `"ndjson"`, or `undefined` while the text so far cannot tell (more is
+ * needed, unless the body has ended). (One {@linkcode FormatSniffer} over `head`.)
+ */
+export function sniffFormat(key: string, head: string, ended: boolean): "array" | "ndjson" | undefined {
+  const sniffer = new FormatSniffer(key);
+  return sniffer.push(head) ?? (ended ? sniffer.end() : undefined);
+}
+
+/** Splits text into lines as it arrives; `\r\n` and `\n` both end a line. Each character is looked at once. */
 export class LineSplitter {
-  #rest = "";
+  /** Pieces of the line being read, and their length. */
+  #pieces: string[] = [];
+  #chars = 0;
   readonly #maxLineChars: number;
 
   /** `maxLineChars`: a longer line stops the split with a {@linkcode RecordTooLargeError}. */
@@ -104,21 +176,64 @@ export class LineSplitter {
    * @throws {RecordTooLargeError} when a line passes the cap (it is never held whole)
    */
   push(text: string, firstIndex = 0): string[] {
-    const lines = (this.#rest + text).split("\n");
-    this.#rest = lines.pop()!;
-    const long = [...lines, this.#rest].findIndex((l) => l.length > this.#maxLineChars);
-    if (long !== -1) {
-      const chars = long < lines.length ? lines[long]!.length : this.#rest.length;
-      this.#rest = "";
-      throw new RecordTooLargeError(firstIndex + long, chars, this.#maxLineChars);
+    scanned.lines += text.length;
+    const lines: string[] = [];
+    let from = 0;
+    for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n", from)) {
+      this.#check(this.#chars + newline - from, firstIndex + lines.length);
+      const tail = text.slice(from, newline);
+      const line = this.#pieces.length === 0 ? tail : this.#pieces.join("") + tail;
+      this.#pieces = [];
+      this.#chars = 0;
+      lines.push(line.endsWith("\r") ? line.slice(0, -1) : line);
+      from = newline + 1;
     }
-    return lines.map((l) => l.endsWith("\r") ? l.slice(0, -1) : l);
+    this.#check(this.#chars + text.length - from, firstIndex + lines.length);
+    if (from < text.length) {
+      this.#pieces.push(from === 0 ? text : text.slice(from));
+      this.#chars += text.length - from;
+    }
+    return lines;
+  }
+
+  /**
+   * Consumes whitespace as {@linkcode push} would, without making its blank
+   * lines: returns how many lines it completed.
+   *
+   * @throws {RecordTooLargeError} when a line passes the cap
+   */
+  skip(space: string, firstIndex = 0): number {
+    scanned.lines += space.length;
+    let lines = 0;
+    let from = 0;
+    for (let newline = space.indexOf("\n"); newline !== -1; newline = space.indexOf("\n", from)) {
+      this.#check(this.#chars + newline - from, firstIndex + lines);
+      this.#pieces = [];
+      this.#chars = 0;
+      lines++;
+      from = newline + 1;
+    }
+    this.#check(this.#chars + space.length - from, firstIndex + lines);
+    if (from < space.length) {
+      this.#pieces.push(from === 0 ? space : space.slice(from));
+      this.#chars += space.length - from;
+    }
+    return lines;
+  }
+
+  /** Throws when line `index`, `chars` long, passes the cap (and lets go of it). */
+  #check(chars: number, index: number) {
+    if (chars <= this.#maxLineChars) return;
+    this.#pieces = [];
+    this.#chars = 0;
+    throw new RecordTooLargeError(index, chars, this.#maxLineChars);
   }
 
   /** The last line, when the text did not end with a newline. */
   end(): string[] {
-    const rest = this.#rest;
-    this.#rest = "";
+    const rest = this.#pieces.join("");
+    this.#pieces = [];
+    this.#chars = 0;
     return rest === "" ? [] : [rest.endsWith("\r") ? rest.slice(0, -1) : rest];
   }
 }

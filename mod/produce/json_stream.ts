@@ -202,6 +202,8 @@ export class ArraySplitter {
 export function parseElements(texts: readonly string[], firstIndex: number): unknown[] {
   if (texts.length === 0) return [];
   try {
+    // One element (a large record fills chunks alone) is parsed as it is, not copied into a batch.
+    if (texts.length === 1) return [parseJson(texts[0]!)];
     const values = parseJson(`[${texts.join(",")}]`) as unknown[];
     // One empty text alone reads as "[]": the count tells.
     if (values.length === texts.length) return values;

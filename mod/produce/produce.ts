@@ -11,9 +11,9 @@ import { type BucketSource, type FetchResult, tooLargeReason } from "../source/s
 import { compileStrftime } from "../strftime.ts";
 import { isGzip } from "./formats.ts";
 import { invalidFile, processBody, type Produced } from "./body.ts";
-import { mayBeNdjson, processObjectStream } from "./streamed.ts";
+import { processObjectStream, startsAsArray } from "./streamed.ts";
 
-export { PART_ELEMENTS, processBody, type Produced } from "./body.ts";
+export { PART_ELEMENTS, PART_TEXT_CHARS, processBody, type Produced, producedChars } from "./body.ts";
 export { processStream } from "./streamed.ts";
 
 /** Settings of the produce step. */
@@ -31,6 +31,8 @@ export interface ProduceSettings {
   readonly maxRecordBytes?: number | undefined;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
+  /** Characters of record text per part of a streamed file. @default {PART_TEXT_CHARS} */
+  readonly partChars?: number | undefined;
   /** Reject records with U+0000 in a text column (the PostgreSQL store cannot hold it). @default {false} */
   readonly rejectNul?: boolean | undefined;
 }
@@ -107,19 +109,26 @@ export function produceInThread(
       processedAt,
       rawCap: settings.maxRejectedRawBytes,
       partElements: settings.partElements,
+      partChars: settings.partChars,
       maxRecordChars: settings.maxRecordBytes,
     });
     switch (result.kind) {
       case "ok":
-        // gzip and NDJSON take the streaming path (one chunk here), which inflates and splits lines; so does a body
-        // that may hold a record over MAX_RECORD_BYTES, which the splitter stops at.
+        // Only a plain array is read whole here. gzip, NDJSON, a top level that is not an array and whitespace take
+        // the streaming path (one chunk here), which inflates, splits lines and words them; so does a body that may
+        // hold a record over MAX_RECORD_BYTES, which the splitter stops at.
         if (
-          isGzip(result.body) || mayBeNdjson(result.body) ||
+          isGzip(result.body) || !startsAsArray(result.body) ||
           result.body.byteLength > (settings.maxRecordBytes ?? Infinity)
         ) {
           const body = ReadableStream.from([result.body]);
           yield* processObjectStream(key, body, { ...options(), maxBytes: settings.maxFileBytes });
-        } else yield { kind: "file", key, file: processBody(key, result.body, options()) };
+        } else {yield {
+            kind: "file",
+            key,
+            file: processBody(key, result.body, options()),
+            chars: result.body.byteLength,
+          };}
         break;
       case "stream":
         yield* processObjectStream(key, result.body, { ...options(), maxBytes: settings.maxFileBytes });

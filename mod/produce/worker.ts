@@ -1,14 +1,15 @@
 /**
  * The worker side of the produce step: fetches, parses and classifies the
  * keys it is given, and posts one result per key, in order, staying at most
- * `maxAhead` results ahead of the main thread's acknowledgements. Log records
- * are forwarded to the main thread.
+ * `maxAhead` results and `maxAheadChars` characters of record text ahead of
+ * the main thread's acknowledgements. Log records are forwarded to the main
+ * thread.
  *
  * @module
  */
 /// <reference lib="deno.worker" />
 import { configure, type LogLevel } from "@logtape/logtape";
-import { type Produced, produceInThread, type ProduceSettings } from "./produce.ts";
+import { type Produced, producedChars, produceInThread, type ProduceSettings } from "./produce.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import { makeSource, type SourceSpec } from "../source/spec.ts";
 
@@ -19,6 +20,8 @@ export interface WorkerInit {
   readonly settings: ProduceSettings;
   /** Results posted ahead of acknowledgements, at most. */
   readonly maxAhead: number;
+  /** Characters of record text posted ahead of acknowledgements, at most (one result may pass it alone). */
+  readonly maxAheadChars: number;
   /** A fixed clock (ms since the epoch), for tests; else the real one. */
   readonly fixedNow: number | undefined;
   readonly logLevel: LogLevel;
@@ -27,7 +30,8 @@ export interface WorkerInit {
 /** Messages from the main thread: the init, acknowledgements, and the keys as they are claimed. */
 export type ToWorker =
   | WorkerInit
-  | { readonly kind: "ack" }
+  /** A result taken by the main thread, with the record text it carried. */
+  | { readonly kind: "ack"; readonly chars: number }
   | { readonly kind: "keys"; readonly keys: readonly string[] }
   | { readonly kind: "keys-end" };
 
@@ -40,6 +44,8 @@ export type FromWorker =
 
 const post = (message: FromWorker) => self.postMessage(message);
 let credits = 0;
+/** Characters of record text posted and not yet acknowledged. */
+let aheadChars = 0;
 let wake: (() => void) | undefined;
 
 /** Keys received and not yet taken, and whether more will come. */
@@ -80,8 +86,13 @@ async function produce(init: WorkerInit) {
   const now = init.fixedNow === undefined ? () => new Date() : () => new Date(init.fixedNow!);
   const producer = produceInThread(await makeSource(init.source), RECORD_TYPES, init.settings, now);
   for await (const produced of producer(receivedKeys())) {
-    while (credits <= 0) await new Promise<void>((resolve) => (wake = resolve));
+    const chars = producedChars(produced);
+    // Within both bounds; a result larger than the text bound alone waits until nothing else is ahead.
+    while (credits <= 0 || (aheadChars > 0 && aheadChars + chars > init.maxAheadChars)) {
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
     credits--;
+    aheadChars += chars;
     post({ kind: "produced", produced });
   }
   post({ kind: "end" });
@@ -91,6 +102,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.kind === "ack") {
     credits++;
+    aheadChars -= message.chars;
     wake?.();
     wake = undefined;
     return;

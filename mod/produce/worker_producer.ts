@@ -2,19 +2,32 @@
  * The produce step in a worker, so that fetching, decoding, parsing and
  * classifying run on the second core while the main thread writes to the
  * store. Results arrive in list order; the worker stays a bounded number of
- * files ahead (backpressure by acknowledgement).
+ * results, and of characters of record text, ahead (backpressure by
+ * acknowledgement).
  *
  * @module
  */
 import { getLogger, type LogLevel, type LogRecord } from "@logtape/logtape";
-import type { Producer, ProduceSettings } from "./produce.ts";
+import { producedChars, type Producer, type ProduceSettings } from "./produce.ts";
 import type { FromWorker, WorkerInit } from "./worker.ts";
 import type { SourceSpec } from "../source/spec.ts";
+
+/**
+ * Characters of record text that the worker may post ahead of the writer:
+ * what the queue between them holds at most, whatever the records' size (a
+ * single result larger than this, a part of up to `PART_TEXT_CHARS` or a
+ * body read whole, waits until the queue is empty).
+ */
+export const AHEAD_TEXT_CHARS = 4 * 1024 * 1024;
 
 /** Options of {@linkcode workerProducer}. */
 export interface WorkerProducerOptions {
   /** Results the worker may post ahead of the writer. @default {settings.concurrency} */
   readonly maxAhead?: number;
+  /** Characters of record text the worker may post ahead of the writer. @default {AHEAD_TEXT_CHARS} */
+  readonly maxAheadChars?: number;
+  /** Called with the record text the worker has posted ahead each time a result arrives (tests watch the queue). */
+  readonly onAhead?: ((chars: number) => void) | undefined;
   /** A fixed clock for the worker (ms since the epoch), for tests. */
   readonly fixedNow?: number | undefined;
   /** @default {"info"} */
@@ -27,7 +40,7 @@ export function workerProducer(
   settings: ProduceSettings,
   options: WorkerProducerOptions = {},
 ): Producer {
-  const { maxAhead = settings.concurrency, fixedNow, logLevel = "info" } = options;
+  const { maxAhead = settings.concurrency, maxAheadChars = AHEAD_TEXT_CHARS, fixedNow, logLevel = "info" } = options;
   return async function* (keys, signal) {
     signal?.throwIfAborted();
     const iterator = Symbol.asyncIterator in keys ? keys[Symbol.asyncIterator]() : keys[Symbol.iterator]();
@@ -35,9 +48,15 @@ export function workerProducer(
     if (first.done) return;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const queue: FromWorker[] = [];
+    /** Record text in the queue: posted by the worker and not yet taken. */
+    let queued = 0;
     let wake: (() => void) | undefined;
     const push = (message: FromWorker) => {
       queue.push(message);
+      if (message.kind === "produced") {
+        queued += producedChars(message.produced);
+        options.onAhead?.(queued);
+      }
       wake?.();
       wake = undefined;
     };
@@ -48,7 +67,7 @@ export function workerProducer(
     };
     const abort = () => push({ kind: "error", message: "aborted" });
     signal?.addEventListener("abort", abort, { once: true });
-    const init: WorkerInit = { kind: "init", source, settings, maxAhead, fixedNow, logLevel };
+    const init: WorkerInit = { kind: "init", source, settings, maxAhead, maxAheadChars, fixedNow, logLevel };
     worker.postMessage(init);
     // Keys go to the worker as it needs them: at most `window` keys sent and not yet settled.
     const window = maxAhead + 2 * settings.concurrency;
@@ -96,7 +115,9 @@ export function workerProducer(
           getLogger(record.category).emit(record);
           continue;
         }
-        worker.postMessage({ kind: "ack" });
+        const chars = producedChars(message.produced);
+        queued -= chars;
+        worker.postMessage({ kind: "ack", chars });
         if (message.produced.kind !== "part") {
           outstanding--;
           pump();

@@ -144,14 +144,17 @@ Deno.test("runPipeline() rerun fetches only the list; --force fetches everything
       server.requests.length = 0;
       const second = await runOnce(server.url, db);
       assert.deepEqual(server.requests, ["files_list.data"]);
+      // The same list body (this server sends no validators): nothing to do, no run row.
       assert.equal(second.filesNew, 0);
+      assert.equal(second.unchanged, true);
+      assert.equal(second.runId, undefined);
       assert.deepEqual(dumpDatabase(db), first);
       server.requests.length = 0;
       const forced = await runOnce(server.url, db, { force: true });
       assert.equal(server.requests.length, 4);
       assert.equal(forced.filesLoaded, 2);
       assert.deepEqual(dumpDatabase(db), first, "a forced run duplicated or changed data");
-      assert.deepEqual(query(db, "SELECT count(*) n FROM runs"), [{ n: 3 }]);
+      assert.deepEqual(query(db, "SELECT count(*) n FROM runs"), [{ n: 2 }]);
     });
   } finally {
     await server.close();

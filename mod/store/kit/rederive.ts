@@ -10,7 +10,7 @@
 import { type Cell, type RecordType, settingOf } from "../../records/record_type.ts";
 import type { SqlClient } from "./client.ts";
 import { hasTable } from "./client.ts";
-import { readMeta, writeMeta } from "./bookkeeping.ts";
+import { readMeta } from "./bookkeeping.ts";
 import { quote } from "./sql.ts";
 import type { Rederived } from "../store.ts";
 
@@ -37,7 +37,7 @@ function settingsOf(
 /**
  * Brings the derived columns of the stored rows in line with `settings`,
  * when they were computed with other settings (or with settings not
- * recorded, as before this was kept); records `settings`. Runs in the
+ * recorded, as before this was kept); returns the record of `settings` for the run to write at its commit. Runs in the
  * caller's transaction.
  */
 export async function rederiveRows(
@@ -70,8 +70,9 @@ export async function rederiveRows(
       );
     }
   }
+  // Written by the run at its commit (under PostgreSQL's commit lock), not here: a row lock on `meta` held from the
+  // start would make runs side by side wait for each other.
   const record = recordedText === JSON.stringify(now) ? {} : { [META]: JSON.stringify(now) };
-  await writeMeta(c, record);
   return { rows, changes, record };
 }
 

@@ -58,6 +58,8 @@ export class PostgresRun implements S.RunTransaction {
   #inCommitSection = false;
   /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
   #committing = false;
+  /** The derived columns' settings to record at commit (see `rederive`). */
+  #settingsRecord: Readonly<Record<string, string>> = {};
   #open = true;
   /** The connection's work, one call at a time: claims come from the fetch side while the writer copies rows. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -204,7 +206,7 @@ export class PostgresRun implements S.RunTransaction {
   async #commit(c: S.RunCounts): Promise<void> {
     await this.#rowCounts();
     const { bucket, previousBucket, startedAt } = this.#o;
-    const meta: Record<string, string> = { bucket };
+    const meta: Record<string, string> = { ...this.#settingsRecord, bucket };
     if (previousBucket !== undefined && previousBucket !== bucket) {
       Object.assign(meta, { previous_bucket: previousBucket, bucket_changed_at: startedAt.toISOString() });
     }
@@ -336,7 +338,11 @@ export class PostgresRun implements S.RunTransaction {
     return this.#serial(() => this.#rollbackAsCheck(at, result, meta));
   }
   rederive(settings: Readonly<Record<string, number>>): Promise<S.Rederived> {
-    return this.#serial(() => rederiveRows(this.#c, this.#types, settings));
+    return this.#serial(async () => {
+      const rederived = await rederiveRows(this.#c, this.#types, settings);
+      this.#settingsRecord = rederived.record;
+      return rederived;
+    });
   }
 
   replayer(): S.Replayer {

@@ -52,6 +52,8 @@ export class SqliteRun implements RunTransaction {
   readonly #release: () => void;
   readonly #types: readonly RecordType[];
   #open = true;
+  /** The derived columns' settings to record at commit (see `rederive`). */
+  #settingsRecord: Readonly<Record<string, string>> = {};
 
   constructor(
     db: DatabaseSync,
@@ -173,13 +175,16 @@ export class SqliteRun implements RunTransaction {
     return kitReplayer(this.#c, this.#types, (key, part, position) => this.#rows.write(key, part, position));
   }
 
-  rederive(settings: Readonly<Record<string, number>>): Promise<Rederived> {
-    return rederiveRows(this.#c, this.#types, settings);
+  async rederive(settings: Readonly<Record<string, number>>): Promise<Rederived> {
+    const rederived = await rederiveRows(this.#c, this.#types, settings);
+    this.#settingsRecord = rederived.record;
+    return rederived;
   }
 
   async commit(c: RunCounts): Promise<void> {
     this.#rows.merge();
     await this.#book.finish(c);
+    await writeMeta(this.#c, this.#settingsRecord);
     if (this.#o.quickCheckedAt !== undefined) {
       await writeMeta(this.#c, { last_quick_check_at: this.#o.quickCheckedAt });
     }

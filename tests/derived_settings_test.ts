@@ -126,3 +126,31 @@ pgTest("derived columns: the same on PostgreSQL as on SQLite", async () => {
     await server.close();
   }
 });
+
+Deno.test("derived columns: app names holding U+0000 are re-derived whole, past a page of 5,000 rows (SQLite)", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = join(dir, "b");
+    await Deno.mkdir(bucket);
+    const app = (name: string, rating: number, genre: string) => ({
+      type: "app",
+      data: { name, genre, rating, version: "1", size_bytes: 5 },
+    });
+    // "X\0Y" and "X" differ only after the NUL; 5,200 names share their text before it.
+    const apps = [app("X\u0000Y", 4.2, "g-nul"), app("X", 1, "g-plain")];
+    for (let i = 0; i < 5200; i++) apps.push(app(`Z\u0000${String(i).padStart(5, "0")}`, 4.2, "z"));
+    await Deno.writeTextFile(join(bucket, "a.json"), JSON.stringify(apps));
+    await Deno.writeTextFile(join(bucket, "files_list.data"), "a.json\n");
+    const rows = (db: string) =>
+      query(db, "SELECT hex(name) AS name, genre, rating, is_awesome FROM apps ORDER BY hex(name)");
+    const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${bucket}\nDATABASE_NAME = db.sqlite3\n`);
+    assert.equal((await cli(["--config", config, "--profile", "p"])).code, 0);
+    const env = { BUCKETLOAD_AWESOME_MIN_RATING: "4.0" };
+    const changed = await cli(["--config", config, "--profile", "p", "--json"], { env });
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.equal(JSON.parse(changed.stdout).rows.rederived, 5201);
+    await Deno.mkdir(join(dir, "fresh"));
+    const fresh = await writeConfig(join(dir, "fresh"), `[p]\nBUCKET_NAME = ${bucket}\nDATABASE_NAME = db.sqlite3\n`);
+    assert.equal((await cli(["--config", fresh, "--profile", "p"], { env })).code, 0);
+    assert.deepEqual(rows(join(dir, "db.sqlite3")), rows(join(dir, "fresh", "db.sqlite3")));
+  });
+});

@@ -89,16 +89,23 @@ async function rederiveTable(
   const names = type.columns.map((col) => col.name);
   const keyList = type.key.map(quote).join(", ");
   const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
-  const select = `SELECT ${names.map(quote).join(", ")} FROM ${quote(type.table)}`;
+  // Text read whole: SQLite's driver stops a text value at its first U+0000 (a key cut short would match another row).
+  const text = (col: { name: string; sqlType: string }) =>
+    col.sqlType === "TEXT" && c.dialect.name === "sqlite" ? `CAST(${quote(col.name)} AS BLOB)` : quote(col.name);
+  const select = `SELECT ${type.columns.map((col) => `${text(col)} AS ${quote(col.name)}`).join(", ")} FROM ${
+    quote(type.table)
+  }`;
   const update = `UPDATE ${quote(type.table)} SET ${names.map((n, i) => `${quote(n)} = $${i + 1}`).join(", ")} ` +
     `WHERE ${type.key.map((k, i) => `${quote(k)} = $${names.length + i + 1}`).join(" AND ")}`;
   let after: unknown[] | undefined;
   let changed = 0;
   for (;;) {
-    const page = await c.all<Record<string, unknown>>(
+    const page = (await c.all<Record<string, unknown>>(
       `${select}${after === undefined ? "" : ` WHERE (${keyList}) > (${keyParams})`} ORDER BY ${keyList} LIMIT ${PAGE}`,
       (after ?? []) as (string | number)[],
-    );
+    )).map(decodeText);
+    // Signals and timers get their turn between pages (SQLite answers without a pause).
+    await new Promise((resolve) => setTimeout(resolve, 0));
     for (const row of page) {
       const next = type.rederive!(row, { ingestionTime: "", settings });
       // A stored row today's rules reject as a whole stays as it is: only derived values are recomputed here.
@@ -108,6 +115,20 @@ async function rederiveTable(
     }
     if (page.length < PAGE) return changed;
     const last = page.at(-1)!;
-    after = type.key.map((k) => last[k]);
+    const next = type.key.map((k) => last[k]);
+    // A page must move on: the same last key twice would read the same page forever.
+    if (after !== undefined && JSON.stringify(next) === JSON.stringify(after)) {
+      throw new Error(`re-deriving ${type.table} made no progress past key ${JSON.stringify(next)}`);
+    }
+    after = next;
   }
+}
+
+const decoder = new TextDecoder();
+
+/** A row with its text columns read as bytes (SQLite) turned back into text. */
+function decodeText(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[k] = v instanceof Uint8Array ? decoder.decode(v) : v;
+  return out;
 }

@@ -28,7 +28,8 @@ function split(text: string, size: number): string[] {
 
 Deno.test("ArraySplitter finds elements across any chunk boundary, strings and nesting included", () => {
   const text = ' [ {"a": "x,]}\\"[", "b": [1, {"c": 2}]}, 3 , "s\\\\", null,[[]] ]  \n';
-  const expected = [' {"a": "x,]}\\"[", "b": [1, {"c": 2}]}', " 3 ", ' "s\\\\"', " null", "[[]] "];
+  // Whitespace before an element is not part of it (nor of its size).
+  const expected = ['{"a": "x,]}\\"[", "b": [1, {"c": 2}]}', "3 ", '"s\\\\"', "null", "[[]] "];
   for (let size = 1; size <= text.length; size++) assert.deepEqual(split(text, size), expected, `chunk ${size}`);
   assert.deepEqual(split("[]", 1), []);
   assert.deepEqual(split("[ \n ]", 2), []);
@@ -42,6 +43,17 @@ Deno.test("ArraySplitter reports structural errors and non-array roots", () => {
   assert.deepEqual(split("[1,]", 4), ["1", ""]);
   assert.throws(() => parseElements(["1", ""], 0), /^JsonSyntaxError: element 1: /);
   assert.throws(() => parseElements(["1", " NaN"], 10), /element 11: /);
+  // After an element's object, array or string only a comma or the array's end may follow (brackets in garbage
+  // included): the reason names what came, not "unexpected end of input".
+  assert.throws(() => split('[{"type":"song"} [31m garbage ]', 5), /unexpected "\[" after element 0 at character 17/);
+  assert.throws(() => split('["a" "b"]', 3), /unexpected "\\"" after element 0 at character 5/);
+  // Whitespace between elements is no record's size.
+  assert.deepEqual(split(`[${" ".repeat(5000)}]`, 7), []);
+  const capped = new ArraySplitter(100);
+  capped.push("[");
+  for (let i = 0; i < 50; i++) capped.push(" ".repeat(100));
+  capped.push(' {"a": 1} ]');
+  capped.end();
 });
 
 /** Part limits for {@linkcode streamed}, and the parts it saw: their elements and characters of record text. */

@@ -58,6 +58,8 @@ export class ArraySplitter {
   #error: JsonSyntaxError | RecordTooLargeError | undefined;
   /** Characters of the element being read, held in `#pieces`. */
   #pieceChars = 0;
+  /** The current element's value (an object, array or string) ended at depth 0: only `,` or `]` may follow. */
+  #closed = false;
   readonly #maxElementChars: number;
   /** Elements completed so far, all chunks together. */
   count = 0;
@@ -92,20 +94,41 @@ export class ArraySplitter {
       start = ++i;
     }
     if (this.#state === State.InRoot) {
-      let depth = this.#depth, inString = this.#inString, escape = this.#escape;
+      let depth = this.#depth, inString = this.#inString, escape = this.#escape, closed = this.#closed;
       for (; i < n; i++) {
         const c = chunk.charCodeAt(i);
         if (inString) {
           if (escape) escape = false;
           else if (c === 0x5c) escape = true;
-          else if (c === 0x22) inString = false;
+          else if (c === 0x22) {
+            inString = false;
+            closed = depth === 0;
+          }
           continue;
+        }
+        if (depth === 0) {
+          // Whitespace before an element is not part of it (nor of its size).
+          if (start === i && this.#pieces.length === 0 && WS(c)) {
+            start++;
+            continue;
+          }
+          // After an element's object, array or string, only a comma or the end of the array may follow.
+          if (closed && !WS(c) && c !== 0x2c && c !== 0x5d) {
+            this.#error = new JsonSyntaxError(
+              `unexpected ${JSON.stringify(chunk[i])} after element ${this.count + out.length} at character ${
+                this.#offset + i
+              }`,
+            );
+            break;
+          }
         }
         if (c === 0x22) inString = true;
         else if (c === 0x5b || c === 0x7b) depth++;
         else if (c === 0x5d || c === 0x7d) {
-          if (depth > 0) depth--;
-          else if (c === 0x7d) {
+          if (depth > 0) {
+            depth--;
+            closed = depth === 0;
+          } else if (c === 0x7d) {
             this.#error = new JsonSyntaxError(`unexpected "}" at character ${this.#offset + i}`);
             break;
           } else {
@@ -121,13 +144,18 @@ export class ArraySplitter {
           if (this.#tooLarge(i - start, out.length)) break;
           out.push(this.#take(chunk, start, i));
           this.#sawComma = true;
+          closed = false;
           start = i + 1;
         }
       }
       this.#depth = depth;
       this.#inString = inString;
       this.#escape = escape;
-      if (this.#state === State.InRoot && this.#error === undefined && !this.#tooLarge(n - start, out.length)) {
+      this.#closed = closed;
+      if (
+        this.#state === State.InRoot && this.#error === undefined && start < n &&
+        !this.#tooLarge(n - start, out.length)
+      ) {
         this.#pieces.push(chunk.slice(start));
         this.#pieceChars += n - start;
       }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { checkDeployStart, handleRequest, listenFailure, runScheduled } from "./mod/deploy.ts";
+import { checkDeployStart, handleRequest, listenFailure, runScheduled } from "./mod/entries/deploy.ts";
 
 const env = () => Deno.env.toObject();
 

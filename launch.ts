@@ -14,9 +14,10 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Config } from "./mod/config.ts";
+import type { Config } from "./mod/config/config.ts";
 import { COMMAND_NAME_VAR, fixableError, loadConfigFromEnv, parseCli, readEnv, userCwd } from "./mod/cli/args.ts";
-import { sourceNeeds } from "./mod/source/needs.ts";
+import type { StoreKind } from "./mod/store/kind.ts";
+import { STORES } from "./mod/store/stores.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
@@ -32,11 +33,19 @@ export interface Need {
 }
 
 /**
- * The permission flags a child running `need` on `config` gets. Paths are
- * folders, because SQLite and the atomic registry copy create files beside
- * their targets.
+ * The permission flags a child running `need` on `config` gets: what the
+ * config's store and source say they need (their kinds' `needs`), the config
+ * file, the registry file's and log folders, and the variables that name a
+ * store (every kind of `stores`), since the child chooses the store again.
+ * Paths are folders, because SQLite and the atomic registry copy create files
+ * beside their targets.
  */
-export function childPermissions(config: Config, need: Need, project = PROJECT): string[] {
+export function childPermissions(
+  config: Config,
+  need: Need,
+  project = PROJECT,
+  stores: readonly StoreKind[] = STORES,
+): string[] {
   // A replay writes, and even its dry run takes the run lock (its lock note is a file beside the database).
   const writes = (need.command === "run" && !need.dryRun) || need.command === "replay";
   const read = new Set<string>([project]);
@@ -45,16 +54,19 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
     read.add(path);
     if (writes) write.add(path);
   };
+  const vars = readEnv();
+  const store = config.store.kind.needs(config.store.spec, vars);
+  const source = config.source.kind.needs(config.source.spec, vars);
   if (config.configPath !== undefined) read.add(config.configPath);
-  if (config.databaseUrl === undefined) both(dirname(config.databasePath));
+  for (const path of store.write ?? []) both(path);
+  for (const path of store.read ?? []) read.add(path);
   if (config.processedFilesPath !== undefined) both(dirname(config.processedFilesPath));
   if (writes && config.logDir !== undefined) both(config.logDir);
-  const vars = readEnv();
-  const needs = sourceNeeds(config, vars);
-  for (const path of needs.read) read.add(path);
+  for (const path of source.write ?? []) both(path);
+  for (const path of source.read ?? []) read.add(path);
   const flags = ["--no-prompt", `--allow-read=${[...read].join(",")}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
-  const net = [...needs.net];
+  const net = [...source.net ?? []];
   if (need.command === "serve" && need.listen !== undefined) {
     const { host, port } = need.listen;
     const name = host.includes(":") ? `[${host}]` : host;
@@ -62,13 +74,9 @@ export function childPermissions(config: Config, need: Need, project = PROJECT):
   }
   // OpenTelemetry: Deno's exporter reads OTEL_* itself; the collector is allowed too (the exporter needs no
   // permission today, but what the child may reach is written here, in one place).
-  const env = ["BUCKETLOAD_*", "DATABASE_URL", "OTEL_*", ...needs.env];
-  net.push(...collectorHosts(vars));
-  if (config.databaseUrl !== undefined) {
-    // The PostgreSQL client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
-    env.push("PG*");
-    net.push(postgresHostPort(config.databaseUrl, vars));
-  }
+  const env = ["BUCKETLOAD_*", ...new Set(stores.flatMap((s) => s.variables ?? [])), "OTEL_*", ...source.env ?? []];
+  net.push(...collectorHosts(vars), ...store.net ?? []);
+  env.push(...store.env ?? []);
   if (net.length > 0) flags.push(`--allow-net=${net.join(",")}`);
   flags.push(`--allow-env=${env.join(",")}`);
   return flags;
@@ -97,13 +105,6 @@ export function collectorHosts(env: Readonly<Record<string, string>>): string[] 
 export function otelConsole(env: Readonly<Record<string, string>>): Record<string, string> {
   if (!/^(true|1)$/i.test(env.OTEL_DENO?.trim() ?? "")) return {};
   return env.OTEL_DENO_CONSOLE?.trim().toLowerCase() === "ignore" ? {} : { OTEL_DENO_CONSOLE: "replace" };
-}
-
-/** The PostgreSQL server's `host:port`, as the client resolves it (URL, then PGHOST/PGPORT, then localhost:5432). */
-export function postgresHostPort(url: string, env: Readonly<Record<string, string>>): string {
-  const u = new URL(url);
-  const host = u.hostname || env.PGHOST || "localhost";
-  return `${host}:${u.port || env.PGPORT || "5432"}`;
 }
 
 /**

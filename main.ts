@@ -9,23 +9,24 @@
  */
 import { getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
-import { dryRunAction, preflight, runOnceAction, statusAction } from "./mod/app/actions.ts";
-import { type Config, CONFIG_KEYS } from "./mod/config.ts";
+import { preflight, runOnceAction } from "./mod/commands/run.ts";
+import { dryRunAction } from "./mod/commands/dry_run.ts";
+import { statusAction } from "./mod/commands/status.ts";
+import { type Config, CONFIG_KEYS } from "./mod/config/config.ts";
 import { type Cli, fixableError, launchedAs, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
 export { nonOverlapping } from "./mod/cli/schedule.ts";
-import { closeLogging, setupLogging } from "./mod/app/log.ts";
+import { closeLogging, setupLogging } from "./mod/commands/log.ts";
 import { ProgressLine } from "./mod/cli/progress.ts";
 import { type CronPlan, parseCron } from "./mod/cli/cron.ts";
 import { schedule, SIGNAL_CODES, StopSignal } from "./mod/cli/schedule.ts";
-import { LockedError } from "./mod/store/store.ts";
-import { CommitUnknownError, ConnectionLostError } from "./mod/errors.ts";
+import { CommitUnknownError, ConnectionLostError, LockedError } from "./mod/common/errors.ts";
 import { lastWords } from "./mod/cli/last_words.ts";
-import { serveAction } from "./mod/app/serve.ts";
-import { replayAction } from "./mod/app/replay.ts";
+import { serveAction } from "./mod/commands/serve.ts";
+import { replayAction } from "./mod/commands/replay.ts";
 import { redactUrl } from "./mod/source/location.ts";
-import { terminalSafe } from "./mod/printable.ts";
+import { terminalSafe } from "./mod/common/printable.ts";
 
 /** The column of the descriptions in `--help`'s usage lines. */
 const USAGE_COLUMN = 37;
@@ -270,7 +271,7 @@ export async function main(args: readonly string[]): Promise<number> {
   try {
     if (logFile !== undefined) logger.info("Logging to {logFile}", { logFile });
     // More than one setting names a database: which one is used, and how to choose the other.
-    if (config.databaseNotice !== undefined) logger.info("{notice}", { notice: config.databaseNotice });
+    if (config.store.notice !== undefined) logger.info("{notice}", { notice: config.store.notice });
     if (cli.command === "status") return await guard(() => statusAction(config, print, { json: cli.json }));
     if (cli.command === "replay") {
       return await guard(() =>

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadConfig, parseConfigText, resolveConfig } from "../mod/config.ts";
-import { UsageError } from "../mod/errors.ts";
-import { cli, query, withServedCase } from "./helpers.ts";
+import { loadConfig, parseConfigText, resolveConfig } from "../mod/config/config.ts";
+import { UsageError } from "../mod/common/errors.ts";
+import { httpSource } from "../mod/source/http/kind.ts";
+import { s3Source } from "../mod/source/s3/kind.ts";
+import { sqliteStore } from "../mod/store/sqlite/kind.ts";
+import { cli, query, sourceSpecOf, storeSpecOf, withServedCase } from "./helpers.ts";
 
 const ORIGINAL = `[default]
 DATABASE_NAME = db.sqlite3
@@ -16,6 +19,9 @@ SAVE_LOG = yes
 const PATH = "/etc/bucketload/config.ini";
 const resolve = (text: string, extra: Partial<Parameters<typeof resolveConfig>[0]> = {}) =>
   resolveConfig({ sections: parseConfigText(text, PATH), configPath: PATH, ...extra });
+/** The named fields of `object`. */
+const pick = <T extends object, K extends keyof T>(object: T, keys: readonly K[]) =>
+  Object.fromEntries(keys.map((k) => [k, object[k]])) as Pick<T, K>;
 const usageError = (fn: () => unknown, message: RegExp) =>
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof UsageError, `expected a UsageError, got ${e}`);
@@ -27,17 +33,17 @@ const usageError = (fn: () => unknown, message: RegExp) =>
 Deno.test("resolveConfig() accepts the original profile as written", () => {
   const c = resolve(ORIGINAL);
   assert.equal(c.profile, "default");
-  assert.equal(c.databasePath, "/etc/bucketload/db.sqlite3");
-  assert.equal(c.bucket.kind, "http");
-  assert.equal(c.bucket.display, "http://data-engineering-interns.macpaw.io/");
+  assert.equal(storeSpecOf(c, sqliteStore)?.path, "/etc/bucketload/db.sqlite3");
+  assert.equal(c.source.kind.name, "http");
+  assert.equal(c.source.spec.display, "http://data-engineering-interns.macpaw.io/");
   assert.equal(c.filesListKey, "files_list.data");
   assert.equal(c.encoding, "utf8");
   assert.equal(c.dateStoreFormat, "%Y-%m-%d %H:%M:%S");
   assert.equal(c.processedFilesPath, "/etc/bucketload/processed.json");
   assert.equal(c.logDir, "/etc/bucketload/logs");
   assert.equal(c.concurrency, 8);
-  assert.equal(c.requestTimeoutMs, 30_000);
-  assert.equal(c.retries, 4);
+  assert.equal(sourceSpecOf(c, httpSource)?.timeoutMs, 30_000);
+  assert.equal(sourceSpecOf(c, httpSource)?.retries, 4);
   assert.deepEqual(c.typeSettings, { AWESOME_MIN_RATING: 4.5, AWESOME_MAX_SIZE_BYTES: 100_000_000 });
 });
 
@@ -46,8 +52,8 @@ Deno.test("resolveConfig() inherits [DEFAULT] and lets the profile win", () => {
     profile: "dev",
   });
   assert.equal(c.concurrency, 3);
-  assert.equal(c.retries, 2);
-  assert.equal(c.bucket.display, "http://a.example/");
+  assert.equal(sourceSpecOf(c, httpSource)?.retries, 2);
+  assert.equal(c.source.spec.display, "http://a.example/");
 });
 
 Deno.test("resolveConfig() folds key case like configparser", () => {
@@ -56,26 +62,27 @@ Deno.test("resolveConfig() folds key case like configparser", () => {
 
 Deno.test("resolveConfig() resolves relative paths against the config file's folder", () => {
   const c = resolve("[dev]\nBUCKET_NAME = ./fixtures/b\nDATABASE_NAME = data/dev.sqlite3\n", { profile: "dev" });
-  assert.deepEqual(c.bucket, {
+  assert.deepEqual(c.source.spec, {
     kind: "file",
     root: "/etc/bucketload/fixtures/b",
     display: "/etc/bucketload/fixtures/b",
   });
-  assert.equal(c.databasePath, "/etc/bucketload/data/dev.sqlite3");
+  assert.equal(storeSpecOf(c, sqliteStore)?.path, "/etc/bucketload/data/dev.sqlite3");
   assert.equal(c.processedFilesPath, undefined);
   assert.equal(c.logDir, undefined);
 });
 
 Deno.test("resolveConfig() parses every BUCKET_NAME form", () => {
-  const b = (v: string) => resolve(`[p]\nBUCKET_NAME = ${v}\n`, { profile: "p" }).bucket;
+  const b = (v: string) => resolve(`[p]\nBUCKET_NAME = ${v}\n`, { profile: "p" }).source.spec;
   assert.equal(b("https://example.com:8443/pre/fix").display, "https://example.com:8443/pre/fix/");
   assert.equal(b("localhost:9000").display, "http://localhost:9000/");
   assert.deepEqual(b("file:///srv/bucket"), { kind: "file", root: "/srv/bucket", display: "/srv/bucket" });
   assert.equal(b("/srv/bucket").kind, "file");
-  const withCreds = b("http://user:p%40ss@example.com/x");
-  assert.equal(withCreds.display, "http://example.com/x/");
-  assert.ok(withCreds.kind === "http" && withCreds.authorization === `Basic ${btoa("user:p@ss")}`);
-  assert.deepEqual(b("s3://my-bucket/in/2021"), {
+  const withCreds = resolve(`[p]\nBUCKET_NAME = http://user:p%40ss@example.com/x\n`, { profile: "p" });
+  assert.equal(withCreds.source.spec.display, "http://example.com/x/");
+  assert.equal(sourceSpecOf(withCreds, httpSource)?.authorization, `Basic ${btoa("user:p@ss")}`);
+  const s3Bucket = resolve(`[p]\nBUCKET_NAME = s3://my-bucket/in/2021\n`, { profile: "p" });
+  assert.deepEqual(pick(sourceSpecOf(s3Bucket, s3Source)!, ["kind", "bucket", "prefix", "display"]), {
     kind: "s3",
     bucket: "my-bucket",
     prefix: "in/2021/",
@@ -89,8 +96,10 @@ Deno.test("resolveConfig() parses every BUCKET_NAME form", () => {
   usageError(() => b("s3://bucket/../x"), /the prefix "\.\.\/x\/" has an empty, '\.' or '\.\.' path segment/);
   usageError(() => b("gs://bucket"), /unsupported scheme 'gs:', expected http:, https:, s3:, file: or a folder path/);
   // S3 settings: AWS's endpoint for the region and virtual-host URLs, or a given endpoint with path-style URLs.
-  const s3 = (extra: string, env: Record<string, string> = {}) =>
-    resolve(`[p]\nBUCKET_NAME = s3://b-1/x\n${extra}`, { profile: "p", env }).s3;
+  const s3 = (extra: string, env: Record<string, string> = {}) => {
+    const spec = sourceSpecOf(resolve(`[p]\nBUCKET_NAME = s3://b-1/x\n${extra}`, { profile: "p", env }), s3Source)!;
+    return pick(spec, ["endpoint", "region", "pathStyle", "credentials"]);
+  };
   assert.deepEqual(s3("S3_REGION = eu-west-1\n"), {
     endpoint: "https://s3.eu-west-1.amazonaws.com",
     region: "eu-west-1",
@@ -151,8 +160,8 @@ Deno.test("resolveConfig() applies flag > environment > profile > [DEFAULT] > bu
     overrides: { CONCURRENCY: "9" },
   });
   assert.equal(c.concurrency, 9);
-  assert.equal(c.retries, 7);
-  assert.equal(c.lockTimeoutMs, 3000);
+  assert.equal(sourceSpecOf(c, httpSource)?.retries, 7);
+  assert.equal(storeSpecOf(c, sqliteStore)?.lockTimeoutMs, 3000);
   assert.equal(c.maxFileBytes, 512 * 1024 * 1024);
   usageError(
     () => resolve(text, { profile: "p", env: { BUCKETLOAD_RETRYS: "1" } }),
@@ -165,8 +174,8 @@ Deno.test("loadConfig() runs from the environment alone when ./config.ini is abs
   try {
     const c = await loadConfig({ cwd: dir, env: { BUCKETLOAD_BUCKET_NAME: "./b", BUCKETLOAD_DATABASE_NAME: "x.db" } });
     assert.equal(c.configPath, undefined);
-    assert.equal(c.databasePath, join(dir, "x.db"));
-    assert.deepEqual(c.bucket, { kind: "file", root: join(dir, "b"), display: join(dir, "b") });
+    assert.equal(storeSpecOf(c, sqliteStore)?.path, join(dir, "x.db"));
+    assert.deepEqual(c.source.spec, { kind: "file", root: join(dir, "b"), display: join(dir, "b") });
     await assert.rejects(
       loadConfig({ cwd: dir, configPath: "nope.ini" }),
       /^UsageError: Cannot read config file .*nope.ini/,

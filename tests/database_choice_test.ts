@@ -8,8 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseConfigText, resolveConfig } from "../mod/config.ts";
-import { LAUNCHER, ROOT, withTempDir } from "./helpers.ts";
+import { parseConfigText, resolveConfig } from "../mod/config/config.ts";
+import { postgresStore } from "../mod/store/postgres/kind.ts";
+import { sqliteStore } from "../mod/store/sqlite/kind.ts";
+import { LAUNCHER, ROOT, storeSpecOf, withTempDir } from "./helpers.ts";
 import { pgClient, pgTest, withPgDatabase } from "./pg.ts";
 
 const PATH = "/etc/bucketload/config.ini";
@@ -21,42 +23,42 @@ const resolve = (text: string, env: Record<string, string> = {}) =>
 
 Deno.test("database choice: the plain DATABASE_URL outranks the file's DATABASE_NAME, and says so in one line", () => {
   const c = resolve(PROFILE, { DATABASE_URL: URL_A });
-  assert.equal(c.databaseUrl, URL_A);
-  assert.ok(c.databaseNotice !== undefined);
-  assert.match(c.databaseNotice, /^Loading into PostgreSQL \(environment variable DATABASE_URL\), not SQLite: /);
-  assert.match(c.databaseNotice, /'DATABASE_NAME' in profile 'p' of \/etc\/bucketload\/config\.ini is set too/);
+  assert.equal(storeSpecOf(c, postgresStore)?.url, URL_A);
+  assert.ok(c.store.notice !== undefined);
+  assert.match(c.store.notice, /^Loading into PostgreSQL \(environment variable DATABASE_URL\), not SQLite: /);
+  assert.match(c.store.notice, /'DATABASE_NAME' in profile 'p' of \/etc\/bucketload\/config\.ini is set too/);
   assert.match(
-    c.databaseNotice,
+    c.store.notice,
     /to load into SQLite, unset DATABASE_URL for this command, or set BUCKETLOAD_DATABASE_NAME/,
   );
-  assert.doesNotMatch(c.databaseNotice, /pw|\n/);
+  assert.doesNotMatch(c.store.notice, /pw|\n/);
 });
 
 Deno.test("database choice: BUCKETLOAD_DATABASE_NAME outranks the plain DATABASE_URL, and says how to choose it", () => {
   const c = resolve(PROFILE, { DATABASE_URL: URL_A, BUCKETLOAD_DATABASE_NAME: "x.sqlite3" });
-  assert.equal(c.databaseUrl, undefined);
-  assert.equal(c.databasePath, "/etc/bucketload/x.sqlite3");
-  assert.match(c.databaseNotice ?? "", /^Loading into SQLite \(environment variable BUCKETLOAD_DATABASE_NAME\)/);
-  assert.match(c.databaseNotice ?? "", /to load into PostgreSQL, remove environment variable BUCKETLOAD_DATABASE_NAME/);
+  assert.equal(storeSpecOf(c, postgresStore)?.url, undefined);
+  assert.equal(storeSpecOf(c, sqliteStore)?.path, "/etc/bucketload/x.sqlite3");
+  assert.match(c.store.notice ?? "", /^Loading into SQLite \(environment variable BUCKETLOAD_DATABASE_NAME\)/);
+  assert.match(c.store.notice ?? "", /to load into PostgreSQL, remove environment variable BUCKETLOAD_DATABASE_NAME/);
 });
 
 Deno.test("database choice: a DATABASE_URL key beside DATABASE_NAME in one profile is used; BUCKETLOAD_DATABASE_NAME beats it", () => {
   const both = `${PROFILE}DATABASE_URL = ${URL_A}\n`;
   const c = resolve(both);
-  assert.equal(c.databaseUrl, URL_A);
-  assert.match(c.databaseNotice ?? "", /to load into SQLite, remove 'DATABASE_URL' in profile 'p'/);
+  assert.equal(storeSpecOf(c, postgresStore)?.url, URL_A);
+  assert.match(c.store.notice ?? "", /to load into SQLite, remove 'DATABASE_URL' in profile 'p'/);
   const env = resolve(both, { BUCKETLOAD_DATABASE_NAME: "x.sqlite3" });
-  assert.equal(env.databaseUrl, undefined);
+  assert.equal(storeSpecOf(env, postgresStore)?.url, undefined);
   // The key outranks the plain variable; a different plain one is named as not used.
   const plain = resolve(both, { DATABASE_URL: URL_B });
-  assert.equal(plain.databaseUrl, URL_A);
-  assert.match(plain.databaseNotice ?? "", /environment variable DATABASE_URL is set too and not used/);
+  assert.equal(storeSpecOf(plain, postgresStore)?.url, URL_A);
+  assert.match(plain.store.notice ?? "", /environment variable DATABASE_URL is set too and not used/);
 });
 
 Deno.test("database choice: one setting alone says nothing", () => {
-  assert.equal(resolve(PROFILE).databaseNotice, undefined);
-  assert.equal(resolve("[p]\nBUCKET_NAME = ./b\n", { DATABASE_URL: URL_A }).databaseNotice, undefined);
-  assert.equal(resolve("[p]\nBUCKET_NAME = ./b\n", { DATABASE_URL: URL_A }).databaseUrl, URL_A);
+  assert.equal(resolve(PROFILE).store.notice, undefined);
+  assert.equal(resolve("[p]\nBUCKET_NAME = ./b\n", { DATABASE_URL: URL_A }).store.notice, undefined);
+  assert.equal(storeSpecOf(resolve("[p]\nBUCKET_NAME = ./b\n", { DATABASE_URL: URL_A }), postgresStore)?.url, URL_A);
 });
 
 pgTest(

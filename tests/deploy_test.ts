@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { checkDeployStart, deployAddress, deployConfig, handleRequest, runScheduled } from "../mod/deploy.ts";
-import { UsageError } from "../mod/errors.ts";
-import { Sessions } from "../mod/status_token.ts";
+import { checkDeployStart, deployAddress, deployConfig, handleRequest, runScheduled } from "../mod/entries/deploy.ts";
+import { UsageError } from "../mod/common/errors.ts";
+import { Sessions } from "../mod/commands/status_token.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, DENO_CACHE_ENV, LineWatcher, ROOT } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";

@@ -10,8 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseConfigText, resolveConfig } from "../mod/config.ts";
-import { CONFIG_KEYS } from "../mod/config_keys.ts";
+import { parseConfigText, resolveConfig } from "../mod/config/config.ts";
+import { CONFIG_KEYS } from "../mod/config/keys.ts";
 import { CONFIGURATION_DOC, configurationDoc } from "../tools/docs.ts";
 import {
   allBlocks,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DriftCounter, type DriftEntry, type JsonKind, PART_DRIFT_FIELDS, RECORD_TYPES } from "../mod/records/mod.ts";
 import { InexactNumber } from "../mod/records/numbers.ts";
-import { formatSummary } from "../mod/app/summary.ts";
+import { formatSummary } from "../mod/commands/summary.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { cli, query, runOnce, withTempDir, writeConfig } from "./helpers.ts";
 

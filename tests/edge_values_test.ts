@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runPipeline } from "../mod/pipeline.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { holdsExactly } from "../mod/records/numbers.ts";
-import { HttpSource } from "../mod/source/http.ts";
+import { HttpSource } from "../mod/source/http/http.ts";
 import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import type { Store } from "../mod/store/store.ts";

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { hasControls, oneLine, terminalSafe } from "../mod/printable.ts";
+import { hasControls, oneLine, terminalSafe } from "../mod/common/printable.ts";
 import { cli, withTempDir, writeConfig } from "./helpers.ts";
 
 /** What a terminal would act on: C0 but a line feed or tab, DEL, C1. */

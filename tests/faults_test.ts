@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Fault, startBucketServer } from "./bucket_server.ts";
-import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/source/http.ts";
+import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "../mod/source/http/http.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { CASES, copyCase, dumpDatabase, query, runOnce, withTempDir } from "./helpers.ts";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { runPipeline } from "../mod/pipeline.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { sniffFormat } from "../mod/produce/formats.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";

@@ -7,17 +7,30 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { FileSource } from "../mod/source/file.ts";
-import { HttpSource, type HttpSourceOptions } from "../mod/source/http.ts";
-import { type PipelineOptions, runPipeline, type RunReport } from "../mod/pipeline.ts";
+import { FileSource } from "../mod/source/file/file.ts";
+import { HttpSource, type HttpSourceOptions } from "../mod/source/http/http.ts";
+import { type PipelineOptions, runPipeline, type RunReport } from "../mod/run/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
+import type { Config } from "../mod/config/config.ts";
+import type { SourceKind, SourceSpec } from "../mod/source/kind.ts";
+import type { StoreKind, StoreSpec } from "../mod/store/kind.ts";
 import { type BucketServer, startBucketServer } from "./bucket_server.ts";
 
 /** The folder of test inputs. */
 export const CASES = new URL("./cases/", import.meta.url).pathname;
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url).pathname;
+
+/** The spec of the config's store when it is of `kind`, else `undefined`. */
+export function storeSpecOf<S extends StoreSpec>(config: Config, kind: StoreKind<S>): S | undefined {
+  return config.store.kind === kind ? config.store.spec as S : undefined;
+}
+
+/** The spec of the config's source when it is of `kind`, else `undefined`. */
+export function sourceSpecOf<S extends SourceSpec>(config: Config, kind: SourceKind<S>): S | undefined {
+  return config.source.kind === kind ? config.source.spec as S : undefined;
+}
 
 /** Runs `fn` with a fresh temporary folder, removed afterwards. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

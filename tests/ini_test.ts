@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { parseConfigText, resolveConfig } from "../mod/config.ts";
-import { UsageError } from "../mod/errors.ts";
-import { IniSyntaxError, parseIni } from "../mod/ini.ts";
+import { parseConfigText, resolveConfig } from "../mod/config/config.ts";
+import { UsageError } from "../mod/common/errors.ts";
+import { IniSyntaxError, parseIni } from "../mod/common/ini.ts";
+import { httpSource } from "../mod/source/http/kind.ts";
+import { sourceSpecOf } from "./helpers.ts";
 
 const section = (text: string, name = "p") => Object.fromEntries(parseIni(text).get(name)!);
 
@@ -94,9 +96,8 @@ Deno.test("a config error never prints a credential, even from a malformed URL",
     configPath: "/c.ini",
     profile: "p",
   });
-  assert.ok(c.bucket.kind === "http");
-  assert.equal(c.bucket.authorization, `Basic ${btoa("alice:s3cr#et")}`);
-  assert.doesNotMatch(c.bucket.display, /s3cr/);
+  assert.equal(sourceSpecOf(c, httpSource)?.authorization, `Basic ${btoa("alice:s3cr#et")}`);
+  assert.doesNotMatch(c.source.spec.display, /s3cr/);
 });
 
 Deno.test("parseConfigText() reports the file and line of a duplicate as a UsageError", () => {

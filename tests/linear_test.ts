@@ -12,7 +12,7 @@ import { FormatSniffer, LineSplitter, scanned } from "../mod/produce/formats.ts"
 import { processBody, type Produced } from "../mod/produce/produce.ts";
 import { processObjectStream, processStream } from "../mod/produce/streamed.ts";
 import { Classifier, RECORD_TYPES } from "../mod/records/mod.ts";
-import { runPipeline } from "../mod/pipeline.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 import { MemorySource } from "./memory_source.ts";

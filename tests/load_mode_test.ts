@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { join } from "node:path";
-import { runPipeline } from "../mod/pipeline.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { type LoadMode, SqliteStore } from "../mod/store/sqlite/mod.ts";
 import type { FilePart, FileWrite, RunCounts } from "../mod/store/store.ts";

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runPipeline } from "../mod/pipeline.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { PART_ELEMENTS, PART_TEXT_CHARS, type Produced, type Producer } from "../mod/produce/produce.ts";
 import { AHEAD_TEXT_CHARS, workerProducer } from "../mod/produce/worker_producer.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
@@ -141,6 +141,7 @@ Deno.test("records of 500 KB over HTTP: parts and the queue to the writer stay w
       };
       const spec = {
         kind: "http",
+        display: server.url,
         base: server.url,
         authorization: undefined,
         timeoutMs: 20_000,

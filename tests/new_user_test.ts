@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { childPermissions, collectorHosts } from "../launch.ts";
 import { MIGRATIONS } from "../mod/store/migrations.ts";
-import { resolveConfig } from "../mod/config.ts";
+import { resolveConfig } from "../mod/config/config.ts";
 import { SCHEMA_VERSION } from "../mod/store/migrations.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, cli, copyCase, DENO_CACHE_ENV, query, ROOT, runOnce, withTempDir, writeConfig } from "./helpers.ts";

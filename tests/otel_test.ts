@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { LogRecord } from "@logtape/logtape";
 import { otelConsole } from "../launch.ts";
-import { consoleExports, otelConsoleSink } from "../mod/app/log.ts";
+import { consoleExports, otelConsoleSink } from "../mod/commands/log.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { CASES, DENO_CACHE_ENV, LAUNCHER, LineWatcher, withTempDir, writeConfig } from "./helpers.ts";
 

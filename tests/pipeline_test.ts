@@ -299,6 +299,7 @@ Deno.test("runPipeline() with the worker producer gives the same tables as in-th
         };
         const spec = {
           kind: "http",
+          display: server.url,
           base: server.url,
           authorization: undefined,
           timeoutMs: 2000,

@@ -13,7 +13,7 @@ import { appType } from "../mod/records/app.ts";
 import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
 import { movieType } from "../mod/records/movie.ts";
 import { songType } from "../mod/records/song.ts";
-import { REPLAY_PAGE_BYTES, runReplay } from "../mod/replay.ts";
+import { REPLAY_PAGE_BYTES, runReplay } from "../mod/run/replay.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";

@@ -12,12 +12,13 @@ import { appType } from "../mod/records/app.ts";
 import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
 import { movieType } from "../mod/records/movie.ts";
 import { songType } from "../mod/records/song.ts";
-import { type ReplayReport, runReplay } from "../mod/replay.ts";
-import { HttpSource } from "../mod/source/http.ts";
-import { runPipeline } from "../mod/pipeline.ts";
+import { type ReplayReport, runReplay } from "../mod/run/replay.ts";
+import { HttpSource } from "../mod/source/http/http.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
-import { LockedError, type ReplayFilter, type Store } from "../mod/store/store.ts";
+import type { ReplayFilter, Store } from "../mod/store/store.ts";
+import { LockedError } from "../mod/common/errors.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import {

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { FileSource } from "../mod/source/file.ts";
-import { HttpSource } from "../mod/source/http.ts";
+import { FileSource } from "../mod/source/file/file.ts";
+import { HttpSource } from "../mod/source/http/http.ts";
 import { ProgressLine, renderProgress } from "../mod/cli/progress.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import {
@@ -108,7 +108,7 @@ Deno.test("summary: time waiting for the lock is not run time", async () => {
     await runOnce(bucket, dbPath);
     const { SqliteStore } = await import("../mod/store/sqlite/mod.ts");
     const { RECORD_TYPES } = await import("../mod/records/mod.ts");
-    const { runPipeline } = await import("../mod/pipeline.ts");
+    const { runPipeline } = await import("../mod/run/pipeline.ts");
     const store = SqliteStore.open(dbPath, { types: RECORD_TYPES, lockTimeoutMs: 5000 });
     // Another connection holds the lock for 500 ms, from a worker: SQLite's busy wait blocks this thread.
     const locker = join(dir, "locker.ts");
@@ -265,7 +265,7 @@ Deno.test("MISSING_GIVE_UP_RUNS gives up on a key that stays missing; --key load
 });
 
 Deno.test("networkCause() names host:port and the cause: refused, DNS, TLS, timeout", async () => {
-  const { networkCause } = await import("../mod/source/http.ts");
+  const { networkCause } = await import("../mod/source/http/http.ts");
   const url = new URL("https://bucket.example.com/prefix/");
   const fetchFailed = (cause: string) => new TypeError("fetch failed", { cause: new Error(cause) });
   assert.equal(

@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { AwsClient } from "aws4fetch";
 import { LineWatcher, ROOT } from "./helpers.ts";
-import type { S3SourceOptions } from "../mod/source/s3_options.ts";
+import type { S3SourceOptions } from "../mod/source/s3/options.ts";
 
 const DIR = join(ROOT, "tools", "s3rver");
 /** Whether the server is installed here. */

@@ -4,14 +4,14 @@
  * one, signed and unsigned requests, a wrong secret, awkward keys.
  */
 import assert from "node:assert/strict";
-import { formatSummary } from "../mod/app/summary.ts";
+import { formatSummary } from "../mod/commands/summary.ts";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { planRun } from "../mod/app/dry_run.ts";
-import { runPipeline } from "../mod/pipeline.ts";
+import { dryRun as planDryRun } from "../mod/run/dry_run.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { FileSource } from "../mod/source/file.ts";
-import { S3Source } from "../mod/source/s3.ts";
+import { FileSource } from "../mod/source/file/file.ts";
+import { S3Source } from "../mod/source/s3/s3.ts";
 import type { ListedObject } from "../mod/source/source.ts";
 import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
@@ -178,10 +178,9 @@ s3Test(
         const dryRun = async () => {
           const ro = SqliteStore.open(db, { types: RECORD_TYPES, readOnly: true });
           try {
-            const plan = await planRun({
+            const plan = await planDryRun({
               source: source(),
-              registered: (keys, statuses) => ro.peekRegistered(keys, statuses),
-              entries: () => ro.peekEntries(),
+              store: ro,
               filesListKey: "files_list.data",
               encoding: "utf-8",
               maxListBytes: 1 << 20,

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, DENO_CACHE_ENV, ROOT, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, DENO_CACHE_ENV, ROOT, storeSpecOf, withTempDir, writeConfig } from "./helpers.ts";
 
 /** `deno task run ARGS` from `cwd`, as a user's terminal starts it. */
 async function task(args: string[], cwd: string, env: Record<string, string> = {}) {
@@ -83,15 +83,17 @@ Deno.test("a DATABASE_URL that does not parse is one line naming the key, exit 2
 });
 
 Deno.test("a percent-encoded password with # and ; is accepted as libpq's URI rules allow", async () => {
-  const { resolveConfig } = await import("../mod/config.ts");
+  const { resolveConfig } = await import("../mod/config/config.ts");
+  const { postgresStore } = await import("../mod/store/postgres/kind.ts");
   const config = resolveConfig({
     env: {
       BUCKETLOAD_BUCKET_NAME: "https://bucket.example.com/",
       BUCKETLOAD_DATABASE_URL: "postgres://loader:p%23ss%3Bw0rd@db.example.com/warehouse",
     },
   });
-  assert.equal(new URL(config.databaseUrl!).password, "p%23ss%3Bw0rd");
-  assert.equal(decodeURIComponent(new URL(config.databaseUrl!).password), "p#ss;w0rd");
+  const url = storeSpecOf(config, postgresStore)!.url;
+  assert.equal(new URL(url).password, "p%23ss%3Bw0rd");
+  assert.equal(decodeURIComponent(new URL(url).password), "p#ss;w0rd");
 });
 
 Deno.test("--profile without a config file names the file and the profile, exit 2", async () => {

@@ -10,9 +10,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { renderPage } from "../mod/app/page.ts";
-import { serveAction } from "../mod/app/serve.ts";
-import { resolveConfig } from "../mod/config.ts";
+import { renderPage } from "../mod/commands/page.ts";
+import { serveAction } from "../mod/commands/serve.ts";
+import { resolveConfig } from "../mod/config/config.ts";
 import { emptyStatus, type RunRow } from "../mod/store/status.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { cli, DENO_CACHE_ENV, LAUNCHER, LineWatcher, withTempDir, writeConfig } from "./helpers.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { compileStrftime, strftime } from "../mod/strftime.ts";
+import { compileStrftime, strftime } from "../mod/common/strftime.ts";
 
 const date = new Date(Date.UTC(2021, 3, 5, 7, 8, 9, 123));
 

@@ -14,7 +14,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
-import { reasonGroup } from "../mod/replay.ts";
+import { reasonGroup } from "../mod/run/replay.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "../mod/store/migrations.ts";
 import { CASES, cli, type Dump, dumpDatabase, query, ROOT, type Row, withTempDir, writeConfig } from "./helpers.ts";
 import { pgClient, pgDump, pgQuery, pgTest, withPgDatabase } from "./pg.ts";

@@ -1,12 +1,13 @@
 /**
- * `deno task docs`: writes `docs/configuration.md` from the key specs
- * (`mod/config_keys.ts`). A test fails when the page is stale.
+ * `deno task docs`: writes `docs/configuration.md` from the key specs: the
+ * core's (`mod/config/keys.ts`) and those each store, source and record type
+ * declares with itself. A test fails when the page is stale.
  *
  * @module
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CONFIG_KEYS } from "../mod/config_keys.ts";
+import { keyGroups, type Kinds, KINDS } from "../mod/config/keys.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -15,7 +16,7 @@ export const CONFIGURATION_DOC = join(ROOT, "docs", "configuration.md");
 
 const INTRO = `# Configuration
 
-<!-- Generated from mod/config_keys.ts by \`deno task docs\`: edit the key specs there, not this page. -->
+<!-- Generated from the key specs by \`deno task docs\`: edit them (mod/config/keys.ts, and each store's, source's and record type's own), not this page. -->
 
 \`config.ini\` holds profiles. A \`[DEFAULT]\` section is inherited by every profile, as in Python's configparser; key names
 are case-insensitive. **Relative paths resolve against the config file's folder** (or the working directory when there
@@ -41,21 +42,28 @@ password as \`%23\`, and percent-encode any special character of a \`DATABASE_UR
 \`@\` as \`%40\`).
 `;
 
-/** The page's text. */
-export function configurationDoc(): string {
+/** The page's text: a table of keys for the core, then one for each store, source and record type that has keys. */
+export function configurationDoc(kinds: Kinds = KINDS): string {
   const cell = (text: string) => text.replaceAll("|", "\\|");
-  const rows = Object.entries(CONFIG_KEYS).map(([key, spec]) => {
-    const shown = spec.shownDefault ??
-      (spec.default === undefined || spec.default === "" ? "(none)" : `\`${spec.default}\``);
-    return `| \`${key}\` | ${cell(shown)} | ${cell(spec.doc)} |`;
-  });
-  return `${INTRO}
-## Keys
+  const tables = keyGroups(kinds).map((group) => {
+    const rows = Object.entries(group.keys).map(([key, spec]) => {
+      const shown = spec.shownDefault ??
+        (spec.default === undefined || spec.default === "" ? "(none)" : `\`${spec.default}\``);
+      return `| \`${key}\` | ${cell(shown)} | ${cell(spec.doc)} |`;
+    });
+    return `### ${group.title}
 
 | key | default | meaning |
 | --- | --- | --- |
 ${rows.join("\n")}
+`;
+  });
+  return `${INTRO}
+## Keys
 
+The core's keys come first; each store, source and record type declares its own, listed after them under its name.
+
+${tables.join("\n")}
 ${RULES}`;
 }
 

@@ -7,8 +7,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type Config, CONFIG_KEYS, ENV_CHOOSERS, ENV_PREFIX, loadConfig } from "../config.ts";
-import { DamagedDatabaseError, isCorruption, UsageError } from "../errors.ts";
+import { type Config, CONFIG_KEYS, ENV_CHOOSERS, ENV_PREFIX, KINDS, loadConfig } from "../config/config.ts";
+import { DamagedDatabaseError, isCorruption, UsageError } from "../common/errors.ts";
 import { refuseReason } from "../source/location.ts";
 
 /** The flags. */
@@ -240,21 +240,17 @@ export function launchedAs(env: Readonly<Record<string, string>> = readEnv()): s
   return env[COMMAND_NAME_VAR]?.trim() || undefined;
 }
 
-/** Variables of other tools that bucketload reads: the PostgreSQL URL and the AWS credentials. */
-const PLAIN_ENV = [
-  "DATABASE_URL",
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "HOME",
-];
+/**
+ * Variables of other tools that bucketload reads, as the stores and sources
+ * declare them: the PostgreSQL URL, the AWS credentials.
+ */
+const PLAIN_ENV = [...new Set([...KINDS.stores, ...KINDS.sources].flatMap((kind) => kind.variables ?? []))];
 
 /**
  * The environment bucketload reads: all of it when allowed, else only the
- * `BUCKETLOAD_*` names it knows and `DATABASE_URL` (under
- * `--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*`; the PostgreSQL client reads `PG*` itself).
+ * `BUCKETLOAD_*` names it knows and the stores' and sources' variables that
+ * the launcher granted (under `--allow-env=BUCKETLOAD_*,DATABASE_URL,PG*`; the
+ * PostgreSQL client reads `PG*` itself).
  */
 export function readEnv(): Record<string, string> {
   if (Deno.permissions.querySync({ name: "env" }).state === "granted") return Deno.env.toObject();

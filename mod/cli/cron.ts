@@ -6,7 +6,7 @@
  * @module
  */
 import type { Cron } from "croner";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../common/errors.ts";
 
 /** A checked cron expression. */
 export interface CronPlan {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Progress } from "../pipeline.ts";
+import type { Progress } from "../run/pipeline.ts";
 
 const WIDTH = 24;
 

@@ -11,7 +11,7 @@ import { type Cell, type Classifier, DriftCounter, PART_DRIFT_FIELDS } from "../
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { GzipError } from "./formats.ts";
-import type { Timing } from "../telemetry.ts";
+import type { Timing } from "../common/telemetry.ts";
 /** What became of one key, ready to write. A streamed file comes as parts, then its `file`. */
 export type Produced =
   /** Some rows of a streamed file; more parts or its `file` (or `failed`) follow. `chars`: its records' text. */

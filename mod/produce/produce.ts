@@ -8,7 +8,7 @@
 import { pMapIterable } from "p-map";
 import { Classifier, type RecordType } from "../records/mod.ts";
 import { type BucketSource, type FetchResult, tooLargeReason } from "../source/source.ts";
-import { compileStrftime } from "../strftime.ts";
+import { compileStrftime } from "../common/strftime.ts";
 import { isGzip } from "./formats.ts";
 import { invalidFile, processBody, type Produced } from "./body.ts";
 import { processObjectStream, startsAsArray } from "./streamed.ts";

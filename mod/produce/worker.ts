@@ -11,7 +11,8 @@
 import { configure, type LogLevel } from "@logtape/logtape";
 import { type Produced, producedChars, produceInThread, type ProduceSettings } from "./produce.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
-import { makeSource, type SourceSpec } from "../source/spec.ts";
+import type { SourceSpec } from "../source/kind.ts";
+import { openSource } from "../source/sources.ts";
 
 /** The first message: what to produce. */
 export interface WorkerInit {
@@ -84,7 +85,7 @@ async function produce(init: WorkerInit) {
   });
   credits = init.maxAhead;
   const now = init.fixedNow === undefined ? () => new Date() : () => new Date(init.fixedNow!);
-  const producer = produceInThread(await makeSource(init.source), RECORD_TYPES, init.settings, now);
+  const producer = produceInThread(await openSource(init.source), RECORD_TYPES, init.settings, now);
   for await (const produced of producer(receivedKeys())) {
     const chars = producedChars(produced);
     // Within both bounds; a result larger than the text bound alone waits until nothing else is ahead.

@@ -10,7 +10,7 @@
 import { getLogger, type LogLevel, type LogRecord } from "@logtape/logtape";
 import { producedChars, type Producer, type ProduceSettings } from "./produce.ts";
 import type { FromWorker, WorkerInit } from "./worker.ts";
-import type { SourceSpec } from "../source/spec.ts";
+import type { SourceSpec } from "../source/kind.ts";
 
 /**
  * Characters of record text that the worker may post ahead of the writer:

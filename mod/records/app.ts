@@ -51,13 +51,13 @@ export const appType: RecordType = {
       default: "4.5",
       help: "apps.is_awesome: lowest rating",
       doc: "`apps.is_awesome` needs `rating ≥` this",
-      max: 5,
+      number: { max: 5 },
     },
     AWESOME_MAX_SIZE_BYTES: {
       default: "100000000",
       help: "apps.is_awesome: largest size_bytes",
       doc: "`apps.is_awesome` needs `size_bytes ≤` this",
-      integer: true,
+      number: { integer: true },
     },
   },
   toRow(data, context) {

@@ -1,16 +1,9 @@
 /**
- * The record types bucketload loads, and the dispatch of one array element
- * to exactly one outcome: a row, ignored, or rejected.
+ * The record types: their contract, the list of those loaded, the
+ * classifier of array elements, and schema drift.
  *
  * @module
  */
-import { appType } from "./app.ts";
-import type { DriftCounter, JsonKind } from "./drift.ts";
-import { describe, isObject } from "./fields.ts";
-import { movieType } from "./movie.ts";
-import type { Cell, RecordType, RowContext } from "./record_type.ts";
-import { songType } from "./song.ts";
-
 export {
   type Cell,
   type Column,
@@ -19,8 +12,8 @@ export {
   settingOf,
   type TypeSetting,
 } from "./record_type.ts";
-
-/** The types loaded by default. Adding a type means adding its file and listing it here. */
+export { RECORD_TYPES } from "./types.ts";
+export { Classifier, type Outcome } from "./classify.ts";
 export {
   DRIFT_FIELDS_PER_TYPE,
   DriftCounter,
@@ -29,71 +22,3 @@ export {
   type JsonKind,
   PART_DRIFT_FIELDS,
 } from "./drift.ts";
-
-export const RECORD_TYPES: readonly RecordType[] = [songType, movieType, appType];
-
-/** What became of one element of a file's array. */
-export type Outcome =
-  | { readonly kind: "row"; readonly type: RecordType; readonly row: Cell[] }
-  | { readonly kind: "ignored"; readonly typeName: string }
-  | { readonly kind: "rejected"; readonly typeName: string | null; readonly reason: string };
-
-function fieldCount(data: Record<string, unknown>): number {
-  let n = 0;
-  for (const _ in data) n++;
-  return n;
-}
-
-/** Dispatches elements on their exact `type` to a {@linkcode RecordType}. */
-export class Classifier {
-  readonly #types: ReadonlyMap<string, RecordType>;
-  readonly #context: RowContext;
-  /** Each type's field kinds, for drift (a type that declares none is left out). */
-  readonly #kinds: ReadonlyMap<string, ReadonlyMap<string, JsonKind>>;
-
-  /** Builds a classifier for `types`, deriving columns with `context`. */
-  constructor(types: readonly RecordType[], context: RowContext) {
-    this.#types = new Map(types.map((t) => [t.type, t]));
-    this.#context = context;
-    this.#kinds = new Map(
-      types.filter((t) => t.fields !== undefined).map((t) => [t.type, new Map(Object.entries(t.fields!))]),
-    );
-  }
-
-  /** Classifies one element, counting its type's drift into `drift`. Never throws. */
-  classify(element: unknown, drift?: DriftCounter): Outcome {
-    if (!isObject(element)) {
-      return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
-    }
-    const typeName = Object.hasOwn(element, "type") ? element.type : undefined;
-    if (typeof typeName !== "string") {
-      return { kind: "rejected", typeName: null, reason: `type: expected a string, got ${describe(typeName)}` };
-    }
-    const type = this.#types.get(typeName);
-    if (type === undefined) return { kind: "ignored", typeName };
-    const data = Object.hasOwn(element, "data") ? element.data : undefined;
-    if (!isObject(data)) {
-      return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
-    }
-    const row = type.toRow(data, this.#context);
-    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
-    // A row's known fields all passed their checks, so had the rule's JSON type: only more fields can be drift.
-    if (kinds !== undefined && (typeof row === "string" || fieldCount(data) > kinds.size)) {
-      drift!.observe(typeName, kinds, data);
-    }
-    if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
-    if (this.#context.rejectNul) {
-      const at = row.findIndex((cell) => typeof cell === "string" && cell.includes("\u0000"));
-      if (at !== -1) {
-        return {
-          kind: "rejected",
-          typeName,
-          reason: `${
-            type.columns[at]?.name ?? "source_key"
-          }: contains U+0000 (NUL), which PostgreSQL text cannot store`,
-        };
-      }
-    }
-    return { kind: "row", type, row };
-  }
-}

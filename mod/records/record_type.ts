@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { NumberKeySpec } from "../common/keys.ts";
 import type { JsonKind } from "./drift.ts";
 
 /** Values a row may hold: text, numbers, and booleans stored as 0/1. */
@@ -19,20 +20,10 @@ export interface Column {
 
 /**
  * A profile key a record type owns (`AWESOME_MIN_RATING` is `app`'s): a
- * number, read and checked by the config like any key, documented with them.
+ * number, read and checked by the config by its spec like any key (its
+ * default, bounds and doc), documented with them.
  */
-export interface TypeSetting {
-  /** The built-in default, as it would be written in the file. */
-  readonly default: string;
-  /** One line for `--help`. */
-  readonly help: string;
-  /** What the key does, for `docs/configuration.md`. */
-  readonly doc: string;
-  /** Bounds the value must keep; a whole number with `integer`. */
-  readonly min?: number;
-  readonly max?: number;
-  readonly integer?: boolean;
-}
+export type TypeSetting = NumberKeySpec;
 
 /** What derived columns may depend on besides the record itself. */
 export interface RowContext {

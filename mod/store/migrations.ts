@@ -8,8 +8,9 @@
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../common/errors.ts";
 import type { RecordType } from "../records/mod.ts";
+import { hasColumn, hasTable, type SqlClient } from "./kit/client.ts";
 import { quote } from "./kit/sql.ts";
 
 /**
@@ -198,12 +199,13 @@ export function postgresSql(sql: string): string {
 const addColumn = (c: EnsuredColumn, ifNotExists = "") =>
   `ALTER TABLE ${quote(c.table)} ADD COLUMN ${ifNotExists}${quote(c.column)} ${c.definition};`;
 
-/** A migration's statements for the SQLite database `db`: the ensured columns it lacks, then the step's SQL. */
-export function sqliteMigrationSql(db: DatabaseSync, m: Migration): string {
-  const missing = (m.ensureColumns ?? []).filter((c) =>
-    db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?").get(c.table, c.column) === undefined
-  );
-  return [...missing.map((c) => addColumn(c)), m.sql].join("\n");
+/** A migration's statements for a SQLite database: the ensured columns it lacks, then the step's SQL. */
+export async function sqliteMigrationSql(c: SqlClient, m: Migration): Promise<string> {
+  const missing: EnsuredColumn[] = [];
+  for (const column of m.ensureColumns ?? []) {
+    if (!(await hasColumn(c, column.table, column.column))) missing.push(column);
+  }
+  return [...missing.map((column) => addColumn(column)), m.sql].join("\n");
 }
 
 /** A migration's statements for PostgreSQL: the ensured columns (`ADD COLUMN IF NOT EXISTS`), then the step's SQL. */
@@ -223,17 +225,13 @@ export function tableSql(type: RecordType): string {
   return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
 }
 
-/** Whether the database has the table `name`. */
-export const hasTable = (db: DatabaseSync, name: string): boolean =>
-  db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
-
 /** The applied schema version: 0 for a new or original database, 1 for bucketload's before versioning. */
-export function schemaVersion(db: DatabaseSync): number {
-  if (hasTable(db, "schema_version")) {
-    const row = db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null };
-    return row.v ?? 0;
+export async function schemaVersion(c: SqlClient): Promise<number> {
+  if (await hasTable(c, "schema_version")) {
+    const [row] = await c.all<{ v: number | null }>("SELECT max(version) AS v FROM schema_version");
+    return row?.v ?? 0;
   }
-  return hasTable(db, "runs") ? 1 : 0;
+  return await hasTable(c, "runs") ? 1 : 0;
 }
 
 /**
@@ -243,9 +241,14 @@ export function schemaVersion(db: DatabaseSync): number {
  *
  * @throws {UsageError} when the database is newer than this build, or a data table cannot be given a unique natural key
  */
-export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Date): string[] {
+export async function migrate(
+  db: DatabaseSync,
+  c: SqlClient,
+  types: readonly RecordType[],
+  now: Date,
+): Promise<string[]> {
   const changes: string[] = [];
-  const from = schemaVersion(db);
+  const from = await schemaVersion(c);
   const fresh = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0;
   if (from > SCHEMA_VERSION) {
     throw new UsageError(
@@ -253,7 +256,7 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
       { subject: "DATABASE_NAME" },
     );
   }
-  const versioned = hasTable(db, "schema_version");
+  const versioned = await hasTable(c, "schema_version");
   db.exec(
     `CREATE TABLE IF NOT EXISTS schema_version (
        version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, description TEXT NOT NULL) STRICT`,
@@ -265,11 +268,11 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
   }
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;
-    db.exec(sqliteMigrationSql(db, m));
+    db.exec(await sqliteMigrationSql(c, m));
     db.prepare("INSERT INTO schema_version VALUES (?, ?, ?)").run(m.version, now.toISOString(), m.description);
     changes.push(`schema ${m.version}: ${m.description}`);
   }
-  for (const type of types) changes.push(...ensureTable(db, type));
+  for (const type of types) changes.push(...await ensureTable(db, c, type));
   return fresh ? [] : changes;
 }
 
@@ -279,8 +282,8 @@ export function migrate(db: DatabaseSync, types: readonly RecordType[], now: Dat
  * included) and a unique index on the natural key when it has none. Rows keep
  * their values.
  */
-function ensureTable(db: DatabaseSync, type: RecordType): string[] {
-  if (!hasTable(db, type.table)) {
+async function ensureTable(db: DatabaseSync, c: SqlClient, type: RecordType): Promise<string[]> {
+  if (!(await hasTable(c, type.table))) {
     db.exec(tableSql(type));
     return [];
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../common/errors.ts";
 
 /**
  * Reads the keys of a registry file; an absent file has none.

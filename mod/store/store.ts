@@ -397,21 +397,3 @@ export function registryCounts(byStatus: readonly { status: string; n: number }[
   if (deleted > 0) counts.deleted = deleted;
   return counts;
 }
-
-/** Another run holds the store's lock. */
-export class LockedError extends Error {
-  /** When the other run took the lock, if known. */
-  readonly since: string | undefined;
-
-  /** Creates the error for the store at `display`. */
-  constructor(display: string, since: string | undefined) {
-    super(
-      since === undefined
-        ? `Another program holds a lock on ${display} (no bucketload run left its lock note): nothing was read or ` +
-          `written; try again once it lets go`
-        : `Another run holds ${display} since ${since}`,
-    );
-    this.name = "LockedError";
-    this.since = since;
-  }
-}

@@ -21,7 +21,7 @@ import type {
 } from "../store.ts";
 import type { SqlClient } from "./client.ts";
 import { encodeRaw } from "./raw_text.ts";
-import { oneLine } from "../../printable.ts";
+import { oneLine } from "../../common/printable.ts";
 import { hasTable, truth } from "./client.ts";
 
 /** A value of the `meta` table, or `undefined` when it is not set. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { oneLine } from "../../printable.ts";
+import { oneLine } from "../../common/printable.ts";
 import { decodeRaw, rawColumn } from "./raw_text.ts";
 import type { Cell, RecordType } from "../../records/mod.ts";
 import type { FilePart, Quarantined, QuarantinePage, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../common/errors.ts";
 import { MIGRATIONS } from "../migrations.ts";
 import { hasTable, type SqlClient } from "./client.ts";
 

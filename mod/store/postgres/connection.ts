@@ -7,7 +7,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import postgres from "postgres";
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../common/errors.ts";
 import { redactUrl } from "../../source/location.ts";
 import { bindable, type SqlClient, type SqlDialect, type SqlValue } from "../kit/client.ts";
 import { postgresSql } from "../migrations.ts";

@@ -2,18 +2,17 @@
  * A PostgreSQL run: a transaction on its own connection, beside any number
  * of other runs. It claims keys with transaction-scoped advisory locks, and
  * writes shared bookkeeping rows (registry marks, missing counts, the list
- * cache, meta) in the commit section, under a short advisory lock.
+ * cache, meta) in the commit section, under a short advisory lock. What
+ * every store's run shares is the kit's ({@linkcode KitRun}), each call one
+ * at a time on the run's connection.
  *
  * @module
  */
-import { CommitUnknownError, ConnectionLostError } from "../../errors.ts";
+import { CommitUnknownError, ConnectionLostError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
 import type { Validators } from "../../source/source.ts";
-import { registeredAmong, registryEntries, type RunBook, unregisteredAmong, writeMeta } from "../kit/bookkeeping.ts";
-import type { SqlClient } from "../kit/client.ts";
-import { FileParts } from "../kit/file_parts.ts";
-import { rederiveRows } from "../kit/rederive.ts";
-import { kitReplayer } from "../kit/quarantine.ts";
+import { registryEntries, type RunBook, writeMeta } from "../kit/bookkeeping.ts";
+import { KitRun } from "../kit/run.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
@@ -41,16 +40,9 @@ export interface PostgresRunOptions {
 }
 
 /** A run's transaction on its own connection. */
-export class PostgresRun implements S.RunTransaction {
-  /** Runs side by side share the database (they claim keys): a run never waits for another's lock to start. */
-  readonly lockWaitMs = 0;
+export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   readonly #conn: Reserved;
-  readonly #c: SqlClient;
-  readonly #book: RunBook;
-  readonly #rows: PostgresRows;
-  readonly #files: FileParts<CopyMark>;
   readonly #o: PostgresRunOptions;
-  readonly #types: readonly RecordType[];
   /** Keys whose file this run wrote (their missing streak ends). */
   readonly #written = new Set<string>();
   /** The list to cache at commit. */
@@ -58,8 +50,6 @@ export class PostgresRun implements S.RunTransaction {
   #inCommitSection = false;
   /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
   #committing = false;
-  /** The derived columns' settings to record at commit (see `rederive`). */
-  #settingsRecord: Readonly<Record<string, string>> = {};
   #open = true;
   /** The connection's work, one call at a time: claims come from the fetch side while the writer copies rows. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -74,6 +64,8 @@ export class PostgresRun implements S.RunTransaction {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(conn: Reserved, book: RunBook, types: readonly RecordType[], options: PostgresRunOptions) {
+    // Runs side by side share the database (they claim keys): a run never waits for another's lock to start.
+    super({ client: postgresClient(conn), book, types, rows: new PostgresRows(conn, types), lockWaitMs: 0 });
     this.#gone.promise.catch(() => {});
     const onDrop = (event: Event) => this.#fail(new ConnectionLostError((event as CustomEvent<string>).detail));
     const { signal } = options;
@@ -85,17 +77,7 @@ export class PostgresRun implements S.RunTransaction {
       signal?.removeEventListener("abort", onAbort);
     };
     this.#conn = conn;
-    this.#c = postgresClient(conn);
-    this.#book = book;
     this.#o = options;
-    this.#types = types;
-    this.#rows = new PostgresRows(conn, types);
-    this.#files = new FileParts(this.#rows, book);
-  }
-
-  /** The run's id: for a run begun with `idAtCommit`, once committed. */
-  get runId(): number {
-    return this.#book.runId;
   }
 
   #fail(reason: Error) {
@@ -105,7 +87,7 @@ export class PostgresRun implements S.RunTransaction {
   }
 
   /** One call at a time on the run's connection, given up at once when the run cannot go on. */
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
+  protected override serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(fn, fn);
     this.#queue = run.catch(() => {});
     const checked = run.catch((error) => {
@@ -120,7 +102,7 @@ export class PostgresRun implements S.RunTransaction {
 
   /** Creates the run's stages, and bounds how long its claims outlive it (see {@linkcode bound}). */
   async prepare(claimTimeoutMs: number) {
-    await this.#rows.createStages();
+    await this.rows.createStages();
     await this.#bound(claimTimeoutMs);
   }
 
@@ -135,7 +117,7 @@ export class PostgresRun implements S.RunTransaction {
     if (timeoutMs <= 0) return;
     await this.#conn.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${Math.round(timeoutMs)}`);
     this.#heartbeat = setInterval(() => {
-      if (this.#open && this.#goneReason === undefined) void this.#serial(() => this.#conn`SELECT 1`).catch(() => {});
+      if (this.#open && this.#goneReason === undefined) void this.serial(() => this.#conn`SELECT 1`).catch(() => {});
     }, Math.max(100, Math.round(timeoutMs / 3)));
     Deno.unrefTimer(this.#heartbeat);
   }
@@ -153,7 +135,7 @@ export class PostgresRun implements S.RunTransaction {
     const mine = locked.map((r) => r.key);
     if (skipRegistered === undefined) return mine;
     const wanted = new Map(claims.map((c) => [c.key, c.fingerprint]));
-    const entries = await registryEntries(this.#c, mine);
+    const entries = await registryEntries(this.c, mine);
     const rules = { all: false, loadedOnly: !skipRegistered.includes("invalid"), detect: true };
     return mine.filter((k) => fateOf(entries.get(k), wanted.get(k), rules) !== "processed");
   }
@@ -169,8 +151,8 @@ export class PostgresRun implements S.RunTransaction {
     if (keys.length === 0) return [];
     // Registry rows other runs may touch: in the commit section.
     await this.#enterCommitSection();
-    const marked = await this.#book.markDeleted(keys, at);
-    if (prune) { for (const key of marked) await this.#rows.replace(key); }
+    const marked = await this.book.markDeleted(keys, at);
+    if (prune) { for (const key of marked) await this.rows.replace(key); }
     return marked;
   }
 
@@ -187,35 +169,35 @@ export class PostgresRun implements S.RunTransaction {
                OR key IN (SELECT key FROM processed_files)`;
     const gaveUp: string[] = [];
     for (const { key, reason } of keys) {
-      if (await this.#book.missing(key, reason, giveUpRuns, at)) gaveUp.push(key);
+      if (await this.book.missing(key, reason, giveUpRuns, at)) gaveUp.push(key);
     }
     return gaveUp;
   }
 
   async #writeFile(file: S.FileWrite): Promise<void> {
-    await this.#files.writeFile(file);
+    await this.files.writeFile(file);
     this.#written.add(file.key);
   }
 
   async #rowCounts(): Promise<S.RowCounts> {
-    await this.#rows.flush();
+    await this.rows.flush();
     await this.#enterCommitSection();
-    return await this.#rows.merge();
+    return await this.rows.merge();
   }
 
   async #commit(c: S.RunCounts): Promise<void> {
     await this.#rowCounts();
     const { bucket, previousBucket, startedAt } = this.#o;
-    const meta: Record<string, string> = { ...this.#settingsRecord, bucket };
+    const meta: Record<string, string> = { ...this.settingsRecord, bucket };
     if (previousBucket !== undefined && previousBucket !== bucket) {
       Object.assign(meta, { previous_bucket: previousBucket, bucket_changed_at: startedAt.toISOString() });
     }
-    await writeMeta(this.#c, meta);
+    await writeMeta(this.c, meta);
     if (this.#listToCache !== undefined) {
       const { key, text, validators } = this.#listToCache;
-      await this.#book.cacheList(key, text, validators);
+      await this.book.cacheList(key, text, validators);
     }
-    await this.#book.finish(c);
+    await this.book.finish(c);
     this.#committing = true;
     await this.#conn`COMMIT`;
     this.#committing = false;
@@ -230,7 +212,7 @@ export class PostgresRun implements S.RunTransaction {
   async #afterCommitFailed(error: unknown): Promise<void> {
     if (!this.#committing) throw error;
     this.#committing = false;
-    const runId = this.#book.runId;
+    const runId = this.book.runId;
     const { committed, pid } = this.#o;
     const outcome = committed === undefined || pid === undefined ? undefined : await committed(runId, pid);
     if (outcome === true) {
@@ -244,7 +226,7 @@ export class PostgresRun implements S.RunTransaction {
   async #rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>>): Promise<void> {
     if (!this.#open) return;
     await this.#conn`ROLLBACK`;
-    await writeMeta(this.#c, { ...meta, last_check_at: at.toISOString(), last_check_result: result });
+    await writeMeta(this.c, { ...meta, last_check_at: at.toISOString(), last_check_result: result });
     await this.#close();
   }
 
@@ -283,79 +265,40 @@ export class PostgresRun implements S.RunTransaction {
     this.#conn.release();
   }
 
-  // The contract's methods, each one at a time on the run's connection.
-  registered(keys: readonly string[], statuses?: readonly S.FileStatus[]): Promise<ReadonlySet<string>> {
-    return this.#serial(() => registeredAmong(this.#c, keys, statuses));
-  }
-  unregistered(keys: readonly string[], statuses?: readonly S.FileStatus[]): Promise<string[]> {
-    return this.#serial(() => unregisteredAmong(this.#c, keys, statuses));
-  }
+  // What differs from the kit's run: claims, the commit section, and a connection that can be lost.
   claim(claims: readonly S.Claim[], skipRegistered: readonly S.FileStatus[] | undefined): Promise<string[]> {
-    return this.#serial(() => this.#claim(claims, skipRegistered));
-  }
-  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
-    return this.#serial(() => this.#book.cachedList(key));
+    return this.serial(() => this.#claim(claims, skipRegistered));
   }
   /** Kept for the commit section: the list cache is shared by every run on the bucket. */
-  cacheList(key: string, text: string, validators: Validators): Promise<void> {
+  override cacheList(key: string, text: string, validators: Validators): Promise<void> {
     this.#listToCache = { key, text, validators };
     return Promise.resolve();
   }
-  addListed(objects: readonly S.ListedFingerprint[], firstPosition: number): Promise<void> {
-    return this.#serial(() => this.#book.addListed(objects, firstPosition));
-  }
-  listedPlan(options: { all: boolean; loadedOnly: boolean; detect: boolean }): Promise<S.PlannedKey[]> {
-    return this.#serial(() => this.#book.listedPlan(options));
-  }
-  unlisted(): Promise<string[]> {
-    return this.#serial(() => this.#book.unlisted());
+  /** Each file written ends its key's missing streak (see `noteMissing`). */
+  override writeFile(file: S.FileWrite): Promise<void> {
+    return this.serial(() => this.#writeFile(file));
   }
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
-    return this.#serial(() => this.#markDeleted(keys, at, prune));
+    return this.serial(() => this.#markDeleted(keys, at, prune));
   }
   importKeys(): Promise<S.ImportOutcome> {
-    return this.#serial(() => this.#importKeys());
+    return this.serial(() => this.#importKeys());
   }
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
-    return this.#serial(() => this.#noteMissing(keys, giveUpRuns, at));
+    return this.serial(() => this.#noteMissing(keys, giveUpRuns, at));
   }
   rowCounts(): Promise<S.RowCounts> {
-    return this.#serial(() => this.#rowCounts());
-  }
-  writePart(key: string, part: S.FilePart, options?: S.PartOptions): Promise<void> {
-    return this.#serial(() => this.#files.writePart(key, part, options));
-  }
-  abortFile(key: string): Promise<void> {
-    return this.#serial(() => this.#files.abortFile(key));
-  }
-  writeFile(file: S.FileWrite): Promise<void> {
-    return this.#serial(() => this.#writeFile(file));
+    return this.serial(() => this.#rowCounts());
   }
   commit(counts: S.RunCounts): Promise<void> {
-    return this.#serial(() => this.#commit(counts)).catch((error) => this.#afterCommitFailed(error));
+    return this.serial(() => this.#commit(counts)).catch((error) => this.#afterCommitFailed(error));
   }
   rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
-    return this.#serial(() => this.#rollbackAsCheck(at, result, meta));
-  }
-  rederive(settings: Readonly<Record<string, number>>): Promise<S.Rederived> {
-    return this.#serial(async () => {
-      const rederived = await rederiveRows(this.#c, this.#types, settings);
-      this.#settingsRecord = rederived.record;
-      return rederived;
-    });
-  }
-
-  replayer(): S.Replayer {
-    return kitReplayer(
-      this.#c,
-      this.#types,
-      (key, part, pos) => this.#rows.write(key, part, pos),
-      (fn) => this.#serial(fn),
-    );
+    return this.serial(() => this.#rollbackAsCheck(at, result, meta));
   }
   rollback(): Promise<void> {
     if (this.#goneReason !== undefined) return this.#abandon();
-    return this.#serial(() => this.#rollback()).catch(async (error) => {
+    return this.serial(() => this.#rollback()).catch(async (error) => {
       if (this.#goneReason === undefined) throw error;
       await this.#abandon();
     });

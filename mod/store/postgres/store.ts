@@ -18,7 +18,7 @@
  */
 import { checkBookkeeping } from "../kit/tamper.ts";
 import { getLogger } from "@logtape/logtape";
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
 import { redactUrl } from "../../source/location.ts";
 import type { StatusReport } from "../status.ts";

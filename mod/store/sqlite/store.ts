@@ -8,7 +8,7 @@ import { checkBookkeeping } from "../kit/tamper.ts";
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync } from "node:sqlite";
-import { DamagedDatabaseError, isCorruption, UsageError } from "../../errors.ts";
+import { DamagedDatabaseError, isCorruption, LockedError, UsageError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
 import { migrate } from "../migrations.ts";
 import type { StatusReport } from "../status.ts";
@@ -23,7 +23,7 @@ import {
   writeMeta,
 } from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
-import { type BeginOptions, type FileStatus, LockedError, type RegistryEntry, type Store } from "../store.ts";
+import type { BeginOptions, FileStatus, RegistryEntry, Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
 import {
   fileInfo,
@@ -240,7 +240,7 @@ export class SqliteStore implements Store {
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
       const quickCheckedAt = await this.#integrityCheck(startedAt);
-      const changes = migrate(this.#db, this.#o.types, startedAt);
+      const changes = await migrate(this.#db, this.#c, this.#o.types, startedAt);
       // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
       await checkBookkeeping(this.#c, "DATABASE_NAME");
       if (changes.length > 0) {
@@ -258,9 +258,9 @@ export class SqliteStore implements Store {
       const book = await RunBook.start(this.#c, startedAt, options.bucket);
       // The original's rows take today's rules: once, in this run's transaction. Looked for only while that can
       // matter (not yet taken over, or an empty registry), so that a run on a large database does not scan it.
-      const emptyRegistry = registryEmpty(this.#db);
+      const emptyRegistry = await registryEmpty(this.#c);
       const notTakenOver = (await readMeta(this.#c, "taken_over_at")) === undefined;
-      const legacy = (emptyRegistry || notTakenOver) && hasLegacyRows(this.#db, this.#o.types);
+      const legacy = (emptyRegistry || notTakenOver) && await hasLegacyRows(this.#db, this.#c, this.#o.types);
       if (legacy && notTakenOver) await this.#takeOver(book.runId, startedAt);
       const run = { loadMode: mode, stageRows: this.#o.stageRows, lockWaitMs, quickCheckedAt };
       return new SqliteRun(this.#db, this.#c, book, this.#o.types, {
@@ -311,7 +311,8 @@ export class SqliteStore implements Store {
     const reject = this.#db.prepare(
       "INSERT INTO rejected_records (run_id, key, record_index, type, reason, raw) VALUES (?, ?, NULL, ?, ?, ?)",
     );
-    const results = takeOverLegacyRows(this.#db, this.#o.types, { ingestionTime: "", settings: this.#o.rules }, (r) => {
+    const context = { ingestionTime: "", settings: this.#o.rules };
+    const results = await takeOverLegacyRows(this.#db, this.#c, this.#o.types, context, (r) => {
       reject.run(runId, `(taken over: ${r.table})`, r.type, `taken over from the original, ${r.reason}`, r.raw);
     });
     await writeMeta(this.#c, { taken_over_at: at.toISOString() });
@@ -351,8 +352,8 @@ export class SqliteStore implements Store {
   }
 
   /** Whether a run would take over the original's database now: its rows are there and the registry is empty. */
-  takesOver(): Promise<boolean> {
-    return Promise.resolve(registryEmpty(this.#db) && hasLegacyRows(this.#db, this.#o.types));
+  async takesOver(): Promise<boolean> {
+    return await registryEmpty(this.#c) && await hasLegacyRows(this.#db, this.#c, this.#o.types);
   }
 
   #unlock() {

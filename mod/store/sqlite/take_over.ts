@@ -16,7 +16,7 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import type { Cell, RecordType, RowContext } from "../../records/mod.ts";
-import { hasTable } from "../migrations.ts";
+import { hasTable, type SqlClient } from "../kit/client.ts";
 import { quote } from "../kit/sql.ts";
 
 /** What a take-over did to one table. */
@@ -46,20 +46,22 @@ export interface LegacyRejection {
  * table bucketload created has it `NOT NULL`, and is not read). Works on a
  * read-only connection.
  */
-export function hasLegacyRows(db: DatabaseSync, types: readonly RecordType[]): boolean {
-  return types.some((type) => {
-    if (!hasTable(db, type.table)) return false;
+export async function hasLegacyRows(db: DatabaseSync, c: SqlClient, types: readonly RecordType[]): Promise<boolean> {
+  for (const type of types) {
+    if (!(await hasTable(c, type.table))) continue;
     const column = db.prepare(`SELECT "notnull" AS required FROM pragma_table_info(?) WHERE name = 'source_key'`)
       .get(type.table) as { required: number } | undefined;
-    if (column?.required === 1) return false;
+    if (column?.required === 1) continue;
     const where = column === undefined ? "" : " WHERE source_key IS NULL";
-    return db.prepare(`SELECT 1 FROM ${quote(type.table)}${where} LIMIT 1`).get() !== undefined;
-  });
+    if (db.prepare(`SELECT 1 FROM ${quote(type.table)}${where} LIMIT 1`).get() !== undefined) return true;
+  }
+  return false;
 }
 
 /** Whether the registry is empty (or not there yet). */
-export function registryEmpty(db: DatabaseSync): boolean {
-  return !hasTable(db, "processed_files") || db.prepare("SELECT 1 FROM processed_files LIMIT 1").get() === undefined;
+export async function registryEmpty(c: SqlClient): Promise<boolean> {
+  return !(await hasTable(c, "processed_files")) ||
+    (await c.all("SELECT 1 AS one FROM processed_files LIMIT 1")).length === 0;
 }
 
 /**
@@ -68,15 +70,16 @@ export function registryEmpty(db: DatabaseSync): boolean {
  * their lineage columns (after migration); the rows keep `source_key` and
  * `source_pos` NULL, so that any file's row replaces them.
  */
-export function takeOverLegacyRows(
+export async function takeOverLegacyRows(
   db: DatabaseSync,
+  c: SqlClient,
   types: readonly RecordType[],
   context: RowContext,
   reject: (rejection: LegacyRejection) => void,
-): TakeOverResult[] {
+): Promise<TakeOverResult[]> {
   const results: TakeOverResult[] = [];
   for (const type of types) {
-    if (type.fromLegacy === undefined || !hasTable(db, type.table)) continue;
+    if (type.fromLegacy === undefined || !(await hasTable(c, type.table))) continue;
     const names = type.columns.map((c) => c.name);
     const legacy = db.prepare(
       `SELECT rowid AS "rowid", * FROM ${quote(type.table)} WHERE source_key IS NULL ORDER BY rowid`,

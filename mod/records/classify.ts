@@ -1,0 +1,75 @@
+/**
+ * The dispatch of one array element to exactly one outcome: a row of its
+ * record type, ignored (a type no rule loads), or rejected with its reason.
+ *
+ * @module
+ */
+import type { DriftCounter, JsonKind } from "./drift.ts";
+import { describe, isObject } from "./fields.ts";
+import type { Cell, RecordType, RowContext } from "./record_type.ts";
+
+/** What became of one element of a file's array. */
+export type Outcome =
+  | { readonly kind: "row"; readonly type: RecordType; readonly row: Cell[] }
+  | { readonly kind: "ignored"; readonly typeName: string }
+  | { readonly kind: "rejected"; readonly typeName: string | null; readonly reason: string };
+
+function fieldCount(data: Record<string, unknown>): number {
+  let n = 0;
+  for (const _ in data) n++;
+  return n;
+}
+
+/** Dispatches elements on their exact `type` to a {@linkcode RecordType}. */
+export class Classifier {
+  readonly #types: ReadonlyMap<string, RecordType>;
+  readonly #context: RowContext;
+  /** Each type's field kinds, for drift (a type that declares none is left out). */
+  readonly #kinds: ReadonlyMap<string, ReadonlyMap<string, JsonKind>>;
+
+  /** Builds a classifier for `types`, deriving columns with `context`. */
+  constructor(types: readonly RecordType[], context: RowContext) {
+    this.#types = new Map(types.map((t) => [t.type, t]));
+    this.#context = context;
+    this.#kinds = new Map(
+      types.filter((t) => t.fields !== undefined).map((t) => [t.type, new Map(Object.entries(t.fields!))]),
+    );
+  }
+
+  /** Classifies one element, counting its type's drift into `drift`. Never throws. */
+  classify(element: unknown, drift?: DriftCounter): Outcome {
+    if (!isObject(element)) {
+      return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
+    }
+    const typeName = Object.hasOwn(element, "type") ? element.type : undefined;
+    if (typeof typeName !== "string") {
+      return { kind: "rejected", typeName: null, reason: `type: expected a string, got ${describe(typeName)}` };
+    }
+    const type = this.#types.get(typeName);
+    if (type === undefined) return { kind: "ignored", typeName };
+    const data = Object.hasOwn(element, "data") ? element.data : undefined;
+    if (!isObject(data)) {
+      return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
+    }
+    const row = type.toRow(data, this.#context);
+    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
+    // A row's known fields all passed their checks, so had the rule's JSON type: only more fields can be drift.
+    if (kinds !== undefined && (typeof row === "string" || fieldCount(data) > kinds.size)) {
+      drift!.observe(typeName, kinds, data);
+    }
+    if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
+    if (this.#context.rejectNul) {
+      const at = row.findIndex((cell) => typeof cell === "string" && cell.includes("\u0000"));
+      if (at !== -1) {
+        return {
+          kind: "rejected",
+          typeName,
+          reason: `${
+            type.columns[at]?.name ?? "source_key"
+          }: contains U+0000 (NUL), which PostgreSQL text cannot store`,
+        };
+      }
+    }
+    return { kind: "row", type, row };
+  }
+}

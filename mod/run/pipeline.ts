@@ -1,0 +1,453 @@
+/**
+ * The pipeline runner: list → new keys → fetch in parallel → parse and
+ * classify → write in list order → commit once. It only wires the steps.
+ *
+ * @module
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import { fetchListing, globMatcher } from "../source/listing.ts";
+import { produceInThread, type Producer } from "../produce/produce.ts";
+import type { RecordType } from "../records/mod.ts";
+import type { BucketSource } from "../source/source.ts";
+import {
+  NO_FILES,
+  NOTHING_REDERIVED,
+  type Rederived,
+  type RunCounts,
+  type RunTransaction,
+  type Store,
+} from "../store/store.ts";
+import { inSpan } from "../common/telemetry.ts";
+import { type Plan, planList, planListed } from "./plan.ts";
+import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./load.ts";
+
+export { countsByName, type Progress } from "./load.ts";
+
+const baseLogger = getLogger(["bucketload", "pipeline"]);
+
+/** Options of {@linkcode runPipeline}. */
+export interface PipelineOptions {
+  readonly source: BucketSource;
+  readonly store: Store;
+  readonly types: readonly RecordType[];
+  readonly filesListKey: string;
+  /** `KEY_PATTERN`: the keys to take from a bucket listing (a source without a list file). @default {""} (all) */
+  readonly keyPattern?: string | undefined;
+  readonly encoding: string;
+  readonly dateStoreFormat: string;
+  /** The record types' own settings (`AWESOME_*`), by key; a key left out takes its default. */
+  readonly typeSettings?: Readonly<Record<string, number>> | undefined;
+  /** Parallel fetches. @default {8} */
+  readonly concurrency?: number;
+  /** Re-fetch keys already registered. @default {false} */
+  readonly force?: boolean;
+  /** Re-fetch keys registered as invalid (e.g. after a rule was fixed). @default {false} */
+  readonly retryInvalid?: boolean;
+  /** Fetch only these keys, registered or not (`--key`). */
+  readonly onlyKeys?: readonly string[] | undefined;
+  /** Keys another tool processed (the original's `processed.json`): registered as loaded before listing. */
+  readonly importKeys?: readonly string[] | undefined;
+  /** Register a key as invalid after it was missing in this many runs in a row; 0 never. @default {0} */
+  readonly missingGiveUpRuns?: number;
+  /** @default {512 MiB} */
+  readonly maxFileBytes?: number;
+  /** @default {64 MiB} */
+  readonly maxListBytes?: number;
+  /** @default {65536} */
+  readonly maxRejectedRawBytes?: number;
+  /** Objects larger than this are parsed as they download. @default {32 MiB} */
+  readonly streamThresholdBytes?: number;
+  /** `MAX_RECORD_BYTES`: a longer record makes its file invalid. @default {1 MiB} */
+  readonly maxRecordBytes?: number | undefined;
+  /**
+   * With a bucket listing: re-fetch an object whose ETag or size changed
+   * since it was loaded, replacing its earlier rows (`CHANGE_DETECTION`).
+   * @default {true}
+   */
+  readonly changeDetection?: boolean;
+  /** With a bucket listing: delete the rows of objects gone from it (`PRUNE_DELETED`). @default {false} */
+  readonly pruneDeleted?: boolean;
+  /** Elements per part of a streamed file (tests use small parts). */
+  readonly partElements?: number | undefined;
+  /** Characters of record text per part of a streamed file (tests use small parts). */
+  readonly partChars?: number | undefined;
+  /** The clock. @default {() => new Date()} */
+  readonly now?: () => Date;
+  /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
+  readonly signal?: AbortSignal | undefined;
+  /** Produces the files (fetch, parse, classify); default in-thread, or a worker's. */
+  readonly producer?: Producer | undefined;
+  /** Keys claimed at a time from a store that runs share (PostgreSQL), as the fetches need them. @default {concurrency} */
+  readonly claimBatch?: number | undefined;
+  /** Called after each listed key is settled, e.g. for a progress bar. */
+  readonly onProgress?: ((progress: Progress) => void) | undefined;
+}
+
+/** What a run did; `status` decides the exit code. */
+export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
+  /** `ok`: every file ended loaded, invalid, missing or refused. */
+  readonly status: "ok" | "failed" | "list_failed";
+  readonly runId: number | undefined;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  /** Why the list could not be read, for `list_failed`. */
+  readonly listError: string | undefined;
+  readonly failedKeys: readonly { readonly key: string; readonly reason: string }[];
+  readonly missingKeys: readonly string[];
+  /** Missing keys asked for with `--key` that are not in the list: no later run retries them. */
+  readonly missingUnlistedKeys: readonly string[];
+  readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** The list answered 304 (unchanged since the last run); the cached copy was used. */
+  readonly unchanged: boolean;
+  /** The keys came from listing the bucket (no list file). */
+  readonly listed: boolean;
+  /** Of `filesNew`, keys that were registered before and fetched again (`--force`, `--retry-invalid`, `--key`). */
+  readonly filesRefetched: number;
+  /** Time spent waiting for another run's lock, not counted in the run's time. */
+  readonly lockWaitMs: number;
+  /** Keys imported from `PROCESSED_FILES_FILENAME` into the registry. */
+  readonly imported: number;
+  /** Keys given up after `MISSING_GIVE_UP_RUNS` runs missing (now registered invalid). */
+  readonly gaveUpKeys: readonly string[];
+  /** Files that ended invalid in this run, with the reason. */
+  readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** Objects gone from the bucket's listing, marked deleted in this run. */
+  readonly deletedKeys: readonly string[];
+  /** Keys to fetch that another run, side by side with this one, claimed or loaded first (shared stores). */
+  readonly filesClaimedElsewhere: number;
+  /** Stored rows whose derived columns were recomputed because their type's settings changed (no fetch). */
+  readonly rederived: Rederived;
+}
+
+/** The report of a run that wrote nothing: the list failed, or nothing changed. */
+function nothingWritten(
+  r: Pick<RunReport, "status" | "startedAt" | "finishedAt" | "loaded"> & Partial<RunReport>,
+): RunReport {
+  return {
+    runId: undefined,
+    listError: undefined,
+    failedKeys: [],
+    missingKeys: [],
+    missingUnlistedKeys: [],
+    refusedKeys: [],
+    ...NO_FILES,
+    filesRefused: r.refusedKeys?.length ?? 0,
+    rejected: 0,
+    ignored: countsByName(),
+    issues: [],
+    drift: [],
+    unchanged: false,
+    listed: false,
+    filesRefetched: 0,
+    rowsInserted: 0,
+    rowsUpdated: 0,
+    rowsRemoved: 0,
+    lockWaitMs: 0,
+    imported: 0,
+    gaveUpKeys: [],
+    invalidKeys: [],
+    deletedKeys: [],
+    rederived: NOTHING_REDERIVED,
+    ...r,
+  };
+}
+
+/**
+ * Imports the original's processed-files list at a take-over only (see
+ * `RunTransaction.importKeys`); says in one line why it is not imported into
+ * a database that holds none of the original's rows. Returns the keys
+ * imported.
+ */
+async function importProcessedList(
+  tx: RunTransaction,
+  keys: readonly string[],
+  at: Date,
+  logger: Logger,
+): Promise<number> {
+  const { imported, skipped } = await tx.importKeys(keys, at);
+  if (skipped === "no-rows") {
+    logger.warn(
+      "PROCESSED_FILES_FILENAME lists {count} keys, but this database holds none of their rows: they are not " +
+        "imported, and their files are loaded (the file is rewritten from the registry after the run)",
+      { count: keys.length },
+    );
+  } else if (imported > 0) {
+    logger.info("Took over the original's processed-files list: {imported} keys registered as loaded", { imported });
+  }
+  return imported;
+}
+
+/** A list read and planned: what to fetch, and (from a bucket listing) which registered objects are gone. */
+interface Listed {
+  readonly listing: Exclude<Awaited<ReturnType<typeof fetchListing>>, { error: string }>;
+  readonly plan: Plan;
+  /** Registered objects a bucket listing no longer holds (to be marked deleted). */
+  readonly deletedKeys: readonly string[];
+}
+
+/** Reads the list (or the bucket listing) and plans the run: the keys to fetch, logged with what was refused. */
+async function listAndPlan(
+  tx: RunTransaction,
+  options: PipelineOptions,
+  logger: Logger,
+): Promise<Listed | { error: string }> {
+  const { force = false, retryInvalid = false, onlyKeys, changeDetection = true } = options;
+  const listing = await fetchListing(options.source, {
+    key: options.filesListKey,
+    keyPattern: options.keyPattern,
+    encoding: options.encoding,
+    maxBytes: options.maxListBytes ?? 64 * 1024 * 1024,
+    signal: options.signal,
+    // --force reads the list afresh rather than trusting a cached copy.
+    cached: force ? undefined : await tx.cachedList(options.filesListKey),
+    // A bucket listing goes to the run's transaction page by page, not into memory.
+    sink: (objects, first) => tx.addListed(objects, first),
+  });
+  if ("error" in listing) {
+    logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listing.error });
+    return listing;
+  }
+  for (const { key, reason } of listing.refused) logger.warn("Refused key {key}: {reason}", { key, reason });
+  // What to fetch, with what the writes need of it: list positions, and a listing's fingerprints.
+  const plan = listing.listed
+    ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
+    : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
+  for (const key of plan.unlisted) logger.warn("Key {key} is not in the list; fetching it as asked", { key });
+  if (plan.changed.size > 0) {
+    logger.info("{count} objects changed since they were loaded", { count: plan.changed.size });
+  }
+  logger.info("Listed {listed} keys: {new} to fetch, {refused} refused, {duplicates} duplicate lines", {
+    listed: listing.listedCount + listing.refused.length,
+    new: plan.todo.length,
+    refused: listing.refused.length,
+    duplicates: listing.duplicates,
+    unchanged: listing.notModified,
+  });
+  // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
+  const belongs = globMatcher(options.keyPattern ?? "");
+  const deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
+  return { listing, plan, deletedKeys };
+}
+
+/** The producer of a run: the one given (a worker), or the produce step on this thread. */
+function producerOf(options: PipelineOptions): Producer {
+  if (options.producer !== undefined) return options.producer;
+  return produceInThread(options.source, options.types, {
+    encoding: options.encoding,
+    dateStoreFormat: options.dateStoreFormat,
+    typeSettings: options.typeSettings,
+    concurrency: options.concurrency ?? 8,
+    maxFileBytes: options.maxFileBytes ?? 512 * 1024 * 1024,
+    maxRejectedRawBytes: options.maxRejectedRawBytes ?? 65_536,
+    streamThresholdBytes: options.streamThresholdBytes ?? 32 * 1024 * 1024,
+    maxRecordBytes: options.maxRecordBytes ?? 1024 * 1024,
+    partElements: options.partElements,
+    partChars: options.partChars,
+    rejectNul: !options.store.holdsNul,
+  }, options.now ?? (() => new Date()));
+}
+
+/** How a shared store's keys are claimed: which registered keys the claim skips, and how many at a time. */
+function claimOptions(options: PipelineOptions): ClaimOptions {
+  const { onlyKeys, force = false, retryInvalid = false } = options;
+  return {
+    batch: options.claimBatch ?? options.concurrency ?? 8,
+    skip: onlyKeys !== undefined || force ? undefined : retryInvalid ? ["loaded"] : ["loaded", "invalid"],
+  };
+}
+
+/** What a run keeps from its start to its report. */
+interface RunStart {
+  readonly startedAt: Date;
+  readonly lockWaitMs: number;
+  readonly imported: number;
+  readonly logger: Logger;
+  /** Stored rows whose derived columns followed a change of their type's settings. */
+  readonly rederived: Rederived;
+}
+
+/**
+ * Runs the pipeline once: plan, load, finish. Everything it writes commits
+ * in one transaction at the end, or not at all.
+ *
+ * @throws {LockedError} when another run holds the store
+ */
+export async function runPipeline(options: PipelineOptions): Promise<RunReport> {
+  const { source, store, now = () => new Date(), signal } = options;
+  const tx: RunTransaction = await store.begin(now(), {
+    bucket: source.display,
+    signal,
+    onBucketChange: (previous, current) =>
+      baseLogger.warn(
+        "This database was loaded from {previous} and now loads from {current}: keys registered from the " +
+          "earlier bucket count as processed here (use one database per bucket, or --force)",
+        { previous, current },
+      ),
+  });
+  // The run's time starts once it holds the lock; a wait is only reported when another run held it.
+  const startedAt = now();
+  const logger = baseLogger.with({ run_id: tx.runId });
+  const loaded = countsByName(new Map(options.types.map((t) => [t.type, 0])));
+  try {
+    const importKeys = options.importKeys ?? [];
+    const imported = importKeys.length > 0 ? await importProcessedList(tx, importKeys, startedAt, logger) : 0;
+    const rederived = await tx.rederive(options.typeSettings ?? {});
+    if (rederived.changes.length > 0) {
+      logger.info("Settings of derived columns changed ({changes}): {rows} stored rows re-derived", {
+        changes: rederived.changes.join(", "),
+        rows: rederived.rows,
+      });
+    }
+    const start: RunStart = { startedAt, lockWaitMs: tx.lockWaitMs, imported, logger, rederived };
+    const listed = await listAndPlan(tx, options, logger);
+    if ("error" in listed) {
+      await tx.rollback();
+      const listError = listed.error;
+      return nothingWritten({
+        status: "list_failed",
+        startedAt,
+        finishedAt: now(),
+        listError,
+        loaded,
+        lockWaitMs: tx.lockWaitMs,
+      });
+    }
+    const { listing, plan, deletedKeys } = listed;
+    const nothingNew = plan.todo.length === 0 && deletedKeys.length === 0 && rederived.rows === 0;
+    if ((listing.notModified || listing.listed) && nothingNew) {
+      return await noteCheck(tx, listed, start, now(), loaded);
+    }
+    // Kept with or without validators: the next run compares the body when the server does not answer 304.
+    if (!listing.listed && !listing.notModified) {
+      await tx.cacheList(options.filesListKey, listing.text, listing.validators ?? {});
+    }
+    const load = new RunLoad({
+      tx,
+      plan,
+      produce: producerOf(options),
+      logger,
+      typeNames: options.types.map((t) => t.type),
+      signal,
+      onProgress: options.onProgress,
+    });
+    await load.run(await tx.registered(plan.todo), tx.claim === undefined ? undefined : claimOptions(options));
+    signal?.throwIfAborted();
+    return await finishRun(tx, options, listed, load, start);
+  } catch (error) {
+    await tx.rollback();
+    throw error;
+  }
+}
+
+/** Nothing changed and nothing is pending: only the check is noted, so that frequent schedules cost nothing. */
+async function noteCheck(
+  tx: RunTransaction,
+  { listing }: Listed,
+  start: RunStart,
+  finishedAt: Date,
+  loaded: Record<string, number>,
+): Promise<RunReport> {
+  start.logger.info(
+    listing.listed
+      ? "No new object and no key is pending: nothing to do"
+      : "The list is unchanged and no key is pending: nothing to do",
+  );
+  await tx.rollbackAsCheck(
+    finishedAt,
+    listing.listed ? "no new object, nothing pending" : "list unchanged, nothing pending",
+    // Settings recorded as the derived columns' (no row changed by them, or this would not be a no-op).
+    start.rederived.record,
+  );
+  return nothingWritten({
+    status: "ok",
+    startedAt: start.startedAt,
+    finishedAt,
+    loaded,
+    unchanged: true,
+    listed: listing.listed,
+    refusedKeys: listing.refused,
+    filesListed: listing.listedCount + listing.refused.length,
+    lockWaitMs: start.lockWaitMs,
+  });
+}
+
+/** The finish step: deletions, missing streaks, the counts, the commit, and the report. */
+async function finishRun(
+  tx: RunTransaction,
+  options: PipelineOptions,
+  { listing, plan, deletedKeys: gone }: Listed,
+  load: RunLoad,
+  start: RunStart,
+): Promise<RunReport> {
+  const { now = () => new Date(), pruneDeleted = false, missingGiveUpRuns = 0 } = options;
+  const { logger } = start;
+  // Only the keys this run marked are its deletions (a run side by side may have marked some first).
+  const deletedKeys = await tx.markDeleted(gone, now(), pruneDeleted);
+  for (const key of deletedKeys) {
+    logger.info("Deleted from the bucket: {key}{pruned}", { key, pruned: pruneDeleted ? " (its rows removed)" : "" });
+  }
+  const gaveUpKeys = await tx.noteMissing(load.missing, missingGiveUpRuns, now());
+  for (const key of gaveUpKeys) {
+    logger.warn("Gave up on {key}: missing in {runs} runs in a row; registered as invalid", {
+      key,
+      runs: missingGiveUpRuns,
+    });
+  }
+  const rows = await tx.rowCounts();
+  const missing = [...load.missing, ...load.missingUnlisted];
+  const counts: RunCounts = {
+    status: load.failedKeys.length > 0 ? "failed" : "ok",
+    finishedAt: now(),
+    rowsInserted: rows.inserted,
+    rowsUpdated: rows.updated,
+    rowsRemoved: rows.removed,
+    filesListed: listing.listedCount + listing.refused.length,
+    filesNew: plan.todo.length - load.filesClaimedElsewhere,
+    filesLoaded: load.filesLoaded,
+    filesInvalid: load.filesInvalid,
+    filesMissing: missing.length,
+    filesFailed: load.failedKeys.length,
+    filesRefused: listing.refused.length,
+    filesChanged: load.filesChanged,
+    filesDeleted: deletedKeys.length,
+    filesClaimedElsewhere: load.filesClaimedElsewhere,
+    loaded: countsByName(load.loadedByType),
+    rejected: load.rejected,
+    ignored: countsByName(load.ignoredByType),
+    drift: load.drift.entries(),
+    issues: [
+      ...listing.refused.map(({ key, reason }) => ({ key, outcome: "refused" as const, reason })),
+      ...missing.map(({ key, reason }) => ({ key, outcome: "missing" as const, reason })),
+      ...load.failedKeys.map(({ key, reason }) => ({ key, outcome: "failed" as const, reason })),
+    ],
+  };
+  await inSpan(
+    "bucketload.commit",
+    { "bucketload.files": counts.filesLoaded + counts.filesInvalid },
+    () => tx.commit(counts),
+  );
+  logger.info(
+    "Committed run {run_id}: {loaded} records loaded ({inserted} new rows, {updated} updated, {removed} removed), " +
+      "{rejected} rejected",
+    { loaded: load.records, ...rows, rejected: load.rejected, status: counts.status },
+  );
+  return {
+    ...counts,
+    filesRefetched: load.filesRefetched,
+    lockWaitMs: start.lockWaitMs,
+    imported: start.imported,
+    gaveUpKeys,
+    invalidKeys: load.invalidKeys,
+    deletedKeys,
+    runId: tx.runId,
+    startedAt: start.startedAt,
+    listError: undefined,
+    failedKeys: load.failedKeys,
+    missingKeys: load.missing.map((m) => m.key),
+    missingUnlistedKeys: load.missingUnlisted.map((m) => m.key),
+    refusedKeys: listing.refused,
+    unchanged: listing.notModified,
+    listed: listing.listed,
+    rederived: start.rederived,
+  };
+}

@@ -98,7 +98,7 @@ export function collectorHosts(env: Readonly<Record<string, string>>): string[] 
 }
 
 /**
- * With `OTEL_DENO` on, the child's log lines reach the collector through Deno's console capture (mod/app/log.ts):
+ * With `OTEL_DENO` on, the child's log lines reach the collector through Deno's console capture (mod/commands/log.ts):
  * `OTEL_DENO_CONSOLE=replace` has what it hands the console exported and not printed, since it prints its lines
  * itself. `ignore` is kept (no log line is exported); `capture`, Deno's default, would print each line twice.
  */

@@ -12,7 +12,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { preflight, runOnceAction } from "./mod/commands/run.ts";
 import { dryRunAction } from "./mod/commands/dry_run.ts";
 import { statusAction } from "./mod/commands/status.ts";
-import { type Config, CONFIG_KEYS } from "./mod/config/config.ts";
+import { type Config, keyGroups } from "./mod/config/config.ts";
 import { type Cli, fixableError, launchedAs, loadConfigFromEnv, parseCli, readEnv } from "./mod/cli/args.ts";
 import { watchParent } from "./mod/cli/parent.ts";
 
@@ -58,9 +58,13 @@ function help(command: string): string {
       "re-validate quarantined records by today's rules, without re-fetching",
     ),
   ];
-  const keys = Object.entries(CONFIG_KEYS).map(([k, s]) =>
-    `  ${k.padEnd(26)}${s.help}${s.default ? ` (default ${s.default})` : ""}`
-  );
+  // The core's keys, then each store's, source's and record type's under its name.
+  const keys = keyGroups().flatMap((group, i) => [
+    ...(i === 0 ? [] : ["", `${group.title}:`]),
+    ...Object.entries(group.keys).map(([k, s]) =>
+      `  ${k.padEnd(26)}${s.help}${s.default ? ` (default ${s.default})` : ""}`
+    ),
+  ]);
   return `bucketload ${denoJson.version}: load a bucket's new JSON files into SQLite, exactly once
 
 Usage:

@@ -47,10 +47,10 @@ export async function pages(): Promise<string[]> {
 }
 
 /**
- * Pages whose blocks need a marker only when they hold a `$ ` command line:
- * architecture.md's diagrams and layout (its rewrite adds the markers).
+ * Pages whose blocks need a marker only when they hold a `$ ` command line
+ * (none now: architecture.md's diagram and layout carry theirs).
  */
-export const DIAGRAM_PAGES: ReadonlySet<string> = new Set(["docs/architecture.md"]);
+export const DIAGRAM_PAGES: ReadonlySet<string> = new Set();
 
 /** How a block is kept true. */
 export type Marker =
@@ -58,6 +58,8 @@ export type Marker =
   | { readonly kind: "output-of"; readonly command: string; readonly stderr: boolean; readonly setup?: string }
   | { readonly kind: "synopsis" }
   | { readonly kind: "config" }
+  /** A listing of the source tree (path, then what it holds): every path exists and every module is listed. */
+  | { readonly kind: "layout" }
   | { readonly kind: "not run"; readonly reason: string };
 
 /** One fenced block of a page. */
@@ -107,6 +109,7 @@ export function parseMarker(text: string): Marker {
   if (notRun !== null) return { kind: "not run", reason: notRun[1]!.replace(/\s+/g, " ") };
   if (text === "synopsis") return { kind: "synopsis" };
   if (text === "config") return { kind: "config" };
+  if (text === "layout") return { kind: "layout" };
   const setupOf = (rest: string) => {
     const options = rest.trim().split(/\s+/).filter((o) => o !== "");
     const setups = options.filter((o) => o.startsWith("setup=")).map((o) => o.slice("setup=".length));

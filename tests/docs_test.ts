@@ -133,6 +133,29 @@ for (const block of blocks) {
   });
 }
 
+Deno.test("docs: a layout block names every module of mod/ and the entries, and only paths that exist", async () => {
+  const layouts = blocks.filter((b) => markerOf(b)?.kind === "layout");
+  assert.ok(layouts.length > 0, "docs/architecture.md lost its layout block");
+  const modules: string[] = ["main.ts", "launch.ts", "deploy.ts"];
+  const walk = (dir: string) => {
+    for (const entry of Deno.readDirSync(join(ROOT, dir))) {
+      if (entry.isDirectory) walk(`${dir}/${entry.name}`);
+      else if (entry.name.endsWith(".ts")) modules.push(`${dir}/${entry.name}`);
+    }
+  };
+  walk("mod");
+  for (const b of layouts) {
+    // Each line: the path (or paths, comma-separated), two spaces or more, what it holds.
+    const named = b.body.split("\n").filter((l) => l.trim() !== "")
+      .flatMap((line) => line.split(/\s{2,}/)[0]!.split(", ").map((p) => p.trim()));
+    for (const path of named) {
+      await Deno.stat(join(ROOT, path)).catch(() => assert.fail(`${where(b)} names ${path}, which does not exist`));
+    }
+    const unnamed = modules.filter((m) => !named.includes(m)).sort();
+    assert.deepEqual(unnamed, [], `${where(b)} does not name these modules`);
+  }
+});
+
 Deno.test("docs: a synopsis names every flag and command --help lists, and no other", async () => {
   const help = await cli(["--help"]);
   assert.equal(help.code, 0);

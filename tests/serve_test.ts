@@ -495,7 +495,7 @@ async function closedByServer(conn: Deno.Conn, guardMs = 15_000): Promise<boolea
   }
 }
 
-/** `serve` in this process, with `limits` (test-sized; the defaults are in app/serve.ts). */
+/** `serve` in this process, with `limits` (test-sized; the defaults are in mod/commands/serve.ts). */
 async function serveHere(dir: string, limits: Record<string, number>) {
   const config = resolveConfig({
     env: { BUCKETLOAD_BUCKET_NAME: "./bucket", BUCKETLOAD_DATABASE_NAME: join(dir, "db.sqlite3") },

@@ -39,7 +39,7 @@ const bookType: RecordType = {
 Deno.test("a record type added in one module loads into its own table; the others are untouched", async () => {
   await withTempDir(async (dir) => {
     const bucket = join(ROOT, "fixtures", "sample_bucket");
-    // Step 2: register it (here: the list the pipeline is given; in the program, RECORD_TYPES in mod/records/mod.ts).
+    // Step 2: register it (here: the list the pipeline is given; in the program, RECORD_TYPES in mod/records/types.ts).
     const withBooks = await runOnce(bucket, join(dir, "books.sqlite3"), { types: [...RECORD_TYPES, bookType] });
     const without = await runOnce(bucket, join(dir, "plain.sqlite3"));
     assert.equal(withBooks.ignored.book, undefined, "books are still ignored");

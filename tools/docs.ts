@@ -7,7 +7,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { keyGroups, type Kinds, KINDS } from "../mod/config/keys.ts";
+import { keyGroups, KINDS, type Kinds } from "../mod/config/keys.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 

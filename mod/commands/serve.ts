@@ -2,7 +2,7 @@
  * `serve`: the status page, the status document and a health check over
  * HTTP, read-only. The same handler answers on the Deploy entry.
  *
- * - `GET /`: the status page for people (`app/page.ts`);
+ * - `GET /`: the status page for people (`page.ts`);
  * - `GET /api/status`: the document `status --json` prints;
  * - `GET /health`: `{"ok": true}`, to anyone;
  * - `POST /login`, `POST /logout`: the browser's session (below).

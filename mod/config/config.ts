@@ -19,7 +19,7 @@ import type { ChosenStore } from "../store/kind.ts";
 import { chooseStore } from "../store/stores.ts";
 import { CONFIG_KEYS, configKeys, KINDS, type Kinds, type LOG_FORMATS, type LOG_LEVELS } from "./keys.ts";
 
-export { CONFIG_KEYS, type KeySpec, KINDS, type Kinds, LOG_FORMATS, LOG_LEVELS } from "./keys.ts";
+export { CONFIG_KEYS, keyGroups, type KeySpec, KINDS, type Kinds, LOG_FORMATS, LOG_LEVELS } from "./keys.ts";
 export { ENV_PREFIX } from "../common/keys.ts";
 
 /** A resolved profile, ready for the pipeline. Paths are absolute. */

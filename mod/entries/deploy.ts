@@ -218,7 +218,7 @@ function deploySessions(token: string | undefined): Sessions | undefined {
 }
 
 /**
- * The HTTP endpoint, the same as `serve`'s (`app/serve.ts`): `GET /health`
+ * The HTTP endpoint, the same as `serve`'s (`commands/serve.ts`): `GET /health`
  * answers `{"ok": true}` to anyone; `GET /` the status page, `GET /api/status`
  * (or `/status`) the status report as JSON with the schedule, both needing the
  * `STATUS_TOKEN` when one is set: `Authorization: Bearer …`, or the cookie of

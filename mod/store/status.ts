@@ -1,7 +1,7 @@
 /**
  * The `status` report's content, as every store gives it: recent runs,
  * registry totals, top rejection reasons, recent problem keys, the run in
- * progress. `app/status.ts` words it for a person.
+ * progress. `commands/status.ts` words it for a person.
  *
  * @module
  */

@@ -147,7 +147,7 @@ export interface ReplaySettlement {
   readonly files: ReadonlyMap<string, { readonly loaded: number; readonly ignored: number }>;
 }
 
-/** A run's way to re-validate quarantined records (see `replay.ts`): the kit's SQL and the store's row writes. */
+/** A run's way to re-validate quarantined records (see `run/replay.ts`): the kit's SQL and the store's row writes. */
 export interface Replayer {
   /**
    * The quarantined records `filter` matches, by id: those after `page.afterId`, at most `page.limit` of them

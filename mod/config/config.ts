@@ -412,7 +412,10 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    if (explicit || !(error instanceof Deno.errors.NotFound)) {
+    // Under the launcher, a default ./config.ini the program may not read is one the launcher did not find (it grants
+    // read access to the config file it resolved): the folder the command ran in, e.g. / or $HOME from cron.
+    const absent = error instanceof Deno.errors.NotFound || (error instanceof Deno.errors.NotCapable && underLauncher());
+    if (explicit || !absent) {
       throw new UsageError(`Cannot read config file ${path}: ${(error as Error).message}`, {
         subject: "--config",
         cause: error,
@@ -430,4 +433,13 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
     return resolveConfig({ ...options, configPath: undefined, cwd });
   }
   return resolveConfig({ ...options, sections: parseConfigText(text, path), configPath: path, cwd });
+}
+
+/** Whether this program was started by the launcher (`deno task run`, the installed command). */
+function underLauncher(): boolean {
+  try {
+    return Deno.env.get("BUCKETLOAD_WATCH_PARENT") !== undefined;
+  } catch {
+    return false;
+  }
 }

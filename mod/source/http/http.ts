@@ -87,18 +87,45 @@ export function networkCause(error: unknown, url: URL): string {
     return `${where}: DNS lookup failed for ${url.hostname}`;
   }
   if (/certificate|tls|ssl|handshake|InvalidContentType|CorruptMessage/i.test(text)) {
-    return `${where}: TLS error: ${redactUrl(text.replace(/^.*?(tls|certificate)/i, "$1").trim()).slice(0, 160)}`;
+    return `${where}: TLS error: ${cleanCause(text.replace(/^.*?(tls|certificate)/i, "$1")).slice(0, 160)}`;
   }
   if (/reset|broken pipe|connection closed|unexpected eof/i.test(text)) return `${where}: connection reset`;
-  if (/blocked/i.test(text)) return `${where}: ${redactUrl(text.trim())}`;
-  return `${where}: ${redactUrl(text.trim()).slice(0, 200)}`;
+  if (/blocked/i.test(text)) return `${where}: ${cleanCause(text)}`;
+  return `${where}: ${cleanCause(text).slice(0, 200)}`;
+}
+
+/**
+ * A fetch error's words without what does not belong in a log line or a
+ * stored reason: URLs lose their user, password, query and fragment (a
+ * redirect's presigned signature), and Deno's wrapping ("fetch failed",
+ * "error sending request from <local address> for <url> (host:port): client
+ * error (SendRequest):") goes, leaving the cause.
+ */
+export function cleanCause(text: string): string {
+  return text
+    .replace(/\bTypeError: |\bfetch failed\s*(Error: )?/g, "")
+    .replace(/error sending request(?: from \S+)? for \S+(?: \([^)]*\))?: (?:client error \(\w+\): )?/g, "")
+    .replace(/\bhttps?:\/\/[^\s)"']+/gi, (u) => {
+      try {
+        const url = new URL(u);
+        url.username = "";
+        url.password = "";
+        url.search = "";
+        url.hash = "";
+        return url.href;
+      } catch {
+        return "<url>";
+      }
+    })
+    .replace(/\s+/g, " ")
+    .trim();
 }
 
 function describeError(error: unknown): string {
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
     return "timed out";
   }
-  return redactUrl(error instanceof Error ? error.message : String(error));
+  return cleanCause(redactUrl(error instanceof Error ? error.message : String(error)));
 }
 
 /** Objects under an HTTP(S) base URL. */

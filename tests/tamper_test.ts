@@ -69,3 +69,70 @@ pgTest("a bookkeeping table dropped by hand (PostgreSQL): exit 2 at the start, o
     });
   });
 });
+
+async function dropDataTable(
+  profile: (url: string) => string,
+  drop: (dir: string) => Promise<void>,
+  count: (dir: string) => Promise<number>,
+) {
+  const server = await startBucketServer(join(CASES, "basic"));
+  try {
+    await withTempDir(async (dir) => {
+      const config = await writeConfig(dir, profile(server.url));
+      const args = ["--config", config, "--profile", "p"];
+      assert.equal((await cli(args)).code, 0);
+      const songs = await count(dir);
+      assert.ok(songs > 0);
+      await drop(dir);
+      const out = await cli(args);
+      assert.equal(out.code, 2, out.stderr);
+      const lines = out.stderr.trim().split("\n").filter((l) => !/ \[INF\] /.test(l));
+      assert.equal(lines.length, 1, out.stderr);
+      assert.match(
+        lines[0]!,
+        /^bucketload: Table songs is missing \(dropped outside bucketload\), while files .* --force/,
+      );
+      // --force loads every file again: the table is made anew, with the rows a fresh load gives.
+      const forced = await cli([...args, "--force"]);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.equal(await count(dir), songs);
+    });
+  } finally {
+    await server.close();
+  }
+}
+
+Deno.test("a data table dropped by hand (SQLite): refused in one line, exit 2; --force makes it anew", async () => {
+  await dropDataTable(
+    (url) => `[p]\nBUCKET_NAME = ${url}\nDATABASE_NAME = db.sqlite3\n`,
+    (dir) => {
+      const d = new DatabaseSync(join(dir, "db.sqlite3"));
+      d.exec("DROP TABLE songs");
+      d.close();
+      return Promise.resolve();
+    },
+    (dir) => {
+      const d = new DatabaseSync(join(dir, "db.sqlite3"), { readOnly: true });
+      try {
+        return Promise.resolve((d.prepare("SELECT count(*) AS n FROM songs").get() as { n: number }).n);
+      } finally {
+        d.close();
+      }
+    },
+  );
+});
+
+pgTest("a data table dropped by hand (PostgreSQL): refused in one line, exit 2; --force makes it anew", async () => {
+  await withPgDatabase(async (pgUrl) => {
+    const sql = pgClient(pgUrl);
+    try {
+      await dropDataTable(
+        (url) => `[p]\nBUCKET_NAME = ${url}\nDATABASE_URL = ${pgUrl}\n`,
+        async () => void await sql.unsafe("DROP TABLE songs"),
+        async () => Number((await sql.unsafe("SELECT count(*) AS n FROM songs"))[0]!.n),
+      );
+    } finally {
+      await sql.end();
+    }
+  });
+});

@@ -277,6 +277,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   const tx: RunTransaction = await store.begin(now(), {
     bucket: source.display,
     signal,
+    reload: options.force === true && options.onlyKeys === undefined,
     onBucketChange: (previous, current) =>
       baseLogger.warn(
         "This database was loaded from {previous} and now loads from {current}: keys registered from the " +

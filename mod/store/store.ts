@@ -361,6 +361,11 @@ export interface BeginOptions {
    * id again, ignores it.
    */
   readonly idAtCommit?: boolean | undefined;
+  /**
+   * Every file is loaded again (`--force`): a data table dropped by hand is made anew and filled, rather than
+   * refused.
+   */
+  readonly reload?: boolean | undefined;
 }
 
 /** A database of loaded records. */

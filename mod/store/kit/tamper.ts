@@ -39,3 +39,40 @@ export async function checkBookkeeping(c: SqlClient, subject: string): Promise<v
     { subject },
   );
 }
+
+/** The `meta` name of the data tables bucketload made: JSON, their names sorted. */
+export const DATA_TABLES_META = "data_tables";
+
+/** The `meta` value that records `tables`. */
+export const dataTablesValue = (tables: readonly string[]): string => JSON.stringify([...tables].sort());
+
+/**
+ * The data tables a run made before (recorded in `meta`) that are gone: a
+ * table dropped by hand would be made anew, empty, while the files it held
+ * rows of stay registered as loaded.
+ */
+export async function missingDataTables(
+  recorded: string | undefined,
+  exists: (table: string) => Promise<boolean>,
+): Promise<string[]> {
+  if (recorded === undefined) return [];
+  let tables: unknown;
+  try {
+    tables = JSON.parse(recorded);
+  } catch {
+    return [];
+  }
+  const missing: string[] = [];
+  for (const t of Array.isArray(tables) ? tables : []) if (typeof t === "string" && !(await exists(t))) missing.push(t);
+  return missing;
+}
+
+/** The error for data tables dropped outside bucketload. */
+export function droppedDataTables(missing: readonly string[], subject: string): UsageError {
+  return new UsageError(
+    `Table${missing.length > 1 ? "s" : ""} ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing ` +
+      `(dropped outside bucketload), while files registered as loaded had rows there: nothing was written; ` +
+      `restore it from a backup, or load every file again with --force (the table is made anew)`,
+    { subject },
+  );
+}

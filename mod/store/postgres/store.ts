@@ -16,7 +16,13 @@
  *
  * @module
  */
-import { checkBookkeeping } from "../kit/tamper.ts";
+import {
+  checkBookkeeping,
+  DATA_TABLES_META,
+  dataTablesValue,
+  droppedDataTables,
+  missingDataTables,
+} from "../kit/tamper.ts";
 import { getLogger } from "@logtape/logtape";
 import { UsageError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
@@ -105,7 +111,7 @@ export class PostgresStore implements Store {
   }
 
   /** Brings the schema to this build's version, in its own transaction under the migration lock. */
-  async #migrate(now: Date): Promise<string[]> {
+  async #migrate(now: Date, reload = false): Promise<string[]> {
     return await this.#sql.begin(async (t) => {
       await t`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK.toString()}::bigint)`;
       await t`SET LOCAL client_min_messages = warning`;
@@ -128,6 +134,16 @@ export class PostgresStore implements Store {
         await t`INSERT INTO schema_version VALUES (${m.version}, ${now.toISOString()}, ${m.description})`;
         changes.push(`schema ${m.version}: ${m.description}`);
       }
+      const exists = async (table: string) =>
+        (await t`SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ${table}`)
+          .length > 0;
+      const recorded = async () =>
+        (await t<{ value: string }[]>`SELECT value FROM meta WHERE name = ${DATA_TABLES_META}`)[0]?.value;
+      // A data table dropped by hand would be made anew, empty, below: refused unless every file is loaded again.
+      if (!reload && await exists("meta")) {
+        const missing = await missingDataTables(await recorded(), exists);
+        if (missing.length > 0) throw droppedDataTables(missing, "DATABASE_URL");
+      }
       for (const type of this.#types) {
         await t.unsafe(postgresTableSql(type));
         const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
@@ -136,6 +152,11 @@ export class PostgresStore implements Store {
         const lost = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
         if (lost.length > 0) throw lostColumns(type.table, lost);
       }
+      const tables = dataTablesValue(this.#types.map((type) => type.table));
+      if ((await recorded()) !== tables) {
+        await t`INSERT INTO meta (name, value) VALUES (${DATA_TABLES_META}, ${tables})
+          ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+      }
       return from === 0 ? [] : changes;
     });
   }
@@ -143,7 +164,7 @@ export class PostgresStore implements Store {
   async begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction> {
     let changes: string[];
     try {
-      changes = await this.#migrate(startedAt);
+      changes = await this.#migrate(startedAt, options.reload);
     } catch (error) {
       if (error instanceof UsageError) throw error;
       throw connectError(this.display, error);

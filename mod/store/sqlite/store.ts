@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { checkBookkeeping } from "../kit/tamper.ts";
+import {
+  checkBookkeeping,
+  DATA_TABLES_META,
+  dataTablesValue,
+  droppedDataTables,
+  missingDataTables,
+} from "../kit/tamper.ts";
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { DatabaseSync } from "node:sqlite";
@@ -240,7 +246,17 @@ export class SqliteStore implements Store {
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
       const quickCheckedAt = await this.#integrityCheck(startedAt);
+      // A data table dropped by hand would be made anew, empty, below: refused unless every file is loaded again.
+      if (!options.reload && await hasTable(this.#c, "meta")) {
+        const recorded = await readMeta(this.#c, DATA_TABLES_META);
+        const missing = await missingDataTables(recorded, (t) => hasTable(this.#c, t));
+        if (missing.length > 0) throw droppedDataTables(missing, "DATABASE_NAME");
+      }
       const changes = await migrate(this.#db, this.#c, this.#o.types, startedAt);
+      const tables = dataTablesValue(this.#o.types.map((t) => t.table));
+      if ((await readMeta(this.#c, DATA_TABLES_META)) !== tables) {
+        await writeMeta(this.#c, { [DATA_TABLES_META]: tables });
+      }
       // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
       await checkBookkeeping(this.#c, "DATABASE_NAME");
       if (changes.length > 0) {

@@ -125,6 +125,10 @@ const MESSAGES: readonly Message[] = [
     grep: "Table songs has lost column year \\(dropped outside bucketload\\)",
   },
   { quote: "Table run_drift is missing (dropped outside bucketload): ", test: "tests/tamper_test.ts" },
+  {
+    quote: "Table songs is missing (dropped outside bucketload), while files registered as loaded had rows there: ",
+    test: "tests/tamper_test.ts",
+  },
   { quote: "No database to replay: … does not exist (nothing has been loaded yet: …)", test: HERE },
   { quote: "… holds no run yet …", test: "tests/replay_test.ts", grep: "holds no run yet" },
   {
@@ -327,6 +331,12 @@ const EXIT_CASES: readonly ExitCase[] = [
     when: "a bookkeeping table dropped by hand",
     test: "tests/tamper_test.ts",
     grep: "a bookkeeping table dropped by hand (SQLite): exit 2",
+  },
+  {
+    code: "2",
+    when: "a data table dropped by hand",
+    test: "tests/tamper_test.ts",
+    grep: "a data table dropped by hand (SQLite): refused in one line, exit 2",
   },
   { code: "2", when: "`replay` before any run", test: HERE, grep: "replay before any run" },
   { code: "2", when: "`serve` on an address in use", test: HERE, grep: "serve on an address in use" },

@@ -414,7 +414,8 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
   } catch (error) {
     // Under the launcher, a default ./config.ini the program may not read is one the launcher did not find (it grants
     // read access to the config file it resolved): the folder the command ran in, e.g. / or $HOME from cron.
-    const absent = error instanceof Deno.errors.NotFound || (error instanceof Deno.errors.NotCapable && underLauncher());
+    const absent = error instanceof Deno.errors.NotFound ||
+      (error instanceof Deno.errors.NotCapable && underLauncher());
     if (explicit || !absent) {
       throw new UsageError(`Cannot read config file ${path}: ${(error as Error).message}`, {
         subject: "--config",

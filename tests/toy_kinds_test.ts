@@ -64,6 +64,7 @@ const memSource: SourceKind<MemorySpec> = {
   name: "mem",
   title: "memory",
   forms: "mem:",
+  bucketName: { help: "mem://NAME", doc: "`mem://NAME`, a bucket held in memory" },
   keys: {
     MEM_MAX_OBJECTS: {
       default: "100",
@@ -190,6 +191,10 @@ Deno.test("a toy source and a toy store: their keys join --help's list and the c
   }
   const doc = configurationDoc(WITH_TOYS);
   assert.match(doc, /### Store: Toy\n\n\| key \| default \| meaning \|\n.*\n\| `TOY_DATABASE` \| \(none\) \|/);
+  assert.match(
+    doc,
+    /\| `BUCKET_NAME` \| \(required\) \| the bucket, in the form of one of the sources: .*; or `mem:\/\/NAME`/,
+  );
   assert.match(doc, /### Source: memory\n[\s\S]*\| `MEM_MAX_OBJECTS` \| `100` \| a memory bucket holding more objects/);
   // A key declared twice is refused, naming both owners.
   const twice = { ...WITH_TOYS, stores: [...WITH_TOYS.stores, { ...toyStore, name: "toy2" }] };

@@ -32,15 +32,18 @@ export interface Kinds {
 /** The program's own: `STORES`, `SOURCES`, `RECORD_TYPES`. */
 export const KINDS: Kinds = { stores: STORES, sources: SOURCES, types: RECORD_TYPES };
 
-/** The core's keys: every profile has them, whichever store and source it uses. */
-export const CORE_KEYS: KeySpecs = {
-  BUCKET_NAME: {
+/** `BUCKET_NAME`: where the files come from, in any of the sources' forms (each says its own). */
+export function bucketNameSpec(sources: readonly SourceKind[]): KeySpec {
+  return {
     default: undefined,
-    help: "host, http(s) URL with optional prefix, s3://bucket[/prefix], file: URL or folder",
+    help: sources.map((s) => s.bucketName.help).join(", "),
     shownDefault: "(required)",
-    doc:
-      'a bare host (`data-engineering-interns.macpaw.io` → `http://HOST/`), an `http(s)://host[:port][/prefix]` URL, a `file:` URL, a folder path (starting with `.`, `/` or `~`, or containing `/`), or `s3://bucket[/prefix]` (the S3 API; see "S3 buckets"). Credentials in the URL (`https://user:pass@host`) are sent as HTTP Basic auth and never logged or stored',
-  },
+    doc: `the bucket, in the form of one of the sources: ${sources.map((s) => s.bucketName.doc).join("; or ")}`,
+  };
+}
+
+/** The core's keys but `BUCKET_NAME` ({@linkcode bucketNameSpec}): every profile has them, whichever store and source it uses. */
+export const CORE_KEYS: KeySpecs = {
   FILES_LIST_KEY: {
     default: "files_list.data",
     help: "key of the file list; an S3 bucket without it is listed with ListObjectsV2",
@@ -210,7 +213,10 @@ export interface KeyGroup {
 
 /** The keys, grouped by what declares them: the core's first, then each store's, source's and record type's. */
 export function keyGroups(kinds: Kinds = KINDS): KeyGroup[] {
-  const groups: KeyGroup[] = [{ title: "Every profile", keys: CORE_KEYS }];
+  const groups: KeyGroup[] = [{
+    title: "Every profile",
+    keys: { BUCKET_NAME: bucketNameSpec(kinds.sources), ...CORE_KEYS },
+  }];
   kinds.stores.forEach((s, i) =>
     groups.push({ title: `Store: ${s.title}${i === 0 ? " (the default)" : ""}`, keys: s.keys })
   );

@@ -51,6 +51,8 @@ export interface SourceKind<Spec extends SourceSpec = SourceSpec> {
    * lists them: `s3:`, `file: or a folder path`.
    */
   readonly forms: string;
+  /** Its forms as `BUCKET_NAME`'s `--help` line and doc say them (they are joined in `SOURCES` order). */
+  readonly bucketName: { readonly help: string; readonly doc: string };
   /** Its own profile keys, with default, bounds and doc (they join `CONFIG_KEYS`). */
   readonly keys?: KeySpecs;
   /** Plain environment variables its configuration reads (`AWS_*`), besides `BUCKETLOAD_*`. */

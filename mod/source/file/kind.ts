@@ -22,6 +22,10 @@ export const fileSource: SourceKind<FileSpec> = {
   name: "file",
   title: "folder",
   forms: "file: or a folder path",
+  bucketName: {
+    help: "file: URL or folder",
+    doc: "a `file:` URL or a folder path (starting with `.`, `/` or `~`, or containing `/`)",
+  },
   configure(value, { baseDir }) {
     const scheme = schemeOf(value);
     let root: string;

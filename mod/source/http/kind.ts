@@ -42,6 +42,11 @@ export const httpSource: SourceKind<HttpSpec> = {
   name: "http",
   title: "HTTP(S)",
   forms: "http:, https:",
+  bucketName: {
+    help: "host, http(s) URL with optional prefix",
+    doc:
+      "a bare host (`data-engineering-interns.macpaw.io` → `http://HOST/`) or an `http(s)://host[:port][/prefix]` URL, whose credentials (`https://user:pass@host`) are sent as HTTP Basic auth and never logged or stored",
+  },
   configure(value, { fetch }) {
     let url: URL;
     if (HOST.test(value)) url = new URL(`http://${value}/`);

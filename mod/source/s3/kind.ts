@@ -46,6 +46,10 @@ export const s3Source: SourceKind<S3Spec> = {
   name: "s3",
   title: "S3",
   forms: "s3:",
+  bucketName: {
+    help: "s3://bucket[/prefix]",
+    doc: '`s3://bucket[/prefix]` (the S3 API; see "S3 buckets")',
+  },
   keys: {
     S3_ENDPOINT: {
       default: "",

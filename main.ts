@@ -126,7 +126,7 @@ function trapSignals(controller: AbortController, onStop: () => void): () => voi
     else if (busy) logger.warn("{why}: stopping and rolling back", { why, signal: name });
     else logger.info("{why}: stopping (no run in progress)", { why, signal: name });
     firstAt = performance.now();
-    controller.abort(new StopSignal(name));
+    controller.abort(new StopSignal(name, why.startsWith("Received ") ? undefined : why.toLowerCase()));
   };
   const handlers = Object.entries(SIGNAL_CODES).map(([name, code]) => {
     const handler = () => {

@@ -97,6 +97,12 @@ Deno.test("kill -9 of the task or the launcher leaves no process within 3 s; the
         // The task ends by itself once its launcher is gone.
         const status = await child.status;
         assert.ok(moment.victim === "launcher" || status.signal === "SIGKILL", moment.name);
+        if (moment.victim === "launcher") {
+          // The program says why it stopped: its launcher, not a signal it was sent.
+          const said = "Stopped: the launcher that started this process is gone: the run was rolled back";
+          await stderr.waitFor(/Stopped: /);
+          assert.ok(stderr.lines.some((l) => l.includes(said)), `${moment.name}: ${stderr.lines.join("\n")}`);
+        }
         await stderr.cancel();
         await child.stdout.cancel();
         // Whatever was written was rolled back.

@@ -13,9 +13,9 @@ export const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 
 /** The reason a run or the scheduler was stopped by a signal. */
 export class StopSignal extends Error {
-  /** Creates the reason for `signal`. */
-  constructor(readonly signal: keyof typeof SIGNAL_CODES) {
-    super(`Stopped by ${signal}`);
+  /** Creates the reason for `signal` (or for `why`, what stood for it: the launcher gone). */
+  constructor(readonly signal: keyof typeof SIGNAL_CODES, why?: string) {
+    super(why === undefined ? `Stopped by ${signal}` : `Stopped: ${why}`);
     this.name = "StopSignal";
   }
 }

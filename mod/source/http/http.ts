@@ -108,6 +108,8 @@ export function cleanCause(text: string): string {
     .replace(/\bhttps?:\/\/[^\s)"']+/gi, (u) => {
       try {
         const url = new URL(u);
+        // Nothing to take out: the URL as written (an origin keeps no trailing slash).
+        if (url.username === "" && url.password === "" && url.search === "" && url.hash === "") return u;
         url.username = "";
         url.password = "";
         url.search = "";

@@ -128,6 +128,7 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
         bucket: source.display,
         dateStoreFormat: config.dateStoreFormat,
         typeSettings: config.typeSettings,
+        keepExtra: config.keepExtra,
         filter: { type: options.type, reason: options.reason },
         dryRun: options.dryRun,
         logger: getLogger(["bucketload"]),

@@ -73,6 +73,7 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
       streamThresholdBytes: config.streamThresholdBytes,
       maxRecordBytes: config.maxRecordBytes,
       rejectNul: !store.holdsNul,
+      keepExtra: config.keepExtra,
     };
     logger.info("Run of profile {profile}: {bucket} into {database}", {
       profile: config.profile,

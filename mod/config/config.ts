@@ -51,6 +51,8 @@ export interface Config {
   /** Give up on a key missing in this many runs in a row; 0 never. */
   readonly missingGiveUpRuns: number;
   readonly worker: boolean;
+  /** `KEEP_EXTRA`: the fields a record's type does not know are kept in its row's `extra`. */
+  readonly keepExtra: boolean;
   readonly maxFileBytes: number;
   readonly maxListBytes: number;
   readonly maxRejectedRawBytes: number;
@@ -175,6 +177,7 @@ export function resolveConfig(options: ResolveOptions): Config {
     ),
     missingGiveUpRuns: r.num("MISSING_GIVE_UP_RUNS"),
     worker: r.bool("WORKER"),
+    keepExtra: r.bool("KEEP_EXTRA"),
     maxFileBytes: r.num("MAX_FILE_BYTES"),
     maxListBytes: r.num("MAX_LIST_BYTES"),
     maxRejectedRawBytes: r.num("MAX_REJECTED_RAW_BYTES"),

@@ -139,6 +139,13 @@ export const CORE_KEYS: KeySpecs = {
       "fetch, decode, parse and validate in a worker thread, so that the main thread only writes to the store; `no` does it all on the main thread (same results)",
     yesNo: true,
   },
+  KEEP_EXTRA: {
+    default: "yes",
+    help: "keep the fields a record carries that its type does not know in the row's extra column (JSON text)",
+    doc:
+      "keep the fields a record carries that its type does not know (the ones drift names) in its row's `extra` column, as one JSON object's text; NULL when there are none. `no` stores NULL. Costs nothing on records without such fields; see [keeping what the type does not know](data.md#extra) for the size and time it adds",
+    yesNo: true,
+  },
   MISSING_GIVE_UP_RUNS: {
     default: "0",
     help: "register a key missing in this many runs in a row as invalid; 0 retries it forever",

@@ -7,7 +7,7 @@
  */
 import { parseBody, rawJson, rawText } from "./decode.ts";
 import { ArraySplitter } from "./json_stream.ts";
-import { type Cell, type Classifier, DriftCounter, PART_DRIFT_FIELDS } from "../records/mod.ts";
+import { type Classifier, DriftCounter, PART_DRIFT_FIELDS, type RowCell } from "../records/mod.ts";
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
 import { GzipError } from "./formats.ts";
@@ -78,7 +78,7 @@ export function invalidFile(key: string, reason: string, bytes: number, processe
 
 /** Collects classified elements into a part: rows by type, rejections, ignored counts. */
 export class PartBuilder {
-  rows = new Map<string, { count: number; cells: Cell[] }>();
+  rows = new Map<string, { count: number; cells: RowCell[] }>();
   rejections: Rejection[] = [];
   ignored = new Map<string, number>();
   drift = new DriftCounter(PART_DRIFT_FIELDS);

@@ -35,6 +35,8 @@ export interface ProduceSettings {
   readonly partChars?: number | undefined;
   /** Reject records with U+0000 in a text column (the PostgreSQL store cannot hold it). @default {false} */
   readonly rejectNul?: boolean | undefined;
+  /** `KEEP_EXTRA`: keep the fields a record's type does not know in its row's `extra`. @default {true} */
+  readonly keepExtra?: boolean | undefined;
 }
 
 /**
@@ -105,6 +107,7 @@ export function produceInThread(
         ingestionTime: format(processedAt),
         settings: settings.typeSettings,
         rejectNul: settings.rejectNul,
+        keepExtra: settings.keepExtra,
       }),
       processedAt,
       rawCap: settings.maxRejectedRawBytes,

@@ -4,13 +4,14 @@
  *
  * @module
  */
-import type { DriftCounter, JsonKind } from "./drift.ts";
+import { type DriftCounter, extraOf, type JsonKind } from "./drift.ts";
 import { describe, isObject } from "./fields.ts";
-import type { Cell, RecordType, RowContext } from "./record_type.ts";
+import type { RecordType, RowCell, RowContext } from "./record_type.ts";
 
 /** What became of one element of a file's array. */
 export type Outcome =
-  | { readonly kind: "row"; readonly type: RecordType; readonly row: Cell[] }
+  /** `row`: the type's columns' cells, then the `extra` cell (the fields it does not know as JSON text, or null). */
+  | { readonly kind: "row"; readonly type: RecordType; readonly row: RowCell[] }
   | { readonly kind: "ignored"; readonly typeName: string }
   | { readonly kind: "rejected"; readonly typeName: string | null; readonly reason: string };
 
@@ -26,11 +27,13 @@ export class Classifier {
   readonly #context: RowContext;
   /** Each type's field kinds, for drift (a type that declares none is left out). */
   readonly #kinds: ReadonlyMap<string, ReadonlyMap<string, JsonKind>>;
+  readonly #keepExtra: boolean;
 
   /** Builds a classifier for `types`, deriving columns with `context`. */
   constructor(types: readonly RecordType[], context: RowContext) {
     this.#types = new Map(types.map((t) => [t.type, t]));
     this.#context = context;
+    this.#keepExtra = context.keepExtra ?? true;
     this.#kinds = new Map(
       types.filter((t) => t.fields !== undefined).map((t) => [t.type, new Map(Object.entries(t.fields!))]),
     );
@@ -52,10 +55,17 @@ export class Classifier {
       return { kind: "rejected", typeName, reason: `data: expected an object, got ${describe(data)}` };
     }
     const row = type.toRow(data, this.#context);
-    const kinds = drift === undefined ? undefined : this.#kinds.get(typeName);
-    // A row's known fields all passed their checks, so had the rule's JSON type: only more fields can be drift.
-    if (kinds !== undefined && (typeof row === "string" || fieldCount(data) > kinds.size)) {
-      drift!.observe(typeName, kinds, data);
+    const kinds = this.#kinds.get(typeName);
+    let extra: string | null = null;
+    // A row's known fields all passed their checks, so had the rule's JSON type: only more fields can be drift, and
+    // only they go to `extra` (a clean record costs the count of its fields, as drift alone did).
+    if (
+      kinds !== undefined && (drift !== undefined || this.#keepExtra) &&
+      (typeof row === "string" || fieldCount(data) > kinds.size)
+    ) {
+      const keep = this.#keepExtra && typeof row !== "string";
+      if (drift !== undefined) extra = drift.observe(typeName, kinds, data, keep);
+      else if (keep) extra = extraOf(kinds, data);
     }
     if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
     if (this.#context.rejectNul) {
@@ -70,6 +80,8 @@ export class Classifier {
         };
       }
     }
-    return { kind: "row", type, row };
+    const cells: RowCell[] = row;
+    cells.push(extra);
+    return { kind: "row", type, row: cells };
   }
 }

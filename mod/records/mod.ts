@@ -7,7 +7,9 @@
 export {
   type Cell,
   type Column,
+  EXTRA_COLUMN,
   type RecordType,
+  type RowCell,
   type RowContext,
   settingOf,
   type TypeSetting,
@@ -19,6 +21,7 @@ export {
   DriftCounter,
   type DriftEntry,
   type DriftKind,
+  extraOf,
   type JsonKind,
   PART_DRIFT_FIELDS,
 } from "./drift.ts";

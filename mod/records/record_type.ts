@@ -11,6 +11,17 @@ import type { JsonKind } from "./drift.ts";
 /** Values a row may hold: text, numbers, and booleans stored as 0/1. */
 export type Cell = string | number;
 
+/**
+ * The column every type's table has after its own columns' (and after
+ * `source_key` and `source_pos`): the fields a record carried that its type
+ * does not know, as one JSON object's text, or NULL when there were none
+ * (or `KEEP_EXTRA=no`). A row's cells end with it.
+ */
+export const EXTRA_COLUMN = "extra";
+
+/** A cell of a row as written: a column's value, or the `extra` cell (NULL when there is nothing to keep). */
+export type RowCell = Cell | null;
+
 /** A table column: its name and its SQL type with constraints. */
 export interface Column {
   readonly name: string;
@@ -36,6 +47,8 @@ export interface RowContext {
   readonly settings?: Readonly<Record<string, number>> | undefined;
   /** Reject a row with U+0000 in a text column (PostgreSQL's text cannot hold it). @default {false} */
   readonly rejectNul?: boolean | undefined;
+  /** Keep the fields the type does not know in the row's `extra` cell (`KEEP_EXTRA`). @default {true} */
+  readonly keepExtra?: boolean | undefined;
 }
 
 /** One record type: its table, its checks and its derived columns. */

@@ -37,6 +37,8 @@ export interface PipelineOptions {
   readonly dateStoreFormat: string;
   /** The record types' own settings (`AWESOME_*`), by key; a key left out takes its default. */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
+  /** `KEEP_EXTRA`: keep the fields a record's type does not know in its row's `extra`. @default {true} */
+  readonly keepExtra?: boolean | undefined;
   /** Parallel fetches. @default {8} */
   readonly concurrency?: number;
   /** Re-fetch keys already registered. @default {false} */
@@ -244,6 +246,7 @@ function producerOf(options: PipelineOptions): Producer {
     partElements: options.partElements,
     partChars: options.partChars,
     rejectNul: !options.store.holdsNul,
+    keepExtra: options.keepExtra,
   }, options.now ?? (() => new Date()));
 }
 

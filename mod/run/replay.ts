@@ -10,7 +10,7 @@
  */
 import { oneLine } from "../common/printable.ts";
 import type { Logger } from "@logtape/logtape";
-import { type Cell, Classifier, type RecordType } from "../records/mod.ts";
+import { Classifier, type RecordType, type RowCell } from "../records/mod.ts";
 import { parseJson } from "../records/numbers.ts";
 import { compileStrftime } from "../common/strftime.ts";
 import {
@@ -34,6 +34,8 @@ export interface ReplayOptions {
   readonly dateStoreFormat: string;
   /** The record types' settings (`AWESOME_*`). */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
+  /** `KEEP_EXTRA`: replayed rows keep the fields their type does not know in `extra`. @default {true} */
+  readonly keepExtra?: boolean | undefined;
   readonly filter: ReplayFilter;
   /** Re-validate and count, then roll back: nothing is written. */
   readonly dryRun: boolean;
@@ -118,7 +120,7 @@ export const reasonGroup = (reason: string) => {
 
 interface Pending {
   readonly position: number;
-  readonly rows: Map<string, { count: number; cells: Cell[] }>;
+  readonly rows: Map<string, { count: number; cells: RowCell[] }>;
   loaded: number;
 }
 
@@ -128,7 +130,7 @@ type Candidate = Quarantined & { readonly position: number; readonly index: numb
 type Skipped = { -readonly [K in keyof ReplayReport["skipped"]]: number };
 
 /** The natural key of `row` in its type's table, as one string. */
-const naturalKey = (type: RecordType, row: readonly Cell[]) =>
+const naturalKey = (type: RecordType, row: readonly RowCell[]) =>
   JSON.stringify([type.table, ...type.key.map((k) => row[type.columns.findIndex((c) => c.name === k)])]);
 
 /**
@@ -230,7 +232,7 @@ class Revalidation {
     return counts;
   }
 
-  #add(q: Candidate, type: RecordType, row: readonly Cell[]) {
+  #add(q: Candidate, type: RecordType, row: readonly RowCell[]) {
     let p = this.pending.get(q.key);
     if (p === undefined) this.pending.set(q.key, p = { position: q.position, rows: new Map(), loaded: 0 });
     let bucket = p.rows.get(type.type);
@@ -300,6 +302,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       ingestionTime: compileStrftime(options.dateStoreFormat)(startedAt),
       settings: options.typeSettings,
       rejectNul: !store.holdsNul,
+      keepExtra: options.keepExtra,
     });
     const r = new Revalidation(classifier, replayer, types);
     const skipped: Skipped = { wholeFile: 0, fileGone: 0, unreadable: 0, noPosition: 0, busy: 0 };

@@ -9,7 +9,7 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import { UsageError } from "../common/errors.ts";
-import type { RecordType } from "../records/mod.ts";
+import { EXTRA_COLUMN, type RecordType } from "../records/mod.ts";
 import { hasColumn, hasTable, type SqlClient } from "./kit/client.ts";
 import { quote } from "./kit/sql.ts";
 
@@ -220,6 +220,9 @@ export function tableSql(type: RecordType): string {
     `  source_key TEXT NOT NULL`,
     // The list position of the row's file: a row is only replaced from the same or a later position.
     `  source_pos INTEGER`,
+    // The fields the record carried that the type does not know, as JSON text (NULL: none); text, not jsonb, on
+    // PostgreSQL too: jsonb refuses \u0000 and lone surrogates, and would reorder and dedupe what the record carried.
+    `  ${EXTRA_COLUMN} TEXT`,
     `  PRIMARY KEY (${type.key.map(quote).join(", ")})`,
   );
   return `CREATE TABLE IF NOT EXISTS ${quote(type.table)} (\n${cols.join(",\n")}\n) STRICT;`;
@@ -299,6 +302,7 @@ async function ensureTable(db: DatabaseSync, c: SqlClient, type: RecordType): Pr
       ...type.columns,
       { name: "source_key", sqlType: "TEXT" as const },
       { name: "source_pos", sqlType: "INTEGER" as const },
+      { name: EXTRA_COLUMN, sqlType: "TEXT" as const },
     ]
   ) {
     if (have.has(column.name)) continue;

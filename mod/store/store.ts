@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Cell, DriftEntry, RecordType } from "../records/mod.ts";
+import type { DriftEntry, RecordType, RowCell } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import type { StatusReport } from "./status.ts";
 
@@ -28,11 +28,11 @@ export type FileStatus = "loaded" | "invalid";
 export interface FilePart {
   /**
    * Rows by record type name: `count` rows as one flat array of cells, each
-   * row's columns in order, rows in array order (so that a later record with
+   * row's columns in order then its `extra` cell, rows in array order (so that a later record with
    * the same key wins). The store adds `source_key` (the file's key) and
    * `source_pos` to each row: they are the same for every row of a file.
    */
-  readonly rows: ReadonlyMap<string, { readonly count: number; readonly cells: readonly Cell[] }>;
+  readonly rows: ReadonlyMap<string, { readonly count: number; readonly cells: readonly RowCell[] }>;
   /** Rows loaded, all types together. */
   readonly records: number;
   readonly rejections: readonly Rejection[];
@@ -155,7 +155,7 @@ export interface Replayer {
    */
   quarantined(filter: ReplayFilter, page?: QuarantinePage): Promise<Quarantined[]>;
   /** The `source_key` of the row of `type` with `row`'s natural key, if there is one. Only reads. */
-  rowSource(type: RecordType, row: readonly Cell[]): Promise<string | undefined>;
+  rowSource(type: RecordType, row: readonly RowCell[]): Promise<string | undefined>;
   /** Writes rows of one file at its list position, as a run does (the later file wins). */
   writeRows(key: string, part: FilePart, position: number): Promise<void>;
   /** Records what became of the quarantined records. */

@@ -8,7 +8,7 @@
  */
 import { oneLine } from "../../common/printable.ts";
 import { decodeRaw, rawColumn } from "./raw_text.ts";
-import type { Cell, RecordType } from "../../records/mod.ts";
+import type { RecordType, RowCell } from "../../records/mod.ts";
 import type { FilePart, Quarantined, QuarantinePage, Replayer, ReplayFilter, ReplaySettlement } from "../store.ts";
 import { quote } from "./sql.ts";
 import { type SqlClient, truth } from "./client.ts";
@@ -103,7 +103,7 @@ async function rowsPosition(c: SqlClient, types: readonly RecordType[], key: str
 }
 
 /** The `source_key` of the row of `type` with `row`'s natural key, or `undefined` when there is none. */
-async function rowSource(c: SqlClient, type: RecordType, row: readonly Cell[]): Promise<string | undefined> {
+async function rowSource(c: SqlClient, type: RecordType, row: readonly RowCell[]): Promise<string | undefined> {
   const at = type.key.map((k) => type.columns.findIndex((col) => col.name === k));
   const [found] = await c.all<{ source_key: string }>(
     `SELECT source_key FROM ${quote(type.table)} WHERE ${

@@ -7,7 +7,7 @@
  */
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { RecordType } from "../../records/mod.ts";
+import { EXTRA_COLUMN, type RecordType, type RowCell } from "../../records/mod.ts";
 import type { RowSink } from "../kit/file_parts.ts";
 import { quote } from "../kit/sql.ts";
 import type { FilePart, RowCounts } from "../store.ts";
@@ -20,7 +20,8 @@ const COPY_BUFFER_CHARS = 256 * 1024;
 const pgType = (sqlType: string) => sqlType === "INTEGER" ? "BIGINT" : sqlType === "REAL" ? "DOUBLE PRECISION" : "TEXT";
 
 /** A value as COPY's text format writes it. */
-function copyCell(value: string | number): string {
+function copyCell(value: RowCell): string {
+  if (value === null) return "\\N";
   if (typeof value === "number") return String(value);
   return value.replace(/[\\\t\n\r]/g, (c) => c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r");
 }
@@ -32,7 +33,9 @@ export interface CopyMark {
   readonly replaced: number;
 }
 
-const columnsOf = (type: RecordType) => [...type.columns.map((c) => c.name), "source_key", "source_pos"].map(quote);
+/** The columns a row's cells fill (the type's, then `extra`), then `source_key` and `source_pos`. */
+const columnsOf = (type: RecordType) =>
+  [...type.columns.map((c) => c.name), EXTRA_COLUMN, "source_key", "source_pos"].map(quote);
 
 /** A run's row writes into a PostgreSQL database, on its connection. */
 export class PostgresRows implements RowSink<CopyMark> {
@@ -55,7 +58,7 @@ export class PostgresRows implements RowSink<CopyMark> {
   /** Creates the run's temp stage tables (dropped at commit or rollback). */
   async createStages() {
     for (const type of this.#types.values()) {
-      const cols = type.columns.map((c) => `${quote(c.name)} ${pgType(c.sqlType)}`);
+      const cols = [...type.columns.map((c) => `${quote(c.name)} ${pgType(c.sqlType)}`), `${EXTRA_COLUMN} TEXT`];
       await this.#conn.unsafe(
         `CREATE TEMP TABLE ${quote(`stage_${type.table}`)} (${cols.join(", ")}, source_key TEXT, source_pos BIGINT,
            seq BIGINT GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP`,
@@ -68,7 +71,8 @@ export class PostgresRows implements RowSink<CopyMark> {
       const type = this.#types.get(typeName);
       if (type === undefined) throw new TypeError(`No table for record type '${typeName}'`);
       if (count === 0) continue;
-      const width = type.columns.length;
+      // Each row: the type's columns, then its `extra` cell.
+      const width = type.columns.length + 1;
       const tail = `${copyCell(key)}\t${position}`;
       const lines: string[] = [];
       for (let r = 0; r < count; r++) {

@@ -25,12 +25,13 @@ import {
 } from "../kit/tamper.ts";
 import { getLogger } from "@logtape/logtape";
 import { UsageError } from "../../common/errors.ts";
-import type { RecordType } from "../../records/mod.ts";
+import { EXTRA_COLUMN, type RecordType } from "../../records/mod.ts";
 import { redactUrl } from "../../source/location.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
 import { hasRuns, readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
 import { hasTable, type SqlClient } from "../kit/client.ts";
+import { quote } from "../kit/sql.ts";
 import { lostColumns, MIGRATIONS, postgresMigrationSql, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RunTransaction, Store } from "../store.ts";
 import { connect, connectError, postgresClient, type Sql } from "./connection.ts";
@@ -151,6 +152,12 @@ export class PostgresStore implements Store {
         const have = new Set(columns.map((c) => c.name));
         const lost = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
         if (lost.length > 0) throw lostColumns(type.table, lost);
+        // A table from before `extra` was kept gets it, NULL in its rows (nothing was kept then). Only then: an ALTER
+        // takes the table's exclusive lock, which a run side by side would wait for.
+        if (!have.has(EXTRA_COLUMN)) {
+          await t.unsafe(`ALTER TABLE ${quote(type.table)} ADD COLUMN ${quote(EXTRA_COLUMN)} TEXT`);
+          changes.push(`${type.table}: added column ${EXTRA_COLUMN} (NULL in existing rows)`);
+        }
       }
       const tables = dataTablesValue(this.#types.map((type) => type.table));
       if ((await recorded()) !== tables) {

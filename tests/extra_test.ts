@@ -1,0 +1,150 @@
+/**
+ * `extra`: the fields a record carried that its type does not know are kept
+ * in its row, as one JSON object's text (NULL when there are none), on both
+ * stores alike; upserts replace it; `KEEP_EXTRA=no` keeps nothing; hostile
+ * field names survive the round trip; a database from before gets the column.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runPipeline } from "../mod/run/pipeline.ts";
+import { PostgresStore } from "../mod/store/postgres/mod.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
+import { RECORD_TYPES } from "../mod/records/mod.ts";
+import { MemorySource } from "./memory_source.ts";
+import { PIPELINE_DEFAULTS, query, ROOT, runOnce, withTempDir } from "./helpers.ts";
+import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
+
+/** Field names a hostile bucket may use: NUL, lone surrogates, escapes and controls, prototype names. */
+const HOSTILE_NAMES = ["mood", "a\u0000b", "\ud800", "x\udfff", "\u001b[2J", "\\", '"', "\n\t", "__proto__", "é"];
+
+const song = (title: string, data: Record<string, unknown> = {}) => ({
+  type: "song",
+  data: { artist_name: "A", title, year: 1, release: "r", ...data },
+});
+
+/** Data with `name: value` as an own field, whatever the name (`__proto__` included). */
+function withField(data: Record<string, unknown>, name: string, value: unknown): Record<string, unknown> {
+  return Object.defineProperty({ ...data }, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** A bucket of two files: the second replaces the first's songs (later file wins), one of them without extras. */
+function bucket(): MemorySource {
+  let hostile = song("hostile").data as Record<string, unknown>;
+  HOSTILE_NAMES.forEach((name, i) => hostile = withField(hostile, name, i % 2 === 0 ? `v${name}` : { n: [i, null] }));
+  const first = [
+    song("clean"),
+    song("kept", { mood: "calm" }),
+    song("replaced", { mood: "sad" }),
+    song("cleared", { mood: "old" }),
+    { type: "song", data: hostile },
+    {
+      type: "movie",
+      data: {
+        rating: 7.5,
+        original_title: "M",
+        original_language: "en",
+        budget: 1,
+        is_adult: false,
+        release_date: "2001-01-01",
+      },
+    },
+    // Rejected: a rejection keeps its raw text, not an extra.
+    song("bad", { year: "1994", mood: "x" }),
+  ];
+  const second = [song("replaced", { mood: "happy", tempo: 120 }), song("cleared")];
+  return new MemorySource(
+    new Map([["f1.data", JSON.stringify(first)], ["f2.data", JSON.stringify(second)]]),
+  );
+}
+
+/** What each title's `extra` must be. */
+function expected(): Map<string, string | null> {
+  let hostile = {};
+  HOSTILE_NAMES.forEach((name, i) => hostile = withField(hostile, name, i % 2 === 0 ? `v${name}` : { n: [i, null] }));
+  return new Map<string, string | null>([
+    ["clean", null],
+    ["cleared", null],
+    ["hostile", JSON.stringify(hostile)],
+    ["kept", '{"mood":"calm"}'],
+    ["replaced", '{"mood":"happy","tempo":120}'],
+  ]);
+}
+
+function check(rows: Record<string, unknown>[]) {
+  const got = new Map(rows.map((r) => [r.title as string, r.extra as string | null]));
+  assert.deepEqual(got, expected());
+  // The round trip: the stored text parses back into the very fields (names and values) the record carried.
+  const hostile = JSON.parse(got.get("hostile")!);
+  assert.deepEqual(Object.keys(hostile), HOSTILE_NAMES);
+  assert.equal(Object.getPrototypeOf(hostile), Object.prototype, "__proto__ stays a field, not a prototype");
+  assert.deepEqual(hostile["a\u0000b"], { n: [1, null] });
+  assert.equal(hostile["__proto__"], "v__proto__");
+  assert.equal(hostile["\ud800"], "v\ud800");
+}
+
+Deno.test("sqlite: extra keeps only the unknown fields, NULL without them; a later file replaces it", async () => {
+  await withTempDir(async (dir) => {
+    const db = join(dir, "db.sqlite3");
+    const store = SqliteStore.open(db, { types: RECORD_TYPES });
+    try {
+      await runPipeline({ ...PIPELINE_DEFAULTS, source: bucket(), store });
+    } finally {
+      store.close();
+    }
+    // Read as bytes: node:sqlite would cut a text at U+0000 (the stored JSON text holds none: it is escaped).
+    const rows = query(db, "SELECT title, CAST(extra AS BLOB) AS extra FROM songs ORDER BY title").map((r) => ({
+      title: r.title,
+      extra: r.extra === null ? null : new TextDecoder().decode(r.extra as Uint8Array),
+    }));
+    check(rows);
+    assert.deepEqual(query(db, "SELECT extra FROM movies"), [{ extra: '{"rating":7.5}' }]);
+    assert.ok(!(rows.find((r) => r.title === "hostile")!.extra as string).includes("\u0000"));
+  });
+});
+
+pgTest("extra is the same JSON text on PostgreSQL (text, not jsonb: NUL and lone surrogates escaped)", async () => {
+  await withPgDatabase(async (url) => {
+    const store = await PostgresStore.open(url, { types: RECORD_TYPES });
+    try {
+      await runPipeline({ ...PIPELINE_DEFAULTS, source: bucket(), store });
+    } finally {
+      await store.close();
+    }
+    check(await pgQuery(url, "SELECT title, extra FROM songs ORDER BY title"));
+    assert.deepEqual(await pgQuery(url, "SELECT extra FROM movies"), [{ extra: '{"rating":7.5}' }]);
+  });
+});
+
+Deno.test("KEEP_EXTRA=no stores NULL", async () => {
+  await withTempDir(async (dir) => {
+    const db = join(dir, "db.sqlite3");
+    const store = SqliteStore.open(db, { types: RECORD_TYPES });
+    try {
+      await runPipeline({ ...PIPELINE_DEFAULTS, source: bucket(), store, keepExtra: false });
+    } finally {
+      store.close();
+    }
+    assert.deepEqual(query(db, "SELECT count(*) AS n FROM songs WHERE extra IS NOT NULL"), [{ n: 0 }]);
+    assert.deepEqual(query(db, "SELECT count(*) AS n FROM songs"), [{ n: 5 }]);
+  });
+});
+
+Deno.test("a database from before extra gets the column, NULL in its rows, and loads extras after", async () => {
+  await withTempDir(async (dir) => {
+    const db = join(dir, "db.sqlite3");
+    await Deno.copyFile(join(ROOT, "tests", "fixtures", "schemas", "v6-repair.db"), db);
+    const before = query(db, "SELECT count(*) AS n FROM songs")[0]!.n as number;
+    assert.ok(!query(db, "SELECT name FROM pragma_table_info('songs')").some((c) => c.name === "extra"));
+    await runOnce(join(ROOT, "fixtures", "sample_bucket"), db, { force: true });
+    for (const table of ["songs", "movies", "apps"]) {
+      assert.ok(query(db, `SELECT name FROM pragma_table_info('${table}')`).some((c) => c.name === "extra"), table);
+    }
+    assert.ok((query(db, "SELECT count(*) AS n FROM songs")[0]!.n as number) >= before);
+    assert.deepEqual(query(db, "SELECT extra FROM songs WHERE extra IS NOT NULL ORDER BY extra"), [
+      { extra: '{"budget":-1}' },
+      { extra: '{"release_date":"2019-02-30"}' },
+    ]);
+  });
+});

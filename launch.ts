@@ -26,7 +26,9 @@ const PROJECT = dirname(fileURLToPath(import.meta.url));
 
 /** What the child needs: the command and whether it writes. */
 export interface Need {
+  /** The child's command. */
   readonly command: "run" | "status" | "serve" | "replay";
+  /** `--dry-run`: the child writes nothing. */
   readonly dryRun: boolean;
   /** `serve`: the address it listens on. */
   readonly listen?: { readonly host: string; readonly port: number } | undefined;

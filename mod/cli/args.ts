@@ -37,19 +37,31 @@ const OPTIONS = {
 
 /** The parsed command line. */
 export interface Cli {
+  /** The command: `run` (none given), `status`, `serve` or `replay`. */
   readonly command: "run" | "status" | "serve" | "replay";
+  /** `-h`, `--help`. */
   readonly help: boolean;
+  /** `--version`. */
   readonly version: boolean;
+  /** `--force`: fetch registered keys again. */
   readonly force: boolean;
+  /** `--retry-invalid`: fetch keys registered as invalid again. */
   readonly retryInvalid: boolean;
+  /** `--dry-run`: print what a run would do, write nothing. */
   readonly dryRun: boolean;
+  /** `--quiet`: no progress bar. */
   readonly quiet: boolean;
+  /** `--json`: the summary or report as JSON. */
   readonly json: boolean;
+  /** `--schedule`: stay up and run on this cron schedule (UTC). */
   readonly schedule: string | undefined;
+  /** `--run-at-start`: with `--schedule`, run once at the start too. */
   readonly runAtStart: boolean;
   /** `--key` values: fetch only these. */
   readonly keys: readonly string[] | undefined;
+  /** `--config`: the config file. */
   readonly configPath: string | undefined;
+  /** `--profile`: the profile to use. */
   readonly profile: string | undefined;
   /** Profile keys set by flags. */
   readonly overrides: Readonly<Record<string, string>>;

@@ -10,6 +10,7 @@ import { UsageError } from "../common/errors.ts";
 
 /** A checked cron expression. */
 export interface CronPlan {
+  /** The expression, as given. */
   readonly expression: string;
   /** The next due time after `from`. */
   next(from?: Date): Date;

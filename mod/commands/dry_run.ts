@@ -13,8 +13,11 @@ import type { Out } from "./run.ts";
 
 /** Options of {@linkcode dryRunAction}. */
 export interface DryRunActionOptions {
+  /** `--force`: processed keys would be fetched again. */
   readonly force: boolean;
+  /** `--retry-invalid`: keys registered as invalid would be fetched again. */
   readonly retryInvalid?: boolean;
+  /** `--key`: only these keys would be fetched. */
   readonly keys?: readonly string[] | undefined;
 }
 

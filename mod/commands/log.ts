@@ -12,19 +12,26 @@ import {
   dispose,
   getJsonLinesFormatter,
   getTextFormatter,
-  type LogLevel,
-  type Sink,
-  type TextFormatter,
+  type LogLevel as LogTapeLevel,
+  type Sink as LogTapeSink,
+  type TextFormatter as LogTapeTextFormatter,
 } from "@logtape/logtape";
 import { join } from "node:path";
 import { strftime } from "../common/strftime.ts";
 import { oneLine } from "../common/printable.ts";
 
+/** A LogTape log level: `trace`, `debug`, `info`, `warning`, `error` or `fatal`. */
+export type LogLevel = LogTapeLevel;
+/** A LogTape sink: receives each log record. */
+export type Sink = LogTapeSink;
+/** A LogTape text formatter: a log record as one line of text. */
+export type TextFormatter = LogTapeTextFormatter;
+
 /** Options of {@linkcode setupLogging}. */
 export interface LoggingOptions {
-  /** @default {"info"} */
+  /** The lowest level logged. @default {"info"} */
   readonly level?: LogLevel;
-  /** @default {"text"} */
+  /** Text lines, or JSON lines. @default {"text"} */
   readonly format?: "text" | "json";
   /** A folder for `YYYY-MM-DD_HH-MM-SS.log`, or `undefined` for none. */
   readonly logDir?: string | undefined;

@@ -15,10 +15,15 @@ import { type Out, runAttributes } from "./run.ts";
 
 /** Options of {@linkcode replayAction}. */
 export interface ReplayActionOptions {
+  /** `--dry-run`: re-validate and report, then roll back. */
   readonly dryRun: boolean;
+  /** `--type`: only the records of this type. */
   readonly type?: string | undefined;
+  /** `--reason`: only the records whose reason contains this text. */
   readonly reason?: string | undefined;
+  /** `--json`: print the report as one JSON document. */
   readonly json?: boolean;
+  /** Aborting it stops the replay and rolls it back. */
   readonly signal?: AbortSignal | undefined;
 }
 

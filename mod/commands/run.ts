@@ -28,13 +28,17 @@ export type Out = (text: string) => void;
 
 /** Options of {@linkcode runOnceAction}. */
 export interface RunActionOptions {
+  /** `--force`: fetch registered keys again. */
   readonly force: boolean;
+  /** `--retry-invalid`: fetch keys registered as invalid again. */
   readonly retryInvalid: boolean;
   /** Fetch only these keys (`--key`), registered or not. */
   readonly keys?: readonly string[] | undefined;
   /** Print the summary as one JSON document. */
   readonly json?: boolean;
+  /** Aborting it abandons the run: in-flight fetches stop and the transaction rolls back. */
   readonly signal?: AbortSignal | undefined;
+  /** Called after each listed key is settled, e.g. for a progress bar. */
   readonly onProgress?: ((p: Progress) => void) | undefined;
 }
 

@@ -57,6 +57,7 @@ export const jsonResponse = (body: unknown, status = 200): Response =>
 export interface StatusSource {
   /** The report, read at each request (a run in progress shows its last commit). */
   report(): Promise<StatusReport>;
+  /** `STATUS_TOKEN`: what a request must show; `undefined`: open. */
   readonly token: string | undefined;
   /** Fields added to the JSON document (the Deploy entry's schedule). */
   readonly extra?: Readonly<Record<string, unknown>>;
@@ -78,10 +79,11 @@ export const ROUTES: ReadonlySet<string> = new Set(["/", "/api/status", "/status
 /** What a request that shows no credential is told. */
 export const UNAUTHORIZED = "unauthorized: send Authorization: Bearer <STATUS_TOKEN>, or log in with the form at /";
 /** What a request with `?token=` is told, right token or not. */
-export const TOKEN_IN_URL = "unauthorized: a token in the URL is refused (URLs are logged and traced): " +
+export const TOKEN_IN_URL: string = "unauthorized: a token in the URL is refused (URLs are logged and traced): " +
   "log in with the form at /, or send Authorization: Bearer <STATUS_TOKEN>";
 /** What a request for another name than the server's is told (DNS rebinding). */
-export const MISDIRECTED = "misdirected request: this server answers to its IP addresses, localhost and the name it " +
+export const MISDIRECTED: string =
+  "misdirected request: this server answers to its IP addresses, localhost and the name it " +
   "listens as; behind a reverse proxy, name the proxy's host with --allow-host";
 
 /** The largest login form body read (the token and a field name). */
@@ -223,7 +225,9 @@ export const SERVE_LIMITS: ServeLimits = {
 
 /** Options of {@linkcode serveAction}. */
 export interface ServeOptions {
+  /** `--host`: the address to listen on. */
   readonly host: string;
+  /** `--port`: the port to listen on. */
   readonly port: number;
   /** Names answered besides IP addresses, `localhost` and `host` (`--allow-host`: a reverse proxy's). */
   readonly allowHosts?: readonly string[];

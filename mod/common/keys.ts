@@ -69,6 +69,10 @@ export interface KeyReader {
   rank(key: string): number;
   /** The rank of the `BUCKETLOAD_*` variables' layer: a plain variable such as `DATABASE_URL` ranks just below. */
   readonly envRank: number;
-  /** @throws {UsageError} naming where `key` came from, what was expected and what it got */
+  /**
+   * Refuses `key`'s value.
+   *
+   * @throws {UsageError} naming where `key` came from, what was expected and what it got
+   */
   fail(key: string, expected: string, got: string): never;
 }

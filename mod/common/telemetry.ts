@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { context, metrics, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, metrics, type Span as OtelSpan, SpanStatusCode, trace } from "@opentelemetry/api";
 
 const tracer = trace.getTracer("bucketload");
 const meter = metrics.getMeter("bucketload");
@@ -17,6 +17,9 @@ const records = meter.createCounter("bucketload.records", {
 const files = meter.createCounter("bucketload.files", {
   description: "Files a run settled, by outcome (loaded, invalid, missing, failed, refused)",
 });
+
+/** An OpenTelemetry span. */
+export type Span = OtelSpan;
 
 /** Attribute values as spans take them. */
 export type Attributes = Record<string, string | number | boolean>;
@@ -46,7 +49,9 @@ export function markFailed(span: Span, message: string): void {
 
 /** When a file's fetch and parse started and ended (epoch milliseconds), for its span. */
 export interface Timing {
+  /** When the fetch started. */
   readonly start: number;
+  /** When the parse ended. */
   readonly end: number;
 }
 

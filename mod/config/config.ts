@@ -24,6 +24,7 @@ export { ENV_PREFIX } from "../common/keys.ts";
 
 /** A resolved profile, ready for the pipeline. Paths are absolute. */
 export interface Config {
+  /** The profile's name. */
   readonly profile: string;
   /** The config file, or `undefined` when running from the environment alone. */
   readonly configPath: string | undefined;
@@ -39,32 +40,46 @@ export interface Config {
   readonly changeDetection: boolean;
   /** `PRUNE_DELETED`. */
   readonly pruneDeleted: boolean;
+  /** `FILES_LIST_KEY`: the list file's key. */
   readonly filesListKey: string;
+  /** `BUCKET_ENCODING`: the objects' encoding (a WHATWG label). */
   readonly encoding: string;
+  /** `DATE_STORE_FORMAT`: the strftime format of `songs.ingestion_time`. */
   readonly dateStoreFormat: string;
+  /** `PROCESSED_FILES_FILENAME`: where the registry's JSON copy is written; `undefined` for none. */
   readonly processedFilesPath: string | undefined;
   /** The log folder when `SAVE_LOG` is on. */
   readonly logDir: string | undefined;
+  /** `CONCURRENCY`: parallel fetches. */
   readonly concurrency: number;
   /** The record types' own keys (e.g. `AWESOME_MIN_RATING`), by name. */
   readonly typeSettings: Readonly<Record<string, number>>;
   /** Give up on a key missing in this many runs in a row; 0 never. */
   readonly missingGiveUpRuns: number;
+  /** `WORKER`: files are fetched, parsed and validated in a worker thread. */
   readonly worker: boolean;
   /** `KEEP_EXTRA`: the fields a record's type does not know are kept in its row's `extra`. */
   readonly keepExtra: boolean;
+  /** `MAX_FILE_BYTES`: a larger object is invalid. */
   readonly maxFileBytes: number;
+  /** `MAX_LIST_BYTES`: a larger list fails the run. */
   readonly maxListBytes: number;
+  /** `MAX_REJECTED_RAW_BYTES`: raw JSON kept per rejection. */
   readonly maxRejectedRawBytes: number;
+  /** `STREAM_THRESHOLD_BYTES`: a larger object (or one of unknown length) is parsed as it downloads. */
   readonly streamThresholdBytes: number;
+  /** `MAX_RECORD_BYTES`: a longer record makes its file invalid. */
   readonly maxRecordBytes: number;
+  /** `LOG_LEVEL`: the lowest level logged. */
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** `LOG_FORMAT`: text lines or JSON lines. */
   readonly logFormat: (typeof LOG_FORMATS)[number];
   /** `STATUS_TOKEN`: what the status endpoint asks for; `undefined`: open. */
   readonly statusToken: string | undefined;
 }
 
-type Raw = Readonly<Record<string, string>>;
+/** Values as text, by key. */
+export type Raw = Readonly<Record<string, string>>;
 
 /** Environment variables that choose the file and profile rather than a key. */
 export const ENV_CHOOSERS: readonly string[] = [
@@ -134,7 +149,7 @@ export interface ResolveOptions {
   readonly sections?: Sections | undefined;
   /** The file's absolute path, for messages and relative paths. */
   readonly configPath?: string | undefined;
-  /** @default {"default"} */
+  /** The profile to resolve. @default {"default"} */
   readonly profile?: string | undefined;
   /** The environment, read for `BUCKETLOAD_<KEY>` and the stores' and sources' variables. @default {{}} */
   readonly env?: Readonly<Record<string, string>>;

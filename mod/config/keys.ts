@@ -22,10 +22,13 @@ export const LOG_FORMATS = ["text", "json"] as const;
 
 /** What the keys are gathered from: the stores, the sources and the record types. */
 export interface Kinds {
+  /** The store kinds (the program's: `STORES`). */
   // deno-lint-ignore no-explicit-any
   readonly stores: readonly StoreKind<any>[];
+  /** The source kinds (the program's: `SOURCES`). */
   // deno-lint-ignore no-explicit-any
   readonly sources: readonly SourceKind<any>[];
+  /** The record types (the program's: `RECORD_TYPES`). */
   readonly types: readonly RecordType[];
 }
 
@@ -215,6 +218,7 @@ export const CORE_KEYS: KeySpecs = {
 export interface KeyGroup {
   /** What declares them, for the docs: `Every profile`, `Store: SQLite (the default)`, `Record type: app`. */
   readonly title: string;
+  /** The keys, by name. */
   readonly keys: KeySpecs;
 }
 

@@ -29,7 +29,9 @@ export function deploySchedule(env: Readonly<Record<string, string>>): string {
 
 /** Where the entry listens. */
 export interface DeployAddress {
+  /** `BUCKETLOAD_HOST`: the address to listen on. */
   readonly hostname: string;
+  /** `BUCKETLOAD_PORT`, else `PORT`: the port to listen on. */
   readonly port: number;
 }
 

@@ -50,9 +50,13 @@ export function producedChars(produced: Produced): number {
 
 /** Options of {@linkcode processBody}. */
 export interface ProcessOptions {
+  /** `BUCKET_ENCODING`: the body's encoding (a WHATWG label). */
   readonly encoding: string;
+  /** Classifies each element. */
   readonly classifier: Classifier;
+  /** When the file was processed, for its registry entry. */
   readonly processedAt: Date;
+  /** `MAX_REJECTED_RAW_BYTES`: raw JSON kept per rejection. */
   readonly rawCap: number;
   /** Elements per part of a streamed file. @default {PART_ELEMENTS} */
   readonly partElements?: number | undefined;
@@ -78,17 +82,24 @@ export function invalidFile(key: string, reason: string, bytes: number, processe
 
 /** Collects classified elements into a part: rows by type, rejections, ignored counts. */
 export class PartBuilder {
+  /** Rows by type name: their count, and their cells in one array. */
   rows = new Map<string, { count: number; cells: RowCell[] }>();
+  /** Rejected elements. */
   rejections: Rejection[] = [];
+  /** Ignored elements (unknown types), by type name. */
   ignored = new Map<string, number>();
+  /** Drift of the part's records. */
   drift = new DriftCounter(PART_DRIFT_FIELDS);
+  /** Rows in the part. */
   records = 0;
+  /** Elements in the part. */
   elements = 0;
   /** Characters of the elements' text in the part. */
   chars = 0;
   readonly #maxElements: number;
   readonly #maxChars: number;
 
+  /** Starts `key`'s first part: `rawCap` caps a rejection's raw JSON, `limits` say when a part is full. */
   constructor(readonly key: string, readonly classifier: Classifier, readonly rawCap: number, limits: {
     readonly partElements?: number | undefined;
     readonly partChars?: number | undefined;

@@ -26,7 +26,8 @@ export function parseBody(body: Uint8Array, encoding: string): Parsed {
 }
 
 /** The reason for a body that does not decode. */
-export const undecodable = (encoding: string) => `not valid ${encoding}: the body holds bytes that do not decode`;
+export const undecodable = (encoding: string): string =>
+  `not valid ${encoding}: the body holds bytes that do not decode`;
 
 /**
  * Parses decoded text as a JSON array. Syntax errors in an array are worded

@@ -16,6 +16,7 @@ import { TooLargeError } from "../source/source.ts";
 
 /** The gzip data is corrupt: the object is invalid (fetching it again gives the same bytes). */
 export class GzipError extends Error {
+  /** A gzip error with its message, as an invalid file's reason. */
   constructor(message: string) {
     super(`not valid gzip: ${message}`);
     this.name = "GzipError";
@@ -104,7 +105,7 @@ export class FormatSniffer {
   /** The first non-whitespace character, once seen. */
   first: string | undefined;
   /** Where the first non-whitespace character is in the text last pushed; -1 if it is not in it. */
-  start = -1;
+  start: number = -1;
   readonly #named: boolean;
 
   /** A sniffer for the object `key`. */

@@ -18,12 +18,17 @@ export { processStream } from "./streamed.ts";
 
 /** Settings of the produce step. */
 export interface ProduceSettings {
+  /** `BUCKET_ENCODING`: the objects' encoding (a WHATWG label). */
   readonly encoding: string;
+  /** `DATE_STORE_FORMAT`: the strftime format of `songs.ingestion_time`. */
   readonly dateStoreFormat: string;
   /** The record types' own settings (`AWESOME_*`), by key; a key left out takes its default. */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
+  /** `CONCURRENCY`: parallel fetches. */
   readonly concurrency: number;
+  /** `MAX_FILE_BYTES`: a larger object is invalid. */
   readonly maxFileBytes: number;
+  /** `MAX_REJECTED_RAW_BYTES`: raw JSON kept per rejection. */
   readonly maxRejectedRawBytes: number;
   /** Objects larger than this (or of unknown length) are parsed as they download. */
   readonly streamThresholdBytes: number;

@@ -8,16 +8,22 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { configure, type LogLevel } from "@logtape/logtape";
+import { configure, type LogLevel as LogTapeLevel } from "@logtape/logtape";
 import { type Produced, producedChars, produceInThread, type ProduceSettings } from "./produce.ts";
 import { RECORD_TYPES } from "../records/mod.ts";
 import type { SourceSpec } from "../source/kind.ts";
 import { openSource } from "../source/sources.ts";
 
+/** A LogTape log level. */
+export type LogLevel = LogTapeLevel;
+
 /** The first message: what to produce. */
 export interface WorkerInit {
+  /** The message's kind. */
   readonly kind: "init";
+  /** The source to fetch from, as its kind's spec. */
   readonly source: SourceSpec;
+  /** The produce step's settings. */
   readonly settings: ProduceSettings;
   /** Results posted ahead of acknowledgements, at most. */
   readonly maxAhead: number;
@@ -25,6 +31,7 @@ export interface WorkerInit {
   readonly maxAheadChars: number;
   /** A fixed clock (ms since the epoch), for tests; else the real one. */
   readonly fixedNow: number | undefined;
+  /** The lowest level of the log records forwarded. */
   readonly logLevel: LogLevel;
 }
 

@@ -7,9 +7,9 @@
  *
  * @module
  */
-import { getLogger, type LogLevel, type LogRecord } from "@logtape/logtape";
+import { getLogger, type LogRecord } from "@logtape/logtape";
 import { producedChars, type Producer, type ProduceSettings } from "./produce.ts";
-import type { FromWorker, WorkerInit } from "./worker.ts";
+import type { FromWorker, LogLevel, WorkerInit } from "./worker.ts";
 import type { SourceSpec } from "../source/kind.ts";
 
 /**
@@ -30,7 +30,7 @@ export interface WorkerProducerOptions {
   readonly onAhead?: ((chars: number) => void) | undefined;
   /** A fixed clock for the worker (ms since the epoch), for tests. */
   readonly fixedNow?: number | undefined;
-  /** @default {"info"} */
+  /** The lowest level of the worker's log records forwarded. @default {"info"} */
   readonly logLevel?: LogLevel;
 }
 

@@ -3,16 +3,31 @@
  *
  * @module
  */
-import { type Check, dataProblem, firstProblem, guards, integer, jsonKinds, number, string, text } from "./fields.ts";
+import {
+  type Check,
+  dataProblem,
+  firstProblem,
+  type Guards,
+  guards,
+  integer,
+  jsonKinds,
+  number,
+  string,
+  text,
+} from "./fields.ts";
 import { type RecordType, settingOf } from "./record_type.ts";
 
 /** A valid app record's data. */
 export interface App {
+  /** The app's name: not blank. */
   readonly name: string;
+  /** Its genre: any string. */
   readonly genre: string;
   /** 0 to 5. */
   readonly rating: number;
+  /** Its version: not blank. */
   readonly version: string;
+  /** Its size in bytes: a whole number from 0 to 2⁵³−1. */
   readonly size_bytes: number;
 }
 
@@ -29,8 +44,11 @@ export function appProblem(data: unknown): string | undefined {
   return dataProblem(data, FIELDS);
 }
 
-/** `isApp(data)` narrows to a valid app; `parseApp(data)` returns it or throws a `TypeError`. */
-export const { is: isApp, parse: parseApp } = guards<App>("app", appProblem);
+const appGuards: Guards<App> = guards<App>("app", appProblem);
+/** `isApp(data)`: whether `data` is a valid app; narrows it to {@linkcode App}. */
+export const isApp: Guards<App>["is"] = appGuards.is;
+/** `parseApp(data)`: `data` as a valid app, or a `TypeError` naming the first failing field. */
+export const parseApp: Guards<App>["parse"] = appGuards.parse;
 
 /** Apps go to `apps`, keyed on (name, version), with `is_awesome` derived. */
 export const appType: RecordType = {

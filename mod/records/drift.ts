@@ -22,12 +22,15 @@ export type DriftKind = "unknown" | "type" | "more";
 export interface DriftEntry {
   /** The record type, e.g. `song`. */
   readonly type: string;
+  /** The field; empty for `more`. */
   readonly field: string;
+  /** What the entry counts. */
   readonly kind: DriftKind;
   /** The rule's JSON type (`type` entries). */
   readonly expected: JsonKind | null;
   /** The JSON type seen (`unknown` and `type` entries). */
   readonly seen: JsonKind | null;
+  /** Records with it. */
   readonly records: number;
   /** The first value seen, as JSON text, capped; `null` for `more`. */
   readonly example: string | null;
@@ -117,6 +120,7 @@ export class DriftCounter {
   readonly #more = new Map<string, Counted>();
   readonly #bound: number;
 
+  /** A counter keeping at most `bound` distinct fields per record type. */
   constructor(bound = DRIFT_FIELDS_PER_TYPE) {
     this.#bound = bound;
   }

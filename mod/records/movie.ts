@@ -9,6 +9,7 @@ import {
   type Check,
   dataProblem,
   firstProblem,
+  type Guards,
   guards,
   integer,
   isoDate,
@@ -20,9 +21,13 @@ import type { RecordType } from "./record_type.ts";
 
 /** A valid movie record's data. */
 export interface Movie {
+  /** The original title: not blank, nor blank once normalized. */
   readonly original_title: string;
+  /** The original language: any string. */
   readonly original_language: string;
+  /** The budget: a whole number from 0 to 2⁵³−1. */
   readonly budget: number;
+  /** Whether the movie is for adults. */
   readonly is_adult: boolean;
   /** `YYYY-MM-DD`. */
   readonly release_date: string;
@@ -45,8 +50,11 @@ export function movieProblem(data: unknown): string | undefined {
   return normalizeTitle((data as Movie).original_title) === "" ? EMPTY_TITLE : undefined;
 }
 
-/** `isMovie(data)` narrows to a valid movie; `parseMovie(data)` returns it or throws a `TypeError`. */
-export const { is: isMovie, parse: parseMovie } = guards<Movie>("movie", movieProblem);
+const movieGuards: Guards<Movie> = guards<Movie>("movie", movieProblem);
+/** `isMovie(data)`: whether `data` is a valid movie; narrows it to {@linkcode Movie}. */
+export const isMovie: Guards<Movie>["is"] = movieGuards.is;
+/** `parseMovie(data)`: `data` as a valid movie, or a `TypeError` naming the first failing field. */
+export const parseMovie: Guards<Movie>["parse"] = movieGuards.parse;
 
 /** Movies go to `movies`, keyed on (original_title_normalized, release_date). */
 export const movieType: RecordType = {

@@ -24,6 +24,7 @@ export type RowCell = Cell | null;
 
 /** A table column: its name and its SQL type with constraints. */
 export interface Column {
+  /** The column's name. */
   readonly name: string;
   /** `TEXT`, `INTEGER` or `REAL`; every column is NOT NULL. */
   readonly sqlType: "TEXT" | "INTEGER" | "REAL";

@@ -3,15 +3,28 @@
  *
  * @module
  */
-import { type Check, dataProblem, firstProblem, guards, integer, jsonKinds, string, text } from "./fields.ts";
+import {
+  type Check,
+  dataProblem,
+  firstProblem,
+  type Guards,
+  guards,
+  integer,
+  jsonKinds,
+  string,
+  text,
+} from "./fields.ts";
 import type { RecordType } from "./record_type.ts";
 
 /** A valid song record's data. */
 export interface Song {
+  /** The artist: not blank. */
   readonly artist_name: string;
+  /** The title: not blank. */
   readonly title: string;
   /** 0 means unknown. */
   readonly year: number;
+  /** The release: any string. */
   readonly release: string;
 }
 
@@ -27,8 +40,11 @@ export function songProblem(data: unknown): string | undefined {
   return dataProblem(data, FIELDS);
 }
 
-/** `isSong(data)` narrows to a valid song; `parseSong(data)` returns it or throws a `TypeError`. */
-export const { is: isSong, parse: parseSong } = guards<Song>("song", songProblem);
+const songGuards: Guards<Song> = guards<Song>("song", songProblem);
+/** `isSong(data)`: whether `data` is a valid song; narrows it to {@linkcode Song}. */
+export const isSong: Guards<Song>["is"] = songGuards.is;
+/** `parseSong(data)`: `data` as a valid song, or a `TypeError` naming the first failing field. */
+export const parseSong: Guards<Song>["parse"] = songGuards.parse;
 
 /** Songs go to `songs`, keyed on (artist_name, title), stamped with `ingestion_time`. */
 export const songType: RecordType = {

@@ -17,22 +17,31 @@ export type KeyFate = "new" | "processed" | "refetch" | "changed" | "deleted" | 
 
 /** A dry run's answer: each key's fate, in the order a run meets them, and the totals. */
 export interface DryRun {
+  /** Each key's fate, with the reason of a refused key or an unlisted `--key` one, in the order a run meets them. */
   readonly entries: readonly { readonly key: string; readonly fate: KeyFate; readonly reason?: string }[];
+  /** Keys by fate. */
   readonly counts: Readonly<Record<KeyFate, number>>;
+  /** Keys the list held more than once (told once). */
   readonly duplicates: number;
+  /** Whether `--force` was asked: processed keys would be fetched again. */
   readonly force: boolean;
 }
 
 /** Options of {@linkcode dryRun}. */
 export interface DryRunOptions {
+  /** Where the list comes from. */
   readonly source: BucketSource;
   /** The store to read, without its lock; `undefined` when it does not exist yet (everything is new). */
   readonly store: Store | undefined;
   /** Keys a run would import first (`PROCESSED_FILES_FILENAME` at a take-over): they count as loaded. */
   readonly imported?: ReadonlySet<string> | undefined;
+  /** `FILES_LIST_KEY`: the list file's key. */
   readonly filesListKey: string;
+  /** `KEY_PATTERN`: the keys to take from a bucket listing (a source without a list file). @default {""} (all) */
   readonly keyPattern?: string | undefined;
+  /** `BUCKET_ENCODING`: the list's encoding (a WHATWG label). */
   readonly encoding: string;
+  /** `MAX_LIST_BYTES`: a larger list fails. */
   readonly maxListBytes: number;
   /** With `--force`, processed keys would be fetched again. */
   readonly force: boolean;

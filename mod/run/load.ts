@@ -6,24 +6,33 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger as LogTapeLogger } from "@logtape/logtape";
 import type { Plan } from "./plan.ts";
 import { DriftCounter, type DriftEntry } from "../records/mod.ts";
 import type { Produced, Producer } from "../produce/produce.ts";
 import type { FilePart, RunTransaction } from "../store/store.ts";
 import { fileSpan } from "../common/telemetry.ts";
 
+/** A LogTape logger. */
+export type Logger = LogTapeLogger;
+
 /** Progress of a run, for a progress bar. */
 export interface Progress {
+  /** Planned keys settled so far (those another run claimed included). */
   readonly filesDone: number;
+  /** Keys planned. */
   readonly filesTotal: number;
+  /** Records loaded so far, the current streamed file's included. */
   readonly records: number;
 }
 
 /** Counts of one file, summed over its parts. */
 export class Tally {
+  /** Records loaded. */
   records = 0;
+  /** Records rejected. */
   rejected = 0;
+  /** Records ignored (unknown types), all types together. */
   ignoredTotal = 0;
   readonly #loaded = new Map<string, number>();
   readonly #ignored = new Map<string, number>();
@@ -62,47 +71,68 @@ export function countsByName(counts: ReadonlyMap<string, number> = new Map()): R
 
 /** A key and why it ended as it did. */
 export interface KeyReason {
+  /** The key. */
   readonly key: string;
+  /** Why. */
   readonly reason: string;
 }
 
 /** What the load step needs. */
 export interface LoadContext {
+  /** The run's transaction. */
   readonly tx: RunTransaction;
+  /** The keys to fetch, with their fingerprints and list positions. */
   readonly plan: Plan;
+  /** Fetches, parses and classifies the files. */
   readonly produce: Producer;
+  /** Where the load step logs. */
   readonly logger: Logger;
   /** The record types, so that every type has a count (0 included). */
   readonly typeNames: readonly string[];
+  /** Aborting it stops the load. */
   readonly signal?: AbortSignal | undefined;
+  /** Called as keys are settled, for a progress bar. */
   readonly onProgress?: ((p: Progress) => void) | undefined;
 }
 
 /** How keys are claimed on a shared store: how many at a time, and which registered ones to skip. */
 export interface ClaimOptions {
+  /** Keys claimed at a time. */
   readonly batch: number;
+  /** Keys registered with one of these statuses are skipped. */
   readonly skip: readonly ("loaded" | "invalid")[] | undefined;
 }
 
 /** The load step of one run, and its counts once {@linkcode RunLoad.run} is done. */
 export class RunLoad {
+  /** Keys whose file failed, with why: the next run fetches them again. */
   readonly failedKeys: KeyReason[] = [];
   /** Missing keys of the list: retried by the next run. */
   readonly missing: KeyReason[] = [];
   /** Keys asked for with --key that are not in the list and were missing: not retried by later runs. */
   readonly missingUnlisted: KeyReason[] = [];
+  /** Files that ended invalid, with the reason. */
   readonly invalidKeys: KeyReason[] = [];
   // Record type names come from the bucket: they are counted in Maps ("toString" is just a name).
+  /** Records loaded, by type name (every type, 0 included). */
   readonly loadedByType: Map<string, number>;
+  /** Records ignored, by type name. */
   readonly ignoredByType = new Map<string, number>();
   /** Schema drift of the loaded files, in list order. */
   readonly drift = new DriftCounter();
+  /** Files registered as loaded. */
   filesLoaded = 0;
+  /** Files registered as invalid. */
   filesInvalid = 0;
+  /** Changed objects whose earlier rows were replaced. */
   filesChanged = 0;
+  /** Keys fetched that were registered before. */
   filesRefetched = 0;
+  /** Planned keys that another run claimed or loaded first. */
   filesClaimedElsewhere = 0;
+  /** Rejections written: records', and invalid files' own. */
   rejected = 0;
+  /** Records loaded. */
   records = 0;
   #filesDone = 0;
   /** A streamed file's parts, counted into the totals only once the file is loaded. */

@@ -27,13 +27,19 @@ const baseLogger = getLogger(["bucketload", "pipeline"]);
 
 /** Options of {@linkcode runPipeline}. */
 export interface PipelineOptions {
+  /** Where the files come from. */
   readonly source: BucketSource;
+  /** Where the rows go. */
   readonly store: Store;
+  /** The record types the run loads. */
   readonly types: readonly RecordType[];
+  /** `FILES_LIST_KEY`: the list file's key. */
   readonly filesListKey: string;
   /** `KEY_PATTERN`: the keys to take from a bucket listing (a source without a list file). @default {""} (all) */
   readonly keyPattern?: string | undefined;
+  /** `BUCKET_ENCODING`: the objects' encoding (a WHATWG label). */
   readonly encoding: string;
+  /** `DATE_STORE_FORMAT`: the strftime format of `songs.ingestion_time`. */
   readonly dateStoreFormat: string;
   /** The record types' own settings (`AWESOME_*`), by key; a key left out takes its default. */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
@@ -51,11 +57,11 @@ export interface PipelineOptions {
   readonly importKeys?: readonly string[] | undefined;
   /** Register a key as invalid after it was missing in this many runs in a row; 0 never. @default {0} */
   readonly missingGiveUpRuns?: number;
-  /** @default {512 MiB} */
+  /** `MAX_FILE_BYTES`: a larger object is invalid. @default {512 MiB} */
   readonly maxFileBytes?: number;
-  /** @default {64 MiB} */
+  /** `MAX_LIST_BYTES`: a larger list fails the run. @default {64 MiB} */
   readonly maxListBytes?: number;
-  /** @default {65536} */
+  /** `MAX_REJECTED_RAW_BYTES`: raw JSON kept per rejection. @default {65536} */
   readonly maxRejectedRawBytes?: number;
   /** Objects larger than this are parsed as they download. @default {32 MiB} */
   readonly streamThresholdBytes?: number;
@@ -89,15 +95,21 @@ export interface PipelineOptions {
 export interface RunReport extends Omit<RunCounts, "status" | "finishedAt"> {
   /** `ok`: every file ended loaded, invalid, missing or refused. */
   readonly status: "ok" | "failed" | "list_failed";
+  /** The run's id; `undefined` when nothing was written. */
   readonly runId: number | undefined;
+  /** When the run started. */
   readonly startedAt: Date;
+  /** When it finished. */
   readonly finishedAt: Date;
   /** Why the list could not be read, for `list_failed`. */
   readonly listError: string | undefined;
+  /** Files that failed, with why: the next run fetches them again. */
   readonly failedKeys: readonly { readonly key: string; readonly reason: string }[];
+  /** Keys of the list that the bucket did not have. */
   readonly missingKeys: readonly string[];
   /** Missing keys asked for with `--key` that are not in the list: no later run retries them. */
   readonly missingUnlistedKeys: readonly string[];
+  /** Listed keys refused as unsafe, with why. */
   readonly refusedKeys: readonly { readonly key: string; readonly reason: string }[];
   /** The list answered 304 (unchanged since the last run); the cached copy was used. */
   readonly unchanged: boolean;

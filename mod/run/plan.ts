@@ -15,10 +15,13 @@ export type PlanReader = Pick<RunTransaction, "unregistered" | "listedPlan" | "u
 
 /** The keys a run fetches, in list order, with their list positions and (from a bucket listing) fingerprints. */
 export interface Plan {
+  /** The keys to fetch: in list order, or with `--key` the keys asked for, in their order. */
   readonly todo: string[];
   /** Keys registered before whose object changed (or came back after a deletion): rows replaced. */
   readonly changed: ReadonlySet<string>;
+  /** From a bucket listing, each key's fingerprint; empty for a list file. */
   readonly fingerprints: ReadonlyMap<string, Fingerprint>;
+  /** Each key's list position (unlisted `--key` keys after the list's). */
   readonly positions: ReadonlyMap<string, number>;
   /** `--key` keys the list does not hold (fetched anyway, after the list's). */
   readonly unlisted: readonly string[];
@@ -26,8 +29,11 @@ export interface Plan {
 
 /** The run's options that choose the keys to fetch. */
 export interface PlanOptions {
+  /** `--key`: only these keys, registered or not. */
   readonly onlyKeys: readonly string[] | undefined;
+  /** `--force`: registered keys too. */
   readonly force: boolean;
+  /** `--retry-invalid`: keys registered as invalid too. */
   readonly retryInvalid: boolean;
 }
 

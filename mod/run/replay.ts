@@ -9,7 +9,7 @@
  * @module
  */
 import { oneLine } from "../common/printable.ts";
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "./load.ts";
 import { Classifier, type RecordType, type RowCell } from "../records/mod.ts";
 import { parseJson } from "../records/numbers.ts";
 import { compileStrftime } from "../common/strftime.ts";
@@ -27,20 +27,27 @@ import {
 
 /** What a replay needs. */
 export interface ReplayOptions {
+  /** The store whose quarantine is replayed. */
   readonly store: Store;
+  /** The record types whose rules re-validate the records. */
   readonly types: readonly RecordType[];
   /** The profile's bucket (its display form), as a run tells the store. */
   readonly bucket: string;
+  /** `DATE_STORE_FORMAT`: the strftime format of `songs.ingestion_time`. */
   readonly dateStoreFormat: string;
   /** The record types' settings (`AWESOME_*`). */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
   /** `KEEP_EXTRA`: replayed rows keep the fields their type does not know in `extra`. @default {true} */
   readonly keepExtra?: boolean | undefined;
+  /** Which quarantined records to replay. */
   readonly filter: ReplayFilter;
   /** Re-validate and count, then roll back: nothing is written. */
   readonly dryRun: boolean;
+  /** Where the replay logs. */
   readonly logger: Logger;
+  /** The clock. @default {() => new Date()} */
   readonly now?: () => Date;
+  /** Aborting it stops the replay and rolls it back. */
   readonly signal?: AbortSignal | undefined;
   /**
    * `MAX_REJECTED_RAW_BYTES`, the most raw text a quarantined record holds: the quarantine is read a page at a time,
@@ -60,12 +67,17 @@ const YIELD_MS = 20;
 export interface ReplayReason {
   /** The reason stored before the replay, without its `, got …` tail. */
   readonly reason: string;
+  /** Records run through today's rules. */
   revalidated: number;
+  /** Of those, records that now load. */
   loaded: number;
+  /** Of those, records now of a type no rule loads (they leave the quarantine). */
   ignored: number;
+  /** Of those, records still rejected. */
   stillRejected: number;
   /** Of those still rejected, how many for another reason now. */
   reasonChanged: number;
+  /** Of those, records that pass now but are held in quarantine (see {@linkcode ReplayReport.held}). */
   held: number;
 }
 
@@ -73,8 +85,11 @@ export interface ReplayReason {
 export interface ReplayReport {
   /** The replay's run id; `undefined` when nothing was written (nothing changed, or a dry run). */
   readonly runId: number | undefined;
+  /** Re-validated and counted, then rolled back: nothing was written. */
   readonly dryRun: boolean;
+  /** When the replay started. */
   readonly startedAt: Date;
+  /** When it finished. */
   readonly finishedAt: Date;
   /** Quarantined rows the filter matched. */
   readonly matched: number;
@@ -84,9 +99,13 @@ export interface ReplayReport {
   readonly loaded: Readonly<Record<string, number>>;
   /** Records that are now of a type no rule loads: they leave the quarantine, counted as ignored. */
   readonly ignored: number;
+  /** Records still rejected. */
   readonly stillRejected: number;
+  /** Of those still rejected, how many for another reason now. */
   readonly reasonsChanged: number;
+  /** Rows new to the tables. */
   readonly rowsInserted: number;
+  /** Rows that replaced a row with the same key. */
   readonly rowsUpdated: number;
   /** Stored rows whose derived columns were recomputed because their type's settings changed (no fetch). */
   readonly rederived: Rederived;
@@ -109,11 +128,12 @@ export interface ReplayReport {
     /** A run side by side holds the file (PostgreSQL). */
     readonly busy: number;
   };
+  /** What became of the records, by the reason stored before, most re-validated first. */
   readonly byReason: readonly ReplayReason[];
 }
 
 /** A reason without its `, got …` tail, so that one rule's failures group together. */
-export const reasonGroup = (reason: string) => {
+export const reasonGroup = (reason: string): string => {
   const at = reason.indexOf(", got ");
   return at === -1 ? reason : reason.slice(0, at);
 };

@@ -24,8 +24,11 @@ export interface SourceSpec {
 
 /** What every network source takes from the core's keys (`REQUEST_TIMEOUT_SECONDS`, `RETRIES`, `RETRY_BASE_SECONDS`). */
 export interface FetchSettings {
+  /** `REQUEST_TIMEOUT_SECONDS`, in milliseconds: the limit for one attempt, body included. */
   readonly timeoutMs: number;
+  /** `RETRIES`: retries after the first attempt. */
   readonly retries: number;
+  /** `RETRY_BASE_SECONDS`, in milliseconds: the first backoff delay. */
   readonly retryBaseMs: number;
 }
 
@@ -37,6 +40,7 @@ export interface SourceContext {
   readonly baseDir: string;
   /** The environment (for the kind's {@linkcode SourceKind.variables}). */
   readonly env: Readonly<Record<string, string>>;
+  /** The core's fetch settings, for a network source. */
   readonly fetch: FetchSettings;
 }
 
@@ -74,7 +78,9 @@ export interface SourceKind<Spec extends SourceSpec = SourceSpec> {
 
 /** A source the config chose: its kind, and the spec the kind made. */
 export interface ChosenSource {
+  /** The chosen source's kind. */
   // deno-lint-ignore no-explicit-any
   readonly kind: SourceKind<any>;
+  /** The spec its kind made from `BUCKET_NAME`. */
   readonly spec: SourceSpec;
 }

@@ -62,7 +62,9 @@ export function parseListing(text: string): Listing {
 
 /** A fetched list: its keys, its text and validators (to cache), and whether it came from the cache. */
 export interface FetchedListing extends Listing {
+  /** The list's text (empty for a bucket listing), to cache. */
   readonly text: string;
+  /** The list's validators, to cache; `undefined` when the source gave none, or for a bucket listing. */
   readonly validators: Validators | undefined;
   /** The server answered 304 (`text` is the cached copy), or 200 with the cached copy's very body. */
   readonly notModified: boolean;
@@ -100,9 +102,13 @@ export function listingOfObjects(
 
 /** Options of {@linkcode fetchListing}. */
 export interface FetchListingOptions {
+  /** `FILES_LIST_KEY`: the list file's key. */
   readonly key: string;
+  /** `BUCKET_ENCODING`: the list's encoding (a WHATWG label). */
   readonly encoding: string;
+  /** `MAX_LIST_BYTES`: a larger list fails. */
   readonly maxBytes: number;
+  /** Aborting it abandons the list's request. */
   readonly signal?: AbortSignal | undefined;
   /** The list from an earlier run, to send a conditional GET. */
   readonly cached?: { readonly text: string; readonly validators: Validators } | undefined;

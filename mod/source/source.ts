@@ -26,7 +26,9 @@ export type FetchResult =
 
 /** HTTP cache validators of an object, for a conditional GET. */
 export interface Validators {
+  /** The `ETag` answered. */
   readonly etag?: string | undefined;
+  /** The `Last-Modified` answered. */
   readonly lastModified?: string | undefined;
 }
 
@@ -46,7 +48,9 @@ export interface GetOptions {
 export interface ListedObject {
   /** The key (under the source's prefix). */
   readonly key: string;
+  /** The object's ETag. */
   readonly etag: string;
+  /** The object's size in bytes. */
   readonly size: number;
 }
 

@@ -30,6 +30,7 @@ export interface StoreContext {
 
 /** An open store and how to let it go. */
 export interface OpenedStore {
+  /** The store. */
   readonly store: Store;
   /** Releases the store; returns whether it removed a database file that this run created and left empty. */
   close(): Promise<boolean>;
@@ -94,8 +95,10 @@ export interface StoreKind<Spec extends StoreSpec = StoreSpec> {
 
 /** A store the config chose: its kind, the spec the kind made, and the line that says why when more than one was named. */
 export interface ChosenStore {
+  /** The chosen store's kind. */
   // deno-lint-ignore no-explicit-any
   readonly kind: StoreKind<any>;
+  /** The spec its kind made from the config. */
   readonly spec: StoreSpec;
   /**
    * When more than one setting names a store: one line saying which one is

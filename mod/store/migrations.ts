@@ -24,8 +24,11 @@ import { quote } from "./kit/sql.ts";
  * made by each shipped version (docs/data.md, "Schema versions").
  */
 export interface Migration {
+  /** The step's number: its version once applied. */
   readonly version: number;
+  /** What the step does, in a few words. */
   readonly description: string;
+  /** The step's statements, in SQLite's dialect. */
   readonly sql: string;
   /**
    * Columns added before {@linkcode sql} only where the table lacks them, on
@@ -38,12 +41,15 @@ export interface Migration {
 
 /** A column a migration adds where it is missing: `ALTER TABLE table ADD COLUMN column definition`. */
 export interface EnsuredColumn {
+  /** The table. */
   readonly table: string;
+  /** The column's name. */
   readonly column: string;
   /** The column's type and constraints, in SQLite's dialect (e.g. `INTEGER NOT NULL DEFAULT 0`). */
   readonly definition: string;
 }
 
+/** The schema's steps, in order (append-only: see {@linkcode Migration}). */
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -181,7 +187,7 @@ ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';`,
 ];
 
 /** The schema version this build writes. */
-export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
+export const SCHEMA_VERSION: number = MIGRATIONS.at(-1)!.version;
 
 /**
  * A migration's SQL in PostgreSQL's dialect: `INTEGER PRIMARY KEY` becomes an

@@ -8,35 +8,53 @@
 
 /** One run as `status` shows it. */
 export interface RunRow {
+  /** The run's id. */
   readonly id: number;
+  /** When it started, as stored (ISO 8601). */
   readonly started_at: string;
+  /** When it finished; `null` while it runs. */
   readonly finished_at: string | null;
   /** `ok`, `failed`, `running`, or `replay` for a replay of quarantined records. */
   readonly status: string;
+  /** Keys listed, refused ones included. */
   readonly files_listed: number;
+  /** Keys the run fetched. */
   readonly files_new: number;
+  /** Files registered as loaded. */
   readonly files_loaded: number;
+  /** Files registered as invalid. */
   readonly files_invalid: number;
+  /** Listed keys that the bucket did not have. */
   readonly files_missing: number;
+  /** Files that failed. */
   readonly files_failed: number;
+  /** Listed keys refused as unsafe. */
   readonly files_refused: number;
   /** Keys another run side by side claimed or loaded first (PostgreSQL). */
   readonly files_claimed_elsewhere: number;
+  /** Records loaded. */
   readonly records_loaded: number;
+  /** Records rejected. */
   readonly records_rejected: number;
+  /** Records ignored (unknown types). */
   readonly records_ignored: number;
-  /** Rows new to the tables, rows that replaced others, rows removed (0 for runs before these were kept). */
+  /** Rows new to the tables (this and the next two are 0 for runs before they were kept). */
   readonly rows_inserted: number;
+  /** Rows that replaced a row with the same key. */
   readonly rows_updated: number;
+  /** Rows removed. */
   readonly rows_removed: number;
 }
 
 /** One key of the last run, with what became of it. */
 export interface RunFile {
+  /** The key. */
   readonly key: string;
   /** `loaded` or `invalid` (registered), or `refused`, `missing`, `failed`. */
   readonly outcome: string;
+  /** Records loaded from it. */
   readonly records: number;
+  /** Records rejected from it. */
   readonly rejected: number;
 }
 
@@ -48,13 +66,15 @@ export interface DriftRow {
   readonly field: string;
   /** `unknown` (the rules do not know the field), `type` (another JSON type) or `more` (past the bound). */
   readonly kind: string;
-  /** The rule's JSON type (`type`), and the one seen. */
+  /** The rule's JSON type (for `type`). */
   readonly expected: string | null;
+  /** The JSON type seen. */
   readonly seen: string | null;
   /** Records with it, summed over the runs. */
   readonly records: number;
-  /** Runs that saw it, and the newest of them. */
+  /** Runs that saw it. */
   readonly runs: number;
+  /** The newest run that saw it. */
   readonly lastRun: number;
   /** The newest run's example value, as JSON text (capped). */
   readonly example: string | null;
@@ -62,6 +82,7 @@ export interface DriftRow {
 
 /** What `status` reports. */
 export interface StatusReport {
+  /** Where the store is, for messages. */
   readonly database: string;
   /** The last runs, newest first. */
   readonly runs: readonly RunRow[];
@@ -93,9 +114,11 @@ export interface StatusReport {
   readonly tables: Readonly<Record<string, number>>;
   /** Keys registered as invalid (newest first, up to 20) with their whole-file reason. */
   readonly invalidKeys: readonly { readonly key: string; readonly reason: string }[];
-  /** The bucket the last run read, and the one before it when it changed. */
+  /** The bucket the last run read. */
   readonly bucket: string | null;
+  /** The bucket read before it, when it changed. */
   readonly previousBucket: string | null;
+  /** When the bucket changed. */
   readonly bucketChangedAt: string | null;
   /** The last time a run found nothing to do (such a run leaves no run row). */
   readonly lastCheck: { readonly at: string; readonly result: string } | null;

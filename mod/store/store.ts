@@ -16,6 +16,7 @@ export interface Rejection {
   readonly index: number | null;
   /** The record's `type`, when it had a string one. */
   readonly typeName: string | null;
+  /** Why it was rejected. */
   readonly reason: string;
   /** The element's JSON, capped; `null` for a whole-file rejection. */
   readonly raw: string | null;
@@ -35,6 +36,7 @@ export interface FilePart {
   readonly rows: ReadonlyMap<string, { readonly count: number; readonly cells: readonly RowCell[] }>;
   /** Rows loaded, all types together. */
   readonly records: number;
+  /** The part's rejected records. */
   readonly rejections: readonly Rejection[];
   /** Ignored records (unknown types) by type name. */
   readonly ignored: ReadonlyMap<string, number>;
@@ -44,17 +46,21 @@ export interface FilePart {
 
 /** What identifies an object's content in a bucket listing: its ETag and size. */
 export interface Fingerprint {
+  /** The object's ETag. */
   readonly etag: string;
+  /** The object's size in bytes. */
   readonly size: number;
 }
 
 /** A listed key and its fingerprint. */
 export interface ListedFingerprint extends Fingerprint {
+  /** The object's key. */
   readonly key: string;
 }
 
 /** A key of a held listing to fetch. */
 export interface PlannedKey extends ListedFingerprint {
+  /** Its position in the listing. */
   readonly position: number;
   /** Registered before, and changed (or deleted and back): its earlier rows are replaced. */
   readonly changed: boolean;
@@ -62,16 +68,23 @@ export interface PlannedKey extends ListedFingerprint {
 
 /** A registered key's fingerprint (null when it was loaded without one) and whether it was deleted. */
 export interface RegistryEntry {
+  /** The status it is registered with. */
   readonly status: FileStatus;
+  /** The fingerprint it was loaded with; `null` when it was loaded without one. */
   readonly fingerprint: Fingerprint | null;
+  /** It is marked deleted: gone from the bucket's listing. */
   readonly deleted: boolean;
 }
 
 /** Everything one processed file adds to the database (after any parts written before it). */
 export interface FileWrite extends FilePart {
+  /** The file's key. */
   readonly key: string;
+  /** The status the file is registered with. */
   readonly status: FileStatus;
+  /** When the file was processed, recorded in the registry. */
   readonly processedAt: Date;
+  /** The file's size in bytes, recorded in the registry. */
   readonly bytes: number;
   /** The object's fingerprint in the listing, recorded in the registry. */
   readonly fingerprint?: Fingerprint | undefined;
@@ -90,14 +103,19 @@ export interface FileWrite extends FilePart {
 
 /** How a part of a streamed file is written: see {@linkcode FileWrite}'s fields of the same names. */
 export interface PartOptions {
+  /** See {@linkcode FileWrite.replace}. */
   readonly replace?: boolean | undefined;
+  /** See {@linkcode FileWrite.position}. */
   readonly position?: number | undefined;
 }
 
 /** Rows a run wrote: new rows, rows that replaced a row with the same key, and rows deleted. */
 export interface RowCounts {
+  /** Rows new to the tables. */
   readonly inserted: number;
+  /** Rows that replaced a row with the same key. */
   readonly updated: number;
+  /** Rows deleted. */
   readonly removed: number;
 }
 
@@ -111,27 +129,37 @@ export interface ImportOutcome {
 
 /** Which quarantined records `replay` takes: by record type, and by a text the reason contains. */
 export interface ReplayFilter {
+  /** Only the records of this type. */
   readonly type?: string | undefined;
+  /** Only the records whose reason contains this text. */
   readonly reason?: string | undefined;
 }
 
 /** A page of the quarantine, by id. */
 export interface QuarantinePage {
+  /** Only the records with an id above this one. */
   readonly afterId: number;
+  /** At most this many records. */
   readonly limit: number;
 }
 
 /** A quarantined record (a `rejected_records` row), with what replay needs of its file. */
 export interface Quarantined {
+  /** Its `rejected_records` id. */
   readonly id: number;
+  /** Its file's key. */
   readonly key: string;
   /** Index in its file's array; `null` for a whole-file rejection (not a record). */
   readonly index: number | null;
+  /** The record's `type`, when it had a string one. */
   readonly typeName: string | null;
+  /** Why it was rejected. */
   readonly reason: string;
+  /** The element's JSON, capped; `null` for a whole-file rejection. */
   readonly raw: string | null;
-  /** Its file is registered as loaded, and marked deleted from the bucket. */
+  /** Its file is registered as loaded. */
   readonly registered: boolean;
+  /** Its file is marked deleted from the bucket. */
   readonly deleted: boolean;
   /** Its file's list position, when known. */
   readonly position: number | null;
@@ -166,22 +194,32 @@ export interface Replayer {
 export interface RunCounts {
   /** `replay` for a replay of quarantined records. @default {"run"} */
   readonly kind?: "run" | "replay" | undefined;
-  /** Rows new to the tables, and rows that replaced an earlier row with the same key (from `rowCounts()`). */
+  /** Rows new to the tables (from `rowCounts()`). */
   readonly rowsInserted: number;
+  /** Rows that replaced an earlier row with the same key (from `rowCounts()`). */
   readonly rowsUpdated: number;
   /**
    * Rows deleted: a changed object's earlier rows (before its new rows went
    * in, which count as inserted) and a pruned object's rows.
    */
   readonly rowsRemoved: number;
+  /** `failed` when a file failed (the next run fetches it again), else `ok`. */
   readonly status: "ok" | "failed";
+  /** When the run finished. */
   readonly finishedAt: Date;
+  /** Keys listed, refused ones included. */
   readonly filesListed: number;
+  /** Keys the run fetched: its plan's, less those another run claimed or loaded first. */
   readonly filesNew: number;
+  /** Files registered as loaded. */
   readonly filesLoaded: number;
+  /** Files registered as invalid. */
   readonly filesInvalid: number;
+  /** Listed keys that the bucket did not have. */
   readonly filesMissing: number;
+  /** Files that failed: fetched again by the next run. */
   readonly filesFailed: number;
+  /** Listed keys refused as unsafe. */
   readonly filesRefused: number;
   /** Of the new files, objects that changed since they were loaded (re-fetched, rows replaced). */
   readonly filesChanged: number;
@@ -191,6 +229,7 @@ export interface RunCounts {
   readonly filesClaimedElsewhere: number;
   /** Loaded records by type name. */
   readonly loaded: Readonly<Record<string, number>>;
+  /** Records rejected, all types together. */
   readonly rejected: number;
   /** Ignored records by type name. */
   readonly ignored: Readonly<Record<string, number>>;
@@ -216,13 +255,17 @@ export const NO_FILES = {
 
 /** A key that did not load in a run. */
 export interface KeyIssue {
+  /** The key. */
   readonly key: string;
+  /** What became of it. */
   readonly outcome: "refused" | "missing" | "failed";
+  /** Why. */
   readonly reason: string;
 }
 
 /** A key a run wants to fetch. */
 export interface Claim {
+  /** The key. */
   readonly key: string;
   /** The fingerprint the run wants to load: a key registered with another (or deleted) is not skipped. */
   readonly fingerprint?: Fingerprint | undefined;
@@ -397,7 +440,10 @@ export interface Store {
 }
 
 /** Registered files by status, and `deleted` (gone from the bucket's listing; counted in their status too). */
-export function registryCounts(byStatus: readonly { status: string; n: number }[], deleted: number) {
+export function registryCounts(
+  byStatus: readonly { status: string; n: number }[],
+  deleted: number,
+): Record<string, number> {
   const counts: Record<string, number> = Object.fromEntries(byStatus.map((r) => [r.status, r.n]));
   if (deleted > 0) counts.deleted = deleted;
   return counts;

@@ -12,6 +12,7 @@ import type { SourceKind, SourceSpec } from "../kind.ts";
 
 /** A local folder, described for the worker. */
 export interface FileSpec extends SourceSpec {
+  /** The kind's name. */
   readonly kind: "file";
   /** The folder, absolute. */
   readonly root: string;

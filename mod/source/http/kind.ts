@@ -10,13 +10,17 @@ import type { SourceKind, SourceSpec } from "../kind.ts";
 
 /** An HTTP(S) bucket, described for the worker. */
 export interface HttpSpec extends SourceSpec {
+  /** The kind's name. */
   readonly kind: "http";
   /** Base URL ending in `/`, without credentials. */
   readonly base: string;
   /** `Basic ...` when the URL carried credentials. */
   readonly authorization: string | undefined;
+  /** `REQUEST_TIMEOUT_SECONDS`, in milliseconds: the limit for one attempt, body included. */
   readonly timeoutMs: number;
+  /** `RETRIES`: retries after the first attempt. */
   readonly retries: number;
+  /** `RETRY_BASE_SECONDS`, in milliseconds: the first backoff delay. */
   readonly retryBaseMs: number;
 }
 

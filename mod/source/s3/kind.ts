@@ -13,6 +13,7 @@ import { awsEndpoint, type S3SourceOptions } from "./options.ts";
 
 /** An S3 bucket, described for the worker. */
 export interface S3Spec extends SourceSpec, S3SourceOptions {
+  /** The kind's name. */
   readonly kind: "s3";
 }
 

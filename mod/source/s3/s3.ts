@@ -67,6 +67,7 @@ export class S3Source implements BucketSource {
   readonly #fetch: typeof fetch;
   readonly #options: S3SourceOptions;
 
+  /** A source over the bucket `options` name; nothing is requested yet. */
   constructor(options: S3SourceOptions) {
     this.#options = options;
     const endpoint = new URL(options.endpoint);

@@ -105,13 +105,21 @@ export function giveUpReason(giveUpRuns: number, lastReason: string): string {
 
 /** One file's line in the registry. */
 export interface Registration {
+  /** The file's key. */
   readonly key: string;
+  /** The status it is registered with. */
   readonly status: FileStatus;
+  /** When it was processed. */
   readonly at: Date;
+  /** Records loaded from it. */
   readonly records: number;
+  /** Records rejected from it. */
   readonly rejected: number;
+  /** Records ignored (unknown types). */
   readonly ignored: number;
+  /** Its size in bytes. */
   readonly bytes: number;
+  /** Its fingerprint in the bucket's listing. */
   readonly fingerprint?: Fingerprint | undefined;
   /** The file's list position (replay upserts its records at it); unlisted keys (`--key`) have none. */
   readonly position?: number | undefined;

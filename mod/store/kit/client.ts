@@ -12,6 +12,7 @@ export type SqlValue = string | number | boolean | null | readonly string[];
 
 /** A database connection as the kit uses it. SQL uses `$1`, `$2`, … for its parameters. */
 export interface SqlClient {
+  /** The SQL that differs between the stores. */
   readonly dialect: SqlDialect;
   /** Runs a statement; returns how many rows it changed. */
   run(sql: string, params?: readonly SqlValue[]): Promise<number>;
@@ -21,6 +22,7 @@ export interface SqlClient {
 
 /** What differs between the stores' SQL. */
 export interface SqlDialect {
+  /** Which store's SQL it is. */
   readonly name: "sqlite" | "postgres";
   /** The 1-based position of `needle` in `text`, 0 when absent (`instr` in SQLite, `strpos` in PostgreSQL). */
   position(text: string, needle: string): string;

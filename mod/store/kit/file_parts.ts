@@ -40,6 +40,7 @@ export class FileParts<Mark> {
   readonly #book: RunBook;
   #streaming: Streaming<Mark> | undefined;
 
+  /** Writes rows through `sink`, rejections and registry entries through `book`. */
   constructor(sink: RowSink<Mark>, book: RunBook) {
     this.#sink = sink;
     this.#book = book;

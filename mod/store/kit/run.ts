@@ -39,6 +39,7 @@ export interface KitRunParts<Rows> {
   readonly book: RunBook;
   /** The store's way of writing rows. */
   readonly rows: Rows;
+  /** The record types whose tables the run writes. */
   readonly types: readonly RecordType[];
   /** How long the run waited for another run's lock. */
   readonly lockWaitMs: number;
@@ -47,14 +48,20 @@ export interface KitRunParts<Rows> {
 /** A run over the kit: the contract's shared methods; a store's class adds the rest. */
 export abstract class KitRun<Mark, Rows extends RowSink<Mark>> implements RunTransaction {
   readonly lockWaitMs: number;
+  /** The run's connection, as the kit's client. */
   protected readonly c: SqlClient;
+  /** The run's bookkeeping. */
   protected readonly book: RunBook;
+  /** The store's way of writing rows. */
   protected readonly rows: Rows;
+  /** The record types whose tables the run writes. */
   protected readonly types: readonly RecordType[];
+  /** The run's file writes, whole or part by part. */
   protected readonly files: FileParts<Mark>;
   /** The derived columns' settings to record at commit (see {@linkcode rederive}). */
   protected settingsRecord: Readonly<Record<string, string>> = {};
 
+  /** A run over the store's parts. */
   constructor(parts: KitRunParts<Rows>) {
     this.c = parts.client;
     this.book = parts.book;

@@ -14,7 +14,9 @@ import { hasColumn, hasTable, type SqlClient } from "./client.ts";
 
 /** Who holds the store now, as the store tells it. */
 export interface Holder {
+  /** The run holding the lock now: see {@linkcode StatusReport.running}. */
   readonly running: string | null;
+  /** A lock note left by a run whose process is gone: see {@linkcode StatusReport.staleLock}. */
   readonly staleLock: string | null;
 }
 

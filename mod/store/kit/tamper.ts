@@ -26,6 +26,8 @@ export function bookkeepingTables(): string[] {
 }
 
 /**
+ * Checks that every bookkeeping table is there; `subject` (the store's setting) is what the error names.
+ *
  * @throws {UsageError} naming the bookkeeping tables that are gone, with the fix
  */
 export async function checkBookkeeping(c: SqlClient, subject: string): Promise<void> {

@@ -7,13 +7,16 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import postgres from "postgres";
+import type { ReservedSql, Sql as PostgresSql } from "postgres";
 import { UsageError } from "../../common/errors.ts";
 import { redactUrl } from "../../source/location.ts";
 import { bindable, type SqlClient, type SqlDialect, type SqlValue } from "../kit/client.ts";
 import { postgresSql } from "../migrations.ts";
 
-export type Sql = postgres.Sql<Record<string, never>>;
-export type Reserved = postgres.ReservedSql<Record<string, never>>;
+/** A connection pool, with no custom types. */
+export type Sql = PostgresSql<Record<string, never>>;
+/** A connection reserved from the pool (a run's own), with no custom types. */
+export type Reserved = ReservedSql<Record<string, never>>;
 
 /** PostgreSQL's side of the differences the kit writes around. */
 export const POSTGRES: SqlDialect = {

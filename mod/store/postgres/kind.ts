@@ -13,6 +13,7 @@ import type { StoreKind, StoreSpec } from "../kind.ts";
 
 /** A PostgreSQL database and how runs share it. */
 export interface PostgresSpec extends StoreSpec {
+  /** The kind's name. */
   readonly kind: "postgres";
   /** The `postgres://` URL, checked to parse (parts it leaves out come from `PG*`). */
   readonly url: string;

@@ -28,6 +28,7 @@ function copyCell(value: RowCell): string {
 
 /** The counters a savepoint goes back to. */
 export interface CopyMark {
+  /** Rows copied into the stages. */
   readonly staged: number;
   /** How many objects were to be replaced: those added after the savepoint are not. */
   readonly replaced: number;
@@ -50,6 +51,7 @@ export class PostgresRows implements RowSink<CopyMark> {
   #replaced = new Set<string>();
   #merged: RowCounts | undefined;
 
+  /** Writes `types`' rows on the run's connection `conn`. */
   constructor(conn: Reserved, types: readonly RecordType[]) {
     this.#conn = conn;
     this.#types = new Map(types.map((t) => [t.type, t]));

@@ -19,16 +19,20 @@ import { drops, lostConnection, postgresClient, type Reserved } from "./connecti
 import { type CopyMark, PostgresRows } from "./rows.ts";
 
 /** The advisory lock of the commit section (see `store.ts` for the namespace). */
-export const COMMIT_LOCK = 0x6275636b_6c6f6164n + 1n;
+export const COMMIT_LOCK: bigint = 0x6275636b_6c6f6164n + 1n;
 
 /** How long a stopped run waits for its ROLLBACK before it lets the connection go. */
 const STOP_ROLLBACK_MS = 3000;
 
 /** What the store learnt before the run started. */
 export interface PostgresRunOptions {
+  /** The bucket's identity (its display form). */
   readonly bucket: string;
+  /** The bucket the database was loaded from before, if any. */
   readonly previousBucket: string | undefined;
+  /** When the run started. */
   readonly startedAt: Date;
+  /** Stops the run's store work when aborted, even while the server does not answer. */
   readonly signal?: AbortSignal | undefined;
   /**
    * After the connection was lost during COMMIT: whether run `runId` committed, asked on another connection once the
@@ -63,6 +67,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   readonly #stopListening: () => void;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
+  /** A run on its reserved connection `conn`; `book` writes its bookkeeping, `types` name its tables. */
   constructor(conn: Reserved, book: RunBook, types: readonly RecordType[], options: PostgresRunOptions) {
     // Runs side by side share the database (they claim keys): a run never waits for another's lock to start.
     super({ client: postgresClient(conn), book, types, rows: new PostgresRows(conn, types), lockWaitMs: 0 });
@@ -266,6 +271,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   }
 
   // What differs from the kit's run: claims, the commit section, and a connection that can be lost.
+  /** Claims keys for this run with advisory locks (see `RunTransaction.claim`). */
   claim(claims: readonly S.Claim[], skipRegistered: readonly S.FileStatus[] | undefined): Promise<string[]> {
     return this.serial(() => this.#claim(claims, skipRegistered));
   }
@@ -278,24 +284,31 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   override writeFile(file: S.FileWrite): Promise<void> {
     return this.serial(() => this.#writeFile(file));
   }
+  /** Marks `keys` deleted, in the commit section; with `prune`, their rows go at the merge. */
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
     return this.serial(() => this.#markDeleted(keys, at, prune));
   }
+  /** Imports nothing (the original was SQLite only); `skipped` says why. */
   importKeys(): Promise<S.ImportOutcome> {
     return this.serial(() => this.#importKeys());
   }
+  /** Counts the missing keys' streaks, in the commit section (see `RunTransaction.noteMissing`). */
   noteMissing(keys: readonly { key: string; reason: string }[], giveUpRuns: number, at: Date): Promise<string[]> {
     return this.serial(() => this.#noteMissing(keys, giveUpRuns, at));
   }
+  /** Sends the buffered rows and merges the stages, in the commit section: the run's row counts. */
   rowCounts(): Promise<S.RowCounts> {
     return this.serial(() => this.#rowCounts());
   }
+  /** Merges the rows, writes the shared bookkeeping and the run row, and commits. */
   commit(counts: S.RunCounts): Promise<void> {
     return this.serial(() => this.#commit(counts)).catch((error) => this.#afterCommitFailed(error));
   }
+  /** Rolls back, then notes the check in `meta` (see `RunTransaction.rollbackAsCheck`). */
   rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     return this.serial(() => this.#rollbackAsCheck(at, result, meta));
   }
+  /** Rolls back; a run that cannot go on lets its connection go. Safe to call twice. */
   rollback(): Promise<void> {
     if (this.#goneReason !== undefined) return this.#abandon();
     return this.serial(() => this.#rollback()).catch(async (error) => {

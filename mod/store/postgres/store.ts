@@ -79,10 +79,10 @@ function sessionHolder(name: string, pid: number): string {
   return `${m[2]} (${m[1] === undefined ? "" : `run ${m[1]}, `}backend pid ${pid})`;
 }
 
-/** A PostgreSQL database holding the data tables and the bookkeeping, shared by any number of runs. */
 /** How long a run whose connection was lost during COMMIT asks the server whether it committed. */
 const COMMIT_CHECK_MS = 10_000;
 
+/** A PostgreSQL database holding the data tables and the bookkeeping, shared by any number of runs. */
 export class PostgresStore implements Store {
   readonly display: string;
   readonly holdsNul = false;

@@ -115,6 +115,7 @@ export function liveHolder(file: string): string | undefined {
   return holderAlive(file) === false ? undefined : readLockInfo(file);
 }
 
+/** The lock note in `file`, as `since (pid N)`; `undefined` when there is none to read. */
 export function readLockInfo(file: string): string | undefined {
   try {
     const info = JSON.parse(Deno.readTextFileSync(file)) as { since?: unknown; pid?: unknown };

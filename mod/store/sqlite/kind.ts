@@ -15,11 +15,13 @@ export const LOAD_MODES = ["auto", "staged", "direct"] as const satisfies readon
 
 /** A SQLite database file and how runs use it. */
 export interface SqliteSpec extends StoreSpec {
+  /** The kind's name. */
   readonly kind: "sqlite";
   /** The database file, absolute. */
   readonly path: string;
   /** `LOCK_TIMEOUT_SECONDS` in ms. */
   readonly lockTimeoutMs: number;
+  /** `LOAD_MODE`: `auto`, `staged` or `direct`. */
   readonly loadMode: LoadMode;
   /** `INTEGRITY_CHECK_HOURS` in ms. */
   readonly integrityCheckMs: number;

@@ -86,9 +86,13 @@ function mergeSql(type: RecordType): string {
 
 /** The counters a savepoint goes back to. */
 export interface RowsMark {
+  /** Rows upserted so far. */
   readonly upserted: number;
+  /** Rows deleted so far. */
   readonly removed: number;
+  /** Rows in the stage. */
   readonly stagedRows: number;
+  /** Per table, the largest rowid that is not this run's. */
   readonly ownAbove: ReadonlyMap<string, number>;
 }
 
@@ -114,6 +118,7 @@ export class SqliteRows implements RowSink<RowsMark> {
   /** Rows in the stage, all tables together. */
   #stagedRows = 0;
 
+  /** Writes `types`' rows into `db`: `direct`ly, or `staged` and merged every `stageRows` rows and at commit. */
   constructor(db: DatabaseSync, types: readonly RecordType[], mode: "direct" | "staged", stageRows: number) {
     this.#db = db;
     this.#types = new Map(types.map((t) => [t.type, t]));

@@ -16,11 +16,15 @@ import { type RowsMark, SqliteRows } from "./rows.ts";
 
 /** What {@linkcode SqliteStore.begin} learnt before the run started. */
 export interface SqliteRunOptions {
+  /** How rows reach the tables (`LOAD_MODE`, `auto` decided). */
   readonly loadMode: "direct" | "staged";
+  /** With `staged`: the stage is merged each time it holds this many rows. */
   readonly stageRows: number;
   /** This run takes over the original's database: its rows are here and the registry was empty at the start. */
   readonly takingOver: boolean;
+  /** The registry was empty at the start of the run. */
   readonly emptyRegistry: boolean;
+  /** How long the run waited for another run's lock. */
   readonly lockWaitMs: number;
   /** When this run's `PRAGMA quick_check` passed (recorded with the run, or with a no-op run's check). */
   readonly quickCheckedAt: string | undefined;
@@ -33,6 +37,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
   readonly #release: () => void;
   #open = true;
 
+  /** A run on `db` (through `client`), holding the lock until `release`; `book` writes its bookkeeping. */
   constructor(
     db: DatabaseSync,
     client: SqlClient,
@@ -53,10 +58,12 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     this.#release = release;
   }
 
+  /** The rows written so far: new, replacing and removed. */
   rowCounts(): Promise<RowCounts> {
     return Promise.resolve(this.rows.counts());
   }
 
+  /** At a take-over, registers `keys` as loaded; otherwise imports nothing, and `skipped` says why. */
   async importKeys(keys: readonly string[], processedAt: Date): Promise<ImportOutcome> {
     if (!this.#o.takingOver) return { imported: 0, skipped: this.#o.emptyRegistry ? "no-rows" : "registry" };
     let added = 0;
@@ -83,6 +90,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     return gaveUp;
   }
 
+  /** Marks `keys` deleted; with `prune`, their rows go too (staged rows merged first). */
   async markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {
     const marked = await this.book.markDeleted(keys, at);
     if (prune) {
@@ -93,6 +101,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     return marked;
   }
 
+  /** Merges the staged rows, writes the run row and the recorded settings, and commits. */
   async commit(c: RunCounts): Promise<void> {
     this.rows.merge();
     await this.book.finish(c);
@@ -105,6 +114,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     this.#release();
   }
 
+  /** Rolls back, then writes the check (and `meta`) in a transaction of its own. */
   async rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     if (!this.#open) return;
     this.#db.exec("ROLLBACK");
@@ -121,6 +131,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     this.#release();
   }
 
+  /** Rolls back and releases the lock. Safe to call twice. */
   rollback(): Promise<void> {
     if (this.#open) {
       this.#open = false;

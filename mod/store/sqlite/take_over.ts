@@ -21,6 +21,7 @@ import { quote } from "../kit/sql.ts";
 
 /** What a take-over did to one table. */
 export interface TakeOverResult {
+  /** The data table. */
   readonly table: string;
   /** The original's rows found. */
   readonly rows: number;
@@ -34,9 +35,13 @@ export interface TakeOverResult {
 
 /** A row the take-over could not keep: its type, why, and its values as JSON. */
 export interface LegacyRejection {
+  /** The record type. */
   readonly type: string;
+  /** Its table. */
   readonly table: string;
+  /** Why today's rules reject it. */
   readonly reason: string;
+  /** Its values, as JSON. */
   readonly raw: string;
 }
 

@@ -20,9 +20,12 @@ export class JsonSyntaxError extends SyntaxError {
 
 /** A record longer than the cap (`MAX_RECORD_BYTES`): the file is invalid, and the record is never held whole. */
 export class RecordTooLargeError extends Error {
-  /** Creates the error for the element at `index`, seen to reach `chars` characters. */
-  constructor(index: number, chars: number, cap: number) {
-    super(`record ${index} is too large: more than ${cap} characters (MAX_RECORD_BYTES), ${chars} seen`);
+  /**
+   * Creates the error for the element at `index`, seen to reach `chars` characters. The reason leaves the count out:
+   * where reading stopped depends on how the body was delivered (whole, or in chunks), and the reason must not.
+   */
+  constructor(index: number, readonly chars: number, cap: number) {
+    super(`record ${index} is too large: more than ${cap} characters (MAX_RECORD_BYTES)`);
     this.name = "RecordTooLargeError";
   }
 }

@@ -34,6 +34,11 @@ export interface GenerateOptions {
   readonly shape?: "real" | "sequential";
   /** `real` shape: share of records that repeat an earlier file's record. @default {0.46} */
   readonly repeatRate?: number;
+  /**
+   * `real` shape: share of records carrying a field their type does not know (`mood`, a string), for `extra`. At 0
+   * (the default) the bucket is the same as before the option. @default {0}
+   */
+  readonly extraRate?: number;
   /** `real` shape: records of an earlier bucket that this one may repeat (an incremental load). */
   readonly history?: RecordPool;
   /** Write one file per `yield`, so huge buckets stay small in memory. */
@@ -249,11 +254,19 @@ function shuffled<T>(xs: readonly T[], rand: () => number): T[] {
   return a;
 }
 
+const MOODS = ["calm", "happy", "sad", "tense"] as const;
+
 /** The records of one file of the `real` shape. */
 function realFile(
   rand: () => number,
   count: number,
-  options: { pool: RecordPool; history: RecordPool | undefined; repeatRate: number; invalidRate: number },
+  options: {
+    pool: RecordPool;
+    history: RecordPool | undefined;
+    repeatRate: number;
+    invalidRate: number;
+    extraRate?: number | undefined;
+  },
 ): unknown[] {
   // Each type's share varies from file to file, from nothing to most of it.
   const weights = TYPES.map(() => rand() ** 2);
@@ -281,6 +294,10 @@ function realFile(
       ? { type, data: ordered(data, orders.get(type as typeof TYPES[number])) }
       : { data: ordered(data, orders.get(type as typeof TYPES[number])), type };
     if (rand() < options.invalidRate) record.data = broken(record.data!, rand);
+    // Only drawn when asked for, so that a bucket without extras is the same as before the option.
+    if (options.extraRate && record.data !== null && rand() < options.extraRate) {
+      record.data = { ...record.data, mood: MOODS[Math.floor(rand() * MOODS.length)]! };
+    }
     records.push(record);
   }
   // Records become repeatable from the next file on.
@@ -325,7 +342,13 @@ export async function generateBucket(dir: string, options: GenerateOptions = {})
         const n = Math.min(records, start + CHUNK) - start;
         let items: unknown[];
         if (shape === "real") {
-          items = realFile(rand, n, { pool, history: options.history, repeatRate, invalidRate });
+          items = realFile(rand, n, {
+            pool,
+            history: options.history,
+            repeatRate,
+            invalidRate,
+            extraRate: options.extraRate,
+          });
         } else {
           items = [];
           for (let i = start; i < start + n; i++) items.push(makeRecord(rand, f * records + i, invalidRate));
@@ -353,12 +376,15 @@ if (import.meta.main) {
       invalid: { type: "string" },
       seed: { type: "string" },
       shape: { type: "string" },
+      extra: { type: "string" },
     },
     allowPositionals: true,
   });
   const dir = positionals[0];
   if (dir === undefined) {
-    console.error("Usage: gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N]");
+    console.error(
+      "Usage: gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N] [--shape real] [--extra RATE]",
+    );
     Deno.exit(2);
   }
   const keys = await generateBucket(dir, {
@@ -367,6 +393,7 @@ if (import.meta.main) {
     invalidRate: Number(values.invalid ?? 0.03),
     seed: Number(values.seed ?? 1),
     shape: values.shape === "real" ? "real" : "sequential",
+    extraRate: Number(values.extra ?? 0),
   });
   console.log(`Wrote ${keys.length} files to ${dir}`);
 }

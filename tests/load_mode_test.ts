@@ -79,7 +79,10 @@ Deno.test("a staged load keeps the later record of a key, within a file and acro
 Deno.test("inserted rows are exact when a changed object's rows held the highest rowids (both modes, buffered or streamed)", async () => {
   await withTempDir(async (dir) => {
     const part = (titles: readonly string[]): FilePart => ({
-      rows: new Map([["song", { count: titles.length, cells: titles.flatMap((t) => ["X", t, 1, "R", "2026-01-01", null]) }]]),
+      rows: new Map([["song", {
+        count: titles.length,
+        cells: titles.flatMap((t) => ["X", t, 1, "R", "2026-01-01", null]),
+      }]]),
       records: titles.length,
       rejections: [],
       ignored: new Map(),

@@ -11,6 +11,7 @@ import { type ReplayReport, runReplay } from "../run/replay.ts";
 import { UsageError } from "../common/errors.ts";
 import { openSource, openStore, openStoreReadOnly } from "./open.ts";
 import { inSpan } from "../common/telemetry.ts";
+import { filledLine } from "./summary.ts";
 import { type Out, runAttributes } from "./run.ts";
 
 /** Options of {@linkcode replayAction}. */
@@ -53,6 +54,7 @@ export function formatReplay(r: ReplayReport): string {
         r.rederived.changes.join(", "),
     );
   }
+  if (r.rederived.filled.columns.length > 0) lines.push(filledLine(r.rederived.filled));
   if (r.byReason.length > 0) {
     lines.push("  by reason (as stored before):");
     for (const g of r.byReason.slice(0, 20)) {
@@ -162,6 +164,7 @@ export async function replayAction(config: Config, out: Out, options: ReplayActi
           ...report,
           runId: report.runId ?? null,
           rederived: { rows: report.rederived.rows, changes: report.rederived.changes },
+          filled: report.rederived.filled,
         },
         null,
         2,

@@ -6,6 +6,7 @@
  */
 import type { RunReport } from "../run/pipeline.ts";
 import type { DriftRow } from "../store/status.ts";
+import type { Filled } from "../store/store.ts";
 import { oneLine } from "../common/printable.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
@@ -76,6 +77,7 @@ export function formatSummary(report: RunReport): string {
       }`,
     );
   }
+  if (report.rederived.filled.columns.length > 0) lines.push(filledLine(report.rederived.filled));
   if (report.imported > 0) lines.push(`  imported ${n(report.imported)} keys from the processed-files list`);
   if (report.filesChanged > 0 || report.filesDeleted > 0) {
     lines.push(
@@ -134,7 +136,9 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
       updated: report.rowsUpdated,
       removed: report.rowsRemoved,
       rederived: report.rederived.rows,
+      filled: report.rederived.filled.rows,
     },
+    filled: report.rederived.filled,
     settingsChanged: report.rederived.changes,
     imported: report.imported,
     invalidKeys: report.invalidKeys,
@@ -146,4 +150,16 @@ export function summaryJson(report: RunReport): Record<string, unknown> {
     deletedKeys: report.deletedKeys,
     drift: report.drift,
   };
+}
+
+/** The summary line of new columns filled from `extra` (no fetch), with the rows whose kept field fails the check. */
+export function filledLine(filled: Filled): string {
+  const failed = filled.failed === 0
+    ? ""
+    : `; ${filled.failed.toLocaleString("en-US")} kept in extra (failing the check), e.g. ${
+      filled.failedKeys.join("; ")
+    }`;
+  return `  filled   ${filled.rows.toLocaleString("en-US")} stored rows filled from extra (no fetch): ${
+    filled.columns.join(", ")
+  }${failed}`;
 }

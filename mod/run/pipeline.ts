@@ -19,7 +19,7 @@ import {
 } from "../store/store.ts";
 import { inSpan } from "../common/telemetry.ts";
 import { type Plan, planList, planListed } from "./plan.ts";
-import { type ClaimOptions, countsByName, type Progress, RunLoad } from "./load.ts";
+import { type ClaimOptions, countsByName, type Logger as RunLogger, type Progress, RunLoad } from "./load.ts";
 
 export { countsByName, type Progress } from "./load.ts";
 
@@ -314,6 +314,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
         rows: rederived.rows,
       });
     }
+    logFilled(logger, rederived);
     const start: RunStart = { startedAt, lockWaitMs: tx.lockWaitMs, imported, logger, rederived };
     const listed = await listAndPlan(tx, options, logger);
     if ("error" in listed) {
@@ -329,7 +330,8 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
       });
     }
     const { listing, plan, deletedKeys } = listed;
-    const nothingNew = plan.todo.length === 0 && deletedKeys.length === 0 && rederived.rows === 0;
+    const nothingNew = plan.todo.length === 0 && deletedKeys.length === 0 && rederived.rows === 0 &&
+      rederived.filled.columns.length === 0;
     if ((listing.notModified || listing.listed) && nothingNew) {
       return await noteCheck(tx, listed, start, now(), loaded);
     }
@@ -352,6 +354,22 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
   } catch (error) {
     await tx.rollback();
     throw error;
+  }
+}
+
+/** The log lines of new columns filled from `extra`: how many rows, and the rows whose kept field fails the check. */
+export function logFilled(logger: RunLogger, rederived: Rederived): void {
+  const { filled } = rederived;
+  if (filled.columns.length === 0) return;
+  logger.info("New columns {columns}: {rows} stored rows filled from extra (no fetch)", {
+    columns: filled.columns.join(", "),
+    rows: filled.rows,
+  });
+  if (filled.failed > 0) {
+    logger.warn(
+      "{failed} stored rows keep the new field in extra (it fails the check; the column stays NULL), e.g. {keys}",
+      { failed: filled.failed, keys: filled.failedKeys.join("; ") },
+    );
   }
 }
 

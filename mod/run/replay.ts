@@ -10,6 +10,7 @@
  */
 import { oneLine } from "../common/printable.ts";
 import type { Logger } from "./load.ts";
+import { logFilled } from "./pipeline.ts";
 import { Classifier, type RecordType, type RowCell } from "../records/mod.ts";
 import { parseJson } from "../records/numbers.ts";
 import { compileStrftime } from "../common/strftime.ts";
@@ -317,6 +318,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
   try {
     // Derived columns follow their settings first: records replayed below are derived by the same settings.
     const rederived = await tx.rederive(options.typeSettings ?? {});
+    logFilled(logger, rederived);
     const replayer = tx.replayer();
     const classifier = new Classifier(types, {
       ingestionTime: compileStrftime(options.dateStoreFormat)(startedAt),
@@ -357,8 +359,9 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     const rows = await tx.rowCounts();
     const finishedAt = now();
     let runId: number | undefined;
-    if (options.dryRun || (!r.changed && rederived.rows === 0)) await tx.rollback();
-    else {
+    if (options.dryRun || (!r.changed && rederived.rows === 0 && rederived.filled.columns.length === 0)) {
+      await tx.rollback();
+    } else {
       await tx.commit(replayCounts(r.loaded, rows, finishedAt));
       runId = tx.runId;
       logger.info(

@@ -12,6 +12,8 @@ import { UsageError } from "../common/errors.ts";
 import { EXTRA_COLUMN, type RecordType } from "../records/mod.ts";
 import { hasColumn, hasTable, type SqlClient } from "./kit/client.ts";
 import { quote } from "./kit/sql.ts";
+import { readMeta, writeMeta } from "./kit/bookkeeping.ts";
+import { DATA_COLUMNS_META, FILL_META, splitMissing, withFills } from "./kit/tamper.ts";
 
 /**
  * One schema step: applied once, in order, and recorded in `schema_version`.
@@ -281,7 +283,13 @@ export async function migrate(
     db.prepare("INSERT INTO schema_version VALUES (?, ?, ?)").run(m.version, now.toISOString(), m.description);
     changes.push(`schema ${m.version}: ${m.description}`);
   }
-  for (const type of types) changes.push(...await ensureTable(db, c, type));
+  const recorded = await readMeta(c, DATA_COLUMNS_META);
+  const added: Record<string, string[]> = {};
+  for (const type of types) changes.push(...await ensureTable(db, c, type, recorded, added));
+  // Filled from the stored rows' `extra` by the run (kit/rederive.ts), which clears this at its commit.
+  if (Object.keys(added).length > 0) {
+    await writeMeta(c, { [FILL_META]: withFills(await readMeta(c, FILL_META), added) });
+  }
   return fresh ? [] : changes;
 }
 
@@ -289,9 +297,17 @@ export async function migrate(
  * Creates a record type's table, or adapts one made elsewhere (the Python
  * original): adds missing columns (NULL in existing rows, `source_key`
  * included) and a unique index on the natural key when it has none. Rows keep
- * their values.
+ * their values. A bookkeeping table that lacks a column its type gained
+ * (never recorded in `recorded`, the `data_columns` meta) gets it, NULL in
+ * existing rows, and names it in `added`.
  */
-async function ensureTable(db: DatabaseSync, c: SqlClient, type: RecordType): Promise<string[]> {
+async function ensureTable(
+  db: DatabaseSync,
+  c: SqlClient,
+  type: RecordType,
+  recorded: string | undefined,
+  added: Record<string, string[]>,
+): Promise<string[]> {
   if (!(await hasTable(c, type.table))) {
     db.exec(tableSql(type));
     return [];
@@ -300,9 +316,14 @@ async function ensureTable(db: DatabaseSync, c: SqlClient, type: RecordType): Pr
   const have = new Set(
     (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(type.table) as { name: string }[]).map((c) => c.name),
   );
-  // bucketload's own table (it has lineage) never lacks a column: one dropped by hand cannot be given back its values.
-  const lost = have.has("source_key") ? type.columns.filter((c) => !have.has(c.name)) : [];
-  if (lost.length > 0) throw lostColumns(type.table, lost.map((c) => c.name));
+  // bucketload's own table (it has lineage) lacks a column recorded as its own only when it was dropped by hand: its
+  // values cannot be given back. A column never recorded is a field the type gained: added below, NULL in old rows.
+  if (have.has("source_key")) {
+    const missing = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
+    const { lost, added: gained } = splitMissing(recorded, type.table, missing);
+    if (lost.length > 0) throw lostColumns(type.table, lost);
+    if (gained.length > 0) added[type.table] = gained;
+  }
   for (
     const column of [
       ...type.columns,

@@ -382,10 +382,29 @@ export interface Rederived {
    * and then writes nothing else keeps them (see `RunTransaction.rollbackAsCheck`).
    */
   readonly record: Readonly<Record<string, string>>;
+  /** The columns added for fields their type gained, filled from the stored rows' `extra` (no fetch). */
+  readonly filled: Filled;
+}
+
+/** What filling new columns from `extra` came to (docs/data.md, "Extra"). */
+export interface Filled {
+  /** Rows whose new columns were filled from `extra` (the fields removed from it). */
+  readonly rows: number;
+  /** The columns filled, as `table.column` (none: no column was added). */
+  readonly columns: readonly string[];
+  /** Rows whose kept field fails the type's check: the column stays NULL, the field stays in `extra`. */
+  readonly failed: number;
+  /** The first few of them, as `table (natural key)`. */
+  readonly failedKeys: readonly string[];
 }
 
 /** Nothing re-derived, nothing to record. */
-export const NOTHING_REDERIVED: Rederived = { rows: 0, changes: [], record: {} };
+export const NOTHING_REDERIVED: Rederived = {
+  rows: 0,
+  changes: [],
+  record: {},
+  filled: { rows: 0, columns: [], failed: 0, failedKeys: [] },
+};
 
 /** What a run tells the store up front. */
 export interface BeginOptions {

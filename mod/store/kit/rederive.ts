@@ -12,7 +12,9 @@ import type { SqlClient } from "./client.ts";
 import { hasTable } from "./client.ts";
 import { readMeta } from "./bookkeeping.ts";
 import { quote } from "./sql.ts";
-import type { Rederived } from "../store.ts";
+import type { Filled, Rederived } from "../store.ts";
+import { FILL_META, tableNames } from "./tamper.ts";
+import { EXTRA_COLUMN } from "../../records/record_type.ts";
 
 /** The `meta` name of the recorded settings: JSON, type → key → value. */
 const META = "derived_settings";
@@ -72,8 +74,110 @@ export async function rederiveRows(
   }
   // Written by the run at its commit (under PostgreSQL's commit lock), not here: a row lock on `meta` held from the
   // start would make runs side by side wait for each other.
-  const record = recordedText === JSON.stringify(now) ? {} : { [META]: JSON.stringify(now) };
-  return { rows, changes, record };
+  const record: Record<string, string> = recordedText === JSON.stringify(now) ? {} : { [META]: JSON.stringify(now) };
+  const filled = await fillColumns(c, types, settings, record);
+  return { rows, changes, record, filled };
+}
+
+/** How many failing rows a fill names. */
+const NAMED = 5;
+
+/**
+ * Fills the columns added for fields their type gained (meta `columns_to_fill`) from the stored rows' `extra`: a
+ * row whose kept field passes the type's checks (its `toRow`, given the row's columns and its kept fields) gets the
+ * column and loses the field from `extra` (NULL when nothing is left); a row whose field fails keeps it in `extra`,
+ * the column NULL (it stays a row: it was valid without the field), and is counted. Puts the cleared record in
+ * `record`, for the run's commit.
+ */
+async function fillColumns(
+  c: SqlClient,
+  types: readonly RecordType[],
+  settings: Readonly<Record<string, number>>,
+  record: Record<string, string>,
+): Promise<Filled> {
+  const pendingText = await readMeta(c, FILL_META);
+  const pending = tableNames(pendingText);
+  const out = { rows: 0, columns: [] as string[], failed: 0, failedKeys: [] as string[] };
+  if (Object.keys(pending).length === 0) return out;
+  for (const type of types) {
+    const columns = (pending[type.table] ?? []).filter((name) => type.columns.some((col) => col.name === name));
+    if (columns.length === 0) continue;
+    if (await hasTable(c, type.table)) await fillTable(c, type, columns, settings, out);
+    out.columns.push(...columns.map((name) => `${type.table}.${name}`));
+    delete pending[type.table];
+  }
+  record[FILL_META] = JSON.stringify(pending);
+  return out;
+}
+
+/** Fills `columns` of one type's table from `extra`, a page at a time in natural-key order. */
+async function fillTable(
+  c: SqlClient,
+  type: RecordType,
+  columns: readonly string[],
+  settings: Readonly<Record<string, number>>,
+  out: { rows: number; failed: number; failedKeys: string[] },
+): Promise<void> {
+  const names = type.columns.map((col) => col.name);
+  const keyList = type.key.map(quote).join(", ");
+  const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
+  const text = (name: string, sqlType: string) =>
+    sqlType === "TEXT" && c.dialect.name === "sqlite" ? `CAST(${quote(name)} AS BLOB)` : quote(name);
+  const select = `SELECT ${
+    [...type.columns, { name: EXTRA_COLUMN, sqlType: "TEXT" }].map((col) =>
+      `${text(col.name, col.sqlType)} AS ${quote(col.name)}`
+    ).join(", ")
+  } FROM ${quote(type.table)} WHERE ${quote(EXTRA_COLUMN)} IS NOT NULL`;
+  const update = `UPDATE ${quote(type.table)} SET ${
+    [...columns, EXTRA_COLUMN].map((n, i) => `${quote(n)} = $${i + 1}`).join(", ")
+  } WHERE ${type.key.map((k, i) => `${quote(k)} = $${columns.length + i + 2}`).join(" AND ")}`;
+  let after: unknown[] | undefined;
+  for (;;) {
+    const page = (await c.all<Record<string, unknown>>(
+      `${select}${after === undefined ? "" : ` AND (${keyList}) > (${keyParams})`} ORDER BY ${keyList} LIMIT ${PAGE}`,
+      (after ?? []) as (string | number)[],
+    )).map(decodeText);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    for (const row of page) {
+      let extra: Record<string, unknown>;
+      try {
+        extra = JSON.parse(row[EXTRA_COLUMN] as string);
+      } catch {
+        continue;
+      }
+      if (typeof extra !== "object" || extra === null || Array.isArray(extra)) continue;
+      const carried = columns.filter((name) => Object.hasOwn(extra, name));
+      if (carried.length === 0) continue;
+      // The record as the type sees it: its kept fields, then its stored columns (the new ones left out).
+      const data: Record<string, unknown> = { ...extra };
+      for (const name of names) if (!columns.includes(name)) data[name] = row[name];
+      const ingestionTime = typeof row.ingestion_time === "string" ? row.ingestion_time : "";
+      const next = type.toRow(data, { ingestionTime, settings });
+      if (typeof next === "string") {
+        out.failed++;
+        if (out.failedKeys.length < NAMED) {
+          out.failedKeys.push(`${type.table} (${type.key.map((k) => row[k]).join(", ")})`);
+        }
+        continue;
+      }
+      const rest = { ...extra };
+      for (const name of carried) delete rest[name];
+      const values = columns.map((name) => carried.includes(name) ? next[names.indexOf(name)]! : null);
+      await c.run(update, [
+        ...values,
+        Object.keys(rest).length === 0 ? null : JSON.stringify(rest),
+        ...type.key.map((k) => row[k] as string | number),
+      ] as (string | number)[]);
+      out.rows++;
+    }
+    if (page.length < PAGE) return;
+    const last = page.at(-1)!;
+    const next = type.key.map((k) => last[k]);
+    if (after !== undefined && JSON.stringify(next) === JSON.stringify(after)) {
+      throw new Error(`filling ${type.table} made no progress past key ${JSON.stringify(next)}`);
+    }
+    after = next;
+  }
 }
 
 /** Whether two cells are the same value (SQLite and PostgreSQL return numbers for every numeric column here). */

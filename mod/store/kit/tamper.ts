@@ -78,3 +78,66 @@ export function droppedDataTables(missing: readonly string[], subject: string): 
     { subject },
   );
 }
+
+/**
+ * The `meta` name of the columns of each data table bucketload made: JSON,
+ * table → column names (the type's own columns). A column missing from a
+ * table that recorded it was dropped by hand (refused); one never recorded is
+ * a field the type gained (added, NULL in the existing rows, then filled from
+ * `extra`). A database from before this record refuses a missing column as
+ * before; its first run records the columns it has.
+ */
+export const DATA_COLUMNS_META = "data_columns";
+
+/**
+ * The `meta` name of the columns added for a field a type gained, not yet
+ * filled from the stored rows' `extra`: JSON, table → column names. Written
+ * where the column is added, cleared by the run that fills it (at its commit).
+ */
+export const FILL_META = "columns_to_fill";
+
+/** The `meta` value that records the columns of `types`' tables. */
+export function dataColumnsValue(types: readonly { table: string; columns: readonly { name: string }[] }[]): string {
+  const entries = types.map((t) => [t.table, t.columns.map((c) => c.name)] as const);
+  return JSON.stringify(Object.fromEntries(entries.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** A JSON `meta` value of table → names, or `{}` when there is none or it does not parse. */
+export function tableNames(recorded: string | undefined): Record<string, string[]> {
+  if (recorded === undefined) return {};
+  try {
+    const value = JSON.parse(recorded);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return {};
+    const out: Record<string, string[]> = {};
+    for (const [table, names] of Object.entries(value)) {
+      if (Array.isArray(names)) out[table] = names.filter((n): n is string => typeof n === "string");
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The columns a table with lineage lacks, split: `lost` (recorded, or no
+ * record of the table's columns: dropped by hand) and `added` (never
+ * recorded: a field its type gained).
+ */
+export function splitMissing(
+  recorded: string | undefined,
+  table: string,
+  missing: readonly string[],
+): { lost: string[]; added: string[] } {
+  const had = tableNames(recorded)[table];
+  if (had === undefined) return { lost: [...missing], added: [] };
+  return { lost: missing.filter((c) => had.includes(c)), added: missing.filter((c) => !had.includes(c)) };
+}
+
+/** The {@linkcode FILL_META} value with `added` (table → columns) joined to what `pending` holds. */
+export function withFills(pending: string | undefined, added: Readonly<Record<string, readonly string[]>>): string {
+  const out = tableNames(pending);
+  for (const [table, columns] of Object.entries(added)) {
+    out[table] = [...new Set([...(out[table] ?? []), ...columns])];
+  }
+  return JSON.stringify(out);
+}

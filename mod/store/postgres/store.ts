@@ -18,10 +18,15 @@
  */
 import {
   checkBookkeeping,
+  DATA_COLUMNS_META,
   DATA_TABLES_META,
+  dataColumnsValue,
   dataTablesValue,
   droppedDataTables,
+  FILL_META,
   missingDataTables,
+  splitMissing,
+  withFills,
 } from "../kit/tamper.ts";
 import { getLogger } from "@logtape/logtape";
 import { UsageError } from "../../common/errors.ts";
@@ -145,13 +150,27 @@ export class PostgresStore implements Store {
         const missing = await missingDataTables(await recorded(), exists);
         if (missing.length > 0) throw droppedDataTables(missing, "DATABASE_URL");
       }
+      const metaValue = async (name: string) =>
+        (await t<{ value: string }[]>`SELECT value FROM meta WHERE name = ${name}`)[0]?.value;
+      const recordedColumns = await metaValue(DATA_COLUMNS_META);
+      const added: Record<string, string[]> = {};
       for (const type of this.#types) {
         await t.unsafe(postgresTableSql(type));
         const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
           WHERE table_schema = current_schema() AND table_name = ${type.table}`;
         const have = new Set(columns.map((c) => c.name));
-        const lost = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
+        const missing = type.columns.filter((c) => !have.has(c.name)).map((c) => c.name);
+        // A recorded column that is gone was dropped by hand (its values cannot be given back); one never recorded is
+        // a field the type gained: added, NULL in the existing rows (no NOT NULL: they have no value), filled from
+        // `extra` by the run (kit/rederive.ts).
+        const { lost, added: gained } = splitMissing(recordedColumns, type.table, missing);
         if (lost.length > 0) throw lostColumns(type.table, lost);
+        for (const name of gained) {
+          const column = type.columns.find((c) => c.name === name)!;
+          await t.unsafe(`ALTER TABLE ${quote(type.table)} ADD COLUMN ${quote(name)} ${postgresSql(column.sqlType)}`);
+          changes.push(`${type.table}: added column ${name} (NULL in existing rows, filled from extra)`);
+        }
+        if (gained.length > 0) added[type.table] = gained;
         // A table from before `extra` was kept gets it, NULL in its rows (nothing was kept then). Only then: an ALTER
         // takes the table's exclusive lock, which a run side by side would wait for.
         if (!have.has(EXTRA_COLUMN)) {
@@ -162,6 +181,16 @@ export class PostgresStore implements Store {
       const tables = dataTablesValue(this.#types.map((type) => type.table));
       if ((await recorded()) !== tables) {
         await t`INSERT INTO meta (name, value) VALUES (${DATA_TABLES_META}, ${tables})
+          ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+      }
+      const columnsValue = dataColumnsValue(this.#types);
+      if (recordedColumns !== columnsValue) {
+        await t`INSERT INTO meta (name, value) VALUES (${DATA_COLUMNS_META}, ${columnsValue})
+          ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+      }
+      if (Object.keys(added).length > 0) {
+        const fills = withFills(await metaValue(FILL_META), added);
+        await t`INSERT INTO meta (name, value) VALUES (${FILL_META}, ${fills})
           ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
       }
       return from === 0 ? [] : changes;

@@ -6,7 +6,9 @@
  */
 import {
   checkBookkeeping,
+  DATA_COLUMNS_META,
   DATA_TABLES_META,
+  dataColumnsValue,
   dataTablesValue,
   droppedDataTables,
   missingDataTables,
@@ -256,6 +258,10 @@ export class SqliteStore implements Store {
       const tables = dataTablesValue(this.#o.types.map((t) => t.table));
       if ((await readMeta(this.#c, DATA_TABLES_META)) !== tables) {
         await writeMeta(this.#c, { [DATA_TABLES_META]: tables });
+      }
+      const columns = dataColumnsValue(this.#o.types);
+      if ((await readMeta(this.#c, DATA_COLUMNS_META)) !== columns) {
+        await writeMeta(this.#c, { [DATA_COLUMNS_META]: columns });
       }
       // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
       await checkBookkeeping(this.#c, "DATABASE_NAME");

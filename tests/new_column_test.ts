@@ -1,0 +1,175 @@
+/**
+ * docs/data.md "Extra", the round trip: a bucket's songs carry `mood`, which
+ * the song type does not know (drift names it, `extra` keeps it); the type
+ * gains it (a check, a column); the next run adds the column and fills it
+ * from `extra`, with no request but the list, and the tables equal a fresh
+ * load by the new type. A row whose `mood` fails the new check stays a row:
+ * the column NULL, the field kept in `extra`, counted and named. On both stores.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runPipeline, type RunReport } from "../mod/run/pipeline.ts";
+import { firstProblem, integer, jsonKinds, string, text } from "../mod/records/fields.ts";
+import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
+import { songType } from "../mod/records/song.ts";
+import { HttpSource } from "../mod/source/http/http.ts";
+import { PostgresStore } from "../mod/store/postgres/mod.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
+import type { Store } from "../mod/store/store.ts";
+import { filledLine } from "../mod/commands/summary.ts";
+import { startBucketServer } from "./bucket_server.ts";
+import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
+import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
+
+/** The song type with `mood` added: a field check, a column, a cell. */
+const MOOD_FIELDS = { artist_name: text, title: text, year: integer(0, 9999), release: string, mood: text };
+const moodSong: RecordType = {
+  ...songType,
+  columns: [...songType.columns, { name: "mood", sqlType: "TEXT" }],
+  fields: jsonKinds(MOOD_FIELDS),
+  toRow(data, { ingestionTime }) {
+    const problem = firstProblem(data, MOOD_FIELDS);
+    if (problem !== undefined) return problem;
+    return [
+      data.artist_name as string,
+      data.title as string,
+      data.year as number,
+      data.release as string,
+      ingestionTime,
+      data.mood as string,
+    ];
+  },
+};
+const MOOD_TYPES = RECORD_TYPES.map((t) => t.type === "song" ? moodSong : t);
+
+const song = (title: string, extra: Record<string, unknown>) => ({
+  type: "song",
+  data: { artist_name: "A", title, year: 1, release: "r", ...extra },
+});
+
+/** Two files; the second replaces one song of the first (later file wins). */
+const FILES = {
+  "files_list.data": "f1.data\nf2.data\n",
+  "f1.data": JSON.stringify([
+    song("calm", { mood: "calm" }),
+    song("tempo", { mood: "sad", tempo: 120 }),
+    song("replaced", { mood: "old" }),
+  ]),
+  "f2.data": JSON.stringify([song("replaced", { mood: "happy", label: "x" }), song("blank", { mood: " " })]),
+};
+
+/** The columns compared (the new column's place in the table differs: an added column comes last). */
+const SONGS = "SELECT artist_name, title, year, release, ingestion_time, mood, source_key, source_pos, extra " +
+  "FROM songs ORDER BY title";
+
+interface Stores {
+  open(types: readonly RecordType[], name: string): Promise<Store>;
+  close(store: Store): Promise<void>;
+  rows(name: string, sql: string): Promise<Record<string, unknown>[]>;
+}
+
+async function roundTrip(stores: Stores): Promise<void> {
+  const server = await startBucketServer(await Deno.makeTempDir(), { files: FILES });
+  const run = async (types: readonly RecordType[], name: string): Promise<RunReport> => {
+    const store = await stores.open(types, name);
+    try {
+      const source = new HttpSource(new URL(server.url), { retryBaseMs: 5 });
+      return await runPipeline({ ...PIPELINE_DEFAULTS, types, source, store });
+    } finally {
+      await stores.close(store);
+    }
+  };
+  try {
+    const first = await run(RECORD_TYPES, "kept");
+    assert.ok(first.drift.some((d) => d.field === "mood" && d.kind === "unknown"), "drift names the field");
+    assert.deepEqual(
+      (await stores.rows("kept", "SELECT title, extra FROM songs ORDER BY title")).map((r) => r.extra),
+      ['{"mood":" "}', '{"mood":"calm"}', '{"mood":"happy","label":"x"}', '{"mood":"sad","tempo":120}'],
+    );
+    server.requests.length = 0;
+    const second = await run(MOOD_TYPES, "kept");
+    assert.deepEqual(server.requests, ["files_list.data"], "nothing fetched but the list");
+    assert.deepEqual(second.rederived.filled, {
+      rows: 3,
+      columns: ["songs.mood"],
+      failed: 1,
+      failedKeys: ["songs (A, blank)"],
+    });
+    assert.equal(
+      filledLine(second.rederived.filled),
+      "  filled   3 stored rows filled from extra (no fetch): songs.mood; 1 kept in extra (failing the check), " +
+        "e.g. songs (A, blank)",
+    );
+    const fresh = await run(MOOD_TYPES, "fresh");
+    assert.equal(fresh.rejected, 1, "a fresh load rejects the blank mood");
+    const kept = await stores.rows("kept", SONGS);
+    // The row whose mood fails the new check stays, its column NULL and its field in extra.
+    assert.deepEqual(kept.filter((r) => r.title === "blank").map((r) => [r.mood, r.extra]), [[null, '{"mood":" "}']]);
+    assert.deepEqual(kept.filter((r) => r.title !== "blank"), await stores.rows("fresh", SONGS));
+    // A third run finds nothing left to fill.
+    const third = await run(MOOD_TYPES, "kept");
+    assert.deepEqual(third.rederived.filled.columns, []);
+  } finally {
+    await server.close();
+  }
+}
+
+Deno.test("sqlite: a field the type gains gets its column, filled from extra without a fetch", async () => {
+  await withTempDir(async (dir) => {
+    await roundTrip({
+      open: (types, name) => Promise.resolve(SqliteStore.open(join(dir, `${name}.sqlite3`), { types })),
+      close: (store) => Promise.resolve((store as SqliteStore).close()),
+      rows: (name, sql) => Promise.resolve(query(join(dir, `${name}.sqlite3`), sql)),
+    });
+  });
+});
+
+pgTest("a field the type gains gets its column, filled from extra without a fetch", async () => {
+  await withPgDatabase(async (kept) => {
+    await withPgDatabase(async (fresh) => {
+      const url = (name: string) => name === "fresh" ? fresh : kept;
+      await roundTrip({
+        open: (types, name) => PostgresStore.open(url(name), { types }),
+        close: (store) => (store as PostgresStore).close(),
+        rows: async (name, sql) =>
+          (await pgQuery(url(name), sql)).map((r) => ({
+            ...r,
+            source_pos: r.source_pos === null ? null : Number(r.source_pos),
+            year: Number(r.year),
+          })),
+      });
+    });
+  });
+});
+
+Deno.test("a column dropped by hand is still refused: the columns are recorded", async () => {
+  await withTempDir(async (dir) => {
+    const server = await startBucketServer(await Deno.makeTempDir(), { files: FILES });
+    try {
+      const db = join(dir, "db.sqlite3");
+      const run = async () => {
+        const store = SqliteStore.open(db, { types: RECORD_TYPES });
+        try {
+          const source = new HttpSource(new URL(server.url), { retryBaseMs: 5 });
+          return await runPipeline({ ...PIPELINE_DEFAULTS, source, store });
+        } finally {
+          store.close();
+        }
+      };
+      await run();
+      assert.deepEqual(
+        JSON.parse(query(db, "SELECT value FROM meta WHERE name = 'data_columns'")[0]!.value as string).songs,
+        songType.columns.map((c) => c.name),
+      );
+      const { DatabaseSync } = await import("node:sqlite");
+      const w = new DatabaseSync(db);
+      w.exec("ALTER TABLE songs DROP COLUMN release");
+      w.close();
+      await assert.rejects(run, /lost column release/);
+    } finally {
+      await server.close();
+    }
+  });
+});

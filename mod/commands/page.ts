@@ -118,7 +118,7 @@ function driftTable(report: StatusReport): string {
   const e = escapeHtml;
   const what = (d: StatusReport["drift"][number]) =>
     d.kind === "unknown"
-      ? `unknown field (${d.seen})`
+      ? `unknown field (${d.seen})${report.extraKept ? ", kept in extra" : ""}`
       : d.kind === "type"
       ? `${d.seen}, rules want ${d.expected}`
       : "past the bound";

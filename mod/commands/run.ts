@@ -122,7 +122,11 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
     const removed = await opened.close();
     if (removed) logger.debug("Removed the database file created for a run that committed nothing");
   }
-  out(options.json ? JSON.stringify(summaryJson(report), null, 2) + "\n" : formatSummary(report));
+  out(
+    options.json
+      ? JSON.stringify(summaryJson(report), null, 2) + "\n"
+      : formatSummary(report, { extraKept: config.keepExtra }),
+  );
   return report.status === "ok" ? 0 : 1;
 }
 

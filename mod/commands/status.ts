@@ -67,7 +67,9 @@ export function formatStatus(report: StatusReport): string {
   if (report.drift.length > 0) {
     lines.push("", "Drift in the last runs (fields the rules do not know, or of another JSON type):");
     for (const d of report.drift) {
-      lines.push(`  ${driftLine(d)} (${d.runs} run${d.runs === 1 ? "" : "s"}, last ${d.lastRun})`);
+      lines.push(
+        `  ${driftLine(d, report.extraKept)} (${d.runs} run${d.runs === 1 ? "" : "s"}, last ${d.lastRun})`,
+      );
     }
   }
   if (report.recentIssues.length > 0) {
@@ -84,7 +86,8 @@ export function configReport(config: Config): () => Promise<StatusReport> {
   return async () => {
     const store = await openStoreReadOnly(config);
     try {
-      return store === undefined ? emptyStatus(config.store.spec.display) : await store.status();
+      const report = store === undefined ? emptyStatus(config.store.spec.display) : await store.status();
+      return { ...report, extraKept: config.keepExtra };
     } finally {
       await store?.close();
     }

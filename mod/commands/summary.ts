@@ -30,8 +30,9 @@ function byType(counts: Readonly<Record<string, number>>): string {
 const seconds = (report: RunReport) => (report.finishedAt.getTime() - report.startedAt.getTime()) / 1000;
 
 /** One drift entry in words, e.g. `song.year: string where the rules want number, 12 records, e.g. "1994"`. */
-export function driftLine(d: Omit<DriftRow, "runs" | "lastRun">): string {
-  return oneLine(driftText(d));
+export function driftLine(d: Omit<DriftRow, "runs" | "lastRun">, extraKept = false): string {
+  // An unknown field's values wait in each row's extra column, for a type that gains the field (docs/data.md).
+  return oneLine(driftText(d)) + (extraKept && d.kind === "unknown" ? " — kept in extra" : "");
 }
 
 function driftText(d: Omit<DriftRow, "runs" | "lastRun">): string {
@@ -43,7 +44,7 @@ function driftText(d: Omit<DriftRow, "runs" | "lastRun">): string {
 }
 
 /** Formats a run report as a few aligned lines. */
-export function formatSummary(report: RunReport): string {
+export function formatSummary(report: RunReport, options: { readonly extraKept?: boolean } = {}): string {
   const s = seconds(report);
   const waited = report.lockWaitMs > 0
     ? ` (after ${(report.lockWaitMs / 1000).toFixed(2)} s waiting for the lock)`
@@ -102,7 +103,10 @@ export function formatSummary(report: RunReport): string {
   show("refused:", report.refusedKeys.map((f) => `${JSON.stringify(f.key)}: ${f.reason}`));
   show("deleted from the bucket:", report.deletedKeys);
   const drift = [...report.drift].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : b.records - a.records));
-  show("drift (fields the rules do not know, or of another JSON type):", drift.map(driftLine));
+  show(
+    "drift (fields the rules do not know, or of another JSON type):",
+    drift.map((d) => driftLine(d, options.extraKept)),
+  );
   return lines.join("\n") + "\n";
 }
 

@@ -101,6 +101,11 @@ export interface StatusReport {
   readonly lastRunFiles: readonly RunFile[];
   /** Schema drift of the last 30 runs by type and field, most records first (up to 60). */
   readonly drift: readonly DriftRow[];
+  /**
+   * Whether rows keep the fields their type does not know in `extra` (`KEEP_EXTRA`, from the config): the unknown
+   * fields of the drift are then waiting there for a type that gains them. Set by the command, not the store.
+   */
+  readonly extraKept?: boolean | undefined;
   /** Keys missing in the last runs, with how many runs in a row and why (most runs first, up to 20). */
   readonly missingKeys: readonly { readonly key: string; readonly runs: number; readonly reason: string }[];
   /** The most recent refused, missing or failed keys, newest first. */

@@ -177,7 +177,10 @@ Deno.test("drift: stored with each run, in the summary, and in status and status
       ]);
       const text = await cli(["--config", config, "--profile", "p", "status"]);
       assert.match(text.stdout, /Drift in the last runs/);
-      assert.match(text.stdout, /song\.genre_id: unknown field \(number\), 4 records, e\.g\. 1 — kept in extra \(2 runs, last 3\)/);
+      assert.match(
+        text.stdout,
+        /song\.genre_id: unknown field \(number\), 4 records, e\.g\. 1 — kept in extra \(2 runs, last 3\)/,
+      );
     } finally {
       await server.close();
     }

@@ -87,7 +87,7 @@ Deno.test("summary: re-fetched keys are not new, rows are inserted or updated, i
       deleted: 0,
     });
     // The same records again: every row is an update, none is new.
-    assert.deepEqual(summary.rows, { inserted: 0, updated: 9, removed: 0, rederived: 0 });
+    assert.deepEqual(summary.rows, { inserted: 0, updated: 9, removed: 0, rederived: 0, filled: 0 });
     assert.deepEqual(summary.invalidKeys.map((k: { key: string }) => k.key), [
       "c1b2c3d4-0003-4000-8000-000000000003.data",
     ]);

@@ -263,3 +263,18 @@ export async function assertSameAsFreshRun(db: string, bucketUrl: string): Promi
     );
   });
 }
+
+/** Every row of every table, in rowid order: what "no table changed" compares. */
+export function everything(db: string): Record<string, unknown[]> {
+  const d = new DatabaseSync(db, { readOnly: true });
+  try {
+    const tables = d.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as {
+      name: string;
+    }[];
+    return Object.fromEntries(
+      tables.map(({ name }) => [name, d.prepare(`SELECT * FROM "${name}"`).all().map((r) => ({ ...r }))]),
+    );
+  } finally {
+    d.close();
+  }
+}

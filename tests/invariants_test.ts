@@ -18,7 +18,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import fc from "fast-check";
 import { getLogger } from "@logtape/logtape";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
@@ -28,7 +27,7 @@ import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import type { Store } from "../mod/store/store.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, dumpDatabase, FIXED_NOW, PIPELINE_DEFAULTS, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, dumpDatabase, everything, FIXED_NOW, PIPELINE_DEFAULTS, withTempDir, writeConfig } from "./helpers.ts";
 import { hostileBucket } from "./hostile_gen.ts";
 import { MemorySource } from "./memory_source.ts";
 import { canonicalDump, pgDump, pgTest, withPgDatabase } from "./pg.ts";
@@ -36,21 +35,6 @@ import { canonicalDump, pgDump, pgTest, withPgDatabase } from "./pg.ts";
 /** What a terminal acts on: C0 but a line feed or tab, DEL, C1. */
 // deno-lint-ignore no-control-regex
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
-
-/** Every row of every table, in rowid order, without the run times. */
-function everything(db: string): Record<string, unknown[]> {
-  const d = new DatabaseSync(db, { readOnly: true });
-  try {
-    const tables = d.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as {
-      name: string;
-    }[];
-    return Object.fromEntries(
-      tables.map(({ name }) => [name, d.prepare(`SELECT * FROM "${name}"`).all().map((r) => ({ ...r }))]),
-    );
-  } finally {
-    d.close();
-  }
-}
 
 async function load(store: Store, files: ReadonlyMap<string, string | Uint8Array>, streamed: boolean, force = false) {
   return await runPipeline({

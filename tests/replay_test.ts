@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { getLogger } from "@logtape/logtape";
 import { appType } from "../mod/records/app.ts";
 import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
@@ -25,6 +24,7 @@ import {
   CASES,
   cli,
   dumpDatabase,
+  everything,
   FIXED_NOW,
   PIPELINE_DEFAULTS,
   runOnce,
@@ -63,21 +63,6 @@ const replay = (store: Store, filter: ReplayFilter = {}, dryRun = false, types =
     logger: getLogger(["bucketload"]),
     now: FIXED_NOW,
   });
-
-/** Every row of every table, in rowid order: what "no table changed" compares. */
-function everything(db: string): Record<string, unknown[]> {
-  const d = new DatabaseSync(db, { readOnly: true });
-  try {
-    const tables = d.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as {
-      name: string;
-    }[];
-    return Object.fromEntries(
-      tables.map(({ name }) => [name, d.prepare(`SELECT * FROM "${name}"`).all().map((r) => ({ ...r }))]),
-    );
-  } finally {
-    d.close();
-  }
-}
 
 async function withSqlite<T>(db: string, types: readonly RecordType[], fn: (s: SqliteStore) => Promise<T>) {
   const store = SqliteStore.open(db, { types });

@@ -377,65 +377,6 @@ Deno.test("deno task run starts offline once installed: no registry request", as
   });
 });
 
-Deno.test("status works for a user who may only read the database", async () => {
-  await withTempDir(async (dir) => {
-    const bucket = await copyCase("basic", dir);
-    const db = join(dir, "ro", "db.sqlite3");
-    await runOnce(bucket, db);
-    const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${bucket}\nDATABASE_NAME = ${db}\n`);
-    await Deno.chmod(join(dir, "ro"), 0o555);
-    await Deno.chmod(db, 0o444);
-    await Deno.chmod(dir, 0o755);
-    await Deno.chmod(config, 0o644);
-    try {
-      // As root, file modes do not bind: run as `nobody`, with a copy of the project it may read.
-      const uid = decoder.decode((await new Deno.Command("id", { args: ["-u"], stdout: "piped" }).output()).stdout);
-      const asRoot = uid.trim() === "0";
-      let project = ROOT;
-      if (asRoot) {
-        project = join(dir, "project");
-        await Deno.mkdir(project);
-        const parts = ["main.ts", "launch.ts", "deno.json", "deno.lock", "mod", "node_modules"].map((p) =>
-          join(ROOT, p)
-        );
-        await new Deno.Command("cp", { args: ["-a", ...parts, project] }).output();
-        await new Deno.Command("chmod", { args: ["-R", "a+rX", project] }).output();
-        await Deno.mkdir(join(dir, "deno-dir"), { mode: 0o777 });
-        await Deno.chmod(join(dir, "deno-dir"), 0o777);
-      }
-      for (const args of [["status"], ["--dry-run"]]) {
-        const command = [
-          Deno.execPath(),
-          "run",
-          "--cached-only",
-          "-A",
-          join(project, "main.ts"),
-          "--config",
-          config,
-          "--profile",
-          "p",
-          ...args,
-        ];
-        const out = await new Deno.Command(asRoot ? "setpriv" : command[0]!, {
-          args: asRoot ? ["--reuid=65534", "--regid=65534", "--clear-groups", ...command] : command.slice(1),
-          env: { NO_COLOR: "1", DENO_DIR: join(dir, "deno-dir"), HOME: dir },
-          cwd: dir,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const stderr = decoder.decode(out.stderr);
-        assert.equal(out.code, 0, `${args}: ${stderr}`);
-        assert.match(
-          decoder.decode(out.stdout),
-          args[0] === "status" ? /Registry: 1 invalid, 2 loaded/ : /already processed/,
-        );
-      }
-    } finally {
-      await Deno.chmod(join(dir, "ro"), 0o755);
-    }
-  });
-});
-
 Deno.test("migration: a bucketload database from before schema versions is upgraded, even with tables missing", async () => {
   await withTempDir(async (dir) => {
     const dbPath = join(dir, "db.sqlite3");

@@ -12,7 +12,7 @@ import { copyCase, ROOT, runOnce, withTempDir, writeConfig } from "./helpers.ts"
 
 const decoder = new TextDecoder();
 
-Deno.test("status and --dry-run through the launcher, for a user who may not write the database's folder", async () => {
+Deno.test("status and --dry-run, through the launcher or not, for a user who may not write the database's folder", async () => {
   await withTempDir(async (dir) => {
     const bucket = await copyCase("basic", dir);
     const db = join(dir, "ro", "db.sqlite3");
@@ -35,21 +35,22 @@ Deno.test("status and --dry-run through the launcher, for a user who may not wri
       await Deno.mkdir(join(dir, "deno-dir"), { mode: 0o777 });
       await Deno.chmod(join(dir, "deno-dir"), 0o777);
     }
-    for (const args of [["status"], ["--dry-run"]]) {
+    // Through the launcher (least privilege, as deno task run starts it), and the program alone with every permission.
+    const entries = [
+      ["--no-prompt", "--allow-read", "--allow-env", "--allow-run", join(project, "launch.ts")],
+      ["-A", join(project, "main.ts")],
+    ];
+    for (const [entry, args] of entries.flatMap((e) => [[e, ["status"]], [e, ["--dry-run"]]])) {
       const command = [
         Deno.execPath(),
         "run",
         "--cached-only",
-        "--no-prompt",
-        "--allow-read",
-        "--allow-env",
-        "--allow-run",
-        join(project, "launch.ts"),
+        ...entry!,
         "--config",
         config,
         "--profile",
         "p",
-        ...args,
+        ...args!,
       ];
       const out = await new Deno.Command(asRoot ? "setpriv" : command[0]!, {
         args: asRoot ? ["--reuid=65534", "--regid=65534", "--clear-groups", ...command] : command.slice(1),
@@ -63,7 +64,7 @@ Deno.test("status and --dry-run through the launcher, for a user who may not wri
       assert.equal(out.code, 0, `${args}: ${stderr}`);
       assert.match(
         decoder.decode(out.stdout),
-        args[0] === "status" ? /Registry: 1 invalid, 2 loaded/ : /already processed/,
+        args![0] === "status" ? /Registry: 1 invalid, 2 loaded/ : /already processed/,
       );
     }
     // Nothing was created beside the database.

@@ -12,6 +12,7 @@ import type { SqlClient } from "./client.ts";
 import { hasTable } from "./client.ts";
 import { readMeta } from "./bookkeeping.ts";
 import { quote } from "./sql.ts";
+import { rawColumn } from "./raw_text.ts";
 import type { Filled, Rederived } from "../store.ts";
 import { FILL_META, tableNames } from "./tamper.ts";
 import { EXTRA_COLUMN } from "../../records/record_type.ts";
@@ -119,25 +120,10 @@ async function fillTable(
   out: { rows: number; failed: number; failedKeys: string[] },
 ): Promise<void> {
   const names = type.columns.map((col) => col.name);
-  const keyList = type.key.map(quote).join(", ");
-  const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
-  const text = (name: string, sqlType: string) =>
-    sqlType === "TEXT" && c.dialect.name === "sqlite" ? `CAST(${quote(name)} AS BLOB)` : quote(name);
-  const select = `SELECT ${
-    [...type.columns, { name: EXTRA_COLUMN, sqlType: "TEXT" }].map((col) =>
-      `${text(col.name, col.sqlType)} AS ${quote(col.name)}`
-    ).join(", ")
-  } FROM ${quote(type.table)} WHERE ${quote(EXTRA_COLUMN)} IS NOT NULL`;
   const update = `UPDATE ${quote(type.table)} SET ${
     [...columns, EXTRA_COLUMN].map((n, i) => `${quote(n)} = $${i + 1}`).join(", ")
   } WHERE ${type.key.map((k, i) => `${quote(k)} = $${columns.length + i + 2}`).join(" AND ")}`;
-  let after: unknown[] | undefined;
-  for (;;) {
-    const page = (await c.all<Record<string, unknown>>(
-      `${select}${after === undefined ? "" : ` AND (${keyList}) > (${keyParams})`} ORDER BY ${keyList} LIMIT ${PAGE}`,
-      (after ?? []) as (string | number)[],
-    )).map(decodeText);
-    await new Promise((resolve) => setTimeout(resolve, 0));
+  for await (const page of tablePages(c, type, "filling", { withExtra: true })) {
     for (const row of page) {
       let extra: Record<string, unknown>;
       try {
@@ -170,13 +156,6 @@ async function fillTable(
       ] as (string | number)[]);
       out.rows++;
     }
-    if (page.length < PAGE) return;
-    const last = page.at(-1)!;
-    const next = type.key.map((k) => last[k]);
-    if (after !== undefined && JSON.stringify(next) === JSON.stringify(after)) {
-      throw new Error(`filling ${type.table} made no progress past key ${JSON.stringify(next)}`);
-    }
-    after = next;
   }
 }
 
@@ -191,25 +170,10 @@ async function rederiveTable(
 ): Promise<number> {
   if (!(await hasTable(c, type.table))) return 0;
   const names = type.columns.map((col) => col.name);
-  const keyList = type.key.map(quote).join(", ");
-  const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
-  // Text read whole: SQLite's driver stops a text value at its first U+0000 (a key cut short would match another row).
-  const text = (col: { name: string; sqlType: string }) =>
-    col.sqlType === "TEXT" && c.dialect.name === "sqlite" ? `CAST(${quote(col.name)} AS BLOB)` : quote(col.name);
-  const select = `SELECT ${type.columns.map((col) => `${text(col)} AS ${quote(col.name)}`).join(", ")} FROM ${
-    quote(type.table)
-  }`;
   const update = `UPDATE ${quote(type.table)} SET ${names.map((n, i) => `${quote(n)} = $${i + 1}`).join(", ")} ` +
     `WHERE ${type.key.map((k, i) => `${quote(k)} = $${names.length + i + 1}`).join(" AND ")}`;
-  let after: unknown[] | undefined;
   let changed = 0;
-  for (;;) {
-    const page = (await c.all<Record<string, unknown>>(
-      `${select}${after === undefined ? "" : ` WHERE (${keyList}) > (${keyParams})`} ORDER BY ${keyList} LIMIT ${PAGE}`,
-      (after ?? []) as (string | number)[],
-    )).map(decodeText);
-    // Signals and timers get their turn between pages (SQLite answers without a pause).
-    await new Promise((resolve) => setTimeout(resolve, 0));
+  for await (const page of tablePages(c, type, "re-deriving")) {
     for (const row of page) {
       const next = type.rederive!(row, { ingestionTime: "", settings });
       // A stored row today's rules reject as a whole stays as it is: only derived values are recomputed here.
@@ -217,12 +181,46 @@ async function rederiveTable(
       await c.run(update, [...next, ...type.key.map((k) => row[k] as string | number)]);
       changed++;
     }
-    if (page.length < PAGE) return changed;
+  }
+  return changed;
+}
+
+/**
+ * The rows of a type's table (its columns, and `extra` with `withExtra`, then only rows that have one), a page at a
+ * time in natural-key order. Text is read whole: SQLite's driver stops a text value at its first U+0000, and a key cut
+ * short would match another row. Signals and timers get their turn between pages (SQLite answers without a pause), and
+ * a page must move on: the same last key twice would read the same page forever. `doing` names the pass in that error.
+ */
+async function* tablePages(
+  c: SqlClient,
+  type: RecordType,
+  doing: string,
+  { withExtra = false } = {},
+): AsyncGenerator<Record<string, unknown>[]> {
+  const keyList = type.key.map(quote).join(", ");
+  const keyParams = type.key.map((_, i) => `$${i + 1}`).join(", ");
+  const columns = withExtra ? [...type.columns, { name: EXTRA_COLUMN, sqlType: "TEXT" }] : type.columns;
+  const read = (col: { name: string; sqlType: string }) =>
+    col.sqlType === "TEXT" ? rawColumn(c.dialect, quote(col.name)) : quote(col.name);
+  const where = withExtra ? [`${quote(EXTRA_COLUMN)} IS NOT NULL`] : [];
+  const select = `SELECT ${columns.map((col) => `${read(col)} AS ${quote(col.name)}`).join(", ")} FROM ${
+    quote(type.table)
+  }`;
+  let after: unknown[] | undefined;
+  for (;;) {
+    const conditions = after === undefined ? where : [...where, `(${keyList}) > (${keyParams})`];
+    const page = (await c.all<Record<string, unknown>>(
+      `${select}${conditions.length === 0 ? "" : ` WHERE ${conditions.join(" AND ")}`} ORDER BY ${keyList} ` +
+        `LIMIT ${PAGE}`,
+      (after ?? []) as (string | number)[],
+    )).map(decodeText);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    yield page;
+    if (page.length < PAGE) return;
     const last = page.at(-1)!;
     const next = type.key.map((k) => last[k]);
-    // A page must move on: the same last key twice would read the same page forever.
     if (after !== undefined && JSON.stringify(next) === JSON.stringify(after)) {
-      throw new Error(`re-deriving ${type.table} made no progress past key ${JSON.stringify(next)}`);
+      throw new Error(`${doing} ${type.table} made no progress past key ${JSON.stringify(next)}`);
     }
     after = next;
   }

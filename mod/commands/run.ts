@@ -14,7 +14,7 @@ import {
   checkFolderWritable,
   checkRegistryFileWritable,
   readRegistryFile,
-  writeRegistryFile,
+  updateRegistryFile,
 } from "../store/registry_file.ts";
 import { openSource, openStore } from "./open.ts";
 import { formatSummary, summaryJson } from "./summary.ts";
@@ -61,11 +61,15 @@ export async function preflight(config: Config): Promise<void> {
  * @throws {LockedError} when another run holds the database
  */
 export async function runOnceAction(config: Config, out: Out, options: RunActionOptions): Promise<number> {
-  const importKeys = config.processedFilesPath === undefined ? [] : await readRegistryFile(config.processedFilesPath);
   const opened = await openStore(config);
   const { store } = opened;
   let report;
   try {
+    const path = config.processedFilesPath;
+    // Its keys count only at a take-over, and at a first run (to say why they are not imported): read only then.
+    const importKeys = path !== undefined && (await store.takesOver() || !(await store.hasRuns()))
+      ? await readRegistryFile(path)
+      : [];
     const source = await openSource(config);
     const settings: ProduceSettings = {
       encoding: config.encoding,
@@ -109,7 +113,8 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
     report = await traced(config, pipeline);
     if (report.runId !== undefined && config.processedFilesPath !== undefined) {
       try {
-        await writeRegistryFile(config.processedFilesPath, await store.registeredKeys());
+        const how = await updateRegistryFile(config.processedFilesPath, store);
+        logger.debug("PROCESSED_FILES_FILENAME {path}: {how}", { path: config.processedFilesPath, how });
       } catch (error) {
         // The run is committed: the copy is only a courtesy, so its failure must not fail the run.
         logger.error("Cannot write PROCESSED_FILES_FILENAME {path}: {reason}; the run is committed", {

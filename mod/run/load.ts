@@ -130,6 +130,8 @@ export class RunLoad {
   filesRefetched = 0;
   /** Planned keys that another run claimed or loaded first. */
   filesClaimedElsewhere = 0;
+  /** The keys another run side by side claimed or loaded first. */
+  readonly claimedElsewhere: string[] = [];
   /** Rejections written: records', and invalid files' own. */
   rejected = 0;
   /** Records loaded. */
@@ -175,6 +177,10 @@ export class RunLoad {
       const wanted = plan.todo.slice(i, i + o.batch);
       const mine = await tx.claim!(wanted.map((key) => ({ key, fingerprint: plan.fingerprints.get(key) })), o.skip);
       this.filesClaimedElsewhere += wanted.length - mine.length;
+      if (mine.length < wanted.length) {
+        const taken = new Set(mine);
+        this.claimedElsewhere.push(...wanted.filter((k) => !taken.has(k)));
+      }
       this.#filesDone += wanted.length - mine.length;
       this.filesRefetched += refetched(mine);
       if (mine.length < wanted.length) this.#progress();

@@ -5,7 +5,7 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import { fetchListing, globMatcher } from "../source/listing.ts";
+import { type CachedList, type FetchedListing, fetchListing, globMatcher } from "../source/listing.ts";
 import { produceInThread, type Producer } from "../produce/produce.ts";
 import type { RecordType } from "../records/mod.ts";
 import type { BucketSource } from "../source/source.ts";
@@ -193,7 +193,9 @@ async function importProcessedList(
 
 /** A list read and planned: what to fetch, and (from a bucket listing) which registered objects are gone. */
 interface Listed {
-  readonly listing: Exclude<Awaited<ReturnType<typeof fetchListing>>, { error: string }>;
+  readonly listing: FetchedListing;
+  /** What the last run kept of the list. */
+  readonly cached: CachedList | undefined;
   readonly plan: Plan;
   /** Registered objects a bucket listing no longer holds (to be marked deleted). */
   readonly deletedKeys: readonly string[];
@@ -206,17 +208,33 @@ async function listAndPlan(
   logger: Logger,
 ): Promise<Listed | { error: string }> {
   const { force = false, retryInvalid = false, onlyKeys, changeDetection = true } = options;
-  const listing = await fetchListing(options.source, {
+  // --force reads the list afresh rather than trusting what was kept of it.
+  const cached = force ? undefined : await tx.cachedList(options.filesListKey);
+  let listing = await fetchListing(options.source, {
     key: options.filesListKey,
     keyPattern: options.keyPattern,
     encoding: options.encoding,
     maxBytes: options.maxListBytes ?? 64 * 1024 * 1024,
     signal: options.signal,
-    // --force reads the list afresh rather than trusting a cached copy.
-    cached: force ? undefined : await tx.cachedList(options.filesListKey),
+    cached,
+    // These plan over every key of the list, not only the new ones.
+    whole: retryInvalid || onlyKeys !== undefined,
     // A bucket listing goes to the run's transaction page by page, not into memory.
     sink: (objects, first) => tx.addListed(objects, first),
   });
+  // Keys the list gained that are registered may repeat a line above it: only a whole parse tells.
+  if (!("error" in listing) && listing.gained.length > 0 && (await tx.registered(listing.gained)).size > 0) {
+    logger.debug("A key the list gained is registered: the list is read whole");
+    listing = await listing.whole!();
+  }
+  if (!("error" in listing) && listing.positions !== undefined) {
+    logger.debug(
+      listing.notModified
+        ? "The list is the last run's: only its {pending} pending keys are checked"
+        : "The list is read by its tail: {gained} keys gained, {pending} pending before",
+      { gained: listing.gained.length, pending: listing.keys.length - listing.gained.length },
+    );
+  }
   if ("error" in listing) {
     logger.error("Cannot read the file list {key}: {reason}", { key: options.filesListKey, reason: listing.error });
     return listing;
@@ -225,7 +243,7 @@ async function listAndPlan(
   // What to fetch, with what the writes need of it: list positions, and a listing's fingerprints.
   const plan = listing.listed
     ? await planListed(tx, { onlyKeys, force, retryInvalid, changeDetection })
-    : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid });
+    : await planList(tx, listing.keys, { onlyKeys, force, retryInvalid }, listing.positions);
   for (const key of plan.unlisted) logger.warn("Key {key} is not in the list; fetching it as asked", { key });
   if (plan.changed.size > 0) {
     logger.info("{count} objects changed since they were loaded", { count: plan.changed.size });
@@ -240,7 +258,7 @@ async function listAndPlan(
   // A bucket listing is complete: registered objects (under KEY_PATTERN) missing from it were deleted.
   const belongs = globMatcher(options.keyPattern ?? "");
   const deletedKeys = listing.listed ? (await tx.unlisted()).filter(belongs) : [];
-  return { listing, plan, deletedKeys };
+  return { listing, cached, plan, deletedKeys };
 }
 
 /** The producer of a run: the one given (a worker), or the produce step on this thread. */
@@ -333,11 +351,7 @@ export async function runPipeline(options: PipelineOptions): Promise<RunReport> 
     const nothingNew = plan.todo.length === 0 && deletedKeys.length === 0 && rederived.rows === 0 &&
       rederived.filled.columns.length === 0;
     if ((listing.notModified || listing.listed) && nothingNew) {
-      return await noteCheck(tx, listed, start, now(), loaded);
-    }
-    // Kept with or without validators: the next run compares the body when the server does not answer 304.
-    if (!listing.listed && !listing.notModified) {
-      await tx.cacheList(options.filesListKey, listing.text, listing.validators ?? {});
+      return await noteCheck(tx, listed, options.filesListKey, start, now(), loaded);
     }
     const load = new RunLoad({
       tx,
@@ -376,11 +390,21 @@ export function logFilled(logger: RunLogger, rederived: Rederived): void {
 /** Nothing changed and nothing is pending: only the check is noted, so that frequent schedules cost nothing. */
 async function noteCheck(
   tx: RunTransaction,
-  { listing }: Listed,
+  { listing, cached }: Listed,
+  listKey: string,
   start: RunStart,
   finishedAt: Date,
   loaded: Record<string, number>,
 ): Promise<RunReport> {
+  // Nothing is pending (no key to fetch): the state is kept when it is new (kept as text by an older build) or its validators changed.
+  const v = listing.validators ?? {};
+  if (
+    listing.state !== undefined &&
+    (cached?.state === undefined || cached.validators.etag !== v.etag ||
+      cached.validators.lastModified !== v.lastModified)
+  ) {
+    await tx.cacheList(listKey, { ...listing.state, pending: [] }, v);
+  }
   start.logger.info(
     listing.listed
       ? "No new object and no key is pending: nothing to do"
@@ -426,6 +450,17 @@ async function finishRun(
       key,
       runs: missingGiveUpRuns,
     });
+  }
+  if (listing.state !== undefined && options.onlyKeys === undefined) {
+    // The listed keys this run leaves unregistered: the next run over the same list checks only these.
+    const given = new Set(gaveUpKeys);
+    const left = new Set([
+      ...load.failedKeys.map((f) => f.key),
+      ...load.missing.map((m) => m.key).filter((k) => !given.has(k)),
+      ...load.claimedElsewhere,
+    ]);
+    const pending = plan.todo.filter((k) => left.has(k)).map((k) => [k, plan.positions.get(k)!] as const);
+    await tx.cacheList(options.filesListKey, { ...listing.state, pending }, listing.validators ?? {});
   }
   const rows = await tx.rowCounts();
   const missing = [...load.missing, ...load.missingUnlisted];

@@ -40,8 +40,18 @@ export interface PlanOptions {
 /** Keys per registry query over a list. */
 const QUERY_CHUNK = 10_000;
 
-/** The plan of a list file held in memory: the registry is asked in chunks, only the keys to fetch are kept. */
-export async function planList(tx: PlanReader, keys: readonly string[], o: PlanOptions): Promise<Plan> {
+/**
+ * The plan of a list file held in memory: the registry is asked in chunks,
+ * only the keys to fetch are kept. `keys` is the whole list, or (with their
+ * list positions `at`) only the keys of it that may be new: then neither
+ * `--key` nor `--force` is set.
+ */
+export async function planList(
+  tx: PlanReader,
+  keys: readonly string[],
+  o: PlanOptions,
+  at?: readonly number[],
+): Promise<Plan> {
   let todo: string[];
   let unlisted: string[] = [];
   if (o.onlyKeys !== undefined) {
@@ -58,7 +68,7 @@ export async function planList(tx: PlanReader, keys: readonly string[], o: PlanO
   }
   const want = new Set(todo);
   const positions = new Map<string, number>();
-  keys.forEach((k, i) => want.has(k) && positions.set(k, i));
+  keys.forEach((k, i) => want.has(k) && positions.set(k, at === undefined ? i : at[i]!));
   unlisted.forEach((k, i) => positions.set(k, keys.length + i));
   return { todo, changed: new Set(), fingerprints: new Map(), positions, unlisted };
 }

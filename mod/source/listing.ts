@@ -4,6 +4,19 @@
  * @module
  */
 import { refuseReason } from "./location.ts";
+import {
+  type FullRead,
+  type Listing,
+  type ListRead,
+  type ListState,
+  NotInEncodingError,
+  parseListing,
+  readAgainst,
+  readUnchanged,
+  readWhole,
+} from "./list_text.ts";
+
+export { type Listing, type ListState, parseListing, parseListState } from "./list_text.ts";
 import { type BucketSource, type ListedObject, tooLargeReason, type Validators } from "./source.ts";
 
 /** Converts a `KEY_PATTERN` glob to a test: `*` and `?` stay within a path segment, `**` crosses `/`. */
@@ -29,51 +42,94 @@ export function globMatcher(pattern: string): (key: string) => boolean {
   return (key) => compiled.test(key);
 }
 
-/** The keys of a list, split into accepted (deduplicated, in order) and refused. */
-export interface Listing {
-  /** Accepted keys, each once, in order of first appearance. */
-  readonly keys: readonly string[];
-  /** Refused keys, each once, with the reason. */
-  readonly refused: readonly { readonly key: string; readonly reason: string }[];
-  /** How many lines repeated an earlier key. */
-  readonly duplicates: number;
-}
-
-/** Splits list text on `\n` or `\r\n`, trims lines, skips blanks, dedupes and refuses unsafe keys. */
-export function parseListing(text: string): Listing {
-  const seen = new Set<string>();
-  const keys: string[] = [];
-  const refused: { key: string; reason: string }[] = [];
-  let duplicates = 0;
-  for (const line of text.split("\n")) {
-    const key = line.trim();
-    if (key === "") continue;
-    if (seen.has(key)) {
-      duplicates++;
-      continue;
-    }
-    seen.add(key);
-    const reason = refuseReason(key);
-    if (reason === undefined) keys.push(key);
-    else refused.push({ key, reason });
-  }
-  return { keys, refused, duplicates };
-}
-
-/** A fetched list: its keys, its text and validators (to cache), and whether it came from the cache. */
+/** A fetched list: its keys (all, or only those that may be new), validators, and what to keep of it. */
 export interface FetchedListing extends Listing {
-  /** The list's text (empty for a bucket listing), to cache. */
-  readonly text: string;
   /** The list's validators, to cache; `undefined` when the source gave none, or for a bucket listing. */
   readonly validators: Validators | undefined;
-  /** The server answered 304 (`text` is the cached copy), or 200 with the cached copy's very body. */
+  /** The server answered 304, or 200 with the very body the last run read. */
   readonly notModified: boolean;
   /** The keys came from listing the bucket (no list file), not from a list. */
   readonly listed: boolean;
   /** For a bucket listing kept in memory: the accepted keys' objects (ETag and size), to tell a changed object. */
   readonly objects?: readonly ListedObject[] | undefined;
-  /** Accepted keys: `keys.length`, or for a listing handed to a sink, how many went there. */
+  /** Accepted keys in the whole list (or, for a listing handed to a sink, how many went there). */
   readonly listedCount: number;
+  /**
+   * Read against the last run's state: `keys` holds only the keys that may be new (pending before, or gained at
+   * the list's end) and these are their list positions. `undefined`: `keys` is the whole list.
+   */
+  readonly positions: readonly number[] | undefined;
+  /** With `positions`: the keys the list gained at its end. The read holds only if none is registered. */
+  readonly gained: readonly string[];
+  /** The list parsed whole, for when a gained key is registered; `undefined` once it is whole. */
+  readonly whole: (() => Promise<FetchedListing | { error: string }>) | undefined;
+  /** For a list file, what to keep of it for the next run (the run adds the pending keys at commit). */
+  readonly state: ListState | undefined;
+}
+
+/** What an earlier run kept of the list: its validators, and its state (or, from an older build, its text). */
+export interface CachedList {
+  /** The validators of the list the earlier run read, for a conditional GET. */
+  readonly validators: Validators;
+  /** What the earlier run kept of the list; `undefined` from a build before states. */
+  readonly state?: ListState | undefined;
+  /** The list's text, as a build before states kept it. */
+  readonly text?: string | undefined;
+}
+
+/** A {@linkcode ListRead} as a fetched listing. */
+function fetched(read: ListRead, validators: Validators | undefined, sameBody: boolean): FetchedListing {
+  const notModified = sameBody || read.same;
+  if (read.kind === "full") {
+    return {
+      ...read.listing,
+      validators,
+      notModified,
+      listed: false,
+      listedCount: read.listing.keys.length,
+      positions: undefined,
+      gained: [],
+      whole: undefined,
+      state: read.state,
+    };
+  }
+  const { whole } = read;
+  return {
+    keys: read.keys,
+    refused: read.refused,
+    duplicates: read.duplicates,
+    validators,
+    notModified,
+    listed: false,
+    listedCount: read.count,
+    positions: read.positions,
+    gained: read.gained,
+    whole: whole === undefined ? undefined : () => readOrError(whole, validators, notModified, read.state.encoding),
+    state: read.state,
+  };
+}
+
+/** `read()` as a fetched listing, or the one-line error of a body that is not valid in its encoding. */
+async function readOrError(
+  read: () => Promise<ListRead>,
+  validators: Validators | undefined,
+  sameBody: boolean,
+  encoding: string,
+): Promise<FetchedListing | { error: string }> {
+  try {
+    return fetched(await read(), validators, sameBody);
+  } catch (error) {
+    if (error instanceof NotInEncodingError) return { error: `not valid ${encoding}` };
+    throw error;
+  }
+}
+
+/** The state of a list kept as text by a build before states, when its bytes can be told again (UTF-8). */
+async function fromText(text: string, encoding: string): Promise<FullRead> {
+  const parsed = await readWhole(new TextEncoder().encode(text), "utf-8");
+  if (new TextDecoder(encoding).encoding === "utf-8") return parsed;
+  // Another encoding's bytes cannot be told from the text: the next 200 is read whole, and kept as a state.
+  return { ...parsed, listing: parseListing(text), state: { ...parsed.state, encoding: "", linesSha256: "" } };
 }
 
 /**
@@ -110,8 +166,13 @@ export interface FetchListingOptions {
   readonly maxBytes: number;
   /** Aborting it abandons the list's request. */
   readonly signal?: AbortSignal | undefined;
-  /** The list from an earlier run, to send a conditional GET. */
-  readonly cached?: { readonly text: string; readonly validators: Validators } | undefined;
+  /** What an earlier run kept of the list: for a conditional GET, and to read only what is new. */
+  readonly cached?: CachedList | undefined;
+  /**
+   * Parse the whole list (the run needs every key's fate: `--retry-invalid`, `--key`): no conditional GET when only
+   * a state was kept (it holds no body), and no read against it. @default {false}
+   */
+  readonly whole?: boolean | undefined;
   /** `KEY_PATTERN`: the keys to take from a bucket listing. @default {""} (all) */
   readonly keyPattern?: string | undefined;
   /**
@@ -130,23 +191,19 @@ export async function fetchListing(
   source: BucketSource,
   options: FetchListingOptions,
 ): Promise<FetchedListing | { error: string }> {
-  const { cached } = options;
+  const { cached, encoding, whole = false } = options;
+  // A state holds no body: a run that must parse the whole list asks for it unconditionally.
+  const conditional = cached !== undefined && (cached.text !== undefined || !whole);
   const list = await source.get(options.key, {
     maxBytes: options.maxBytes,
     signal: options.signal,
-    ifUnchanged: cached?.validators,
+    ifUnchanged: conditional ? cached.validators : undefined,
   });
   if (list.kind === "not_modified") {
-    if (cached === undefined) return { error: "'not modified' answered to an unconditional request" };
-    const parsed = parseListing(cached.text);
-    return {
-      ...parsed,
-      text: cached.text,
-      validators: cached.validators,
-      notModified: true,
-      listed: false,
-      listedCount: parsed.keys.length,
-    };
+    if (!conditional) return { error: "'not modified' answered to an unconditional request" };
+    const { validators, state, text } = cached;
+    if (text !== undefined) return fetched({ ...await fromText(text, encoding), same: true }, validators, true);
+    return fetched(readUnchanged(state!), validators, true);
   }
   if (list.kind === "missing") {
     if (source.listObjects === undefined) return { error: list.reason };
@@ -177,10 +234,13 @@ export async function fetchListing(
       refused,
       duplicates: 0,
       listedCount: count,
-      text: "",
       validators: undefined,
       notModified: false,
       listed: true,
+      positions: undefined,
+      gained: [],
+      whole: undefined,
+      state: undefined,
     };
   }
   if (list.kind === "too_large") return { error: tooLargeReason(list) };
@@ -189,21 +249,33 @@ export async function fetchListing(
     await list.body.cancel();
     return { error: "unexpected streamed list" };
   }
-  let text: string;
-  try {
-    text = new TextDecoder(options.encoding, { fatal: true }).decode(list.body);
-  } catch {
-    return { error: `not valid ${options.encoding}` };
-  }
+  const { body, validators } = list;
   // A server that sends no validators (or ignores them) answers 200 with the same body: that is unchanged too.
-  const sameBody = cached !== undefined && text === cached.text;
-  const parsed = parseListing(text);
-  return {
-    ...parsed,
-    text,
-    validators: list.validators,
-    notModified: sameBody,
-    listed: false,
-    listedCount: parsed.keys.length,
-  };
+  if (cached?.state !== undefined) {
+    const { state } = cached;
+    if (whole) {
+      return await readOrError(
+        async () => {
+          const read = await readWhole(body, encoding);
+          const same = read.state.bytes === state.bytes && read.state.linesSha256 === state.linesSha256 &&
+            read.state.partial === state.partial && read.state.encoding === state.encoding;
+          return { ...read, same };
+        },
+        validators,
+        false,
+        encoding,
+      );
+    }
+    return await readOrError(() => readAgainst(body, encoding, state), validators, false, encoding);
+  }
+  return await readOrError(
+    async () => {
+      const read = await readWhole(body, encoding);
+      const same = cached?.text !== undefined && new TextDecoder(encoding).decode(body) === cached.text;
+      return { ...read, same };
+    },
+    validators,
+    false,
+    encoding,
+  );
 }

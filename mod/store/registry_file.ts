@@ -1,13 +1,16 @@
 /**
  * The JSON list of processed keys (`PROCESSED_FILES_FILENAME`): the Python
  * original's `processed.json`. bucketload imports it into the registry once,
- * when it takes over the original's database, and afterwards only writes it,
- * from the registry, after each commit.
+ * when it takes over the original's database (and reads it only then), and
+ * afterwards only writes it, from the registry, after each commit: the keys
+ * of the runs since the last write are appended to it when nothing else
+ * changed.
  *
  * @module
  */
 import { dirname, join } from "node:path";
 import { UsageError } from "../common/errors.ts";
+import type { Store } from "./store.ts";
 
 /**
  * Reads the keys of a registry file; an absent file has none.
@@ -98,4 +101,114 @@ export async function writeRegistryFile(path: string, keys: readonly string[]): 
     await Deno.remove(temp).catch(() => {});
     throw error;
   }
+}
+
+/** What the store keeps of the registry file it last wrote, to append to it next time instead of writing it whole. */
+interface RegistryFileNote {
+  /** The file's path. */
+  readonly path: string;
+  /** Its length, bytes. */
+  readonly bytes: number;
+  /** The keys it holds. */
+  readonly count: number;
+  /** The last run whose keys it holds. */
+  readonly lastRun: number;
+  /** Its last key. */
+  readonly last: string;
+}
+
+/** The note's name in the store (`meta`). */
+const NOTE = "registry_file";
+
+const encoder = new TextEncoder();
+
+/** The text of `keys` as the file's lines (`  "key"`), joined as JSON.stringify(keys, null, 2) joins them. */
+const lines = (keys: readonly string[]) => keys.map((k) => `  ${JSON.stringify(k)}`).join(",\n");
+
+/** Whether the file at `path` ends as a file of `bytes` bytes whose last key is `last` does. */
+async function endsWith(path: string, bytes: number, last: string): Promise<boolean> {
+  const end = encoder.encode(`\n${lines([last])}\n]\n`);
+  if (end.length > bytes) return false;
+  using file = await Deno.open(path);
+  await file.seek(bytes - end.length, Deno.SeekMode.Start);
+  const got = new Uint8Array(end.length);
+  let read = 0;
+  while (read < got.length) {
+    const n = await file.read(got.subarray(read));
+    if (n === null) return false;
+    read += n;
+  }
+  return got.every((b, i) => b === end[i]);
+}
+
+/** The store's way to read the registry and keep the note. */
+export type RegistryFileStore = Pick<Store, "registrySince" | "readNote" | "writeNote">;
+
+/**
+ * Brings the registry file at `path` up to date with the registry, as
+ * {@linkcode writeRegistryFile} writes it. When the file is the one this
+ * store last wrote (its path, length and last key as noted) and the runs
+ * since only registered keys it does not hold, their keys are appended to a
+ * copy, which replaces it: the cost follows the new keys, not the registry
+ * (a kernel copy aside). Otherwise it is written whole. Returns how.
+ */
+export async function updateRegistryFile(path: string, store: RegistryFileStore): Promise<"appended" | "written"> {
+  const note = parseNote(await store.readNote(NOTE));
+  const size = (await Deno.stat(path).catch(() => undefined))?.size;
+  if (note?.path === path && size === note.bytes && note.count > 0 && await endsWith(path, note.bytes, note.last)) {
+    const since = await store.registrySince(note.lastRun);
+    // No key moved (registered again by a later run): the file's keys are exactly those of the runs up to lastRun.
+    if (note.count + since.keys.length === since.count) {
+      const bytes = since.keys.length === 0 ? size : await append(path, note.bytes, since.keys);
+      const last = since.keys.at(-1) ?? note.last;
+      await keepNote(store, { path, bytes, count: since.count, lastRun: Math.max(since.lastRun, note.lastRun), last });
+      return "appended";
+    }
+  }
+  const all = await store.registrySince();
+  await writeRegistryFile(path, all.keys);
+  const bytes = encoder.encode(JSON.stringify(all.keys, null, 2) + "\n").length;
+  if (all.keys.length > 0) {
+    await keepNote(store, { path, bytes, count: all.keys.length, lastRun: all.lastRun, last: all.keys.at(-1)! });
+  }
+  return "written";
+}
+
+/** Appends `keys` to a copy of the file (of `bytes` bytes), which then replaces it. Returns the new length. */
+async function append(path: string, bytes: number, keys: readonly string[]): Promise<number> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${crypto.randomUUID()}.tmp`);
+  const tail = encoder.encode(`,\n${lines(keys)}\n]\n`);
+  try {
+    await Deno.copyFile(path, temp);
+    using file = await Deno.open(temp, { write: true });
+    // Over the closing "\n]\n".
+    await file.truncate(bytes - 3);
+    await file.seek(bytes - 3, Deno.SeekMode.Start);
+    let written = 0;
+    while (written < tail.length) written += await file.write(tail.subarray(written));
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  return bytes - 3 + tail.length;
+}
+
+/** The note, or `undefined` when there is none or it is not one. */
+function parseNote(text: string | undefined): RegistryFileNote | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const n = JSON.parse(text);
+    const ints = [n?.bytes, n?.count, n?.lastRun];
+    if (typeof n?.path !== "string" || typeof n?.last !== "string" || !ints.every(Number.isSafeInteger)) return;
+    return n as RegistryFileNote;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps the note; a note that cannot be kept only costs a whole write next time. */
+async function keepNote(store: RegistryFileStore, note: RegistryFileNote): Promise<void> {
+  await store.writeNote(NOTE, JSON.stringify(note)).catch(() => {});
 }

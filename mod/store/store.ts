@@ -8,6 +8,7 @@
  */
 import type { DriftEntry, RecordType, RowCell } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
+import type { CachedList, ListState } from "../source/listing.ts";
 import type { StatusReport } from "./status.ts";
 
 /** A record that failed, kept with its reason and raw JSON. */
@@ -318,10 +319,16 @@ export interface RunTransaction {
    * marked some first).
    */
   markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]>;
-  /** The list of this run's bucket cached by an earlier run, for a conditional GET. */
-  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined>;
-  /** Caches the list (with its validators) for this run's bucket. */
-  cacheList(key: string, text: string, validators: Validators): Promise<void>;
+  /**
+   * What an earlier run kept of this bucket's list `key`: its validators (for a conditional GET), and its state
+   * (`source/list_text.ts`), or from a build before states its text.
+   */
+  cachedList(key: string): Promise<CachedList | undefined>;
+  /**
+   * Keeps the list's state and validators for the next run: written when the run commits, or notes a check
+   * (`rollbackAsCheck`), not before.
+   */
+  cacheList(key: string, state: ListState, validators: Validators): Promise<void>;
   /**
    * Registers keys another tool processed (the original's `processed.json`)
    * as loaded, unless already registered, but only at a take-over: when the
@@ -444,6 +451,15 @@ export interface Store {
   begin(startedAt: Date, options: BeginOptions): Promise<RunTransaction>;
   /** Every registered key, by the run that last registered it, then by key: the same order in every store. */
   registeredKeys(): Promise<string[]>;
+  /**
+   * The keys registered by runs after run `after` (every key without it), in {@linkcode registeredKeys}'s order,
+   * with how many keys the registry holds and the last run that registered one. Only reads.
+   */
+  registrySince(after?: number): Promise<RegistrySince>;
+  /** A note the store keeps for a command (a `meta` value), or `undefined`. Only reads. */
+  readNote(name: string): Promise<string | undefined>;
+  /** Keeps a note for a command (a `meta` value), in a transaction of its own. */
+  writeNote(name: string, value: string): Promise<void>;
   /** Whether a run would take over the Python original's rows now (they are here, the registry is empty). */
   takesOver(): Promise<boolean>;
   /** Which of `keys` are registered, read without taking the lock (for dry runs). */
@@ -456,6 +472,16 @@ export interface Store {
   status(): Promise<StatusReport>;
   /** Releases the database. */
   close(): void | Promise<void>;
+}
+
+/** What {@linkcode Store.registrySince} reads. */
+export interface RegistrySince {
+  /** The keys registered after the run asked about, in order. */
+  readonly keys: string[];
+  /** How many keys the registry holds. */
+  readonly count: number;
+  /** The last run that registered a key; 0 when none did. */
+  readonly lastRun: number;
 }
 
 /** Registered files by status, and `deleted` (gone from the bucket's listing; counted in their status too). */

@@ -14,6 +14,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { generateBucket } from "../gen_bucket.ts";
+import { readWhole } from "../../mod/source/list_text.ts";
 import { DAY, type HistoryFiles, historyFiles, YEAR } from "./history_db.ts";
 import { BENCH_DIR, bucketload, logTimes, measure, median, removeDb, serve, servedEtag, type Start } from "./kit.ts";
 
@@ -29,10 +30,15 @@ export interface OpTimes {
   /** The 10 new files listed after every registered key, and listed alone. */
   runLong: number[];
   runShort: number[];
+  /** The 10 new files listed first, then every registered key: a list rewritten, not appended to (read whole). */
+  runRewritten: number[];
+  /** The first no-op run after an upgrade: the list kept as its body by a build before states (1 run). */
+  noopUpgrade: number[];
   /** Of each run: its first log line → planned (`Listed`), → committed, → exit (wall). */
   noopPhases: Phases[];
   runLongPhases: Phases[];
   runShortPhases: Phases[];
+  runRewrittenPhases: Phases[];
   statusJson: number[];
   statusJsonMain: number[];
   page: number[];
@@ -79,9 +85,12 @@ const emptyTimes = (): OpTimes => ({
   noopQuickCheck: [],
   runLong: [],
   runShort: [],
+  runRewritten: [],
+  noopUpgrade: [],
   noopPhases: [],
   runLongPhases: [],
   runShortPhases: [],
+  runRewrittenPhases: [],
   statusJson: [],
   statusJsonMain: [],
   page: [],
@@ -103,8 +112,12 @@ async function newFiles(): Promise<{ dir: string; keys: string[] }> {
   }
 }
 
-/** A working copy of a history's database and processed.json, made current for the bench's server at `url`. */
-async function workCopy(h: HistoryFiles, url: string): Promise<{ db: string; processed: string }> {
+/**
+ * A working copy of a history's database and processed.json, made current for the bench's server at `url`, as
+ * this build's last run leaves them: the list kept as its state (not its body), the registry file noted. With
+ * `asText`, the list is kept as a build before states kept it (its body): the first run after an upgrade.
+ */
+async function workCopy(h: HistoryFiles, url: string, asText = false): Promise<{ db: string; processed: string }> {
   const db = join(WORK, `${h.history.name}.sqlite3`);
   const processed = join(WORK, `${h.history.name}-processed.json`);
   await removeDb(db);
@@ -121,6 +134,26 @@ async function workCopy(h: HistoryFiles, url: string): Promise<{ db: string; pro
     meta.run("bucket", url);
     meta.run("last_quick_check_at", now);
     meta.run("last_check_at", now);
+    if (!asText) {
+      const { state } = await readWhole(await Deno.readFile(h.list), "utf-8");
+      meta.run("list_state", JSON.stringify({ bucket: url, list: "files_list.data", state }));
+      c.exec("UPDATE list_cache SET body = ''");
+      const r = c.prepare("SELECT count(*) AS n, max(run_id) AS last FROM processed_files").get() as {
+        n: number;
+        last: number;
+      };
+      const { key } = c.prepare("SELECT key FROM processed_files ORDER BY run_id DESC, key DESC LIMIT 1").get() as {
+        key: string;
+      };
+      const note = {
+        path: processed,
+        bytes: (await Deno.stat(processed)).size,
+        count: r.n,
+        lastRun: r.last,
+        last: key,
+      };
+      meta.run("registry_file", JSON.stringify(note));
+    }
   } finally {
     c.close();
   }
@@ -326,10 +359,14 @@ export async function historyCase(reps: number): Promise<HistoryReport> {
   const onlyNew = join(WORK, "only-new.data");
   await Deno.writeTextFile(onlyNew, fresh.keys.join("\n"));
   const longList = new Map<HistoryFiles, string>();
+  const rewrittenList = new Map<HistoryFiles, string>();
   for (const h of [day, year]) {
     const path = join(WORK, `${h.history.name}-list-new.data`);
     await Deno.writeTextFile(path, (await Deno.readTextFile(h.list)) + "\n" + fresh.keys.join("\n"));
     longList.set(h, path);
+    const rewritten = join(WORK, `${h.history.name}-list-rewritten.data`);
+    await Deno.writeTextFile(rewritten, fresh.keys.join("\n") + "\n" + (await Deno.readTextFile(h.list)));
+    rewrittenList.set(h, rewritten);
   }
   const envOf = (w: { db: string; processed: string }) => ({
     BUCKETLOAD_BUCKET_NAME: server.url,
@@ -369,12 +406,19 @@ export async function historyCase(reps: number): Promise<HistoryReport> {
           }
         }
         if (r === 0 && h === year) logBytesNoop = await savedLogBytes(env, NOOP);
+        if (r === 0) {
+          t.noopUpgrade.push((await op(envOf(await workCopy(h, server.url, true)), ["--quiet"], NOOP)).seconds);
+        }
         // Runs that load the 10 new files commit: each on a fresh copy.
         list.file = longList.get(h)!;
         const long = await op(envOf(await workCopy(h, server.url)), ["--log-level", "info"], RAN);
         t.runLong.push(long.seconds);
         t.runLongPhases.push(phases(long));
         if (r === 0 && h === year) logBytesRun = await savedLogBytes(envOf(await workCopy(h, server.url)), RAN);
+        list.file = rewrittenList.get(h)!;
+        const rewritten = await op(envOf(await workCopy(h, server.url)), ["--log-level", "info"], RAN);
+        t.runRewritten.push(rewritten.seconds);
+        t.runRewrittenPhases.push(phases(rewritten));
         list.file = onlyNew;
         const short = await op(envOf(await workCopy(h, server.url)), ["--log-level", "info"], RAN);
         t.runShort.push(short.seconds);

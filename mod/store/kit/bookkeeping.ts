@@ -9,6 +9,7 @@
  */
 import type { DriftEntry } from "../../records/mod.ts";
 import type { Validators } from "../../source/source.ts";
+import { type CachedList, type ListState, parseListState } from "../../source/listing.ts";
 import { type FateRules, fateSql } from "../fate.ts";
 import type {
   FileStatus,
@@ -16,6 +17,7 @@ import type {
   ListedFingerprint,
   PlannedKey,
   RegistryEntry,
+  RegistrySince,
   Rejection,
   RunCounts,
 } from "../store.ts";
@@ -23,6 +25,22 @@ import type { SqlClient } from "./client.ts";
 import { encodeRaw } from "./raw_text.ts";
 import { oneLine } from "../../common/printable.ts";
 import { hasTable, truth } from "./client.ts";
+
+/** The `meta` row holding the state of the list the database follows (see `source/list_text.ts`). */
+const LIST_STATE = "list_state";
+
+/** A kept list's state with the bucket and list key it belongs to, or `undefined` when there is none or it is damaged. */
+function parseKeptList(text: string | undefined): { bucket: string; list: string; state: ListState } | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const kept = JSON.parse(text);
+    const state = parseListState(kept?.state);
+    if (typeof kept?.bucket !== "string" || typeof kept?.list !== "string" || state === undefined) return undefined;
+    return { bucket: kept.bucket, list: kept.list, state };
+  } catch {
+    return undefined;
+  }
+}
 
 /** A value of the `meta` table, or `undefined` when it is not set. */
 export async function readMeta(c: SqlClient, name: string): Promise<string | undefined> {
@@ -47,6 +65,19 @@ export async function hasRuns(c: SqlClient): Promise<boolean> {
 /** Every registered key, by the run that last registered it (or marked it deleted), then by key. */
 export async function registeredKeys(c: SqlClient): Promise<string[]> {
   return (await c.all<{ key: string }>("SELECT key FROM processed_files ORDER BY run_id, key")).map((r) => r.key);
+}
+
+/** The keys registered by runs after `after` (every key without it), with the registry's size and last run. */
+export async function registrySince(c: SqlClient, after?: number): Promise<RegistrySince> {
+  const keys = after === undefined
+    ? await registeredKeys(c)
+    : (await c.all<{ key: string }>("SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, key", [
+      after,
+    ])).map((r) => r.key);
+  const [row] = await c.all<{ n: number; last: number }>(
+    "SELECT count(*) AS n, coalesce(max(run_id), 0) AS last FROM processed_files",
+  );
+  return { keys, count: Number(row!.n), lastRun: Number(row!.last) };
 }
 
 /** The `keys` not registered with one of `statuses`, in their order. */
@@ -246,27 +277,46 @@ export class RunBook {
     return true;
   }
 
-  /** The list of this run's bucket cached by an earlier run: for a conditional GET, and to compare a new body with. */
-  async cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
-    const [row] = await this.#c.all<{ etag: string | null; last_modified: string | null; body: string }>(
-      "SELECT etag, last_modified, body FROM list_cache WHERE bucket = $1 AND key = $2",
+  /**
+   * What an earlier run kept of this bucket's list `key`: its validators, and its state (in `meta`, for the one list
+   * a database follows), or the body a build before states kept.
+   */
+  async cachedList(key: string): Promise<CachedList | undefined> {
+    const [row] = await this.#c.all<{ etag: string | null; last_modified: string | null }>(
+      "SELECT etag, last_modified FROM list_cache WHERE bucket = $1 AND key = $2",
       [this.#bucket, key],
     );
-    // Without validators the body is still kept: an unchanged body counts as unchanged (servers that never answer 304).
     if (row === undefined) return undefined;
-    return {
-      text: row.body,
-      validators: { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined },
-    };
+    const validators = { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined };
+    const kept = parseKeptList(await readMeta(this.#c, LIST_STATE));
+    if (kept?.bucket === this.#bucket && kept.list === key) return { validators, state: kept.state };
+    // Kept by a build before states (or for another list): its body, read only now (it can be tens of MiB).
+    const [old] = await this.#c.all<{ body: string }>(
+      "SELECT body FROM list_cache WHERE bucket = $1 AND key = $2",
+      [this.#bucket, key],
+    );
+    return { validators, text: old?.body ?? "" };
   }
 
-  /** Caches the list (with its validators) for this run's bucket. */
-  async cacheList(key: string, text: string, validators: Validators): Promise<void> {
+  /**
+   * Keeps the list's state (in `meta`) and its validators (in `list_cache`, with no body) for this run's bucket.
+   * A check (no run row) updates the row the state was read against.
+   */
+  async cacheList(key: string, state: ListState, validators: Validators, check = false): Promise<void> {
+    await writeMeta(this.#c, { [LIST_STATE]: JSON.stringify({ bucket: this.#bucket, list: key, state }) });
+    const params = [this.#bucket, key, validators.etag ?? null, validators.lastModified ?? null];
+    if (check) {
+      await this.#c.run(
+        "UPDATE list_cache SET etag = $3, last_modified = $4, body = '' WHERE bucket = $1 AND key = $2",
+        params,
+      );
+      return;
+    }
     await this.#c.run(
-      `INSERT INTO list_cache (bucket, key, etag, last_modified, body, run_id) VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO list_cache (bucket, key, etag, last_modified, body, run_id) VALUES ($1, $2, $3, $4, '', $5)
        ON CONFLICT (bucket, key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-         body = excluded.body, run_id = excluded.run_id`,
-      [this.#bucket, key, validators.etag ?? null, validators.lastModified ?? null, text, this.runId],
+         body = '', run_id = excluded.run_id`,
+      [...params, this.runId],
     );
   }
 

@@ -11,6 +11,7 @@
  */
 import type { RecordType } from "../../records/mod.ts";
 import type { Validators } from "../../source/source.ts";
+import type { CachedList, ListState } from "../../source/listing.ts";
 import type {
   FilePart,
   FileStatus,
@@ -92,12 +93,26 @@ export abstract class KitRun<Mark, Rows extends RowSink<Mark>> implements RunTra
     return this.serial(() => unregisteredAmong(this.c, keys, statuses));
   }
 
-  cachedList(key: string): Promise<{ text: string; validators: Validators } | undefined> {
+  cachedList(key: string): Promise<CachedList | undefined> {
     return this.serial(() => this.book.cachedList(key));
   }
 
-  cacheList(key: string, text: string, validators: Validators): Promise<void> {
-    return this.serial(() => this.book.cacheList(key, text, validators));
+  /** The list to keep when the run commits or notes a check. */
+  #listToKeep: { key: string; state: ListState; validators: Validators } | undefined;
+
+  cacheList(key: string, state: ListState, validators: Validators): Promise<void> {
+    this.#listToKeep = { key, state, validators };
+    return Promise.resolve();
+  }
+
+  /**
+   * Writes the list kept by {@linkcode cacheList}, if any: in the commit, or (`check`) in the check's own
+   * transaction, where the run has no row.
+   */
+  protected async keepList(check = false): Promise<void> {
+    if (this.#listToKeep === undefined) return;
+    const { key, state, validators } = this.#listToKeep;
+    await this.book.cacheList(key, state, validators, check);
   }
 
   addListed(objects: readonly ListedFingerprint[], firstPosition: number): Promise<void> {

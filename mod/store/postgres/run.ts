@@ -10,7 +10,6 @@
  */
 import { CommitUnknownError, ConnectionLostError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
-import type { Validators } from "../../source/source.ts";
 import { registryEntries, type RunBook, writeMeta } from "../kit/bookkeeping.ts";
 import { KitRun } from "../kit/run.ts";
 import { fateOf } from "../fate.ts";
@@ -49,8 +48,6 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   readonly #o: PostgresRunOptions;
   /** Keys whose file this run wrote (their missing streak ends). */
   readonly #written = new Set<string>();
-  /** The list to cache at commit. */
-  #listToCache: { key: string; text: string; validators: Validators } | undefined;
   #inCommitSection = false;
   /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
   #committing = false;
@@ -198,10 +195,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
       Object.assign(meta, { previous_bucket: previousBucket, bucket_changed_at: startedAt.toISOString() });
     }
     await writeMeta(this.c, meta);
-    if (this.#listToCache !== undefined) {
-      const { key, text, validators } = this.#listToCache;
-      await this.book.cacheList(key, text, validators);
-    }
+    await this.keepList();
     await this.book.finish(c);
     this.#committing = true;
     await this.#conn`COMMIT`;
@@ -231,7 +225,11 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   async #rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>>): Promise<void> {
     if (!this.#open) return;
     await this.#conn`ROLLBACK`;
+    // The list's state and its validators change together, or not at all.
+    await this.#conn`BEGIN`;
+    await this.keepList(true);
     await writeMeta(this.c, { ...meta, last_check_at: at.toISOString(), last_check_result: result });
+    await this.#conn`COMMIT`;
     await this.#close();
   }
 
@@ -274,11 +272,6 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   /** Claims keys for this run with advisory locks (see `RunTransaction.claim`). */
   claim(claims: readonly S.Claim[], skipRegistered: readonly S.FileStatus[] | undefined): Promise<string[]> {
     return this.serial(() => this.#claim(claims, skipRegistered));
-  }
-  /** Kept for the commit section: the list cache is shared by every run on the bucket. */
-  override cacheList(key: string, text: string, validators: Validators): Promise<void> {
-    this.#listToCache = { key, text, validators };
-    return Promise.resolve();
   }
   /** Each file written ends its key's missing streak (see `noteMissing`). */
   override writeFile(file: S.FileWrite): Promise<void> {

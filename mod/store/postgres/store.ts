@@ -34,11 +34,20 @@ import { EXTRA_COLUMN, type RecordType } from "../../records/mod.ts";
 import { redactUrl } from "../../source/location.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
-import { hasRuns, readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
+import {
+  hasRuns,
+  readMeta,
+  registeredAmong,
+  registeredKeys,
+  registryEntries,
+  registrySince,
+  RunBook,
+  writeMeta,
+} from "../kit/bookkeeping.ts";
 import { hasTable, type SqlClient } from "../kit/client.ts";
 import { quote } from "../kit/sql.ts";
 import { lostColumns, MIGRATIONS, postgresMigrationSql, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
-import type { BeginOptions, FileStatus, RegistryEntry, RunTransaction, Store } from "../store.ts";
+import type { BeginOptions, FileStatus, RegistryEntry, RegistrySince, RunTransaction, Store } from "../store.ts";
 import { connect, connectError, postgresClient, type Sql } from "./connection.ts";
 import { PostgresRun } from "./run.ts";
 
@@ -281,6 +290,21 @@ export class PostgresStore implements Store {
 
   async registeredKeys(): Promise<string[]> {
     return await hasTable(this.#c, "processed_files") ? await registeredKeys(this.#c) : [];
+  }
+
+  async registrySince(after?: number): Promise<RegistrySince> {
+    return await hasTable(this.#c, "processed_files")
+      ? await registrySince(this.#c, after)
+      : { keys: [], count: 0, lastRun: 0 };
+  }
+
+  async readNote(name: string): Promise<string | undefined> {
+    return await hasTable(this.#c, "meta") ? await readMeta(this.#c, name) : undefined;
+  }
+
+  async writeNote(name: string, value: string): Promise<void> {
+    // One statement: its own transaction.
+    await writeMeta(this.#c, { [name]: value });
   }
 
   /** The original was SQLite only: there is nothing of it to take over here. */

@@ -104,6 +104,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
   /** Merges the staged rows, writes the run row and the recorded settings, and commits. */
   async commit(c: RunCounts): Promise<void> {
     this.rows.merge();
+    await this.keepList();
     await this.book.finish(c);
     await writeMeta(this.c, this.settingsRecord);
     if (this.#o.quickCheckedAt !== undefined) {
@@ -119,6 +120,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     if (!this.#open) return;
     this.#db.exec("ROLLBACK");
     this.#db.exec("BEGIN IMMEDIATE");
+    await this.keepList(true);
     const quick = this.#o.quickCheckedAt;
     await writeMeta(this.c, {
       ...meta,

@@ -27,11 +27,12 @@ import {
   registeredAmong,
   registeredKeys,
   registryEntries,
+  registrySince,
   RunBook,
   writeMeta,
 } from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
-import type { BeginOptions, FileStatus, RegistryEntry, Store } from "../store.ts";
+import type { BeginOptions, FileStatus, RegistryEntry, RegistrySince, Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
 import {
   fileInfo,
@@ -392,6 +393,27 @@ export class SqliteStore implements Store {
 
   async registeredKeys(): Promise<string[]> {
     return await hasTable(this.#c, "processed_files") ? await registeredKeys(this.#c) : [];
+  }
+
+  async registrySince(after?: number): Promise<RegistrySince> {
+    return await hasTable(this.#c, "processed_files")
+      ? await registrySince(this.#c, after)
+      : { keys: [], count: 0, lastRun: 0 };
+  }
+
+  async readNote(name: string): Promise<string | undefined> {
+    return await hasTable(this.#c, "meta") ? await readMeta(this.#c, name) : undefined;
+  }
+
+  async writeNote(name: string, value: string): Promise<void> {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      await writeMeta(this.#c, { [name]: value });
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
   }
 
   async peekRegistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<ReadonlySet<string>> {

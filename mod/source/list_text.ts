@@ -94,9 +94,11 @@ export type ListRead = FullRead | DeltaRead;
 
 /** A list parsed whole, with the state to keep of it. */
 export interface FullRead {
+  /** Parsed whole. */
   readonly kind: "full";
   /** The very body the state was kept from (a server that never answers 304). */
   readonly same: boolean;
+  /** Every key of the list. */
   readonly listing: Listing;
   /** What to keep of it for the next run (without `pending`: the run adds it at commit). */
   readonly state: ListState;
@@ -104,6 +106,7 @@ export interface FullRead {
 
 /** What may be new in a list known by a state: the keys pending before and the keys it gained; no key's fate else. */
 export interface DeltaRead {
+  /** Read against a state. */
   readonly kind: "delta";
   /** The very list the state was kept from: a 304, or the same bytes. */
   readonly same: boolean;

@@ -200,3 +200,27 @@ Deno.test("a list whose last line had no line feed, completed and grown: read by
   assert.deepEqual(got.kind === "delta" && got.gained, ["c.data"]);
   assert.deepEqual(got.kind === "delta" && got.positions, [1, 2]);
 });
+
+Deno.test("two lists in one database: each is read whole when the other's state replaced its own, and its pending keys are not lost", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = await copyCase("basic", dir);
+    const keys = (await Deno.readTextFile(join(bucket, "files_list.data"))).split("\n").filter((l) => l.trim());
+    await Deno.writeTextFile(join(bucket, "a.list"), [keys[0], "late.data"].join("\n"));
+    await Deno.writeTextFile(join(bucket, "b.list"), keys[1]!);
+    const server = await startBucketServer(bucket, { etags: true });
+    try {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+      const run = (list: string) =>
+        cli(["--config", config, "--profile", "p"], { env: { BUCKETLOAD_FILES_LIST_KEY: list } });
+      assert.equal((await run("a.list")).code, 0);
+      assert.equal(server.hits("late.data"), 1);
+      assert.equal((await run("b.list")).code, 0);
+      // a.list answers 304, but its state is gone: read whole, and its pending key asked for again.
+      const again = await run("a.list");
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(server.hits("late.data"), 2, "a pending key of the first list was lost");
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -290,12 +290,13 @@ export class RunBook {
     const validators = { etag: row.etag ?? undefined, lastModified: row.last_modified ?? undefined };
     const kept = parseKeptList(await readMeta(this.#c, LIST_STATE));
     if (kept?.bucket === this.#bucket && kept.list === key) return { validators, state: kept.state };
-    // Kept by a build before states (or for another list): its body, read only now (it can be tens of MiB).
+    // Kept by a build before states: its body, read only now (it can be tens of MiB). A row without one is a list
+    // whose state was replaced by another list's (one state per database): nothing is known of it, it is read whole.
     const [old] = await this.#c.all<{ body: string }>(
       "SELECT body FROM list_cache WHERE bucket = $1 AND key = $2",
       [this.#bucket, key],
     );
-    return { validators, text: old?.body ?? "" };
+    return old === undefined || old.body === "" ? undefined : { validators, text: old.body };
   }
 
   /**

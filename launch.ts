@@ -231,8 +231,8 @@ export function killedLine(need: Need & { readonly schedule?: string | undefined
     return `the scheduled runs were ${by}: a run in progress is rolled back, runs that finished are kept`;
   }
   if ((need.command === "run" || need.command === "replay") && !need.dryRun) {
-    return `the ${need.command} was ${by}: nothing was committed, the ${need.command} is rolled back; ` +
-      `the next ${need.command} does its work`;
+    return `the ${need.command} was ${by}: unless it had committed (status shows it), it is rolled ` +
+      `back; the next ${need.command} does its work`;
   }
   const what = { run: "dry run", replay: "replay's dry run", status: "status command", serve: "status server" };
   return `the ${what[need.command]} was ${by}; it writes nothing`;

@@ -146,7 +146,7 @@ const MESSAGES: readonly Message[] = [
   },
   {
     quote:
-      "bucketload: the run was killed by SIGKILL (possibly by the out-of-memory killer): nothing was committed, the run is rolled back; the next run does its work",
+      "bucketload: the run was killed by SIGKILL (possibly by the out-of-memory killer): unless it had committed (status shows it), it is rolled back; the next run does its work",
     test: "tests/process_test.ts",
     grep: "bucketload: the run was killed by SIGKILL (possibly by the out-of-memory killer): ",
   },

@@ -224,3 +224,29 @@ Deno.test("two lists in one database: each is read whole when the other's state 
     }
   });
 });
+
+Deno.test("BUCKET_ENCODING changed while the list answers 304: the list is read again in the new encoding", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = join(dir, "bucket");
+    await Deno.mkdir(bucket);
+    await Deno.writeFile(
+      join(bucket, "files_list.data"),
+      new Uint8Array([...utf8("a.data\ncaf"), 0xc3, 0xa9, ...utf8(".data\n")]),
+    );
+    for (const key of ["a.data", "café.data", "cafÃ©.data"]) await Deno.writeTextFile(join(bucket, key), "[]");
+    const server = await startBucketServer(bucket, { etags: true });
+    try {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+      const run = (encoding: string) =>
+        cli(["--config", config, "--profile", "p"], { env: { BUCKETLOAD_BUCKET_ENCODING: encoding } });
+      assert.equal((await run("utf-8")).code, 0);
+      const latin = await run("latin1");
+      assert.equal(latin.code, 0, latin.stderr);
+      assert.doesNotMatch(latin.stdout, /nothing to do/);
+      const keys = query(join(dir, "db.sqlite3"), "SELECT key FROM processed_files ORDER BY key").map((r) => r.key);
+      assert.deepEqual(keys, ["a.data", "cafÃ©.data", "café.data"]);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -147,7 +147,7 @@ Deno.test("kill -9 of the program (as the out-of-memory killer does): the launch
       assert.equal(status.code, 137, stderr.lines.join("\n"));
       assert.deepEqual(said, [
         "bucketload: the run was killed by SIGKILL (possibly by the out-of-memory killer): " +
-        "nothing was committed, the run is rolled back; the next run does its work",
+        "unless it had committed (status shows it), it is rolled back; the next run does its work",
       ]);
       // Nothing was committed: not even the tables, which the run's transaction creates.
       const db = join(dir, "db.sqlite3");
@@ -164,7 +164,8 @@ Deno.test("the launcher's line for a killed program fits its command", () => {
   const oom = "killed by SIGKILL (possibly by the out-of-memory killer)";
   assert.equal(
     killedLine({ command: "replay", dryRun: false }, "SIGKILL"),
-    `the replay was ${oom}: nothing was committed, the replay is rolled back; the next replay does its work`,
+    `the replay was ${oom}: unless it had committed (status shows it), it is rolled back; the next replay ` +
+      "does its work",
   );
   assert.equal(
     killedLine({ command: "run", dryRun: false, schedule: "*/5 * * * *" }, "SIGKILL"),

@@ -39,14 +39,14 @@ class MemoryRegistry implements RegistryFileStore {
   }
 }
 
-/** What happens between two writes of the file. */
+/** What happens between two writes of the file (`db`: which of two databases sharing it runs). */
 const step = fc.oneof(
   {
     weight: 6,
-    arbitrary: fc.array(fc.oneof(hostileText(), fc.constantFrom("a", "b", "c", "d")), { maxLength: 5 }).map((keys) => ({
-      kind: "run" as const,
-      keys,
-    })),
+    arbitrary: fc.tuple(
+      fc.array(fc.oneof(hostileText(), fc.constantFrom("a", "b", "c", "d")), { maxLength: 5 }),
+      fc.integer({ min: 0, max: 4 }),
+    ).map(([keys, db]) => ({ kind: "run" as const, keys, db: db === 4 ? 1 : 0 })),
   },
   { weight: 1, arbitrary: fc.constant({ kind: "edit" as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: "remove" as const }) },
@@ -54,44 +54,48 @@ const step = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: "same-size edit" as const }) },
 );
 
-Deno.test("the registry file, appended to or written whole, always holds what a whole write gives", async () => {
+Deno.test("the registry file, appended to or written whole, always holds what a whole write gives, even shared or edited", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "processed.json");
     const expected = join(dir, "expected.json");
     let appended = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
-        const registry = new MemoryRegistry();
+        const registries = [new MemoryRegistry(), new MemoryRegistry()];
+        let registry = registries[0]!;
         await Deno.remove(path).catch(() => {});
         let run = 0;
         for (const s of steps) {
           if (s.kind === "run") {
             run++;
+            registry = registries[s.db]!;
             for (const key of s.keys) registry.runs.set(key, run);
           } else if (s.kind === "edit") {
             await Deno.writeTextFile(path, '[\n  "edited"\n]\n').catch(() => {});
           } else if (s.kind === "same-size edit") {
-            // The same length, another last key: the note's last key no longer matches.
+            // The same length, the first key changed in place (the same inode), a second later.
             const text = await Deno.readTextFile(path).catch(() => "");
-            const at = text.lastIndexOf('"', text.length - 4);
-            if (at > 0 && text[at - 1] !== "\\") {
+            const at = text.indexOf('"', 5);
+            if (at > 5 && text[at - 1] !== "\\" && text[at - 1] !== '"') {
               await Deno.writeTextFile(
                 path,
                 text.slice(0, at - 1) + (text[at - 1] === "x" ? "y" : "x") + text.slice(at),
               );
+              const { mtime } = await Deno.stat(path);
+              await Deno.utime(path, new Date(), new Date(mtime!.getTime() + 1000));
             }
           } else if (s.kind === "remove") await Deno.remove(path).catch(() => {});
           else registry.notes.clear();
           if (s.kind !== "run") continue;
           const how = await updateRegistryFile(path, registry);
-          if (how === "appended") appended++;
+          if (how !== "written") appended++;
           await writeRegistryFile(expected, registry.ordered());
           assert.equal(await Deno.readTextFile(path), await Deno.readTextFile(expected));
         }
       }),
       { numRuns: 200 },
     );
-    assert.ok(appended > 100, `only ${appended} writes appended`);
+    assert.ok(appended > 100, `only ${appended} writes appended or found current`);
   });
 });
 
@@ -131,10 +135,20 @@ Deno.test("a run reads processed.json only at a take-over or a first run, and ap
       // Damaged by hand: never read after the first run, written whole at the next commit.
       await Deno.writeTextFile(file, "not json");
       await Deno.writeTextFile(listPath, [...keys, "late.data"].join("\n") + "\n");
+      await Deno.writeTextFile(join(bucket, "late.data"), "[]");
       const third = await cli(args);
       assert.equal(third.code, 0, third.stderr);
       assert.match(third.stderr, /PROCESSED_FILES_FILENAME \S+: written/);
       assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), registered());
+      // Lost after a commit (a write killed or failed): the next run, with nothing to do, makes it current.
+      await Deno.remove(file);
+      const noop = await cli(args);
+      assert.equal(noop.code, 0, noop.stderr);
+      assert.match(noop.stdout, /nothing to do/);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), registered());
+      // And one that is current is left alone.
+      const again = await cli(args);
+      assert.match(again.stderr, /PROCESSED_FILES_FILENAME \S+: current/);
     } finally {
       await server.close();
     }

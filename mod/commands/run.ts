@@ -111,7 +111,8 @@ export async function runOnceAction(config: Config, out: Out, options: RunAction
           : undefined,
       });
     report = await traced(config, pipeline);
-    if (report.runId !== undefined && config.processedFilesPath !== undefined) {
+    // After a run with nothing to do too: a file that a killed or failed write left behind is made current.
+    if (report.status !== "list_failed" && config.processedFilesPath !== undefined) {
       try {
         const how = await updateRegistryFile(config.processedFilesPath, store);
         logger.debug("PROCESSED_FILES_FILENAME {path}: {how}", { path: config.processedFilesPath, how });

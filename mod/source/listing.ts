@@ -11,6 +11,7 @@ import {
   type ListState,
   NotInEncodingError,
   parseListing,
+  encodingName,
   readAgainst,
   readUnchanged,
   readWhole,
@@ -191,7 +192,11 @@ export async function fetchListing(
   source: BucketSource,
   options: FetchListingOptions,
 ): Promise<FetchedListing | { error: string }> {
-  const { cached, encoding, whole = false } = options;
+  const { encoding, whole = false } = options;
+  // A state kept for another encoding tells nothing of the list in this one (a 304 would leave its keys as they were).
+  const cached = options.cached?.state !== undefined && options.cached.state.encoding !== encodingName(encoding)
+    ? undefined
+    : options.cached;
   // A state holds no body: a run that must parse the whole list asks for it unconditionally.
   const conditional = cached !== undefined && (cached.text !== undefined || !whole);
   const list = await source.get(options.key, {

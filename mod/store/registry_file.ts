@@ -89,26 +89,66 @@ export async function checkRegistryFileWritable(path: string): Promise<void> {
  * atomically (a temp file, then rename). Apart from a take-over the file is
  * output only, kept current for the original's tools: it holds exactly the
  * registry's keys, and a key it listed that the registry lacks is not kept.
+ * Returns the written file's identity.
  */
-export async function writeRegistryFile(path: string, keys: readonly string[]): Promise<void> {
+export async function writeRegistryFile(path: string, keys: readonly string[]): Promise<FileIdentity> {
+  return await replaceVia(path, async (temp) => {
+    await Deno.writeTextFile(temp, JSON.stringify(keys, null, 2) + "\n");
+  });
+}
+
+/** What tells a file from another: its length, inode and modification time (a rename keeps them). */
+interface FileIdentity {
+  readonly bytes: number;
+  readonly ino: number | null;
+  readonly mtimeMs: number | null;
+}
+
+const identityOf = (info: Deno.FileInfo): FileIdentity => ({
+  bytes: info.size,
+  ino: info.ino,
+  mtimeMs: info.mtime?.getTime() ?? null,
+});
+
+/** A temp file of ours in the file's folder (`.<uuid>.tmp`), left by a process killed while writing. */
+const TEMP = /^\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+
+/** A temp file older than this is one a killed process left (a write takes seconds). */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+/** Fills a temp file beside `path` with `fill`, then renames it over `path`. Returns the file's identity. */
+async function replaceVia(path: string, fill: (temp: string) => Promise<void>): Promise<FileIdentity> {
   const dir = dirname(path);
   await Deno.mkdir(dir, { recursive: true });
+  await removeStaleTemps(dir);
   const temp = join(dir, `.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.writeTextFile(temp, JSON.stringify(keys, null, 2) + "\n");
+    await fill(temp);
+    const identity = identityOf(await Deno.stat(temp));
     await Deno.rename(temp, path);
+    return identity;
   } catch (error) {
     await Deno.remove(temp).catch(() => {});
     throw error;
   }
 }
 
+/** Removes the temp files a killed process left in `dir` (only ours, and only old ones: another may be writing). */
+async function removeStaleTemps(dir: string): Promise<void> {
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || !TEMP.test(entry.name)) continue;
+      const at = join(dir, entry.name);
+      const mtime = (await Deno.lstat(at).catch(() => undefined))?.mtime?.getTime();
+      if (mtime !== undefined && Date.now() - mtime > STALE_TEMP_MS) await Deno.remove(at).catch(() => {});
+    }
+  } catch { /* a folder that cannot be listed keeps its files */ }
+}
+
 /** What the store keeps of the registry file it last wrote, to append to it next time instead of writing it whole. */
-interface RegistryFileNote {
+interface RegistryFileNote extends FileIdentity {
   /** The file's path. */
   readonly path: string;
-  /** Its length, bytes. */
-  readonly bytes: number;
   /** The keys it holds. */
   readonly count: number;
   /** The last run whose keys it holds. */
@@ -146,40 +186,45 @@ export type RegistryFileStore = Pick<Store, "registrySince" | "readNote" | "writ
 
 /**
  * Brings the registry file at `path` up to date with the registry, as
- * {@linkcode writeRegistryFile} writes it. When the file is the one this
- * store last wrote (its path, length and last key as noted) and the runs
- * since only registered keys it does not hold, their keys are appended to a
- * copy, which replaces it: the cost follows the new keys, not the registry
- * (a kernel copy aside). Otherwise it is written whole. Returns how.
+ * {@linkcode writeRegistryFile} writes it, after any run (one with nothing
+ * to do too: a file a killed or failed write left behind is made current).
+ * When the file is the one this store last wrote (its path, length, inode,
+ * modification time and last key as noted) and the runs since only
+ * registered keys it does not hold, it is `current`, or their keys are
+ * appended to a copy, which replaces it: the cost follows the new keys, not
+ * the registry (a kernel copy aside). Otherwise it is written whole.
  */
-export async function updateRegistryFile(path: string, store: RegistryFileStore): Promise<"appended" | "written"> {
+export async function updateRegistryFile(
+  path: string,
+  store: RegistryFileStore,
+): Promise<"current" | "appended" | "written"> {
   const note = parseNote(await store.readNote(NOTE));
-  const size = (await Deno.stat(path).catch(() => undefined))?.size;
-  if (note?.path === path && size === note.bytes && note.count > 0 && await endsWith(path, note.bytes, note.last)) {
+  const info = await Deno.lstat(path).catch(() => undefined);
+  const same = note !== undefined && info !== undefined && info.isFile && note.path === path &&
+    note.bytes === info.size && note.ino === info.ino && note.mtimeMs === (info.mtime?.getTime() ?? null);
+  if (same && note.count > 0 && await endsWith(path, note.bytes, note.last)) {
     const since = await store.registrySince(note.lastRun);
     // No key moved (registered again by a later run): the file's keys are exactly those of the runs up to lastRun.
     if (note.count + since.keys.length === since.count) {
-      const bytes = since.keys.length === 0 ? size : await append(path, note.bytes, since.keys);
-      const last = since.keys.at(-1) ?? note.last;
-      await keepNote(store, { path, bytes, count: since.count, lastRun: Math.max(since.lastRun, note.lastRun), last });
+      if (since.keys.length === 0) return "current";
+      const identity = await append(path, note.bytes, since.keys);
+      const last = since.keys.at(-1)!;
+      await keepNote(store, { path, ...identity, count: since.count, lastRun: since.lastRun, last });
       return "appended";
     }
   }
   const all = await store.registrySince();
-  await writeRegistryFile(path, all.keys);
-  const bytes = encoder.encode(JSON.stringify(all.keys, null, 2) + "\n").length;
+  const identity = await writeRegistryFile(path, all.keys);
   if (all.keys.length > 0) {
-    await keepNote(store, { path, bytes, count: all.keys.length, lastRun: all.lastRun, last: all.keys.at(-1)! });
+    await keepNote(store, { path, ...identity, count: all.keys.length, lastRun: all.lastRun, last: all.keys.at(-1)! });
   }
   return "written";
 }
 
-/** Appends `keys` to a copy of the file (of `bytes` bytes), which then replaces it. Returns the new length. */
-async function append(path: string, bytes: number, keys: readonly string[]): Promise<number> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${crypto.randomUUID()}.tmp`);
+/** Appends `keys` to a copy of the file (of `bytes` bytes), which then replaces it. */
+async function append(path: string, bytes: number, keys: readonly string[]): Promise<FileIdentity> {
   const tail = encoder.encode(`,\n${lines(keys)}\n]\n`);
-  try {
+  return await replaceVia(path, async (temp) => {
     await Deno.copyFile(path, temp);
     using file = await Deno.open(temp, { write: true });
     // Over the closing "\n]\n".
@@ -187,12 +232,7 @@ async function append(path: string, bytes: number, keys: readonly string[]): Pro
     await file.seek(bytes - 3, Deno.SeekMode.Start);
     let written = 0;
     while (written < tail.length) written += await file.write(tail.subarray(written));
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-  return bytes - 3 + tail.length;
+  });
 }
 
 /** The note, or `undefined` when there is none or it is not one. */
@@ -201,7 +241,10 @@ function parseNote(text: string | undefined): RegistryFileNote | undefined {
   try {
     const n = JSON.parse(text);
     const ints = [n?.bytes, n?.count, n?.lastRun];
-    if (typeof n?.path !== "string" || typeof n?.last !== "string" || !ints.every(Number.isSafeInteger)) return;
+    const orNull = [n?.ino, n?.mtimeMs].every((v) => v === null || Number.isFinite(v));
+    if (typeof n?.path !== "string" || typeof n?.last !== "string" || !ints.every(Number.isSafeInteger) || !orNull) {
+      return undefined;
+    }
     return n as RegistryFileNote;
   } catch {
     return undefined;

@@ -64,16 +64,21 @@ export async function hasRuns(c: SqlClient): Promise<boolean> {
 
 /** Every registered key, by the run that last registered it (or marked it deleted), then by key. */
 export async function registeredKeys(c: SqlClient): Promise<string[]> {
-  return (await c.all<{ key: string }>("SELECT key FROM processed_files ORDER BY run_id, key")).map((r) => r.key);
+  return (await c.all<{ key: string }>(`SELECT key FROM processed_files ORDER BY run_id, ${byCodePoint(c)}`))
+    .map((r) => r.key);
 }
+
+/** `key` in code point order on every store (SQLite's BINARY; PostgreSQL's "C", not the database's collation). */
+const byCodePoint = (c: SqlClient) => c.dialect.name === "postgres" ? `key COLLATE "C"` : "key";
 
 /** The keys registered by runs after `after` (every key without it), with the registry's size and last run. */
 export async function registrySince(c: SqlClient, after?: number): Promise<RegistrySince> {
   const keys = after === undefined
     ? await registeredKeys(c)
-    : (await c.all<{ key: string }>("SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, key", [
-      after,
-    ])).map((r) => r.key);
+    : (await c.all<{ key: string }>(
+      `SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, ${byCodePoint(c)}`,
+      [after],
+    )).map((r) => r.key);
   const [row] = await c.all<{ n: number; last: number }>(
     "SELECT count(*) AS n, coalesce(max(run_id), 0) AS last FROM processed_files",
   );
@@ -97,14 +102,23 @@ export async function unregisteredAmong(
   return rows.map((r) => r.key);
 }
 
+/** Keys per query of {@linkcode registeredAmong}. */
+const AMONG_CHUNK = 10_000;
+
 /** The `keys` registered with one of `statuses`: those {@linkcode unregisteredAmong} leaves out. */
 export async function registeredAmong(
   c: SqlClient,
   keys: readonly string[],
   statuses?: readonly FileStatus[],
 ): Promise<Set<string>> {
-  const unregistered = new Set(await unregisteredAmong(c, keys, statuses));
-  return new Set(keys.filter((k) => !unregistered.has(k)));
+  const registered = new Set<string>();
+  // In chunks: a first load of a long list asks about every key.
+  for (let i = 0; i < keys.length; i += AMONG_CHUNK) {
+    const chunk = keys.slice(i, i + AMONG_CHUNK);
+    const unregistered = new Set(await unregisteredAmong(c, chunk, statuses));
+    for (const k of chunk) if (!unregistered.has(k)) registered.add(k);
+  }
+  return registered;
 }
 
 /** The registry's entries: of `keys`, or of every key. */

@@ -155,7 +155,10 @@ export class PostgresStore implements Store {
       const recordedColumns = await metaValue(DATA_COLUMNS_META);
       const added: Record<string, string[]> = {};
       for (const type of this.#types) {
+        const existed = await exists(type.table);
         await t.unsafe(postgresTableSql(type));
+        // Made anew (a table dropped by hand, reloaded with --force): a row count kept for the old one is not its own.
+        if (!existed && await exists("table_rows")) await t`DELETE FROM table_rows WHERE name = ${type.table}`;
         const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
           WHERE table_schema = current_schema() AND table_name = ${type.table}`;
         const have = new Set(columns.map((c) => c.name));

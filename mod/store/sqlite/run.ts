@@ -11,6 +11,7 @@ import type { RecordType } from "../../records/mod.ts";
 import { type RunBook, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { KitRun } from "../kit/run.ts";
+import { addTableRows } from "../kit/summary.ts";
 import type { ImportOutcome, RowCounts, RunCounts } from "../store.ts";
 import { type RowsMark, SqliteRows } from "./rows.ts";
 
@@ -105,6 +106,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
   async commit(c: RunCounts): Promise<void> {
     this.rows.merge();
     await this.book.finish(c);
+    await addTableRows(this.c, this.types.map((t) => t.table), this.rows.tableDeltas());
     await writeMeta(this.c, this.settingsRecord);
     if (this.#o.quickCheckedAt !== undefined) {
       await writeMeta(this.c, { last_quick_check_at: this.#o.quickCheckedAt });

@@ -31,6 +31,7 @@ import {
   writeMeta,
 } from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
+import { forgetTableRows } from "../kit/summary.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
 import {
@@ -338,6 +339,8 @@ export class SqliteStore implements Store {
       reject.run(runId, `(taken over: ${r.table})`, r.type, `taken over from the original, ${r.reason}`, r.raw);
     });
     await writeMeta(this.#c, { taken_over_at: at.toISOString() });
+    // The original's rows were re-derived and merged: this run's commit counts the tables whole.
+    await forgetTableRows(this.#c);
     for (const r of results) {
       logger.info(
         "Took over {table} from the original: {rows} rows, {rederived} re-derived by today's rules, {merged} merged " +

@@ -34,7 +34,15 @@ import { EXTRA_COLUMN, type RecordType } from "../../records/mod.ts";
 import { redactUrl } from "../../source/location.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
-import { hasRuns, readMeta, registeredAmong, registeredKeys, registryEntries, RunBook } from "../kit/bookkeeping.ts";
+import {
+  hasRuns,
+  readMeta,
+  registeredAmong,
+  registeredKeys,
+  registryEntries,
+  type Retention,
+  RunBook,
+} from "../kit/bookkeeping.ts";
 import { hasTable, type SqlClient } from "../kit/client.ts";
 import { quote } from "../kit/sql.ts";
 import { lostColumns, MIGRATIONS, postgresMigrationSql, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
@@ -61,6 +69,8 @@ export interface PostgresStoreOptions {
    * @default {DEFAULT_CLAIM_TIMEOUT_MS}
    */
   readonly claimTimeoutMs?: number;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 keeps all. @default {0} */
+  readonly driftKeepRuns?: number;
 }
 
 /** `CLAIM_TIMEOUT_SECONDS`' default: a minute. */
@@ -95,13 +105,21 @@ export class PostgresStore implements Store {
   readonly #c: SqlClient;
   readonly #types: readonly RecordType[];
   readonly #claimTimeoutMs: number;
+  readonly #retention: Retention;
 
-  private constructor(sql: Sql, display: string, types: readonly RecordType[], claimTimeoutMs: number) {
+  private constructor(
+    sql: Sql,
+    display: string,
+    types: readonly RecordType[],
+    claimTimeoutMs: number,
+    retention: Retention,
+  ) {
     this.#sql = sql;
     this.#c = postgresClient(sql);
     this.display = display;
     this.#types = types;
     this.#claimTimeoutMs = claimTimeoutMs;
+    this.#retention = retention;
   }
 
   /**
@@ -113,7 +131,9 @@ export class PostgresStore implements Store {
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
     const sql = await connect(url, options.connectTimeoutSeconds ?? 10);
     const timeout = options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
-    return new PostgresStore(sql, redactUrl(url), options.types, timeout);
+    return new PostgresStore(sql, redactUrl(url), options.types, timeout, {
+      driftKeepRuns: options.driftKeepRuns ?? 0,
+    });
   }
 
   /** Brings the schema to this build's version, in its own transaction under the migration lock. */
@@ -218,8 +238,8 @@ export class PostgresStore implements Store {
       await conn`BEGIN`;
       const c = postgresClient(conn);
       const book = options.idAtCommit
-        ? RunBook.later(c, startedAt, options.bucket)
-        : await RunBook.start(c, startedAt, options.bucket);
+        ? RunBook.later(c, startedAt, options.bucket, this.#retention)
+        : await RunBook.start(c, startedAt, options.bucket, this.#retention);
       // Other sessions see the run in pg_stat_activity (status reports it); a run without an id yet goes unnumbered.
       const name = `bucketload run ${book.hasId ? `${book.runId} ` : ""}since ${startedAt.toISOString()}`;
       await conn`SELECT set_config('application_name', ${name}, false)`;

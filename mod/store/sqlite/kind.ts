@@ -78,7 +78,7 @@ export const sqliteStore: StoreKind<SqliteSpec> = {
   },
   // The folder, not the file: SQLite creates its journal and the lock note beside it.
   needs: (spec) => ({ write: [dirname(spec.path)] }),
-  async open(spec, { types, typeSettings }): Promise<OpenedStore> {
+  async open(spec, { types, typeSettings, driftKeepRuns }): Promise<OpenedStore> {
     const { SqliteStore } = await import("./mod.ts");
     const store = SqliteStore.open(spec.path, {
       types,
@@ -86,6 +86,7 @@ export const sqliteStore: StoreKind<SqliteSpec> = {
       loadMode: spec.loadMode,
       rules: typeSettings ?? {},
       integrityCheckMs: spec.integrityCheckMs,
+      driftKeepRuns: driftKeepRuns ?? 0,
     });
     return { store, close: () => Promise.resolve(store.closeAndTidy()) };
   },

@@ -75,6 +75,8 @@ export interface SqliteStoreOptions {
    * @default {DEFAULT_INTEGRITY_CHECK_MS}
    */
   readonly integrityCheckMs?: number;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 keeps all. @default {0} */
+  readonly driftKeepRuns?: number;
 }
 
 /** `INTEGRITY_CHECK_HOURS`' default: a day. */
@@ -209,6 +211,7 @@ export class SqliteStore implements Store {
       stageRows: options.stageRows ?? STAGE_ROWS,
       rules: options.rules ?? DEFAULT_RULES,
       integrityCheckMs: options.integrityCheckMs ?? DEFAULT_INTEGRITY_CHECK_MS,
+      driftKeepRuns: options.driftKeepRuns ?? 0,
     });
   }
 
@@ -278,7 +281,7 @@ export class SqliteStore implements Store {
         await writeMeta(this.#c, { previous_bucket: previous, bucket_changed_at: startedAt.toISOString() });
       }
       await writeMeta(this.#c, { bucket: options.bucket });
-      const book = await RunBook.start(this.#c, startedAt, options.bucket);
+      const book = await RunBook.start(this.#c, startedAt, options.bucket, { driftKeepRuns: this.#o.driftKeepRuns });
       // The original's rows take today's rules: once, in this run's transaction. Looked for only while that can
       // matter (not yet taken over, or an empty registry), so that a run on a large database does not scan it.
       const emptyRegistry = await registryEmpty(this.#c);

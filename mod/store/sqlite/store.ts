@@ -251,7 +251,7 @@ export class SqliteStore implements Store {
     this.#openWaitMs = 0;
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
-      const quickCheckedAt = await this.#integrityCheck(startedAt);
+      const { checkedAt: quickCheckedAt, due } = await this.#integrityCheck(startedAt);
       // A data table dropped by hand would be made anew, empty, below: refused unless every file is loaded again.
       if (!options.reload && await hasTable(this.#c, "meta")) {
         const recorded = await readMeta(this.#c, DATA_TABLES_META);
@@ -288,7 +288,13 @@ export class SqliteStore implements Store {
       const notTakenOver = (await readMeta(this.#c, "taken_over_at")) === undefined;
       const legacy = (emptyRegistry || notTakenOver) && await hasLegacyRows(this.#db, this.#c, this.#o.types);
       if (legacy && notTakenOver) await this.#takeOver(book.runId, startedAt);
-      const run = { loadMode: mode, stageRows: this.#o.stageRows, lockWaitMs, quickCheckedAt };
+      const run = {
+        loadMode: mode,
+        stageRows: this.#o.stageRows,
+        lockWaitMs,
+        quickCheckedAt,
+        idleCheck: due ? () => this.#quickCheck(new Date()) : undefined,
+      };
       return new SqliteRun(this.#db, this.#c, book, this.#o.types, {
         ...run,
         takingOver: legacy && emptyRegistry,
@@ -354,28 +360,55 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * `PRAGMA quick_check` when the last one passed longer ago than
-   * `INTEGRITY_CHECK_HOURS`. Returns when it ran; a new, empty file passes
-   * without being read, so that the run that writes it counts as its check
-   * (the next run does not read a fresh database through).
+   * Whether `PRAGMA quick_check` is due. A new, empty file passes without
+   * being read, so that the run that writes it counts as its check (the next
+   * run does not read a fresh database through). A check passed longer ago
+   * than `INTEGRITY_CHECK_HOURS` is `due`: the next run that finds nothing to
+   * do runs it after its lock is released ({@linkcode SqliteRun.rollbackAsCheck}),
+   * so that it holds up no other run. Passed longer ago than twice that
+   * (runs that always load, a database never checked, or `0`), the check runs
+   * now, in the lock, before the run writes anything (`checkedAt` says when).
    *
    * @throws {DamagedDatabaseError} when the database is damaged
    */
-  async #integrityCheck(at: Date): Promise<string | undefined> {
+  async #integrityCheck(at: Date): Promise<{ checkedAt: string | undefined; due: boolean }> {
     const db = this.#db;
     if ((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0) {
-      return at.toISOString();
+      return { checkedAt: at.toISOString(), due: false };
     }
     const last = await hasTable(this.#c, "meta") ? await readMeta(this.#c, "last_quick_check_at") : undefined;
-    if (last !== undefined && at.getTime() - Date.parse(last) < this.#o.integrityCheckMs) return undefined;
+    const age = last === undefined ? Number.POSITIVE_INFINITY : at.getTime() - Date.parse(last);
+    const every = this.#o.integrityCheckMs;
+    // An unreadable time counts as never checked.
+    if (!(age < 2 * every)) {
+      const from = performance.now();
+      const checkedAt = this.#quickCheck(at);
+      logger.debug("The database passed PRAGMA quick_check in {seconds} s, in the run's lock", {
+        seconds: ((performance.now() - from) / 1000).toFixed(2),
+      });
+      return { checkedAt, due: false };
+    }
+    return { checkedAt: undefined, due: age >= every };
+  }
+
+  /**
+   * `PRAGMA quick_check` (inside the caller's transaction, or as a read
+   * transaction of its own); returns `at` as the check's time.
+   *
+   * @throws {DamagedDatabaseError} when the database is damaged
+   */
+  #quickCheck(at: Date): string {
     let problems: string[];
     try {
-      problems = (db.prepare("PRAGMA quick_check").all() as { quick_check: string }[]).map((r) => r.quick_check);
+      problems = (this.#db.prepare("PRAGMA quick_check").all() as { quick_check: string }[]).map((r) => r.quick_check);
     } catch (error) {
       if (isCorrupt(error)) throw new DamagedDatabaseError(this.#path, (error as Error).message);
       throw error;
     }
-    if (problems[0] !== "ok") throw new DamagedDatabaseError(this.#path, problems.slice(0, 3).join("; "));
+    if (problems[0] !== "ok") {
+      // One line: a problem SQLite reports may hold several.
+      throw new DamagedDatabaseError(this.#path, problems.slice(0, 3).join("; ").replace(/\s*\n\s*/g, "; "));
+    }
     return at.toISOString();
   }
 

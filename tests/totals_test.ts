@@ -17,7 +17,7 @@ import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
 import { songType } from "../mod/records/song.ts";
 import { appType } from "../mod/records/app.ts";
 import { movieType } from "../mod/records/movie.ts";
-import { reasonGroup, runReplay } from "../mod/run/replay.ts";
+import { runReplay } from "../mod/run/replay.ts";
 import { type PipelineOptions, runPipeline } from "../mod/run/pipeline.ts";
 import { HttpSource } from "../mod/source/http/http.ts";
 import { S3Source } from "../mod/source/s3/s3.ts";
@@ -30,60 +30,10 @@ import { statusReport } from "../mod/store/kit/status_query.ts";
 import type { SqlClient } from "../mod/store/kit/client.ts";
 import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { FIXED_NOW, PIPELINE_DEFAULTS, query, ROOT, type Row, withTempDir } from "./helpers.ts";
+import { FIXED_NOW, PIPELINE_DEFAULTS, query, ROOT, withTempDir } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
+import { TABLES, type Totals, totalsOf } from "./totals.ts";
 import { s3Test, startS3Server } from "./s3_server.ts";
-
-/** Registered files by `status/deleted`, rejections by reason group, rows by data table: zeros left out. */
-interface Totals {
-  registry: Record<string, number>;
-  rejections: Record<string, number>;
-  rows: Record<string, number>;
-}
-
-const sorted = (entries: [string, number][]) =>
-  Object.fromEntries(entries.filter(([, n]) => n !== 0).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0));
-
-/** Adds up rows of (name, n) by name. */
-function sum(rows: readonly Row[], name: (r: Row) => string, n: (r: Row) => number): Record<string, number> {
-  const out = new Map<string, number>();
-  for (const r of rows) out.set(name(r), (out.get(name(r)) ?? 0) + n(r));
-  return sorted([...out]);
-}
-
-const TABLES = RECORD_TYPES.map((t) => t.table);
-const registryName = (r: Row) => `${r.status}/${Number(r.deleted) === 0 ? "kept" : "deleted"}`;
-
-/** The totals the database keeps, and the same counted from its tables (reasons grouped here, not in SQL). */
-async function totalsOf(ask: (sql: string) => Promise<Row[]>): Promise<{ kept: Totals; counted: Totals }> {
-  const kept: Totals = {
-    registry: sum(
-      await ask("SELECT status, deleted, files FROM registry_counts"),
-      registryName,
-      (r) => Number(r.files),
-    ),
-    rejections: sum(
-      await ask("SELECT reason, records FROM rejection_counts"),
-      (r) => String(r.reason),
-      (r) => Number(r.records),
-    ),
-    rows: sum(await ask(`SELECT name, "rows" AS n FROM table_rows`), (r) => String(r.name), (r) => Number(r.n)),
-  };
-  const counted: Totals = {
-    registry: sum(
-      await ask("SELECT status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END AS deleted FROM processed_files"),
-      registryName,
-      () => 1,
-    ),
-    rejections: sum(await ask("SELECT reason FROM rejected_records"), (r) => reasonGroup(String(r.reason)), () => 1),
-    rows: sum(
-      (await Promise.all(TABLES.map((t) => ask(`SELECT '${t}' AS name, count(*) AS n FROM ${t}`)))).flat(),
-      (r) => String(r.name),
-      (r) => Number(r.n),
-    ),
-  };
-  return { kept, counted };
-}
 
 /** One store under test: a store to run with, and its totals. */
 interface Target {

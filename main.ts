@@ -260,6 +260,7 @@ export async function main(args: readonly string[]): Promise<number> {
       level: config.logLevel,
       format: config.logFormat,
       logDir: cli.command === "run" && !cli.dryRun ? config.logDir : undefined,
+      logKeepDays: config.logKeepDays,
       write: progress === undefined ? undefined : (text) => progress.writeAbove(text),
     });
   } catch (error) {

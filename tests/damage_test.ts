@@ -93,3 +93,71 @@ Deno.test("a run that creates the database counts as its integrity check: the ne
     assert.ok(row !== undefined && !Number.isNaN(Date.parse(String(row.value))), "no check time recorded");
   });
 });
+
+/** Sets the time of the last passed integrity check, `hoursAgo` hours ago; returns it. */
+function checkedHoursAgo(db: string, hoursAgo: number): string {
+  const at = new Date(Date.now() - hoursAgo * 3600_000).toISOString();
+  const c = new DatabaseSync(db);
+  try {
+    c.prepare("UPDATE meta SET value = ? WHERE name = 'last_quick_check_at'").run(at);
+  } finally {
+    c.close();
+  }
+  return at;
+}
+
+const lastCheck = (db: string) =>
+  String(query(db, "SELECT value FROM meta WHERE name = 'last_quick_check_at'")[0]?.value);
+
+Deno.test("the daily integrity check runs in a run with nothing to do, after its lock; a run that loads only checks after twice INTEGRITY_CHECK_HOURS, in its lock", async () => {
+  await withServedCase("basic", async ({ dir, config: writeProfile }) => {
+    const config = await writeProfile();
+    const db = join(dir, "db.sqlite3");
+    const args = ["--config", config, "--profile", "p", "--log-level", "debug"];
+    assert.equal((await cli(args)).code, 0);
+    // Due (25 hours, INTEGRITY_CHECK_HOURS = 24): a run that loads leaves it to the next run with nothing to do.
+    const due = checkedHoursAgo(db, 25);
+    const loads = await cli([...args, "--force"]);
+    assert.equal(loads.code, 0, loads.stderr);
+    assert.doesNotMatch(loads.stderr, /quick_check/);
+    assert.equal(lastCheck(db), due);
+    const idle = await cli(args);
+    assert.equal(idle.code, 0, idle.stderr);
+    assert.match(idle.stdout, /nothing to do/);
+    assert.match(idle.stderr, /passed PRAGMA quick_check in [\d.]+ s, after the run's lock was released/);
+    assert.ok(Date.parse(lastCheck(db)) > Date.parse(due) + 3600_000, "the check's time was not recorded");
+    // Checked an hour ago: no run checks.
+    checkedHoursAgo(db, 1);
+    assert.doesNotMatch((await cli(args)).stderr, /quick_check/);
+    // Not checked for twice the hours: the next run checks before it writes anything, in its lock.
+    const overdue = checkedHoursAgo(db, 49);
+    const late = await cli([...args, "--force"]);
+    assert.match(late.stderr, /passed PRAGMA quick_check in [\d.]+ s, in the run's lock/);
+    assert.ok(Date.parse(lastCheck(db)) > Date.parse(overdue));
+  });
+});
+
+Deno.test("damage found by the check of a run with nothing to do, after its lock: exit 2, one line, nothing written", async () => {
+  await withServedCase("basic", async ({ dir, config: writeProfile }) => {
+    const config = await writeProfile();
+    const db = join(dir, "db.sqlite3");
+    const args = ["--config", config, "--profile", "p", "--log-level", "error"];
+    assert.equal((await cli(args)).code, 0);
+    checkedHoursAgo(db, 25);
+    // An index no run with nothing to do reads: only the check meets its damaged pages.
+    const pages = query(db, "SELECT pageno FROM dbstat WHERE name = 'rejected_records_by_reason'").map((r) =>
+      Number(r.pageno)
+    );
+    assert.ok(pages.length > 0);
+    const bytes = await Deno.readFile(db);
+    const pageSize = new DataView(bytes.buffer).getUint16(16);
+    for (const page of pages) bytes.fill(0xa5, (page - 1) * pageSize, (page - 1) * pageSize + 64);
+    await Deno.writeFile(db, bytes);
+    const run = await cli(args);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.match(oneLine(run.stderr), /^bucketload: Database .* is damaged \(/);
+    // Nothing but the header's change counters, which the run's journal mode (WAL, then back) moves.
+    const counters = (b: Uint8Array) => (b.fill(0, 24, 28), b.fill(0, 92, 96));
+    assert.deepEqual(counters(await Deno.readFile(db)), counters(bytes), "a damaged database was written into");
+  });
+});

@@ -18,10 +18,13 @@ Deno.test("bookkeepingTables(): every table the migrations leave", () => {
     "meta",
     "missing_keys",
     "processed_files",
+    "registry_counts",
     "rejected_records",
+    "rejection_counts",
     "run_drift",
     "run_keys",
     "runs",
+    "table_rows",
   ]);
 });
 

@@ -9,6 +9,7 @@ import { generateBucket } from "../tools/gen_bucket.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { cli, dumpDatabase, LineWatcher, runOnce, spawnCli, withTempDir, writeConfig } from "./helpers.ts";
 import { canonicalDump, pgDump, pgQuery, pgTest, withPgDatabase } from "./pg.ts";
+import { assertTotals } from "./totals.ts";
 
 const LIST = "files_list.data";
 
@@ -40,6 +41,9 @@ pgTest("3 workers side by side: every object GET once, the same tables as one ru
         for (const s of summaries) assert.equal(s.files.new + s.files.claimedElsewhere, keys.length);
         assert.deepEqual(await pgDump(url, { ingestionTime: false }), reference);
         assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM runs WHERE status = 'ok'"), [{ n: 3 }]);
+        // Each run kept its status totals in rows of its own, folded at its commit: a recount's, none left unfolded.
+        await assertTotals((sql) => pgQuery(url, sql), "3 workers side by side");
+        assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM registry_counts WHERE txn <> 0"), [{ n: 0 }]);
       });
     } finally {
       await server.close();
@@ -74,6 +78,7 @@ pgTest("SIGKILL of one of 3 workers mid-run loses nothing: the next run finishes
         assert.equal(next.code, 0, next.stderr);
         assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM processed_files"), [{ n: keys.length }]);
         assert.deepEqual(await pgDump(url, { ingestionTime: false }), reference);
+        await assertTotals((sql) => pgQuery(url, sql), "a worker killed, then the next run");
       });
     } finally {
       await server.close();

@@ -11,6 +11,7 @@ import {
   configure,
   dispose,
   getJsonLinesFormatter,
+  getLogger,
   getTextFormatter,
   type LogLevel as LogTapeLevel,
   type Sink as LogTapeSink,
@@ -35,6 +36,11 @@ export interface LoggingOptions {
   readonly format?: "text" | "json";
   /** A folder for `YYYY-MM-DD_HH-MM-SS.log`, or `undefined` for none. */
   readonly logDir?: string | undefined;
+  /**
+   * `LOG_KEEP_DAYS`: with a {@linkcode logDir}, the saved logs there older than this many days are deleted
+   * ({@linkcode pruneLogs}); 0 keeps them. @default {0}
+   */
+  readonly logKeepDays?: number;
   /** The time that names the log file. @default {new Date()} */
   readonly now?: Date;
   /** Where lines go instead of stderr, e.g. an array in tests. */
@@ -111,7 +117,16 @@ function safeJsonLines(): TextFormatter {
  * file's path, if any.
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<string | undefined> {
-  const { level = "info", format = "text", logDir, now = new Date(), sink, write, otel = consoleExports() } = options;
+  const {
+    level = "info",
+    format = "text",
+    logDir,
+    logKeepDays = 0,
+    now = new Date(),
+    sink,
+    write,
+    otel = consoleExports(),
+  } = options;
   // A value may be bucket text (a field name, a parse error's snippet): on one line, its control characters escaped.
   const value = (v: unknown) => oneLine(typeof v === "string" ? v : Deno.inspect(v, { colors: false, compact: true }));
   const formatter = format === "json" ? safeJsonLines() : getTextFormatter({ timestamp: "date-time", value });
@@ -143,7 +158,87 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<string
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
+  if (logDir !== undefined && logKeepDays > 0) {
+    const { deleted, failed } = await pruneLogs(logDir, { keepDays: logKeepDays, now });
+    const logger = getLogger(["bucketload", "log"]);
+    if (deleted.length > 0) {
+      logger.debug("Deleted {count} saved logs older than {days} days (LOG_KEEP_DAYS)", {
+        count: deleted.length,
+        days: logKeepDays,
+      });
+    }
+    if (failed.length > 0) {
+      logger.warn("Cannot delete {count} saved logs older than {days} days (LOG_KEEP_DAYS) in {dir}: {error}", {
+        count: failed.length,
+        days: logKeepDays,
+        dir: logDir,
+        error: failed[0]!.error,
+      });
+    }
+  }
   return logFile;
+}
+
+/** A saved log's name: `YYYY-MM-DD_HH-MM-SS.log`, the run's start in UTC (see {@linkcode setupLogging}). */
+const LOG_NAME = /^(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})\.log$/;
+
+/** The time (ms) a saved log's name gives, or `undefined` for any other name, or a time no run could start at. */
+export function savedLogTime(name: string): number | undefined {
+  const m = LOG_NAME.exec(name);
+  if (m === null) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, ...number[]];
+  const at = Date.UTC(year, month! - 1, day, hour, minute, second);
+  const back = new Date(at);
+  const same = back.getUTCFullYear() === year && back.getUTCMonth() === month! - 1 && back.getUTCDate() === day &&
+    back.getUTCHours() === hour && back.getUTCMinutes() === minute && back.getUTCSeconds() === second;
+  return same ? at : undefined;
+}
+
+/** What {@linkcode pruneLogs} did. */
+export interface PrunedLogs {
+  /** The names deleted. */
+  readonly deleted: readonly string[];
+  /** The names that could not be deleted, and why. */
+  readonly failed: readonly { readonly name: string; readonly error: string }[];
+}
+
+/**
+ * Deletes the saved logs of `dir` whose name (`YYYY-MM-DD_HH-MM-SS.log`) is
+ * more than `keepDays` days before `now`: regular files only (not a
+ * symlink or a folder so named), and no file named otherwise. What cannot be
+ * deleted (a read-only folder) is returned, not thrown: a run never fails
+ * for its old logs. A folder that cannot be read deletes nothing.
+ */
+export async function pruneLogs(
+  dir: string,
+  options: { readonly keepDays: number; readonly now?: Date },
+): Promise<PrunedLogs> {
+  const { keepDays, now = new Date() } = options;
+  const deleted: string[] = [];
+  const failed: { name: string; error: string }[] = [];
+  if (!(keepDays > 0)) return { deleted, failed };
+  const before = now.getTime() - keepDays * 86_400_000;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    return { deleted, failed: [{ name: dir, error: (error as Error).message }] };
+  }
+  for (const entry of entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) {
+    const at = entry.isFile ? savedLogTime(entry.name) : undefined;
+    if (at === undefined || at >= before) continue;
+    const path = join(dir, entry.name);
+    try {
+      // Checked again just before: a name swapped for a symlink or a folder since the listing is left alone.
+      if (!(await Deno.lstat(path)).isFile) continue;
+      await Deno.remove(path);
+      deleted.push(entry.name);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      failed.push({ name: entry.name, error: (error as Error).message });
+    }
+  }
+  return { deleted, failed };
 }
 
 /** Flushes and closes the sinks. */

@@ -16,7 +16,11 @@ import type { Store } from "../store/store.ts";
  * @throws {UsageError} when it cannot be opened
  */
 export function openStore(config: Config): Promise<OpenedStore> {
-  return config.store.kind.open(config.store.spec, { types: RECORD_TYPES, typeSettings: config.typeSettings });
+  return config.store.kind.open(config.store.spec, {
+    types: RECORD_TYPES,
+    typeSettings: config.typeSettings,
+    driftKeepRuns: config.driftKeepRuns,
+  });
 }
 
 /** The config's store, opened only to read (status, dry runs); `undefined` when it does not exist yet. */

@@ -50,6 +50,10 @@ export interface Config {
   readonly processedFilesPath: string | undefined;
   /** The log folder when `SAVE_LOG` is on. */
   readonly logDir: string | undefined;
+  /** `LOG_KEEP_DAYS`: saved logs older than this many days are deleted by each run; 0 keeps them. */
+  readonly logKeepDays: number;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 keeps them all. */
+  readonly driftKeepRuns: number;
   /** `CONCURRENCY`: parallel fetches. */
   readonly concurrency: number;
   /** The record types' own keys (e.g. `AWESOME_MIN_RATING`), by name. */
@@ -186,6 +190,8 @@ export function resolveConfig(options: ResolveOptions): Config {
     ...formatsOf(r),
     processedFilesPath: r.path("PROCESSED_FILES_FILENAME"),
     logDir: r.bool("SAVE_LOG") ? r.path("LOG_DIR") ?? resolve(r.baseDir, "logs") : undefined,
+    logKeepDays: r.num("LOG_KEEP_DAYS"),
+    driftKeepRuns: r.num("DRIFT_KEEP_RUNS"),
     concurrency: r.num("CONCURRENCY"),
     typeSettings: Object.fromEntries(
       kinds.types.flatMap((t) => Object.keys(t.settings ?? {})).map((key) => [key, r.num(key)]),

@@ -111,6 +111,13 @@ export const CORE_KEYS: KeySpecs = {
     help: "folder of saved logs",
     doc: "folder of saved logs, beside the config file by default",
   },
+  LOG_KEEP_DAYS: {
+    default: "30",
+    help: "with SAVE_LOG, each run deletes the saved logs older than this many days; 0 keeps them",
+    doc:
+      "with `SAVE_LOG`: each run deletes the files of `LOG_DIR` named as a run's log (`YYYY-MM-DD_HH-MM-SS.log`, regular files only) whose name is more than this many days older than the run; no other file. `0` keeps every log. Whatever `status` and `replay` report is in the database, not in the logs ([retention](operating.md#retention))",
+    number: { integer: true, max: 36_500 },
+  },
   CONCURRENCY: {
     default: "8",
     help: "parallel object fetches",
@@ -155,6 +162,15 @@ export const CORE_KEYS: KeySpecs = {
     doc:
       "a key missing (403/404, no such file) in this many runs in a row is registered `invalid` with the reason `missing in N runs in a row … gave up`, and no longer fetched; `--retry-invalid` or `--key` tries it again. 0 retries it forever",
     number: { integer: true, max: 1_000_000 },
+  },
+  DRIFT_KEEP_RUNS: {
+    default: "2880",
+    help: "each commit keeps the drift rows of the last this many runs (2880: 30 days of 15-minute runs); 0 keeps all",
+    shownDefault: "`2880` (30 days of 15-minute runs)",
+    doc:
+      "each commit deletes the drift rows (`run_drift`) of the runs before the last this many; `0` keeps them all. `status` and the status page show the last 30 runs' drift, so a bound is 30 or more ([retention](operating.md#retention))",
+    number: { integer: true, max: 100_000_000 },
+    check: (value) => Number(value) > 0 && Number(value) < 30 ? "0 (keep all) or at least 30" : undefined,
   },
   MAX_FILE_BYTES: {
     default: "536870912",

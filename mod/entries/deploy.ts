@@ -55,6 +55,7 @@ const IGNORED_HERE: Readonly<Record<string, string>> = {
   BUCKETLOAD_PROCESSED_FILES_FILENAME: "there is no disk to write it to",
   BUCKETLOAD_SAVE_LOG: "logs go to the console (Deploy's logs)",
   BUCKETLOAD_LOG_DIR: "logs go to the console (Deploy's logs)",
+  BUCKETLOAD_LOG_KEEP_DAYS: "logs go to the console (Deploy's logs)",
 };
 
 /**

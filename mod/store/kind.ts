@@ -26,6 +26,8 @@ export interface StoreContext {
   readonly types: readonly RecordType[];
   /** The record types' settings (`AWESOME_*`), by key: a take-over re-derives the original's rows with them. */
   readonly typeSettings?: Readonly<Record<string, number>> | undefined;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 (the default) keeps all. */
+  readonly driftKeepRuns?: number | undefined;
 }
 
 /** An open store and how to let it go. */

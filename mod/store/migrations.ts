@@ -13,6 +13,7 @@ import { EXTRA_COLUMN, type RecordType } from "../records/mod.ts";
 import { hasColumn, hasTable, type SqlClient } from "./kit/client.ts";
 import { quote } from "./kit/sql.ts";
 import { readMeta, writeMeta } from "./kit/bookkeeping.ts";
+import { forgetTableRows } from "./kit/summary.ts";
 import { DATA_COLUMNS_META, FILL_META, splitMissing, withFills } from "./kit/tamper.ts";
 
 /**
@@ -30,8 +31,12 @@ export interface Migration {
   readonly version: number;
   /** What the step does, in a few words. */
   readonly description: string;
-  /** The step's statements, in SQLite's dialect. */
+  /** The step's statements, in SQLite's dialect (translated for PostgreSQL by {@linkcode postgresSql}). */
   readonly sql: string;
+  /** Statements for SQLite alone, run after {@linkcode sql}: what PostgreSQL says otherwise (triggers). */
+  readonly sqlite?: string;
+  /** Statements for PostgreSQL alone, as written (not translated), run after {@linkcode sql}. */
+  readonly postgres?: string;
   /**
    * Columns added before {@linkcode sql} only where the table lacks them, on
    * both stores ({@linkcode sqliteMigrationSql}, {@linkcode postgresMigrationSql}):
@@ -186,6 +191,141 @@ ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';`,
       { table: "runs", column: "kind", definition: "TEXT NOT NULL DEFAULT 'run'" },
     ],
   },
+  {
+    // Version 7 is another change's (its number is settled when both are merged: versions only need to count up).
+    // The status report reads a bounded number of rows whatever the history: totals kept as the tables change, and
+    // indexes for what it lists. SQLite keeps one row per total (txn 0); a PostgreSQL transaction adds its own rows
+    // (txn: its id), so that runs side by side never wait on a shared row, and each commit folds them into txn 0
+    // (kit/summary.ts). The totals are the sums of a total's rows. Data tables' rows are counted by each commit.
+    version: 8,
+    description: "status totals (registry files by status, rejections by reason, rows per table) and indexes for " +
+      "the status report (registry by run, invalid files, problem keys by run, rejections by reason)",
+    sql: `
+CREATE TABLE registry_counts (
+  txn INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  files INTEGER NOT NULL,
+  PRIMARY KEY (txn, status, deleted)
+) STRICT;
+CREATE TABLE rejection_counts (
+  txn INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  records INTEGER NOT NULL,
+  PRIMARY KEY (txn, reason)
+) STRICT;
+CREATE TABLE table_rows (
+  name TEXT PRIMARY KEY,
+  "rows" INTEGER NOT NULL
+) STRICT;
+CREATE INDEX processed_files_by_run ON processed_files(run_id);
+CREATE INDEX processed_files_invalid ON processed_files(processed_at DESC, key) WHERE status = 'invalid';
+CREATE INDEX run_keys_by_run ON run_keys(run_id DESC, key);
+INSERT INTO registry_counts (txn, status, deleted, files)
+  SELECT 0, status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END, count(*) FROM processed_files
+  GROUP BY status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END;`,
+    sqlite: `
+CREATE INDEX rejected_records_by_reason ON rejected_records(
+  (CASE WHEN instr(reason, ', got ') > 0 THEN substr(reason, 1, instr(reason, ', got ') - 1) ELSE reason END), id);
+INSERT INTO rejection_counts (txn, reason, records)
+  SELECT 0, CASE WHEN instr(reason, ', got ') > 0 THEN substr(reason, 1, instr(reason, ', got ') - 1) ELSE reason END,
+    count(*)
+  FROM rejected_records GROUP BY 2;
+CREATE TRIGGER registry_counts_insert AFTER INSERT ON processed_files BEGIN
+  INSERT INTO registry_counts (txn, status, deleted, files) VALUES (0, NEW.status, NEW.deleted_at IS NOT NULL, 1)
+    ON CONFLICT (txn, status, deleted) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER registry_counts_update AFTER UPDATE OF status, deleted_at ON processed_files
+  WHEN OLD.status IS NOT NEW.status OR (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) BEGIN
+  UPDATE registry_counts SET files = files - 1
+    WHERE txn = 0 AND status = OLD.status AND deleted = (OLD.deleted_at IS NOT NULL);
+  INSERT INTO registry_counts (txn, status, deleted, files) VALUES (0, NEW.status, NEW.deleted_at IS NOT NULL, 1)
+    ON CONFLICT (txn, status, deleted) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER registry_counts_delete AFTER DELETE ON processed_files BEGIN
+  UPDATE registry_counts SET files = files - 1
+    WHERE txn = 0 AND status = OLD.status AND deleted = (OLD.deleted_at IS NOT NULL);
+END;
+CREATE TRIGGER rejection_counts_insert AFTER INSERT ON rejected_records BEGIN
+  INSERT INTO rejection_counts (txn, reason, records) VALUES (0,
+    CASE WHEN instr(NEW.reason, ', got ') > 0 THEN substr(NEW.reason, 1, instr(NEW.reason, ', got ') - 1)
+      ELSE NEW.reason END, 1)
+    ON CONFLICT (txn, reason) DO UPDATE SET records = records + 1;
+END;
+CREATE TRIGGER rejection_counts_update AFTER UPDATE OF reason ON rejected_records
+  WHEN OLD.reason IS NOT NEW.reason BEGIN
+  UPDATE rejection_counts SET records = records - 1 WHERE txn = 0 AND reason =
+    CASE WHEN instr(OLD.reason, ', got ') > 0 THEN substr(OLD.reason, 1, instr(OLD.reason, ', got ') - 1)
+      ELSE OLD.reason END;
+  DELETE FROM rejection_counts WHERE txn = 0 AND records = 0 AND reason =
+    CASE WHEN instr(OLD.reason, ', got ') > 0 THEN substr(OLD.reason, 1, instr(OLD.reason, ', got ') - 1)
+      ELSE OLD.reason END;
+  INSERT INTO rejection_counts (txn, reason, records) VALUES (0,
+    CASE WHEN instr(NEW.reason, ', got ') > 0 THEN substr(NEW.reason, 1, instr(NEW.reason, ', got ') - 1)
+      ELSE NEW.reason END, 1)
+    ON CONFLICT (txn, reason) DO UPDATE SET records = records + 1;
+END;
+CREATE TRIGGER rejection_counts_delete AFTER DELETE ON rejected_records BEGIN
+  UPDATE rejection_counts SET records = records - 1 WHERE txn = 0 AND reason =
+    CASE WHEN instr(OLD.reason, ', got ') > 0 THEN substr(OLD.reason, 1, instr(OLD.reason, ', got ') - 1)
+      ELSE OLD.reason END;
+  DELETE FROM rejection_counts WHERE txn = 0 AND records = 0 AND reason =
+    CASE WHEN instr(OLD.reason, ', got ') > 0 THEN substr(OLD.reason, 1, instr(OLD.reason, ', got ') - 1)
+      ELSE OLD.reason END;
+END;`,
+    postgres: `
+CREATE INDEX rejected_records_by_reason ON rejected_records(
+  (CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1) ELSE reason END), id);
+INSERT INTO rejection_counts (txn, reason, records)
+  SELECT 0, CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1) ELSE reason END,
+    count(*)
+  FROM rejected_records GROUP BY 2;
+CREATE FUNCTION bucketload_registry_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    INSERT INTO registry_counts AS c (txn, status, deleted, files)
+      VALUES (txid_current(), OLD.status, CASE WHEN OLD.deleted_at IS NULL THEN 0 ELSE 1 END, -1)
+      ON CONFLICT (txn, status, deleted) DO UPDATE SET files = c.files - 1;
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    INSERT INTO registry_counts AS c (txn, status, deleted, files)
+      VALUES (txid_current(), NEW.status, CASE WHEN NEW.deleted_at IS NULL THEN 0 ELSE 1 END, 1)
+      ON CONFLICT (txn, status, deleted) DO UPDATE SET files = c.files + 1;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION bucketload_rejection_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP <> 'DELETE' THEN
+    INSERT INTO rejection_counts AS c (txn, reason, records)
+      SELECT txid_current(),
+        CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1) ELSE reason END,
+        count(*)
+      FROM new_rows GROUP BY 2
+      ON CONFLICT (txn, reason) DO UPDATE SET records = c.records + excluded.records;
+  END IF;
+  IF TG_OP <> 'INSERT' THEN
+    INSERT INTO rejection_counts AS c (txn, reason, records)
+      SELECT txid_current(),
+        CASE WHEN strpos(reason, ', got ') > 0 THEN substr(reason, 1, strpos(reason, ', got ') - 1) ELSE reason END,
+        -count(*)
+      FROM old_rows GROUP BY 2
+      ON CONFLICT (txn, reason) DO UPDATE SET records = c.records + excluded.records;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER registry_counts_insert_delete AFTER INSERT OR DELETE ON processed_files
+  FOR EACH ROW EXECUTE FUNCTION bucketload_registry_counts();
+CREATE TRIGGER registry_counts_update AFTER UPDATE ON processed_files FOR EACH ROW
+  WHEN (OLD.status IS DISTINCT FROM NEW.status OR (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL))
+  EXECUTE FUNCTION bucketload_registry_counts();
+CREATE TRIGGER rejection_counts_insert AFTER INSERT ON rejected_records
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bucketload_rejection_counts();
+CREATE TRIGGER rejection_counts_update AFTER UPDATE ON rejected_records
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bucketload_rejection_counts();
+CREATE TRIGGER rejection_counts_delete AFTER DELETE ON rejected_records
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION bucketload_rejection_counts();`,
+  },
 ];
 
 /** The schema version this build writes. */
@@ -213,12 +353,13 @@ export async function sqliteMigrationSql(c: SqlClient, m: Migration): Promise<st
   for (const column of m.ensureColumns ?? []) {
     if (!(await hasColumn(c, column.table, column.column))) missing.push(column);
   }
-  return [...missing.map((column) => addColumn(column)), m.sql].join("\n");
+  return [...missing.map((column) => addColumn(column)), m.sql, m.sqlite ?? ""].join("\n");
 }
 
 /** A migration's statements for PostgreSQL: the ensured columns (`ADD COLUMN IF NOT EXISTS`), then the step's SQL. */
 export function postgresMigrationSql(m: Migration): string {
-  return postgresSql([...(m.ensureColumns ?? []).map((c) => addColumn(c, "IF NOT EXISTS ")), m.sql].join("\n"));
+  const shared = postgresSql([...(m.ensureColumns ?? []).map((c) => addColumn(c, "IF NOT EXISTS ")), m.sql].join("\n"));
+  return [shared, m.postgres ?? ""].join("\n");
 }
 
 /** The CREATE TABLE statement of a record type's table. */
@@ -310,6 +451,8 @@ async function ensureTable(
 ): Promise<string[]> {
   if (!(await hasTable(c, type.table))) {
     db.exec(tableSql(type));
+    // Made anew (a table dropped by hand, reloaded with --force): a row count kept for the old one is not its own.
+    await forgetTableRows(c, [type.table]);
     return [];
   }
   const changes: string[] = [];

@@ -126,25 +126,32 @@ function inserter(db: DatabaseSync, sql: (values: string) => string, width: numb
 
 /** The history's files, built now unless a complete build is cached. */
 export async function historyFiles(h: History): Promise<HistoryFiles> {
-  const dir = join(BENCH_DIR, "history", `${h.name}-${h.runs}r-${h.files}f`);
-  const files: HistoryFiles = {
+  // The schema this build makes: a database made by another schema is built anew, beside it (another checkout, e.g.
+  // with --checkout, or another worktree sharing BL_BENCH_DIR, may still use it).
+  const probe = join(BENCH_DIR, "history", `schema-probe-${Deno.pid}.sqlite3`);
+  await Deno.mkdir(dirname(probe), { recursive: true });
+  await bootstrap(probe);
+  const schema = schemaOf(probe);
+  await removeDb(probe);
+  const plain = join(BENCH_DIR, "history", `${h.name}-${h.runs}r-${h.files}f`);
+  const tagged = `${plain}-${await shortHash(schema)}`;
+  const filesOf = (dir: string): HistoryFiles => ({
     history: h,
     dir,
     db: join(dir, "history.sqlite3"),
     list: join(dir, "files_list.data"),
     processed: join(dir, "processed.json"),
-  };
+  });
+  // Cached under its schema's hash, or (built before the names carried it) under the plain name.
+  for (const dir of [tagged, plain]) {
+    try {
+      const built = JSON.parse(await Deno.readTextFile(join(dir, "built.json")));
+      if (built.runs === h.runs && built.schema === schema) return filesOf(dir);
+    } catch { /* not built yet */ }
+  }
+  const dir = tagged;
+  const files = filesOf(dir);
   const done = join(dir, "built.json");
-  // The schema this build makes: a cached database made by another schema is built again.
-  const probe = join(BENCH_DIR, "history", "schema-probe.sqlite3");
-  await Deno.mkdir(dirname(probe), { recursive: true });
-  await bootstrap(probe);
-  const schema = schemaOf(probe);
-  await removeDb(probe);
-  try {
-    const built = JSON.parse(await Deno.readTextFile(done));
-    if (built.runs === h.runs && built.schema === schema) return files;
-  } catch { /* not built yet */ }
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   const t0 = performance.now();
@@ -161,6 +168,12 @@ export async function historyFiles(h: History): Promise<HistoryFiles> {
   await Deno.writeTextFile(done, JSON.stringify({ ...h, schema, seconds: (performance.now() - t0) / 1000 }));
   console.error(`Built in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return files;
+}
+
+/** The first 8 hex digits of the SHA-256 of `text`. */
+async function shortHash(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].slice(0, 4).map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** One real run over the sample bucket: this build's schema and meta, and real rejections and drift to copy. */
@@ -418,6 +431,14 @@ function writeHistory(path: string, h: History, t: Templates): string[] {
   rejections.flush();
   db.prepare("INSERT INTO list_cache (bucket, key, etag, last_modified, body, run_id) VALUES (?, ?, ?, ?, ?, ?)")
     .run("(history)", "files_list.data", null, null, keys.join("\n"), h.runs);
+  // Schema 8 on: the rows per table as the commits would have kept them (the registry's and the quarantine's totals
+  // were kept by their triggers as the rows went in).
+  if (db.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'table_rows'").get() !== undefined) {
+    db.exec("DELETE FROM table_rows");
+    for (const [table] of tables) {
+      db.exec(`INSERT INTO table_rows (name, "rows") SELECT '${table}', count(*) FROM ${table}`);
+    }
+  }
   db.exec("COMMIT");
   db.exec("PRAGMA journal_mode = DELETE");
   db.close();

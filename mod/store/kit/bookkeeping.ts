@@ -182,23 +182,40 @@ async function insertRun(c: SqlClient, startedAt: Date, bucket: string): Promise
   return Number(row!.id);
 }
 
+/** How long a run's history is kept (see {@linkcode RunBook.finish}). */
+export interface Retention {
+  /** `DRIFT_KEEP_RUNS`: the drift rows of the last this many runs are kept; 0 keeps them all. */
+  readonly driftKeepRuns: number;
+}
+
+/** Every run's history kept. */
+export const KEEP_ALL: Retention = { driftKeepRuns: 0 };
+
 /** The bookkeeping one run writes, in its transaction. */
 export class RunBook {
   readonly #c: SqlClient;
   #runId: number | undefined;
   readonly #bucket: string;
   readonly #startedAt: Date;
+  readonly #retention: Retention;
 
-  private constructor(client: SqlClient, runId: number | undefined, bucket: string, startedAt: Date) {
+  private constructor(
+    client: SqlClient,
+    runId: number | undefined,
+    bucket: string,
+    startedAt: Date,
+    retention: Retention,
+  ) {
     this.#c = client;
     this.#runId = runId;
     this.#bucket = bucket;
     this.#startedAt = startedAt;
+    this.#retention = retention;
   }
 
-  /** Inserts the run's row (`running`) and keeps its id. */
-  static async start(c: SqlClient, startedAt: Date, bucket: string): Promise<RunBook> {
-    return new RunBook(c, await insertRun(c, startedAt, bucket), bucket, startedAt);
+  /** Inserts the run's row (`running`) and keeps its id; `retention` bounds the history its commit keeps. */
+  static async start(c: SqlClient, startedAt: Date, bucket: string, retention = KEEP_ALL): Promise<RunBook> {
+    return new RunBook(c, await insertRun(c, startedAt, bucket), bucket, startedAt, retention);
   }
 
   /**
@@ -206,8 +223,8 @@ export class RunBook {
    * a transaction rolled back before then uses no id (PostgreSQL's identity
    * sequence does not roll back). Nothing may name the run before that.
    */
-  static later(c: SqlClient, startedAt: Date, bucket: string): RunBook {
-    return new RunBook(c, undefined, bucket, startedAt);
+  static later(c: SqlClient, startedAt: Date, bucket: string, retention = KEEP_ALL): RunBook {
+    return new RunBook(c, undefined, bucket, startedAt, retention);
   }
 
   /** Whether the run's id is known: from the start, or (see {@linkcode later}) once finished. */
@@ -394,7 +411,11 @@ export class RunBook {
     return rows.map((r) => r.key).sort();
   }
 
-  /** Stores the run's counts and problem keys in its row (inserted now for a run started {@linkcode later}). */
+  /**
+   * Stores the run's counts and problem keys in its row (inserted now for a
+   * run started {@linkcode later}), and its drift; then drops the drift rows
+   * of runs before the last `driftKeepRuns` (this one included).
+   */
   async finish(c: RunCounts): Promise<void> {
     this.#runId ??= await insertRun(this.#c, this.#startedAt, this.#bucket);
     const sum = (counts: Readonly<Record<string, number>>) => Object.values(counts).reduce((a, b) => a + b, 0);
@@ -439,6 +460,19 @@ export class RunBook {
       ]);
     }
     await this.#drift(c.drift);
+    await this.#pruneDrift();
+  }
+
+  /**
+   * Drops the drift rows of runs older than the last `driftKeepRuns` (by id, through `run_drift`'s index on it):
+   * a few rows a run, the first commit with a bound dropping what came before. `status` shows the last 30 runs'.
+   */
+  async #pruneDrift(): Promise<void> {
+    const keep = this.#retention.driftKeepRuns;
+    if (!Number.isSafeInteger(keep) || keep <= 0) return;
+    await this.#c.run(
+      `DELETE FROM run_drift WHERE run_id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ${keep - 1})`,
+    );
   }
 
   /** Stores the run's drift entries (a few per type: bounded by the counter). */

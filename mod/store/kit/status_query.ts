@@ -11,6 +11,7 @@ import { type DriftRow, emptyStatus, type RunFile, type RunRow, type StatusRepor
 import { registryCounts } from "../store.ts";
 import { quote } from "./sql.ts";
 import { hasColumn, hasTable, type SqlClient } from "./client.ts";
+import { keepsTotals, reasonGroupSql } from "./summary.ts";
 
 /** Who holds the store now, as the store tells it. */
 export interface Holder {
@@ -25,9 +26,20 @@ export async function statusReport(
   c: SqlClient,
   o: { readonly display: string; readonly types: readonly RecordType[]; readonly holder: Holder },
 ): Promise<StatusReport> {
+  // Schema 8 on keeps the totals (kit/summary.ts); an older database, which status does not migrate, is counted.
+  const totals = await keepsTotals(c);
+  const kept = new Map(
+    totals
+      ? (await c.all<{ name: string; rows: number }>(`SELECT name, "rows" FROM table_rows`)).map((r) => [
+        r.name,
+        Number(r.rows),
+      ])
+      : [],
+  );
   const tables: Record<string, number> = {};
   for (const t of o.types) {
-    if (await hasTable(c, t.table)) tables[t.table] = await count(c, `SELECT count(*) AS n FROM ${quote(t.table)}`);
+    if (!(await hasTable(c, t.table))) continue;
+    tables[t.table] = kept.get(t.table) ?? await count(c, `SELECT count(*) AS n FROM ${quote(t.table)}`);
   }
   const base: StatusReport = { ...emptyStatus(o.display), tables, ...o.holder };
   if (!(await hasTable(c, "runs"))) return base;
@@ -37,7 +49,6 @@ export async function statusReport(
   );
   const lastCheckAt = meta.get("last_check_at") ?? null;
   const claimed = await hasColumn(c, "runs", "files_claimed_elsewhere") ? "files_claimed_elsewhere" : "0";
-  const got = c.dialect.position("reason", "', got '");
   const rows = await hasColumn(c, "runs", "rows_removed")
     ? "rows_inserted, rows_updated, rows_removed"
     : "0 AS rows_inserted, 0 AS rows_updated, 0 AS rows_removed";
@@ -61,21 +72,19 @@ export async function statusReport(
     missingKeys: await hasTable(c, "missing_keys")
       ? await c.all("SELECT key, runs, last_reason AS reason FROM missing_keys ORDER BY runs DESC, key LIMIT 20")
       : [],
-    registry: registryCounts(
-      await c.all<{ status: string; n: number }>(
-        "SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status",
-      ),
-      await hasColumn(c, "processed_files", "deleted_at")
-        ? await count(c, "SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL")
-        : 0,
-    ),
+    registry: totals ? await keptRegistry(c) : await countedRegistry(c),
     // The reason without its ", got ..." tail, so that one rule's failures group together.
     topRejections: await withSamples(
       c,
-      await c.all<{ reason: string; count: number }>(
-        `SELECT CASE WHEN ${got} > 0 THEN substr(reason, 1, ${got} - 1) ELSE reason END AS reason, count(*) AS count
-         FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
-      ),
+      totals
+        ? await c.all<{ reason: string; count: number }>(
+          `SELECT reason, sum(records) AS count FROM rejection_counts GROUP BY reason HAVING sum(records) <> 0
+           ORDER BY count DESC, reason LIMIT 10`,
+        )
+        : await c.all<{ reason: string; count: number }>(
+          `SELECT ${reasonGroupSql(c.dialect, "reason")} AS reason, count(*) AS count
+           FROM rejected_records GROUP BY 1 ORDER BY count DESC, reason LIMIT 10`,
+        ),
     ),
     recentIssues: await hasTable(c, "run_keys")
       ? await c.all("SELECT run_id, key, outcome, reason FROM run_keys ORDER BY run_id DESC, key LIMIT 5")
@@ -92,14 +101,39 @@ export async function statusReport(
   };
 }
 
-/** Each top reason with its newest rejected record. */
+/** Registered files by status, and deleted ones, from the kept totals. */
+async function keptRegistry(c: SqlClient): Promise<Record<string, number>> {
+  const rows = (await c.all<{ status: string; deleted: number; n: number }>(
+    `SELECT status, deleted, sum(files) AS n FROM registry_counts GROUP BY status, deleted
+     HAVING sum(files) <> 0 ORDER BY status`,
+  )).map((r) => ({ status: r.status, deleted: Number(r.deleted), n: Number(r.n) }));
+  const byStatus = new Map<string, number>();
+  for (const r of rows) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + r.n);
+  return registryCounts(
+    [...byStatus].map(([status, n]) => ({ status, n })),
+    rows.filter((r) => r.deleted !== 0).reduce((sum, r) => sum + r.n, 0),
+  );
+}
+
+/** Registered files by status, and deleted ones, counted (a database before schema 8). */
+async function countedRegistry(c: SqlClient): Promise<Record<string, number>> {
+  return registryCounts(
+    (await c.all<{ status: string; n: number }>(
+      "SELECT status, count(*) AS n FROM processed_files GROUP BY status ORDER BY status",
+    )).map((r) => ({ status: r.status, n: Number(r.n) })),
+    await hasColumn(c, "processed_files", "deleted_at")
+      ? await count(c, "SELECT count(*) AS n FROM processed_files WHERE deleted_at IS NOT NULL")
+      : 0,
+  );
+}
+
+/** Each top reason with its newest rejected record (by the index on the reason's group, from schema 8). */
 async function withSamples(c: SqlClient, top: readonly { reason: string; count: number }[]) {
   const out = [];
   for (const t of top) {
     const [row] = await c.all<{ key: string; raw: string | Uint8Array | null }>(
       `SELECT key, ${rawColumn(c.dialect, "raw")} AS raw FROM rejected_records
-       WHERE reason = $1 OR substr(reason, 1, length($1 || ', got ')) = $1 || ', got '
-       ORDER BY id DESC LIMIT 1`,
+       WHERE ${reasonGroupSql(c.dialect, "reason")} = $1 ORDER BY id DESC LIMIT 1`,
       [t.reason],
     );
     const sample = row === undefined ? null : { key: row.key, raw: decodeRaw(row.raw) };
@@ -110,7 +144,9 @@ async function withSamples(c: SqlClient, top: readonly { reason: string; count: 
 
 /** The files of the last finished run: registered ones and the run's refused, missing and failed keys. */
 async function lastRunFiles(c: SqlClient): Promise<RunFile[]> {
-  const [last] = await c.all<{ id: number | null }>("SELECT max(id) AS id FROM runs WHERE finished_at IS NOT NULL");
+  const [last] = await c.all<{ id: number | null }>(
+    "SELECT id FROM runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+  );
   if (last?.id == null) return [];
   const issues = await hasTable(c, "run_keys")
     ? "UNION ALL SELECT key, outcome, 0 AS records, 0 AS rejected FROM run_keys WHERE run_id = $1"

@@ -124,9 +124,13 @@ export const postgresStore: StoreKind<PostgresSpec> = {
   },
   // The client reads PG* (PGPASSWORD, PGHOST, …) for what the URL leaves out.
   needs: (spec, env) => ({ net: [postgresHostPort(spec.url, env)], env: ["PG*"] }),
-  async open(spec, { types }) {
+  async open(spec, { types, driftKeepRuns }) {
     const { PostgresStore } = await import("./mod.ts");
-    const store = await PostgresStore.open(spec.url, { types, claimTimeoutMs: spec.claimTimeoutMs });
+    const store = await PostgresStore.open(spec.url, {
+      types,
+      claimTimeoutMs: spec.claimTimeoutMs,
+      driftKeepRuns: driftKeepRuns ?? 0,
+    });
     return { store, close: async () => (await store.close(), false) };
   },
   async openReadOnly(spec, { types }) {

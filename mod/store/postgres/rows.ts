@@ -50,6 +50,8 @@ export class PostgresRows implements RowSink<CopyMark> {
   /** Objects whose earlier rows go at the merge: changed ones, and deleted ones with PRUNE_DELETED. */
   #replaced = new Set<string>();
   #merged: RowCounts | undefined;
+  /** Per table, rows inserted less rows removed by the merge: the table's change in rows. */
+  readonly #deltas = new Map<string, number>();
 
   /** Writes `types`' rows on the run's connection `conn`. */
   constructor(conn: Reserved, types: readonly RecordType[]) {
@@ -145,6 +147,7 @@ export class PostgresRows implements RowSink<CopyMark> {
           [...this.#replaced],
         ]);
         removed += deleted.count;
+        this.#deltas.set(type.table, (this.#deltas.get(type.table) ?? 0) - deleted.count);
       }
     }
     for (const type of this.#types.values()) {
@@ -161,9 +164,15 @@ export class PostgresRows implements RowSink<CopyMark> {
            RETURNING (xmax = 0) AS inserted)
          SELECT count(*) FILTER (WHERE inserted) AS inserted FROM merged`,
       );
-      inserted += row?.inserted ?? 0;
+      inserted += Number(row?.inserted ?? 0);
+      this.#deltas.set(type.table, (this.#deltas.get(type.table) ?? 0) + Number(row?.inserted ?? 0));
     }
     this.#merged = { inserted, updated: this.#staged - inserted, removed };
     return this.#merged;
+  }
+
+  /** Per table, the change in rows the merge made (after {@linkcode merge}). */
+  tableDeltas(): ReadonlyMap<string, number> {
+    return this.#deltas;
   }
 }

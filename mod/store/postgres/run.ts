@@ -12,6 +12,7 @@ import { CommitUnknownError, ConnectionLostError } from "../../common/errors.ts"
 import type { RecordType } from "../../records/mod.ts";
 import { registryEntries, type RunBook, writeMeta } from "../kit/bookkeeping.ts";
 import { KitRun } from "../kit/run.ts";
+import { addTableRows, foldCounts } from "../kit/summary.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
@@ -189,6 +190,9 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
 
   async #commit(c: S.RunCounts): Promise<void> {
     await this.#rowCounts();
+    // In the commit section: the status totals of this run's and committed transactions, and the rows per table.
+    await foldCounts(this.c);
+    await addTableRows(this.c, this.types.map((t) => t.table), this.rows.tableDeltas());
     const { bucket, previousBucket, startedAt } = this.#o;
     const meta: Record<string, string> = { ...this.settingsRecord, bucket };
     if (previousBucket !== undefined && previousBucket !== bucket) {

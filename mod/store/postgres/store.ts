@@ -41,6 +41,7 @@ import {
   registeredKeys,
   registryEntries,
   registrySince,
+  type Retention,
   RunBook,
   writeMeta,
 } from "../kit/bookkeeping.ts";
@@ -70,6 +71,8 @@ export interface PostgresStoreOptions {
    * @default {DEFAULT_CLAIM_TIMEOUT_MS}
    */
   readonly claimTimeoutMs?: number;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 keeps all. @default {0} */
+  readonly driftKeepRuns?: number;
 }
 
 /** `CLAIM_TIMEOUT_SECONDS`' default: a minute. */
@@ -104,13 +107,21 @@ export class PostgresStore implements Store {
   readonly #c: SqlClient;
   readonly #types: readonly RecordType[];
   readonly #claimTimeoutMs: number;
+  readonly #retention: Retention;
 
-  private constructor(sql: Sql, display: string, types: readonly RecordType[], claimTimeoutMs: number) {
+  private constructor(
+    sql: Sql,
+    display: string,
+    types: readonly RecordType[],
+    claimTimeoutMs: number,
+    retention: Retention,
+  ) {
     this.#sql = sql;
     this.#c = postgresClient(sql);
     this.display = display;
     this.#types = types;
     this.#claimTimeoutMs = claimTimeoutMs;
+    this.#retention = retention;
   }
 
   /**
@@ -122,7 +133,9 @@ export class PostgresStore implements Store {
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
     const sql = await connect(url, options.connectTimeoutSeconds ?? 10);
     const timeout = options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
-    return new PostgresStore(sql, redactUrl(url), options.types, timeout);
+    return new PostgresStore(sql, redactUrl(url), options.types, timeout, {
+      driftKeepRuns: options.driftKeepRuns ?? 0,
+    });
   }
 
   /** Brings the schema to this build's version, in its own transaction under the migration lock. */
@@ -164,7 +177,10 @@ export class PostgresStore implements Store {
       const recordedColumns = await metaValue(DATA_COLUMNS_META);
       const added: Record<string, string[]> = {};
       for (const type of this.#types) {
+        const existed = await exists(type.table);
         await t.unsafe(postgresTableSql(type));
+        // Made anew (a table dropped by hand, reloaded with --force): a row count kept for the old one is not its own.
+        if (!existed && await exists("table_rows")) await t`DELETE FROM table_rows WHERE name = ${type.table}`;
         const columns = await t<{ name: string }[]>`SELECT column_name AS name FROM information_schema.columns
           WHERE table_schema = current_schema() AND table_name = ${type.table}`;
         const have = new Set(columns.map((c) => c.name));
@@ -224,8 +240,8 @@ export class PostgresStore implements Store {
       await conn`BEGIN`;
       const c = postgresClient(conn);
       const book = options.idAtCommit
-        ? RunBook.later(c, startedAt, options.bucket)
-        : await RunBook.start(c, startedAt, options.bucket);
+        ? RunBook.later(c, startedAt, options.bucket, this.#retention)
+        : await RunBook.start(c, startedAt, options.bucket, this.#retention);
       // Other sessions see the run in pg_stat_activity (status reports it); a run without an id yet goes unnumbered.
       const name = `bucketload run ${book.hasId ? `${book.runId} ` : ""}since ${startedAt.toISOString()}`;
       await conn`SELECT set_config('application_name', ${name}, false)`;

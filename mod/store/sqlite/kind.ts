@@ -54,9 +54,10 @@ export const sqliteStore: StoreKind<SqliteSpec> = {
     },
     INTEGRITY_CHECK_HOURS: {
       default: "24",
-      help: "SQLite: run PRAGMA quick_check when the last passed check is older than this; 0: at every run",
+      help:
+        "SQLite: run PRAGMA quick_check in the first run with nothing to do once the last passed check is older than this; 0: at every run",
       doc:
-        "SQLite: `PRAGMA quick_check` when the last passed check is older than this (one run a day pays ~50 ms per 23 MB); `0` at every run; damage is exit 2",
+        "SQLite: `PRAGMA quick_check` once the last passed check is older than this: by the first run that finds nothing to do, after its lock is released (a read that holds up no other run; one run a day pays ~40 ms per 23 MB); a run that loads checks, in its lock before it writes, only when no check passed for twice this. `0` checks at every run, in its lock. Damage is exit 2",
       number: { max: 100_000 },
     },
   },
@@ -78,7 +79,7 @@ export const sqliteStore: StoreKind<SqliteSpec> = {
   },
   // The folder, not the file: SQLite creates its journal and the lock note beside it.
   needs: (spec) => ({ write: [dirname(spec.path)] }),
-  async open(spec, { types, typeSettings }): Promise<OpenedStore> {
+  async open(spec, { types, typeSettings, driftKeepRuns }): Promise<OpenedStore> {
     const { SqliteStore } = await import("./mod.ts");
     const store = SqliteStore.open(spec.path, {
       types,
@@ -86,6 +87,7 @@ export const sqliteStore: StoreKind<SqliteSpec> = {
       loadMode: spec.loadMode,
       rules: typeSettings ?? {},
       integrityCheckMs: spec.integrityCheckMs,
+      driftKeepRuns: driftKeepRuns ?? 0,
     });
     return { store, close: () => Promise.resolve(store.closeAndTidy()) };
   },

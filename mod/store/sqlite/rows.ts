@@ -94,6 +94,8 @@ export interface RowsMark {
   readonly stagedRows: number;
   /** Per table, the largest rowid that is not this run's. */
   readonly ownAbove: ReadonlyMap<string, number>;
+  /** Per table, rows removed that were there before the run. */
+  readonly removedBefore: ReadonlyMap<string, number>;
 }
 
 /** A run's row writes into a SQLite database. */
@@ -115,6 +117,13 @@ export class SqliteRows implements RowSink<RowsMark> {
   #upserted = 0;
   /** Rows deleted by this run (a changed object's earlier rows, a pruned object's). */
   #removed = 0;
+  /**
+   * Per table, the rows deleted that were there before the run (at or below
+   * {@linkcode #ownAbove}): with the rows above it at commit, the table's
+   * change in rows, exactly (a row this run inserted and removed again counts
+   * in neither).
+   */
+  #removedBefore = new Map<string, number>();
   /** Rows in the stage, all tables together. */
   #stagedRows = 0;
 
@@ -207,12 +216,15 @@ export class SqliteRows implements RowSink<RowsMark> {
   removeRowsOf(keys: readonly string[]) {
     if (keys.length === 0) return;
     for (const type of this.#types.values()) {
-      this.#removed += Number(
-        this.#db.prepare(`DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?))`)
-          .run(JSON.stringify(keys)).changes,
-      );
+      const gone = this.#db.prepare(
+        `DELETE FROM main.${quote(type.table)} WHERE source_key IN (SELECT value FROM json_each(?)) RETURNING rowid`,
+      ).all(JSON.stringify(keys)) as { rowid: number }[];
+      this.#removed += gone.length;
+      const above = this.#ownAbove.get(type.table)!;
+      const before = gone.filter((r) => r.rowid <= above).length;
+      this.#removedBefore.set(type.table, (this.#removedBefore.get(type.table) ?? 0) + before);
       // A row inserted after this gets the largest remaining rowid + 1, which may be below the old bound.
-      this.#ownAbove.set(type.table, Math.min(this.#ownAbove.get(type.table)!, this.#maxRowid(type.table)));
+      this.#ownAbove.set(type.table, Math.min(above, this.#maxRowid(type.table)));
     }
   }
 
@@ -223,14 +235,31 @@ export class SqliteRows implements RowSink<RowsMark> {
 
   /** Rows written so far (staged rows merged first): rows that replaced removed rows are new rows again. */
   counts(): RowCounts {
-    this.merge();
     let inserted = 0;
-    for (const [table, above] of this.#ownAbove) {
-      inserted += (this.#db.prepare(`SELECT count(*) AS n FROM main.${quote(table)} WHERE rowid > ?`).get(above) as {
-        n: number;
-      }).n;
-    }
+    for (const n of this.#insertedByTable().values()) inserted += n;
     return { inserted, updated: this.#upserted - inserted, removed: this.#removed };
+  }
+
+  /** Per table, the change in rows this run makes (staged rows merged first): for the commit's row counts. */
+  tableDeltas(): Map<string, number> {
+    const deltas = new Map<string, number>();
+    for (const [table, inserted] of this.#insertedByTable()) {
+      deltas.set(table, inserted - (this.#removedBefore.get(table) ?? 0));
+    }
+    return deltas;
+  }
+
+  /** Per table, the rows this run inserted that are there now (staged rows merged first). */
+  #insertedByTable(): Map<string, number> {
+    this.merge();
+    const out = new Map<string, number>();
+    for (const [table, above] of this.#ownAbove) {
+      const { n } = this.#db.prepare(`SELECT count(*) AS n FROM main.${quote(table)} WHERE rowid > ?`).get(above) as {
+        n: number;
+      };
+      out.set(table, n);
+    }
+    return out;
   }
 
   savepoint(): Promise<RowsMark> {
@@ -240,6 +269,7 @@ export class SqliteRows implements RowSink<RowsMark> {
       removed: this.#removed,
       stagedRows: this.#stagedRows,
       ownAbove: new Map(this.#ownAbove),
+      removedBefore: new Map(this.#removedBefore),
     });
   }
 
@@ -248,6 +278,7 @@ export class SqliteRows implements RowSink<RowsMark> {
     this.#upserted = mark.upserted;
     this.#removed = mark.removed;
     this.#ownAbove = new Map(mark.ownAbove);
+    this.#removedBefore = new Map(mark.removedBefore);
     this.#stagedRows = mark.stagedRows;
     this.#db.exec("ROLLBACK TO file_part");
     return Promise.resolve();

@@ -6,13 +6,17 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import type { DatabaseSync } from "node:sqlite";
 import type { RecordType } from "../../records/mod.ts";
 import { type RunBook, writeMeta } from "../kit/bookkeeping.ts";
 import type { SqlClient } from "../kit/client.ts";
 import { KitRun } from "../kit/run.ts";
+import { addTableRows } from "../kit/summary.ts";
 import type { ImportOutcome, RowCounts, RunCounts } from "../store.ts";
 import { type RowsMark, SqliteRows } from "./rows.ts";
+
+const logger = getLogger(["bucketload", "store"]);
 
 /** What {@linkcode SqliteStore.begin} learnt before the run started. */
 export interface SqliteRunOptions {
@@ -28,6 +32,13 @@ export interface SqliteRunOptions {
   readonly lockWaitMs: number;
   /** When this run's `PRAGMA quick_check` passed (recorded with the run, or with a no-op run's check). */
   readonly quickCheckedAt: string | undefined;
+  /**
+   * The `PRAGMA quick_check` that is due (`INTEGRITY_CHECK_HOURS`) but was
+   * left out of the lock: a run that finds nothing to do runs it once its
+   * lock is released, in a read transaction of its own; returns its time.
+   * Throws `DamagedDatabaseError` on damage.
+   */
+  readonly idleCheck?: (() => string) | undefined;
 }
 
 /** A SQLite run over the kit. */
@@ -106,6 +117,7 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     this.rows.merge();
     await this.keepList();
     await this.book.finish(c);
+    await addTableRows(this.c, this.types.map((t) => t.table), this.rows.tableDeltas());
     await writeMeta(this.c, this.settingsRecord);
     if (this.#o.quickCheckedAt !== undefined) {
       await writeMeta(this.c, { last_quick_check_at: this.#o.quickCheckedAt });
@@ -115,22 +127,53 @@ export class SqliteRun extends KitRun<RowsMark, SqliteRows> {
     this.#release();
   }
 
-  /** Rolls back, then writes the check (and `meta`) in a transaction of its own. */
+  /**
+   * Rolls back, then writes the check (and `meta`) in a transaction of its
+   * own. When the daily `PRAGMA quick_check` is due ({@linkcode SqliteRunOptions.idleCheck}),
+   * it runs first, after the lock is released, in a read transaction that
+   * holds up no other run; damage throws before anything is written. The
+   * notes then wait for the lock; should another run hold it past
+   * `LOCK_TIMEOUT_SECONDS`, they are left out (the check is due again).
+   */
   async rollbackAsCheck(at: Date, result: string, meta: Readonly<Record<string, string>> = {}): Promise<void> {
     if (!this.#open) return;
     this.#db.exec("ROLLBACK");
-    this.#db.exec("BEGIN IMMEDIATE");
-    await this.keepList(true);
-    const quick = this.#o.quickCheckedAt;
-    await writeMeta(this.c, {
-      ...meta,
-      last_check_at: at.toISOString(),
-      last_check_result: result,
-      ...(quick === undefined ? {} : { last_quick_check_at: quick }),
-    });
-    this.#db.exec("COMMIT");
-    this.#open = false;
-    this.#release();
+    let quick = this.#o.quickCheckedAt;
+    const idle = quick === undefined ? this.#o.idleCheck : undefined;
+    if (idle !== undefined) {
+      this.#open = false;
+      this.#release();
+      const from = performance.now();
+      quick = idle();
+      logger.debug("The database passed PRAGMA quick_check in {seconds} s, after the run's lock was released", {
+        seconds: ((performance.now() - from) / 1000).toFixed(2),
+      });
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+      } catch (error) {
+        if (!(error instanceof Error) || !/database is locked|SQLITE_BUSY/i.test(error.message)) throw error;
+        logger.debug("Another run holds the lock: the check's notes are left for the next run");
+        return;
+      }
+    } else {
+      this.#db.exec("BEGIN IMMEDIATE");
+    }
+    try {
+      await this.keepList(true);
+      await writeMeta(this.c, {
+        ...meta,
+        last_check_at: at.toISOString(),
+        last_check_result: result,
+        ...(quick === undefined ? {} : { last_quick_check_at: quick }),
+      });
+      this.#db.exec("COMMIT");
+    } finally {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      if (this.#open) {
+        this.#open = false;
+        this.#release();
+      }
+    }
   }
 
   /** Rolls back and releases the lock. Safe to call twice. */

@@ -32,6 +32,7 @@ import {
   writeMeta,
 } from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
+import { forgetTableRows } from "../kit/summary.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RegistrySince, Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
 import {
@@ -75,6 +76,8 @@ export interface SqliteStoreOptions {
    * @default {DEFAULT_INTEGRITY_CHECK_MS}
    */
   readonly integrityCheckMs?: number;
+  /** `DRIFT_KEEP_RUNS`: each commit keeps the drift rows of the last this many runs; 0 keeps all. @default {0} */
+  readonly driftKeepRuns?: number;
 }
 
 /** `INTEGRITY_CHECK_HOURS`' default: a day. */
@@ -209,6 +212,7 @@ export class SqliteStore implements Store {
       stageRows: options.stageRows ?? STAGE_ROWS,
       rules: options.rules ?? DEFAULT_RULES,
       integrityCheckMs: options.integrityCheckMs ?? DEFAULT_INTEGRITY_CHECK_MS,
+      driftKeepRuns: options.driftKeepRuns ?? 0,
     });
   }
 
@@ -248,7 +252,7 @@ export class SqliteStore implements Store {
     this.#openWaitMs = 0;
     this.#lockNote = writeLockNote(this.#lockFile, startedAt);
     try {
-      const quickCheckedAt = await this.#integrityCheck(startedAt);
+      const { checkedAt: quickCheckedAt, due } = await this.#integrityCheck(startedAt);
       // A data table dropped by hand would be made anew, empty, below: refused unless every file is loaded again.
       if (!options.reload && await hasTable(this.#c, "meta")) {
         const recorded = await readMeta(this.#c, DATA_TABLES_META);
@@ -278,14 +282,20 @@ export class SqliteStore implements Store {
         await writeMeta(this.#c, { previous_bucket: previous, bucket_changed_at: startedAt.toISOString() });
       }
       await writeMeta(this.#c, { bucket: options.bucket });
-      const book = await RunBook.start(this.#c, startedAt, options.bucket);
+      const book = await RunBook.start(this.#c, startedAt, options.bucket, { driftKeepRuns: this.#o.driftKeepRuns });
       // The original's rows take today's rules: once, in this run's transaction. Looked for only while that can
       // matter (not yet taken over, or an empty registry), so that a run on a large database does not scan it.
       const emptyRegistry = await registryEmpty(this.#c);
       const notTakenOver = (await readMeta(this.#c, "taken_over_at")) === undefined;
       const legacy = (emptyRegistry || notTakenOver) && await hasLegacyRows(this.#db, this.#c, this.#o.types);
       if (legacy && notTakenOver) await this.#takeOver(book.runId, startedAt);
-      const run = { loadMode: mode, stageRows: this.#o.stageRows, lockWaitMs, quickCheckedAt };
+      const run = {
+        loadMode: mode,
+        stageRows: this.#o.stageRows,
+        lockWaitMs,
+        quickCheckedAt,
+        idleCheck: due ? () => this.#quickCheck(new Date()) : undefined,
+      };
       return new SqliteRun(this.#db, this.#c, book, this.#o.types, {
         ...run,
         takingOver: legacy && emptyRegistry,
@@ -339,6 +349,8 @@ export class SqliteStore implements Store {
       reject.run(runId, `(taken over: ${r.table})`, r.type, `taken over from the original, ${r.reason}`, r.raw);
     });
     await writeMeta(this.#c, { taken_over_at: at.toISOString() });
+    // The original's rows were re-derived and merged: this run's commit counts the tables whole.
+    await forgetTableRows(this.#c);
     for (const r of results) {
       logger.info(
         "Took over {table} from the original: {rows} rows, {rederived} re-derived by today's rules, {merged} merged " +
@@ -349,28 +361,55 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * `PRAGMA quick_check` when the last one passed longer ago than
-   * `INTEGRITY_CHECK_HOURS`. Returns when it ran; a new, empty file passes
-   * without being read, so that the run that writes it counts as its check
-   * (the next run does not read a fresh database through).
+   * Whether `PRAGMA quick_check` is due. A new, empty file passes without
+   * being read, so that the run that writes it counts as its check (the next
+   * run does not read a fresh database through). A check passed longer ago
+   * than `INTEGRITY_CHECK_HOURS` is `due`: the next run that finds nothing to
+   * do runs it after its lock is released ({@linkcode SqliteRun.rollbackAsCheck}),
+   * so that it holds up no other run. Passed longer ago than twice that
+   * (runs that always load, a database never checked, or `0`), the check runs
+   * now, in the lock, before the run writes anything (`checkedAt` says when).
    *
    * @throws {DamagedDatabaseError} when the database is damaged
    */
-  async #integrityCheck(at: Date): Promise<string | undefined> {
+  async #integrityCheck(at: Date): Promise<{ checkedAt: string | undefined; due: boolean }> {
     const db = this.#db;
     if ((db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n === 0) {
-      return at.toISOString();
+      return { checkedAt: at.toISOString(), due: false };
     }
     const last = await hasTable(this.#c, "meta") ? await readMeta(this.#c, "last_quick_check_at") : undefined;
-    if (last !== undefined && at.getTime() - Date.parse(last) < this.#o.integrityCheckMs) return undefined;
+    const age = last === undefined ? Number.POSITIVE_INFINITY : at.getTime() - Date.parse(last);
+    const every = this.#o.integrityCheckMs;
+    // An unreadable time counts as never checked.
+    if (!(age < 2 * every)) {
+      const from = performance.now();
+      const checkedAt = this.#quickCheck(at);
+      logger.debug("The database passed PRAGMA quick_check in {seconds} s, in the run's lock", {
+        seconds: ((performance.now() - from) / 1000).toFixed(2),
+      });
+      return { checkedAt, due: false };
+    }
+    return { checkedAt: undefined, due: age >= every };
+  }
+
+  /**
+   * `PRAGMA quick_check` (inside the caller's transaction, or as a read
+   * transaction of its own); returns `at` as the check's time.
+   *
+   * @throws {DamagedDatabaseError} when the database is damaged
+   */
+  #quickCheck(at: Date): string {
     let problems: string[];
     try {
-      problems = (db.prepare("PRAGMA quick_check").all() as { quick_check: string }[]).map((r) => r.quick_check);
+      problems = (this.#db.prepare("PRAGMA quick_check").all() as { quick_check: string }[]).map((r) => r.quick_check);
     } catch (error) {
       if (isCorrupt(error)) throw new DamagedDatabaseError(this.#path, (error as Error).message);
       throw error;
     }
-    if (problems[0] !== "ok") throw new DamagedDatabaseError(this.#path, problems.slice(0, 3).join("; "));
+    if (problems[0] !== "ok") {
+      // One line: a problem SQLite reports may hold several.
+      throw new DamagedDatabaseError(this.#path, problems.slice(0, 3).join("; ").replace(/\s*\n\s*/g, "; "));
+    }
     return at.toISOString();
   }
 

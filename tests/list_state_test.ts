@@ -250,3 +250,51 @@ Deno.test("BUCKET_ENCODING changed while the list answers 304: the list is read 
     }
   });
 });
+
+Deno.test("a key removed from the registry by hand: the next run reads the list whole, fetches it again at its own position, and later keys keep theirs", async () => {
+  await withTempDir(async (dir) => {
+    const bucket = join(dir, "bucket");
+    await Deno.mkdir(bucket);
+    // Each file holds the same song: the later file in list order wins.
+    const song = (year: number) =>
+      JSON.stringify([{ type: "song", data: { artist_name: "A", title: "T", year, release: "R" } }]);
+    for (const [i, key] of ["a.data", "b.data", "c.data", "e.data"].entries()) {
+      await Deno.writeTextFile(join(bucket, key), song(2000 + i));
+    }
+    const listPath = join(bucket, "files_list.data");
+    await Deno.writeTextFile(listPath, "a.data\nb.data\nc.data\n");
+    const server = await startBucketServer(bucket, { etags: true });
+    try {
+      const config = await writeConfig(dir, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+      const args = ["--config", config, "--profile", "p", "--log-level", "debug"];
+      const db = join(dir, "db.sqlite3");
+      assert.equal((await cli(args)).code, 0);
+      const { DatabaseSync } = await import("node:sqlite");
+      const d = new DatabaseSync(db);
+      d.exec("DELETE FROM processed_files WHERE key = 'b.data'");
+      d.close();
+      // Unchanged (304): read whole, b.data fetched again at position 1.
+      const again = await cli(args);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stderr, /The registry holds another number of keys than the last run left/);
+      assert.equal(server.hits("b.data"), 2);
+      // b.data appended again (a repeat) and a new key: the same as a fresh run.
+      const e = new DatabaseSync(db);
+      e.exec("DELETE FROM processed_files WHERE key = 'b.data'");
+      e.close();
+      await Deno.writeTextFile(listPath, "a.data\nb.data\nc.data\nb.data\ne.data\n");
+      assert.equal((await cli(args)).code, 0);
+      await withTempDir(async (other) => {
+        const fresh = await writeConfig(other, `[p]\nBUCKET_NAME = ${server.url}\nDATABASE_NAME = db.sqlite3\n`);
+        assert.equal((await cli(["--config", fresh, "--profile", "p"])).code, 0);
+        const freshDb = join(other, "db.sqlite3");
+        const positions = (x: string) => query(x, "SELECT key, position FROM processed_files ORDER BY key");
+        assert.deepEqual(positions(db), positions(freshDb));
+        const rows = (x: string) => query(x, "SELECT year, source_key, source_pos FROM songs");
+        assert.deepEqual(rows(db), rows(freshDb));
+      });
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -222,6 +222,12 @@ async function listAndPlan(
     // A bucket listing goes to the run's transaction page by page, not into memory.
     sink: (objects, first) => tx.addListed(objects, first),
   });
+  // A registry changed by hand may have lost a listed key that is not pending: only a whole parse tells.
+  const kept = "error" in listing || listing.positions === undefined ? undefined : cached?.state?.registered;
+  if (!("error" in listing) && kept !== undefined && kept !== await tx.registrySize()) {
+    logger.debug("The registry holds another number of keys than the last run left: the list is read whole");
+    listing = await listing.whole!();
+  }
   // Keys the list gained that are registered may repeat a line above it: only a whole parse tells.
   if (!("error" in listing) && listing.gained.length > 0 && (await tx.registered(listing.gained)).size > 0) {
     logger.debug("A key the list gained is registered: the list is read whole");
@@ -403,7 +409,7 @@ async function noteCheck(
     (cached?.state === undefined || cached.validators.etag !== v.etag ||
       cached.validators.lastModified !== v.lastModified)
   ) {
-    await tx.cacheList(listKey, { ...listing.state, pending: [] }, v);
+    await tx.cacheList(listKey, { ...listing.state, pending: [], registered: await tx.registrySize() }, v);
   }
   start.logger.info(
     listing.listed
@@ -460,7 +466,8 @@ async function finishRun(
       ...load.claimedElsewhere,
     ]);
     const pending = plan.todo.filter((k) => left.has(k)).map((k) => [k, plan.positions.get(k)!] as const);
-    await tx.cacheList(options.filesListKey, { ...listing.state, pending }, listing.validators ?? {});
+    const registered = await tx.registrySize();
+    await tx.cacheList(options.filesListKey, { ...listing.state, pending, registered }, listing.validators ?? {});
   }
   const rows = await tx.rowCounts();
   const missing = [...load.missing, ...load.missingUnlisted];

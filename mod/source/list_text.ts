@@ -87,6 +87,12 @@ export interface ListState {
    * of the unchanged part that the next run can have to fetch (the registry only grows).
    */
   readonly pending: readonly (readonly [key: string, position: number])[];
+  /**
+   * How many keys the registry held when the state was kept. Only runs register keys, and each keeps the state: a
+   * registry that holds another number was changed by hand (a key removed from it may be listed and no longer
+   * pending), so the list is read whole. Absent: not checked.
+   */
+  readonly registered?: number;
 }
 
 /** A list read: parsed whole, or (from a {@linkcode ListState}) only what may be new in it. */
@@ -280,7 +286,8 @@ export function parseListState(value: unknown): ListState | undefined {
       s.pending.every((p: unknown) =>
         Array.isArray(p) && typeof p[0] === "string" && Number.isSafeInteger(p[1]) && p[1] >= 0
       ) &&
-      s.linesBytes <= s.bytes && s.linesCount <= s.count && s.linesRefused <= s.refused.length;
+      s.linesBytes <= s.bytes && s.linesCount <= s.count && s.linesRefused <= s.refused.length &&
+      (s.registered === undefined || (Number.isSafeInteger(s.registered) && s.registered >= 0));
     return ok ? value as ListState : undefined;
   } catch {
     return undefined;

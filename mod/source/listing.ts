@@ -208,7 +208,12 @@ export async function fetchListing(
     if (!conditional) return { error: "'not modified' answered to an unconditional request" };
     const { validators, state, text } = cached;
     if (text !== undefined) return fetched({ ...await fromText(text, encoding), same: true }, validators, true);
-    return fetched(readUnchanged(state!), validators, true);
+    // No body came: read whole, the list is asked for again without validators (it is the same list).
+    const whole = async () => {
+      const again = await fetchListing(source, { ...options, cached: undefined });
+      return "error" in again ? again : { ...again, notModified: true };
+    };
+    return { ...fetched(readUnchanged(state!), validators, true), whole };
   }
   if (list.kind === "missing") {
     if (source.listObjects === undefined) return { error: list.reason };

@@ -324,6 +324,8 @@ export interface RunTransaction {
    * (`source/list_text.ts`), or from a build before states its text.
    */
   cachedList(key: string): Promise<CachedList | undefined>;
+  /** How many keys the registry holds, as this run sees it (its own registrations included). */
+  registrySize(): Promise<number>;
   /**
    * Keeps the list's state and validators for the next run: written when the run commits, or notes a check
    * (`rollbackAsCheck`), not before.

@@ -79,10 +79,17 @@ export async function registrySince(c: SqlClient, after?: number): Promise<Regis
       `SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, ${byCodePoint(c)}`,
       [after],
     )).map((r) => r.key);
-  const [row] = await c.all<{ n: number; last: number }>(
-    "SELECT count(*) AS n, coalesce(max(run_id), 0) AS last FROM processed_files",
-  );
-  return { keys, count: Number(row!.n), lastRun: Number(row!.last) };
+  const [row] = await c.all<{ last: number }>("SELECT coalesce(max(run_id), 0) AS last FROM processed_files");
+  return { keys, count: await registrySize(c), lastRun: Number(row!.last) };
+}
+
+/** How many keys the registry holds: from its totals where they are kept (schema 8 on), else counted. */
+export async function registrySize(c: SqlClient): Promise<number> {
+  const sql = await hasTable(c, "registry_counts")
+    ? "SELECT coalesce(sum(files), 0) AS n FROM registry_counts"
+    : "SELECT count(*) AS n FROM processed_files";
+  const [row] = await c.all<{ n: number }>(sql);
+  return Number(row!.n);
 }
 
 /** The `keys` not registered with one of `statuses`, in their order. */

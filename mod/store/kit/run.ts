@@ -26,7 +26,7 @@ import type {
   RunCounts,
   RunTransaction,
 } from "../store.ts";
-import { registeredAmong, type RunBook, unregisteredAmong } from "./bookkeeping.ts";
+import { registeredAmong, registrySize, type RunBook, unregisteredAmong } from "./bookkeeping.ts";
 import type { SqlClient } from "./client.ts";
 import { FileParts, type RowSink } from "./file_parts.ts";
 import { kitReplayer } from "./quarantine.ts";
@@ -91,6 +91,10 @@ export abstract class KitRun<Mark, Rows extends RowSink<Mark>> implements RunTra
 
   unregistered(keys: readonly string[], statuses?: readonly FileStatus[]): Promise<string[]> {
     return this.serial(() => unregisteredAmong(this.c, keys, statuses));
+  }
+
+  registrySize(): Promise<number> {
+    return this.serial(() => registrySize(this.c));
   }
 
   cachedList(key: string): Promise<CachedList | undefined> {

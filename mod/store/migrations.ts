@@ -192,7 +192,8 @@ ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';`,
     ],
   },
   {
-    // Version 7 is another change's (its number is settled when both are merged: versions only need to count up).
+    // Version 7 was never used (a change that first needed it kept its state in `meta` instead): versions only count
+    // up, and a gap is no step.
     // The status report reads a bounded number of rows whatever the history: totals kept as the tables change, and
     // indexes for what it lists. SQLite keeps one row per total (txn 0); a PostgreSQL transaction adds its own rows
     // (txn: its id), so that runs side by side never wait on a shared row, and each commit folds them into txn 0

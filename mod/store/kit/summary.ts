@@ -83,3 +83,24 @@ export async function forgetTableRows(c: SqlClient, tables?: readonly string[]):
   if (tables === undefined) await c.run("DELETE FROM table_rows");
   else for (const table of tables) await c.run("DELETE FROM table_rows WHERE name = $1", [table]);
 }
+
+/**
+ * Counts the totals afresh from their tables: a run that loads every file again (`--force`) does, so that a hand
+ * edit the triggers never saw (PostgreSQL's `TRUNCATE`, SQLite's `REPLACE INTO`, which deletes without its delete
+ * trigger) is repaired. Data tables' row counts are forgotten: the commit counts them whole.
+ */
+export async function recountTotals(c: SqlClient): Promise<void> {
+  if (!(await keepsTotals(c))) return;
+  await c.run("DELETE FROM registry_counts");
+  await c.run(
+    `INSERT INTO registry_counts (txn, status, deleted, files)
+     SELECT 0, status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END, count(*) FROM processed_files
+     GROUP BY status, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END`,
+  );
+  await c.run("DELETE FROM rejection_counts");
+  await c.run(
+    `INSERT INTO rejection_counts (txn, reason, records)
+     SELECT 0, ${reasonGroupSql(c.dialect, "reason")}, count(*) FROM rejected_records GROUP BY 2`,
+  );
+  await c.run("DELETE FROM table_rows");
+}

@@ -32,7 +32,7 @@ import {
   writeMeta,
 } from "../kit/bookkeeping.ts";
 import { hasColumn, hasTable, type SqlClient } from "../kit/client.ts";
-import { forgetTableRows } from "../kit/summary.ts";
+import { forgetTableRows, recountTotals } from "../kit/summary.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RegistrySince, Store } from "../store.ts";
 import { sqliteClient } from "./client.ts";
 import {
@@ -260,6 +260,8 @@ export class SqliteStore implements Store {
         if (missing.length > 0) throw droppedDataTables(missing, "DATABASE_NAME");
       }
       const changes = await migrate(this.#db, this.#c, this.#o.types, startedAt);
+      // Every file is loaded again: the totals are counted afresh too (a hand edit the triggers never saw goes).
+      if (options.reload) await recountTotals(this.#c);
       const tables = dataTablesValue(this.#o.types.map((t) => t.table));
       if ((await readMeta(this.#c, DATA_TABLES_META)) !== tables) {
         await writeMeta(this.#c, { [DATA_TABLES_META]: tables });

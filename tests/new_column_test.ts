@@ -116,6 +116,84 @@ async function roundTrip(stores: Stores): Promise<void> {
   }
 }
 
+/**
+ * Songs whose `mood` and other kept fields a re-serialization would change: an escaped value, an escaped name, a
+ * repeated `mood` (its last value is the record's, as validation reads it), numbers no double holds.
+ */
+const HOSTILE_FILES = {
+  "files_list.data": "h.data\n",
+  "h.data": String.raw`[
+    {"type": "song", "data": {"artist_name": "A", "title": "escaped", "year": 1, "release": "r",
+      "mood": "caf\u00e9 \/ \"q\"", "big": 1e400, "long": 12345678901234567890123}},
+    {"type": "song", "data": {"mood": "first", "artist_name": "A", "title": "repeated", "1": 1.50, "year": 1,
+      "release": "r", "mood": "last", "tail": -0}},
+    {"type": "song", "data": {"artist_name": "A", "title": "escaped name", "year": 1, "release": "r",
+      "m\u006fod": "calm", "2": 1E5}},
+    {"type": "song", "data": {"artist_name": "A", "title": "blank last", "year": 1, "release": "r",
+      "mood": "fine", "mood": " ", "x": "\ud800"}}
+  ]`,
+};
+
+/** The hostile round trip: each filled row equals a fresh load's, `extra` as written; the failing one is kept. */
+async function hostileRoundTrip(stores: Stores): Promise<void> {
+  const server = await startBucketServer(await Deno.makeTempDir(), { files: HOSTILE_FILES });
+  const run = async (types: readonly RecordType[], name: string): Promise<RunReport> => {
+    const store = await stores.open(types, name);
+    try {
+      const source = new HttpSource(new URL(server.url), { retryBaseMs: 5 });
+      return await runPipeline({ ...PIPELINE_DEFAULTS, types, source, store });
+    } finally {
+      await stores.close(store);
+    }
+  };
+  try {
+    await run(RECORD_TYPES, "kept");
+    const second = await run(MOOD_TYPES, "kept");
+    assert.deepEqual(second.rederived.filled.rows, 3);
+    assert.deepEqual(second.rederived.filled.failedKeys, ["songs (A, blank last)"]);
+    const fresh = await run(MOOD_TYPES, "fresh");
+    assert.equal(fresh.rejected, 1, "a fresh load rejects the blank last mood");
+    const kept = await stores.rows("kept", SONGS);
+    assert.deepEqual(kept.map((r) => [r.title, r.mood, r.extra]), [
+      ["blank last", null, String.raw`{"mood":"fine","mood":" ","x":"\ud800"}`],
+      ["escaped", 'café / "q"', '{"big":1e400,"long":12345678901234567890123}'],
+      ["escaped name", "calm", '{"2":1E5}'],
+      ["repeated", "last", '{"1":1.50,"tail":-0}'],
+    ]);
+    assert.deepEqual(kept.filter((r) => r.title !== "blank last"), await stores.rows("fresh", SONGS));
+  } finally {
+    await server.close();
+  }
+}
+
+Deno.test("sqlite: a field filled from extra gets a fresh load's value; the other kept fields stay as written", async () => {
+  await withTempDir(async (dir) => {
+    await hostileRoundTrip({
+      open: (types, name) => Promise.resolve(SqliteStore.open(join(dir, `${name}.sqlite3`), { types })),
+      close: (store) => Promise.resolve((store as SqliteStore).close()),
+      rows: (name, sql) => Promise.resolve(query(join(dir, `${name}.sqlite3`), sql)),
+    });
+  });
+});
+
+pgTest("a field filled from extra gets a fresh load's value; the other kept fields stay as written", async () => {
+  await withPgDatabase(async (kept) => {
+    await withPgDatabase(async (fresh) => {
+      const url = (name: string) => name === "fresh" ? fresh : kept;
+      await hostileRoundTrip({
+        open: (types, name) => PostgresStore.open(url(name), { types }),
+        close: (store) => (store as PostgresStore).close(),
+        rows: async (name, sql) =>
+          (await pgQuery(url(name), sql)).map((r) => ({
+            ...r,
+            source_pos: r.source_pos === null ? null : Number(r.source_pos),
+            year: Number(r.year),
+          })),
+      });
+    });
+  });
+});
+
 Deno.test("sqlite: a field the type gains gets its column, filled from extra without a fetch", async () => {
   await withTempDir(async (dir) => {
     await roundTrip({

@@ -6,7 +6,7 @@
  * @module
  */
 import { parseBody, rawJson, rawText } from "./decode.ts";
-import { ArraySplitter } from "./json_stream.ts";
+import { ElementTexts } from "./json_stream.ts";
 import { type Classifier, DriftCounter, PART_DRIFT_FIELDS, type RowCell } from "../records/mod.ts";
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
@@ -113,11 +113,14 @@ export class PartBuilder {
     return this.elements > 0 && (this.elements >= this.#maxElements || this.chars + chars > this.#maxChars);
   }
 
-  /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
-  add(element: unknown, index: number, text?: string) {
+  /**
+   * Classifies one element; `text` is its source text (or a function that gives it, called only when needed), kept
+   * for a rejection and cut into a row's `extra` (else the element is re-serialized).
+   */
+  add(element: unknown, index: number, text?: string | (() => string)) {
     this.elements++;
-    this.chars += text?.length ?? 0;
-    const outcome = this.classifier.classify(element, this.drift);
+    if (typeof text === "string") this.chars += text.length;
+    const outcome = this.classifier.classify(element, this.drift, text);
     if (outcome.kind === "row") {
       let bucket = this.rows.get(outcome.type.type);
       if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
@@ -131,7 +134,9 @@ export class PartBuilder {
         index,
         typeName: outcome.typeName,
         reason: outcome.reason,
-        raw: text === undefined ? rawJson(element, this.rawCap) : rawText(text, this.rawCap),
+        raw: text === undefined
+          ? rawJson(element, this.rawCap)
+          : rawText(typeof text === "string" ? text : text(), this.rawCap),
       });
     }
   }
@@ -184,15 +189,10 @@ export function processBody(key: string, body: Uint8Array, options: ProcessOptio
   const parsed = parseBody(body, options.encoding);
   if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
-  parsed.elements.forEach((element, index) => builder.add(element, index));
+  // A rejection's raw text and a row's extra are cut from the record's text as written: the body is scanned for
+  // them only as far as the last record that needs it (a clean file is not scanned at all).
+  const texts = new ElementTexts(parsed.text);
+  parsed.elements.forEach((element, index) => builder.add(element, index, () => texts.at(index)!));
   const part = builder.take();
-  if (part.rejections.length > 0) {
-    // Rejections keep the records' text as written: split the array again (rare, so not paid on clean files).
-    const texts = new ArraySplitter().push(parsed.text);
-    for (const r of part.rejections) {
-      const text = r.index === null ? undefined : texts[r.index];
-      if (text !== undefined) (r as { raw: string | null }).raw = rawText(text, options.rawCap);
-    }
-  }
   return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...part };
 }

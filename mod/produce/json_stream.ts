@@ -8,6 +8,7 @@
  * @module
  */
 import { parseJson } from "../records/numbers.ts";
+import { skipSpace, valueEnd } from "../records/json_text.ts";
 
 /** A syntax error with the reason stored for the invalid file (without the `not JSON: ` prefix). */
 export class JsonSyntaxError extends SyntaxError {
@@ -221,6 +222,46 @@ export class ArraySplitter {
   /** Whether any non-whitespace was seen (to tell an empty body). */
   get started(): boolean {
     return this.#state !== State.BeforeRoot;
+  }
+}
+
+/**
+ * The elements' texts of a JSON array's text that parsed, found on demand:
+ * asked in increasing order (as a file's elements are classified), the text
+ * is scanned once, and only as far as the last element asked for; a file
+ * that asks for none is not scanned at all.
+ */
+export class ElementTexts {
+  readonly #text: string;
+  /** Where element `#next` starts (or the array's `]`). */
+  #at: number;
+  #next = 0;
+
+  /** The elements of `text`, a JSON array that parsed. */
+  constructor(text: string) {
+    this.#text = text;
+    this.#at = skipSpace(text, skipSpace(text, 0) + 1);
+  }
+
+  /** Element `index`'s text, as the file writes it (without the whitespace around it); `undefined` past the end. */
+  at(index: number): string | undefined {
+    if (index < this.#next) {
+      this.#next = 0;
+      this.#at = skipSpace(this.#text, skipSpace(this.#text, 0) + 1);
+    }
+    const text = this.#text;
+    for (; this.#at < text.length && text.charCodeAt(this.#at) !== 0x5d; this.#next++) {
+      const start = this.#at;
+      const end = valueEnd(text, start);
+      const after = skipSpace(text, end);
+      // Past the comma; at the closing bracket, stays there.
+      this.#at = text.charCodeAt(after) === 0x2c ? skipSpace(text, after + 1) : after;
+      if (this.#next === index) {
+        this.#next++;
+        return text.slice(start, end);
+      }
+    }
+    return undefined;
   }
 }
 

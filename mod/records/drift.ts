@@ -78,31 +78,6 @@ function fieldName(field: string): string {
   return cap(field.includes("\u0000") || !field.isWellFormed() ? JSON.stringify(field) : field, EXAMPLE_CHARS);
 }
 
-/** `extra` so far (`{` and members, unclosed) with one more member: the field's name and value as JSON text. */
-function extraMember(extra: string | null, field: string, value: unknown): string {
-  // JSON.stringify escapes U+0000 and lone surrogates (\u0000, \ud800), so the text is valid UTF-8 without NUL, which
-  // both stores' text holds; an InexactNumber serializes as written, and `__proto__` is only a string here.
-  return `${extra === null ? "{" : `${extra},`}${JSON.stringify(field)}:${JSON.stringify(value) ?? "null"}`;
-}
-
-/**
- * The fields of `data` that its type's rules do not know, or of another JSON
- * type than the rule's, as one JSON object's text in the record's order: what
- * a row keeps in its `extra` column; `null` when there are none. (The
- * classifier gets it from {@linkcode DriftCounter.observe}, in the same loop
- * that counts drift.)
- */
-export function extraOf(kinds: ReadonlyMap<string, JsonKind>, data: Record<string, unknown>): string | null {
-  let extra: string | null = null;
-  for (const field in data) {
-    const value = data[field];
-    const expected = kinds.get(field);
-    if (typeof value === expected && expected !== "object") continue;
-    if (expected === undefined || jsonKind(value) !== expected) extra = extraMember(extra, field, value);
-  }
-  return extra === null ? null : `${extra}}`;
-}
-
 interface Counted {
   entry: DriftEntry;
   records: number;
@@ -131,18 +106,10 @@ export class DriftCounter {
   }
 
   /**
-   * Checks one record's data against its type's field kinds (`kinds` maps
-   * each known field to its JSON type). With `keep`, returns the drifted
-   * fields (unknown, or of another JSON type) as one JSON object's text, the
-   * row's `extra` (see {@linkcode extraOf}); else, or when there are none, `null`.
+   * Counts one record's drift: its data against its type's field kinds
+   * (`kinds` maps each known field to its JSON type).
    */
-  observe(
-    type: string,
-    kinds: ReadonlyMap<string, JsonKind>,
-    data: Record<string, unknown>,
-    keep = false,
-  ): string | null {
-    let extra: string | null = null;
+  observe(type: string, kinds: ReadonlyMap<string, JsonKind>, data: Record<string, unknown>): void {
     for (const field in data) {
       const value = data[field];
       const expected = kinds.get(field);
@@ -151,16 +118,13 @@ export class DriftCounter {
       if (expected === undefined) {
         const e = { type, field: fieldName(field), kind: "unknown", expected: null, seen: jsonKind(value) } as const;
         this.#count({ ...e, records: 1, example: "" }, value);
-        if (keep) extra = extraMember(extra, field, value);
       } else {
         const seen = jsonKind(value);
         if (seen !== expected) {
           this.#count({ type, field, kind: "type", expected, seen, records: 1, example: "" }, value);
-          if (keep) extra = extraMember(extra, field, value);
         }
       }
     }
-    return extra === null ? null : `${extra}}`;
   }
 
   /** Adds entries counted elsewhere (a part's, a file's), in their order. */

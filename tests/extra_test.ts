@@ -13,6 +13,7 @@ import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { MemorySource } from "./memory_source.ts";
+import type { FetchResult, GetOptions } from "../mod/source/source.ts";
 import { PIPELINE_DEFAULTS, query, ROOT, runOnce, withTempDir } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
 
@@ -179,18 +180,34 @@ const sqliteExtras = (db: string) =>
     extra: r.extra === null ? null : new TextDecoder().decode(r.extra as Uint8Array),
   }));
 
+/** `text` as UTF-16LE bytes (an encoding whose bytes are not the text's UTF-8). */
+const utf16le = (text: string) => new Uint8Array(Uint16Array.from(text, (c) => c.charCodeAt(0)).buffer);
+
+/** A bucket in UTF-16LE, its list included. */
+class Utf16Source extends MemorySource {
+  override get(key: string, options: GetOptions): Promise<FetchResult> {
+    if (key !== "files_list.data") return super.get(key, options);
+    return Promise.resolve({ kind: "ok", body: utf16le([...this.files.keys()].join("\n")) });
+  }
+}
+
 Deno.test("sqlite: extra keeps each unknown field as the file writes it, in its order, every occurrence", async () => {
   await withTempDir(async (dir) => {
     for (const [name, text] of exactFiles()) {
-      for (const streamed of [false, true]) {
-        const db = join(dir, `${name}-${streamed}.sqlite3`);
+      for (
+        const [mode, encoding] of [["buffered", "utf-8"], ["streamed", "utf-8"], ["buffered", "utf-16le"]] as const
+      ) {
+        const db = join(dir, `${name}-${mode}-${encoding}.sqlite3`);
         const store = SqliteStore.open(db, { types: RECORD_TYPES });
         try {
           await runPipeline({
             ...PIPELINE_DEFAULTS,
-            source: new MemorySource(new Map([[name, text]]), 7),
+            source: encoding === "utf-8"
+              ? new MemorySource(new Map([[name, text]]), 7)
+              : new Utf16Source(new Map([[name, utf16le(text)]])),
             store,
-            ...(streamed ? { streamThresholdBytes: 16, partElements: 1 } : {}),
+            encoding,
+            ...(mode === "streamed" ? { streamThresholdBytes: 16, partElements: 1 } : {}),
           });
         } finally {
           store.close();

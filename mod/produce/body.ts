@@ -30,6 +30,9 @@ export type Produced =
   | { readonly kind: "missing"; readonly key: string; readonly reason: string; readonly timing?: Timing }
   | { readonly kind: "failed"; readonly key: string; readonly reason: string; readonly timing?: Timing };
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
 /** Elements per part of a streamed file, at most. */
 export const PART_ELEMENTS = 5000;
 
@@ -114,13 +117,17 @@ export class PartBuilder {
   }
 
   /**
-   * Classifies one element; `text` is its source text (or a function that gives it, called only when needed), kept
-   * for a rejection and cut into a row's `extra` (else the element is re-serialized).
+   * Classifies one element; `text` is its source text, or a function that gives it as UTF-8 (called only when
+   * needed): kept for a rejection and cut into a row's `extra` (else the element is re-serialized).
    */
-  add(element: unknown, index: number, text?: string | (() => string)) {
+  add(element: unknown, index: number, text?: string | (() => Uint8Array)) {
     this.elements++;
-    if (typeof text === "string") this.chars += text.length;
-    const outcome = this.classifier.classify(element, this.drift, text);
+    let source = text as (() => Uint8Array) | undefined;
+    if (typeof text === "string") {
+      this.chars += text.length;
+      source = () => encoder.encode(text);
+    }
+    const outcome = this.classifier.classify(element, this.drift, source);
     if (outcome.kind === "row") {
       let bucket = this.rows.get(outcome.type.type);
       if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
@@ -136,7 +143,7 @@ export class PartBuilder {
         reason: outcome.reason,
         raw: text === undefined
           ? rawJson(element, this.rawCap)
-          : rawText(typeof text === "string" ? text : text(), this.rawCap),
+          : rawText(typeof text === "string" ? text : decoder.decode(text()), this.rawCap),
       });
     }
   }
@@ -184,15 +191,23 @@ export function readFailure(key: string, error: unknown, bytes: number, processe
   return { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
 }
 
+/** Whether `encoding` (a WHATWG label) names UTF-8. */
+const isUtf8 = (encoding: string) => encoding === "utf-8" || new TextDecoder(encoding).encoding === "utf-8";
+
 /** Turns one fetched body into its file's rows (flat, by type), rejections and ignored counts. */
 export function processBody(key: string, body: Uint8Array, options: ProcessOptions): FileWrite {
   const parsed = parseBody(body, options.encoding);
   if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
-  // A rejection's raw text and a row's extra are cut from the record's text as written: the body is scanned for
-  // them only as far as the last record that needs it (a clean file is not scanned at all).
-  const texts = new ElementTexts(parsed.text);
-  parsed.elements.forEach((element, index) => builder.add(element, index, () => texts.at(index)!));
+  // A rejection's raw text and a row's extra are cut from the record's text as written: the body's UTF-8 (re-encoded
+  // from the text in another encoding) is scanned for them only as far as the last record that needs one, and not at
+  // all in a clean file.
+  let texts: ElementTexts | undefined;
+  const bytesOf = (index: number) => {
+    texts ??= new ElementTexts(isUtf8(options.encoding) ? body : encoder.encode(parsed.text));
+    return texts.at(index)!;
+  };
+  parsed.elements.forEach((element, index) => builder.add(element, index, () => bytesOf(index)));
   const part = builder.take();
   return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...part };
 }

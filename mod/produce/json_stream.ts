@@ -8,7 +8,7 @@
  * @module
  */
 import { parseJson } from "../records/numbers.ts";
-import { skipSpace, valueEnd } from "../records/json_text.ts";
+import { skipSpace, skipValues, valueEnd } from "../records/json_text.ts";
 
 /** A syntax error with the reason stored for the invalid file (without the `not JSON: ` prefix). */
 export class JsonSyntaxError extends SyntaxError {
@@ -226,42 +226,47 @@ export class ArraySplitter {
 }
 
 /**
- * The elements' texts of a JSON array's text that parsed, found on demand:
- * asked in increasing order (as a file's elements are classified), the text
- * is scanned once, and only as far as the last element asked for; a file
+ * The elements of a JSON array that parsed, given as UTF-8, found on demand:
+ * asked in increasing order (as a file's elements are classified), the bytes
+ * are scanned once, and only as far as the last element asked for; a file
  * that asks for none is not scanned at all.
  */
 export class ElementTexts {
-  readonly #text: string;
+  readonly #bytes: Uint8Array;
   /** Where element `#next` starts (or the array's `]`). */
-  #at: number;
+  #at = 0;
   #next = 0;
 
-  /** The elements of `text`, a JSON array that parsed. */
-  constructor(text: string) {
-    this.#text = text;
-    this.#at = skipSpace(text, skipSpace(text, 0) + 1);
+  /** The elements of `bytes`, the UTF-8 of a JSON array that parsed (a byte order mark first is skipped). */
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+    this.#start();
   }
 
-  /** Element `index`'s text, as the file writes it (without the whitespace around it); `undefined` past the end. */
-  at(index: number): string | undefined {
-    if (index < this.#next) {
-      this.#next = 0;
-      this.#at = skipSpace(this.#text, skipSpace(this.#text, 0) + 1);
-    }
-    const text = this.#text;
-    for (; this.#at < text.length && text.charCodeAt(this.#at) !== 0x5d; this.#next++) {
-      const start = this.#at;
-      const end = valueEnd(text, start);
-      const after = skipSpace(text, end);
-      // Past the comma; at the closing bracket, stays there.
-      this.#at = text.charCodeAt(after) === 0x2c ? skipSpace(text, after + 1) : after;
-      if (this.#next === index) {
-        this.#next++;
-        return text.slice(start, end);
-      }
-    }
-    return undefined;
+  #start() {
+    const b = this.#bytes;
+    const at = skipSpace(b, b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0);
+    this.#at = skipSpace(b, at + 1); // past the [
+    this.#next = 0;
+  }
+
+  /**
+   * Element `index`'s text as the file writes it (without the whitespace around it), as UTF-8: a view of the bytes,
+   * not a copy; `undefined` past the end.
+   */
+  at(index: number): Uint8Array | undefined {
+    if (index < this.#next) this.#start();
+    const b = this.#bytes;
+    if (index > this.#next) this.#at = skipValues(b, this.#at, index - this.#next);
+    this.#next = index;
+    const start = this.#at;
+    if (start >= b.length || b[start] === 0x5d) return undefined;
+    const end = valueEnd(b, start);
+    const after = skipSpace(b, end);
+    // Past the comma; at the closing bracket, stays there.
+    this.#at = b[after] === 0x2c ? skipSpace(b, after + 1) : after;
+    this.#next++;
+    return b.subarray(start, end);
   }
 }
 

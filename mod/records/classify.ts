@@ -42,10 +42,10 @@ export class Classifier {
 
   /**
    * Classifies one element, counting its type's drift into `drift`. `text` is the element's text as the file
-   * writes it (or a function that gives it, asked only for a row with fields its type does not know): its `extra`
-   * is cut from it. Without it, the text is `JSON.stringify(element)`. Never throws.
+   * writes it, as UTF-8 (or a function that gives it, asked only for a row with fields its type does not know): its
+   * `extra` is cut from it. Without it, the text is `JSON.stringify(element)`. Never throws.
    */
-  classify(element: unknown, drift?: DriftCounter, text?: string | (() => string)): Outcome {
+  classify(element: unknown, drift?: DriftCounter, text?: Uint8Array | (() => Uint8Array)): Outcome {
     if (!isObject(element)) {
       return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
     }
@@ -70,7 +70,7 @@ export class Classifier {
     ) {
       drift?.observe(typeName, kinds, data);
       if (this.#keepExtra && typeof row !== "string") {
-        const source = typeof text === "function" ? text() : text ?? JSON.stringify(element);
+        const source = typeof text === "function" ? text() : text ?? new TextEncoder().encode(JSON.stringify(element));
         extra = extraText(source, kinds, data);
       }
     }

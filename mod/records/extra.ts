@@ -14,49 +14,94 @@
  *
  * @module
  */
-import type { JsonKind } from "./drift.ts";
-import { jsonKind } from "./drift.ts";
-import { memberName, memberSpans, skipSpace } from "./json_text.ts";
+import { type JsonKind, jsonKind } from "./drift.ts";
+import { eachMember, memberName, NameSet, skipSpace, valueEnd } from "./json_text.ts";
 
-/** The value of the last member named `name` among `spans` of `text`, as its span; -1 when there is none. */
-function lastMember(text: string, spans: readonly number[], name: string): number {
-  for (let m = spans.length - 4; m >= 0; m -= 4) {
-    if (memberName(text, spans[m]!, spans[m + 1]!) === name) return m;
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const DATA = new NameSet(["data"]);
+
+/** Each field kinds' names, to match a member's name in place. */
+const namesOf = new WeakMap<ReadonlyMap<string, JsonKind>, NameSet>();
+
+/**
+ * An object's text written member by member into a buffer of bytes, then
+ * decoded once: `{`, each member's name and value as they were (the bytes
+ * between them left out), `}`.
+ */
+class ObjectWriter {
+  /** The members so far, from `{`. */
+  bytes: Uint8Array;
+  length = 0;
+  members = 0;
+
+  /** A writer for members taken from `capacity` bytes of JSON at most. */
+  constructor(capacity: number) {
+    this.bytes = new Uint8Array(capacity + 2);
   }
-  return -1;
+
+  /** Starts over. */
+  clear() {
+    this.length = 0;
+    this.members = 0;
+  }
+
+  /** Adds the member whose name's string and value are these spans of `source`. */
+  add(source: Uint8Array, nameStart: number, nameEnd: number, valueStart: number, valueEnd: number) {
+    const out = this.bytes;
+    let at = this.length;
+    out[at++] = this.members++ === 0 ? 0x7b : 0x2c;
+    for (let k = nameStart; k < nameEnd; k++) out[at++] = source[k]!;
+    out[at++] = 0x3a;
+    for (let k = valueStart; k < valueEnd; k++) out[at++] = source[k]!;
+    this.length = at;
+  }
+
+  /** The object's text; `null` without members. */
+  text(): string | null {
+    if (this.members === 0) return null;
+    this.bytes[this.length] = 0x7d;
+    return decoder.decode(this.bytes.subarray(0, this.length + 1));
+  }
 }
 
 /**
- * The `extra` of a record whose text is `element` (an object that parsed,
- * with an object `data`): the members of its `data` (the last `data`, which
- * is the one `JSON.parse` gives) whose name `kinds` does not know, or whose
- * parsed value in `data` is of another JSON type than `kinds` says; `null`
- * when there are none. A field the rules know, of their type, is never kept,
- * not even an earlier occurrence that the last one overrides.
+ * The `extra` of a record whose text, as UTF-8, is `element` (an object that
+ * parsed, with an object `data`): the members of its `data` (the last `data`,
+ * which is the one `JSON.parse` gives) whose name `kinds` does not know, or
+ * whose parsed value in `data` is of another JSON type than `kinds` says;
+ * `null` when there are none. A field the rules know, of their type, is
+ * never kept, not even an earlier occurrence that the last one overrides.
  */
 export function extraText(
-  element: string,
+  element: Uint8Array,
   kinds: ReadonlyMap<string, JsonKind>,
   data: Readonly<Record<string, unknown>>,
 ): string | null {
-  const start = skipSpace(element, 0);
-  const top = memberSpans(element, start);
-  const at = lastMember(element, top, "data");
-  if (at === -1) return null;
-  const spans = memberSpans(element, top[at + 2]!);
-  let extra: string | null = null;
-  for (let m = 0; m < spans.length; m += 4) {
-    const name = memberName(element, spans[m]!, spans[m + 1]!);
-    const expected = kinds.get(name);
-    if (expected !== undefined) {
+  let names = namesOf.get(kinds);
+  if (names === undefined) namesOf.set(kinds, names = new NameSet(kinds.keys()));
+  const known = names;
+  const out = new ObjectWriter(element.length);
+  const keep = (nameStart: number, nameEnd: number, valueStart: number): number => {
+    const end = valueEnd(element, valueStart);
+    const name = known.find(element, nameStart, nameEnd);
+    if (name !== undefined) {
+      const expected = kinds.get(name);
       const value = data[name];
-      if (typeof value === expected && expected !== "object") continue;
-      if (jsonKind(value) === expected) continue;
+      if ((typeof value === expected && expected !== "object") || jsonKind(value) === expected) return end;
     }
-    const member = `${element.slice(spans[m]!, spans[m + 1]!)}:${element.slice(spans[m + 2]!, spans[m + 3]!)}`;
-    extra = extra === null ? `{${member}` : `${extra},${member}`;
-  }
-  return extra === null ? null : `${extra}}`;
+    out.add(element, nameStart, nameEnd, valueStart, end);
+    return end;
+  };
+  eachMember(element, skipSpace(element, 0), (nameStart, nameEnd, valueStart) => {
+    if (element[valueStart] !== 0x7b || DATA.find(element, nameStart, nameEnd) === undefined) {
+      return valueEnd(element, valueStart);
+    }
+    // Each `data` starts over: the last is the record's.
+    out.clear();
+    return eachMember(element, valueStart, keep);
+  });
+  return out.text();
 }
 
 /**
@@ -64,11 +109,12 @@ export function extraText(
  * others as they are: `null` when none is left.
  */
 export function withoutFields(extra: string, names: readonly string[]): string | null {
-  const spans = memberSpans(extra, skipSpace(extra, 0));
-  const kept: string[] = [];
-  for (let m = 0; m < spans.length; m += 4) {
-    if (names.includes(memberName(extra, spans[m]!, spans[m + 1]!))) continue;
-    kept.push(`${extra.slice(spans[m]!, spans[m + 1]!)}:${extra.slice(spans[m + 2]!, spans[m + 3]!)}`);
-  }
-  return kept.length === 0 ? null : `{${kept.join(",")}}`;
+  const bytes = encoder.encode(extra);
+  const out = new ObjectWriter(bytes.length);
+  eachMember(bytes, skipSpace(bytes, 0), (nameStart, nameEnd, valueStart) => {
+    const end = valueEnd(bytes, valueStart);
+    if (!names.includes(memberName(bytes, nameStart, nameEnd))) out.add(bytes, nameStart, nameEnd, valueStart, end);
+    return end;
+  });
+  return out.text();
 }

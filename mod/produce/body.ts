@@ -162,7 +162,7 @@ export class PartBuilder {
       rejections: this.rejections,
       ignored: this.ignored,
       records: this.records,
-      ...(this.drift.empty ? {} : { drift: this.drift.entries() }),
+      ...(this.drift.empty ? {} : { drift: this.drift.entries(), driftShapes: this.drift.shapes() }),
     };
     this.drift = new DriftCounter(PART_DRIFT_FIELDS);
     this.rows = new Map();

@@ -22,6 +22,7 @@ export {
   DriftCounter,
   type DriftEntry,
   type DriftKind,
+  type DriftShape,
   type JsonKind,
   PART_DRIFT_FIELDS,
 } from "./drift.ts";

@@ -11,9 +11,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runPipeline, type RunReport } from "../mod/run/pipeline.ts";
-import { firstProblem, integer, jsonKinds, string, text } from "../mod/records/fields.ts";
 import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
 import { songType } from "../mod/records/song.ts";
+import { MOOD_SONGS, MOOD_TYPES } from "./mood_type.ts";
 import { HttpSource } from "../mod/source/http/http.ts";
 import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
@@ -22,27 +22,6 @@ import { filledLine } from "../mod/commands/summary.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
-
-/** The song type with `mood` added: a field check, a column, a cell. */
-const MOOD_FIELDS = { artist_name: text, title: text, year: integer(0, 9999), release: string, mood: text };
-const moodSong: RecordType = {
-  ...songType,
-  columns: [...songType.columns, { name: "mood", sqlType: "TEXT" }],
-  fields: jsonKinds(MOOD_FIELDS),
-  toRow(data, { ingestionTime }) {
-    const problem = firstProblem(data, MOOD_FIELDS);
-    if (problem !== undefined) return problem;
-    return [
-      data.artist_name as string,
-      data.title as string,
-      data.year as number,
-      data.release as string,
-      ingestionTime,
-      data.mood as string,
-    ];
-  },
-};
-const MOOD_TYPES = RECORD_TYPES.map((t) => t.type === "song" ? moodSong : t);
 
 const song = (title: string, extra: Record<string, unknown>) => ({
   type: "song",
@@ -60,9 +39,7 @@ const FILES = {
   "f2.data": JSON.stringify([song("replaced", { mood: "happy", label: "x" }), song("blank", { mood: " " })]),
 };
 
-/** The columns compared (the new column's place in the table differs: an added column comes last). */
-const SONGS = "SELECT artist_name, title, year, release, ingestion_time, mood, source_key, source_pos, extra " +
-  "FROM songs ORDER BY title";
+const SONGS = MOOD_SONGS;
 
 interface Stores {
   open(types: readonly RecordType[], name: string): Promise<Store>;

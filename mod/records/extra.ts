@@ -30,14 +30,17 @@ const namesOf = new WeakMap<ReadonlyMap<string, JsonKind>, NameSet>();
  * between them left out), `}`.
  */
 class ObjectWriter {
+  /** One buffer for every writer (each is used and done with synchronously), grown as needed. */
+  static #buffer = new Uint8Array(4096);
   /** The members so far, from `{`. */
-  bytes: Uint8Array;
+  readonly bytes: Uint8Array;
   length = 0;
   members = 0;
 
   /** A writer for members taken from `capacity` bytes of JSON at most. */
   constructor(capacity: number) {
-    this.bytes = new Uint8Array(capacity + 2);
+    if (ObjectWriter.#buffer.length < capacity + 2) ObjectWriter.#buffer = new Uint8Array(2 * capacity + 2);
+    this.bytes = ObjectWriter.#buffer;
   }
 
   /** Starts over. */

@@ -7,9 +7,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DriftCounter, type DriftEntry, type JsonKind, PART_DRIFT_FIELDS, RECORD_TYPES } from "../mod/records/mod.ts";
 import { InexactNumber } from "../mod/records/numbers.ts";
-import { formatSummary } from "../mod/commands/summary.ts";
+import { driftLine, formatSummary } from "../mod/commands/summary.ts";
 import { startBucketServer } from "./bucket_server.ts";
-import { cli, query, runOnce, withTempDir, writeConfig } from "./helpers.ts";
+import { cli, PIPELINE_DEFAULTS, query, runOnce, withTempDir, writeConfig } from "./helpers.ts";
+import { MemorySource } from "./memory_source.ts";
+import { runPipeline } from "../mod/run/pipeline.ts";
+import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 
 const SONG_KINDS = new Map<string, JsonKind>(Object.entries(RECORD_TYPES[0]!.fields!));
 
@@ -36,7 +39,8 @@ Deno.test("drift: unknown fields and other JSON types are counted with their fir
   assert.deepEqual(clean.entries(), []);
 });
 
-Deno.test("drift: at most N distinct fields per type, the rest counted; parts add up to the whole", () => {
+Deno.test("drift: at most N distinct fields per type; more counts the records past it, each once; parts add up", () => {
+  // Each record has two drifted fields: f0..f5 and g0..g3 in turn.
   const records = Array.from({ length: 12 }, (_, i) => ({ [`f${i % 6}`]: i, [`g${i % 4}`]: "x" }));
   const whole = new DriftCounter(3);
   for (const r of records) whole.observe("app", new Map(), r);
@@ -48,18 +52,31 @@ Deno.test("drift: at most N distinct fields per type, the rest counted; parts ad
     kind: "more",
     expected: null,
     seen: null,
-    records: 24 - 2 - 3 - 2, // every observation but f0 ×2, g0 ×3, f1 ×2
+    // Every record but the first has a field past f0, g0, f1 (records 1, 7: g1 and g3; the rest f2..f5 or g2): each
+    // counts once, though records 2..5 and 8..11 have two such fields.
+    records: 11,
     example: null,
   });
-  assert.equal(entries.at(-1)!.records + entries.slice(0, -1).reduce((a, e) => a + e.records, 0), 24);
-  // Counted in parts (a streamed file's, with a wider bound) and added in order: the same entries.
-  const run = new DriftCounter(3);
-  for (let i = 0; i < records.length; i += 5) {
-    const part = new DriftCounter(PART_DRIFT_FIELDS);
-    for (const r of records.slice(i, i + 5)) part.observe("app", new Map(), r);
-    run.add(part.entries());
+  // Counted in parts (a streamed file's, with a wider bound) and added in order, with their shapes: the same entries.
+  for (const size of [1, 5, 12]) {
+    const run = new DriftCounter(3);
+    for (let i = 0; i < records.length; i += size) {
+      const part = new DriftCounter(PART_DRIFT_FIELDS);
+      for (const r of records.slice(i, i + size)) part.observe("app", new Map(), r);
+      run.add(part.entries(), part.shapes());
+    }
+    assert.deepEqual(run.entries(), entries, `parts of ${size}`);
   }
+  // A part past its own bound too: its records' fields beyond it are still told by their shapes.
+  const run = new DriftCounter(3);
+  const part = new DriftCounter(4);
+  for (const r of records) part.observe("app", new Map(), r);
+  run.add(part.entries(), part.shapes());
   assert.deepEqual(run.entries(), entries);
+  assert.equal(
+    driftLine(entries.at(-1)!),
+    "app: 11 records with other fields, past the bound of 20 distinct fields per run",
+  );
 });
 
 Deno.test("drift: hostile field names and long values are kept storable and short", () => {
@@ -185,4 +202,39 @@ Deno.test("drift: stored with each run, in the summary, and in status and status
       await server.close();
     }
   });
+});
+
+Deno.test("drift: a run's more counts records, each once, however its files came (whole or streamed in parts)", async () => {
+  // 30 songs, each with 25 unknown fields: the first 20 fields are kept, and every record has 5 past them.
+  const songs = Array.from({ length: 30 }, (_, i) => {
+    const data: Record<string, unknown> = { artist_name: "A", title: `t${i}`, year: 1, release: "r" };
+    for (let k = 0; k < 25; k++) data[`u${k}`] = k;
+    return { type: "song", data };
+  });
+  const files = new Map([["a.data", JSON.stringify(songs.slice(0, 10))], ["b.data", JSON.stringify(songs.slice(10))]]);
+  for (const streamed of [false, true]) {
+    await withTempDir(async (dir) => {
+      const store = SqliteStore.open(join(dir, "db.sqlite3"), { types: RECORD_TYPES });
+      try {
+        const report = await runPipeline({
+          ...PIPELINE_DEFAULTS,
+          source: new MemorySource(files, 64),
+          store,
+          ...(streamed ? { streamThresholdBytes: 64, partElements: 3 } : {}),
+        });
+        assert.equal(report.drift.length, 21);
+        assert.deepEqual(report.drift.at(-1), {
+          type: "song",
+          field: "",
+          kind: "more",
+          expected: null,
+          seen: null,
+          records: 30,
+          example: null,
+        });
+      } finally {
+        store.close();
+      }
+    });
+  }
 });

@@ -13,6 +13,7 @@ import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
 import { RECORD_TYPES } from "../mod/records/mod.ts";
 import { MemorySource } from "./memory_source.ts";
+import type { FetchResult, GetOptions } from "../mod/source/source.ts";
 import { PIPELINE_DEFAULTS, query, ROOT, runOnce, withTempDir } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
 
@@ -115,6 +116,120 @@ pgTest("extra is the same JSON text on PostgreSQL (text, not jsonb: NUL and lone
     check(await pgQuery(url, "SELECT title, extra FROM songs ORDER BY title"));
     assert.deepEqual(await pgQuery(url, "SELECT extra FROM movies"), [{ extra: '{"rating":7.5}' }]);
   });
+});
+
+/**
+ * Records whose unknown fields a re-serialization would change: numbers no double holds or spelled otherwise, escapes,
+ * NUL and lone surrogates (escaped, as JSON text must), `__proto__`, a repeated name, integer-like names (which
+ * JavaScript's objects put first), a nested value's inner whitespace. Each with the `extra` it must keep, byte for byte.
+ */
+const EXACT: readonly { title: string; text: string; extra: string | null }[] = [
+  {
+    title: "numbers",
+    text: String.raw`{"data": {"9": 1, "artist_name": "A", "huge": 1e400, "long": 12345678901234567890123,
+      "title": "numbers", "neg": -0, "dec": 1.50, "exp": 1E5, "tiny": 1e-400, "year": 1, "release": "r", "10": null},
+      "type": "song"}`,
+    extra: String.raw`{"9":1,"huge":1e400,"long":12345678901234567890123,"neg":-0,"dec":1.50,"exp":1E5,` +
+      String.raw`"tiny":1e-400,"10":null}`,
+  },
+  {
+    title: "text",
+    text: String.raw`{"type": "song", "data": {"artist_name": "A", "title": "text", "year": 1, "release": "r",
+      "esc": "caf\u00e9 \/ \u0000 \ud800 \"q\" \\", "caf\u00e9": true, "nul\u0000name": 0, "\udfff": "x",
+      "__proto__": {"x" : [1, 2.50], "y":	"\t"}, "dup": "first", "dup": ["last"]}}`,
+    extra: String.raw`{"esc":"caf\u00e9 \/ \u0000 \ud800 \"q\" \\","caf\u00e9":true,"nul\u0000name":0,"\udfff":"x",` +
+      String.raw`"__proto__":{"x" : [1, 2.50], "y":	"\t"},"dup":"first","dup":["last"]}`,
+  },
+  {
+    // The last `data` is the record's (as JSON.parse reads it); an earlier occurrence of a known field, overridden by
+    // the last, is not kept.
+    title: "last data",
+    text: String.raw`{"data": {"gone": 1}, "type": "song", "d\u0061ta": {"year": "shadowed", "artist_name": "A",
+      "title": "last data", "year": 2, "release": "r", "kept": "yes"}}`,
+    extra: String.raw`{"kept":"yes"}`,
+  },
+  {
+    title: "clean",
+    text: `{"type":"song","data":{"artist_name":"A","title":"clean","year":1,"release":"r"}}`,
+    extra: null,
+  },
+];
+
+/** The records of {@linkcode EXACT} as a JSON array (pretty-printed around them) and as NDJSON (CRLF). */
+function exactFiles(): [string, string][] {
+  return [
+    ["array.data", `[\n  ${EXACT.map((r) => r.text).join(" ,\n  ")}\n]\n`],
+    ["lines.ndjson", EXACT.map((r) => r.text.replaceAll("\n", " ")).join("\r\n")],
+  ];
+}
+
+/** Each title's extra must be what {@linkcode EXACT} says, from whichever file (and however it came). */
+function checkExact(rows: Record<string, unknown>[]) {
+  assert.equal(rows.length, EXACT.length);
+  for (const r of EXACT) assert.equal(rows.find((row) => row.title === r.title)?.extra, r.extra, r.title);
+  // Read back, the text gives the values the record gave (a repeated name its last, as validation reads it).
+  const text = JSON.parse(rows.find((row) => row.title === "text")!.extra as string);
+  assert.deepEqual(text.dup, ["last"]);
+  assert.equal(text["nul\u0000name"], 0);
+  assert.equal(Object.getPrototypeOf(text), Object.prototype);
+}
+
+const sqliteExtras = (db: string) =>
+  query(db, "SELECT title, CAST(extra AS BLOB) AS extra FROM songs ORDER BY title").map((r) => ({
+    title: r.title,
+    extra: r.extra === null ? null : new TextDecoder().decode(r.extra as Uint8Array),
+  }));
+
+/** `text` as UTF-16LE bytes (an encoding whose bytes are not the text's UTF-8). */
+const utf16le = (text: string) => new Uint8Array(Uint16Array.from(text, (c) => c.charCodeAt(0)).buffer);
+
+/** A bucket in UTF-16LE, its list included. */
+class Utf16Source extends MemorySource {
+  override get(key: string, options: GetOptions): Promise<FetchResult> {
+    if (key !== "files_list.data") return super.get(key, options);
+    return Promise.resolve({ kind: "ok", body: utf16le([...this.files.keys()].join("\n")) });
+  }
+}
+
+Deno.test("sqlite: extra keeps each unknown field as the file writes it, in its order, every occurrence", async () => {
+  await withTempDir(async (dir) => {
+    for (const [name, text] of exactFiles()) {
+      for (
+        const [mode, encoding] of [["buffered", "utf-8"], ["streamed", "utf-8"], ["buffered", "utf-16le"]] as const
+      ) {
+        const db = join(dir, `${name}-${mode}-${encoding}.sqlite3`);
+        const store = SqliteStore.open(db, { types: RECORD_TYPES });
+        try {
+          await runPipeline({
+            ...PIPELINE_DEFAULTS,
+            source: encoding === "utf-8"
+              ? new MemorySource(new Map([[name, text]]), 7)
+              : new Utf16Source(new Map([[name, utf16le(text)]])),
+            store,
+            encoding,
+            ...(mode === "streamed" ? { streamThresholdBytes: 16, partElements: 1 } : {}),
+          });
+        } finally {
+          store.close();
+        }
+        checkExact(sqliteExtras(db));
+      }
+    }
+  });
+});
+
+pgTest("extra keeps each unknown field as the file writes it, in its order, every occurrence", async () => {
+  for (const [name, text] of exactFiles()) {
+    await withPgDatabase(async (url) => {
+      const store = await PostgresStore.open(url, { types: RECORD_TYPES });
+      try {
+        await runPipeline({ ...PIPELINE_DEFAULTS, source: new MemorySource(new Map([[name, text]]), 7), store });
+      } finally {
+        await store.close();
+      }
+      checkExact(await pgQuery(url, "SELECT title, extra FROM songs ORDER BY title"));
+    });
+  }
 });
 
 Deno.test("KEEP_EXTRA=no stores NULL", async () => {

@@ -4,8 +4,10 @@
  * sequences, bidirectional overrides and prototype names, in keys, types,
  * field names and values; files come as JSON arrays, NDJSON (LF or CRLF),
  * gzip, whitespace-only or empty bodies, deeply nested bodies and huge
- * strings. Every new surface adds itself to the properties over it
- * (`invariants_test.ts`).
+ * strings; some records are written by hand, with unknown fields that a
+ * re-serialization would change (numbers no double holds or spelled
+ * otherwise, escapes, repeated and integer-like names, whitespace). Every new
+ * surface adds itself to the properties over it (`invariants_test.ts`).
  *
  * @module
  */
@@ -51,6 +53,117 @@ export function hostileText({ nul = true }: HostileOptions = {}): fc.Arbitrary<s
   const pieces = HOSTILE_PIECES.filter((p) => nul || p !== "\u0000");
   return fc.array(fc.oneof(fc.constantFrom(...pieces), fc.constantFrom("a", "B", "z", "1", "é")), { maxLength: 6 })
     .map((parts) => parts.join(""));
+}
+
+/**
+ * JSON texts of names a re-serialization would change or reorder: escapes, integer-like names (JavaScript's objects
+ * put them first), `__proto__`, U+0000 and lone surrogates (escaped, as JSON text must), a name often repeated.
+ * None stands for a field the song type knows.
+ */
+const RAW_NAMES = [
+  '"mood"',
+  '"m\\u006fod"',
+  '"dup"',
+  '"dup"',
+  '"9"',
+  '"10"',
+  '"__proto__"',
+  '"caf\\u00e9"',
+  '"café"',
+  '"a\\u0000b"',
+  '"\\ud800"',
+  '"\\/"',
+  '"\\"\\\\"',
+  '"\\u001b[2J"',
+];
+
+/** JSON texts of values a re-serialization would change: numbers no double holds or spelled otherwise, escapes. */
+const RAW_VALUES = [
+  "1e400",
+  "-1e400",
+  "12345678901234567890123",
+  "-0",
+  "1.50",
+  "1E5",
+  "1e-400",
+  "0.1000000000000000055511151231257827",
+  "true",
+  "null",
+  '"caf\\u00e9"',
+  '"\\/"',
+  '"\\u0000"',
+  '"\\ud800x"',
+  '"\\"\\\\"',
+  '{"x" : [1, 2.50], "x":\tnull}',
+  "[ ]",
+  "{}",
+  "[1,[2,[3e0]]]",
+];
+
+/** JSON whitespace that fits on one line (an NDJSON record's). */
+const SPACE = fc.constantFrom("", " ", "\t", "  ");
+
+/** One member as JSON text, `name: value`, spelled as a file may. */
+export function rawMember(): fc.Arbitrary<{ readonly name: string; readonly value: string; readonly text: string }> {
+  const value = fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(...RAW_VALUES) },
+    { weight: 1, arbitrary: hostileText().map((t) => JSON.stringify(t)) },
+  );
+  return fc.tuple(fc.constantFrom(...RAW_NAMES), value, SPACE, SPACE).map(([name, value, a, b]) => ({
+    name,
+    value,
+    text: `${name}${a}:${b}${value}`,
+  }));
+}
+
+/** A record written by hand, its text, and the `extra` its row must keep. */
+export interface RawSong {
+  /** The record's text (one line). */
+  readonly text: string;
+  /** Its title, unique in the bucket, when it is a row. */
+  readonly title: string;
+  /** Its row's `extra` (the unknown members as written, in order, joined by `,`), or null. */
+  readonly extra: string | null;
+}
+
+/**
+ * A valid song written by hand, titled `title`: its known fields (sometimes after an earlier occurrence that the
+ * last overrides, and sometimes after a `data` that a later one overrides) with unknown members between them.
+ */
+export function rawSong(title: string): fc.Arbitrary<RawSong> {
+  const known = [
+    ["artist_name", '"A"'],
+    ["title", JSON.stringify(title)],
+    ["year", "1"],
+    ["release", '"r"'],
+  ] as const;
+  return fc.tuple(
+    fc.array(rawMember(), { maxLength: 6 }),
+    fc.array(fc.nat(known.length), { minLength: 6, maxLength: 6 }),
+    fc.boolean(),
+    fc.boolean(),
+    SPACE,
+  ).map(([members, at, shadow, earlierData, space]) => {
+    const parts: string[] = known.map(([name, value]) => `"${name}":${space}${value}`);
+    // Unknown members between the known ones (inserted from the last, at places in order, so that theirs stays).
+    const places = at.slice(0, members.length).sort((a, b) => a - b);
+    for (let m = members.length - 1; m >= 0; m--) parts.splice(places[m]!, 0, members[m]!.text);
+    // An earlier occurrence of a known field, overridden by the last: validation reads the last, extra keeps neither.
+    if (shadow) parts.unshift('"year":"shadowed"');
+    const data = `{${space}${parts.join(`,${space}`)}${space}}`;
+    const text = earlierData
+      ? `{"data":{"gone":1},${space}"type":"song",${space}"d\\u0061ta":${space}${data}}`
+      : `{"type":${space}"song",${space}"data":${data}}`;
+    const extra = members.length === 0 ? null : `{${members.map((m) => `${m.name}:${m.value}`).join(",")}}`;
+    return { text, title, extra };
+  });
+}
+
+/** 1 to 12 hand-written songs with unique titles. */
+export function rawSongs(): fc.Arbitrary<RawSong[]> {
+  return fc.integer({ min: 1, max: 12 }).chain((n) =>
+    fc.tuple(...Array.from({ length: n }, (_, i) => rawSong(`t${i}`)))
+  );
 }
 
 /** A hostile bucket: 1 to 5 files, by key (keys sometimes hostile too: they are refused, never fetched). */
@@ -124,18 +237,25 @@ export function hostileFile(options: HostileOptions = {}): fc.Arbitrary<string |
       : fc.constant(r)
   );
 
+  /** A record of {@linkcode record}, or now and then a song written by hand (as text). */
+  const anyRecord: fc.Arbitrary<unknown> = fc.oneof(
+    { weight: 4, arbitrary: record },
+    { weight: 1, arbitrary: keyText.chain((title) => rawSong(title)).map((s) => new RawText(s.text)) },
+  );
+
   /** Deeply nested JSON: `[[[…]]]` past any sane depth. */
   const deep = fc.integer({ min: 100, max: 5000 }).map((n) => `${"[".repeat(n)}${"]".repeat(n)}`);
 
   return fc.oneof(
-    { weight: 6, arbitrary: fc.array(record, { maxLength: 12 }).map((a) => JSON.stringify(a)) },
+    { weight: 6, arbitrary: fc.array(anyRecord, { maxLength: 12 }).map((a) => `[${a.map(textOf).join(",")}]`) },
     // NDJSON, with LF or CRLF line ends, a blank line and sometimes a broken line.
     {
       weight: 3,
-      arbitrary: fc.tuple(fc.array(record, { minLength: 1, maxLength: 8 }), fc.constantFrom("\n", "\r\n"), fc.boolean())
-        .map(([records, eol, broken]) =>
-          records.map((r) => JSON.stringify(r)).join(eol) + eol + (broken ? `{"type": "song"${eol}` : eol)
-        ),
+      arbitrary: fc.tuple(
+        fc.array(anyRecord, { minLength: 1, maxLength: 8 }),
+        fc.constantFrom("\n", "\r\n"),
+        fc.boolean(),
+      ).map(([records, eol, broken]) => records.map(textOf).join(eol) + eol + (broken ? `{"type": "song"${eol}` : eol)),
     },
     // Whitespace only, or nothing.
     { weight: 1, arbitrary: fc.constantFrom("", " ", "\n\n\t  \r\n", " ".repeat(70_000)) },
@@ -154,6 +274,14 @@ export function hostileFile(options: HostileOptions = {}): fc.Arbitrary<string |
     fc.boolean().map((gzip) => gzip && typeof text === "string" ? gzipSync(text) : text)
   );
 }
+
+/** A record given as its JSON text. */
+class RawText {
+  constructor(readonly text: string) {}
+}
+
+/** A record's JSON text: as written by hand, or `JSON.stringify`. */
+const textOf = (r: unknown) => r instanceof RawText ? r.text : JSON.stringify(r);
 
 /** gzip of `text`, synchronously (CompressionStream is asynchronous): a stored-block member, valid and small. */
 function gzipSync(text: string): Uint8Array {

@@ -11,9 +11,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runPipeline, type RunReport } from "../mod/run/pipeline.ts";
-import { firstProblem, integer, jsonKinds, string, text } from "../mod/records/fields.ts";
 import { RECORD_TYPES, type RecordType } from "../mod/records/mod.ts";
 import { songType } from "../mod/records/song.ts";
+import { MOOD_SONGS, MOOD_TYPES } from "./mood_type.ts";
 import { HttpSource } from "../mod/source/http/http.ts";
 import { PostgresStore } from "../mod/store/postgres/mod.ts";
 import { SqliteStore } from "../mod/store/sqlite/mod.ts";
@@ -22,27 +22,6 @@ import { filledLine } from "../mod/commands/summary.ts";
 import { startBucketServer } from "./bucket_server.ts";
 import { PIPELINE_DEFAULTS, query, withTempDir } from "./helpers.ts";
 import { pgQuery, pgTest, withPgDatabase } from "./pg.ts";
-
-/** The song type with `mood` added: a field check, a column, a cell. */
-const MOOD_FIELDS = { artist_name: text, title: text, year: integer(0, 9999), release: string, mood: text };
-const moodSong: RecordType = {
-  ...songType,
-  columns: [...songType.columns, { name: "mood", sqlType: "TEXT" }],
-  fields: jsonKinds(MOOD_FIELDS),
-  toRow(data, { ingestionTime }) {
-    const problem = firstProblem(data, MOOD_FIELDS);
-    if (problem !== undefined) return problem;
-    return [
-      data.artist_name as string,
-      data.title as string,
-      data.year as number,
-      data.release as string,
-      ingestionTime,
-      data.mood as string,
-    ];
-  },
-};
-const MOOD_TYPES = RECORD_TYPES.map((t) => t.type === "song" ? moodSong : t);
 
 const song = (title: string, extra: Record<string, unknown>) => ({
   type: "song",
@@ -60,9 +39,7 @@ const FILES = {
   "f2.data": JSON.stringify([song("replaced", { mood: "happy", label: "x" }), song("blank", { mood: " " })]),
 };
 
-/** The columns compared (the new column's place in the table differs: an added column comes last). */
-const SONGS = "SELECT artist_name, title, year, release, ingestion_time, mood, source_key, source_pos, extra " +
-  "FROM songs ORDER BY title";
+const SONGS = MOOD_SONGS;
 
 interface Stores {
   open(types: readonly RecordType[], name: string): Promise<Store>;
@@ -115,6 +92,84 @@ async function roundTrip(stores: Stores): Promise<void> {
     await server.close();
   }
 }
+
+/**
+ * Songs whose `mood` and other kept fields a re-serialization would change: an escaped value, an escaped name, a
+ * repeated `mood` (its last value is the record's, as validation reads it), numbers no double holds.
+ */
+const HOSTILE_FILES = {
+  "files_list.data": "h.data\n",
+  "h.data": String.raw`[
+    {"type": "song", "data": {"artist_name": "A", "title": "escaped", "year": 1, "release": "r",
+      "mood": "caf\u00e9 \/ \"q\"", "big": 1e400, "long": 12345678901234567890123}},
+    {"type": "song", "data": {"mood": "first", "artist_name": "A", "title": "repeated", "1": 1.50, "year": 1,
+      "release": "r", "mood": "last", "tail": -0}},
+    {"type": "song", "data": {"artist_name": "A", "title": "escaped name", "year": 1, "release": "r",
+      "m\u006fod": "calm", "2": 1E5}},
+    {"type": "song", "data": {"artist_name": "A", "title": "blank last", "year": 1, "release": "r",
+      "mood": "fine", "mood": " ", "x": "\ud800"}}
+  ]`,
+};
+
+/** The hostile round trip: each filled row equals a fresh load's, `extra` as written; the failing one is kept. */
+async function hostileRoundTrip(stores: Stores): Promise<void> {
+  const server = await startBucketServer(await Deno.makeTempDir(), { files: HOSTILE_FILES });
+  const run = async (types: readonly RecordType[], name: string): Promise<RunReport> => {
+    const store = await stores.open(types, name);
+    try {
+      const source = new HttpSource(new URL(server.url), { retryBaseMs: 5 });
+      return await runPipeline({ ...PIPELINE_DEFAULTS, types, source, store });
+    } finally {
+      await stores.close(store);
+    }
+  };
+  try {
+    await run(RECORD_TYPES, "kept");
+    const second = await run(MOOD_TYPES, "kept");
+    assert.deepEqual(second.rederived.filled.rows, 3);
+    assert.deepEqual(second.rederived.filled.failedKeys, ["songs (A, blank last)"]);
+    const fresh = await run(MOOD_TYPES, "fresh");
+    assert.equal(fresh.rejected, 1, "a fresh load rejects the blank last mood");
+    const kept = await stores.rows("kept", SONGS);
+    assert.deepEqual(kept.map((r) => [r.title, r.mood, r.extra]), [
+      ["blank last", null, String.raw`{"mood":"fine","mood":" ","x":"\ud800"}`],
+      ["escaped", 'café / "q"', '{"big":1e400,"long":12345678901234567890123}'],
+      ["escaped name", "calm", '{"2":1E5}'],
+      ["repeated", "last", '{"1":1.50,"tail":-0}'],
+    ]);
+    assert.deepEqual(kept.filter((r) => r.title !== "blank last"), await stores.rows("fresh", SONGS));
+  } finally {
+    await server.close();
+  }
+}
+
+Deno.test("sqlite: a field filled from extra gets a fresh load's value; the other kept fields stay as written", async () => {
+  await withTempDir(async (dir) => {
+    await hostileRoundTrip({
+      open: (types, name) => Promise.resolve(SqliteStore.open(join(dir, `${name}.sqlite3`), { types })),
+      close: (store) => Promise.resolve((store as SqliteStore).close()),
+      rows: (name, sql) => Promise.resolve(query(join(dir, `${name}.sqlite3`), sql)),
+    });
+  });
+});
+
+pgTest("a field filled from extra gets a fresh load's value; the other kept fields stay as written", async () => {
+  await withPgDatabase(async (kept) => {
+    await withPgDatabase(async (fresh) => {
+      const url = (name: string) => name === "fresh" ? fresh : kept;
+      await hostileRoundTrip({
+        open: (types, name) => PostgresStore.open(url(name), { types }),
+        close: (store) => (store as PostgresStore).close(),
+        rows: async (name, sql) =>
+          (await pgQuery(url(name), sql)).map((r) => ({
+            ...r,
+            source_pos: r.source_pos === null ? null : Number(r.source_pos),
+            year: Number(r.year),
+          })),
+      });
+    });
+  });
+});
 
 Deno.test("sqlite: a field the type gains gets its column, filled from extra without a fetch", async () => {
   await withTempDir(async (dir) => {

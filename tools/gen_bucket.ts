@@ -13,7 +13,7 @@
  *   repeats, fixed shares and field order: near-sequential B-tree inserts.
  *
  * Usage: deno run -A tools/gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N]
- *                                            [--shape real|sequential]
+ *                                            [--shape real|sequential] [--extra RATE] [--extra-fields N]
  *
  * @module
  */
@@ -39,6 +39,11 @@ export interface GenerateOptions {
    * (the default) the bucket is the same as before the option. @default {0}
    */
   readonly extraRate?: number;
+  /**
+   * `real` shape: unknown fields each such record carries: `mood`, then `x1`, `x2`, ... (numbers, strings, booleans
+   * and nulls in turn). @default {1}
+   */
+  readonly extraFields?: number;
   /** `real` shape: records of an earlier bucket that this one may repeat (an incremental load). */
   readonly history?: RecordPool;
   /** Write one file per `yield`, so huge buckets stay small in memory. */
@@ -266,6 +271,7 @@ function realFile(
     repeatRate: number;
     invalidRate: number;
     extraRate?: number | undefined;
+    extraFields?: number | undefined;
   },
 ): unknown[] {
   // Each type's share varies from file to file, from nothing to most of it.
@@ -296,7 +302,11 @@ function realFile(
     if (rand() < options.invalidRate) record.data = broken(record.data!, rand);
     // Only drawn when asked for, so that a bucket without extras is the same as before the option.
     if (options.extraRate && record.data !== null && rand() < options.extraRate) {
-      record.data = { ...record.data, mood: MOODS[Math.floor(rand() * MOODS.length)]! };
+      const more: Record<string, unknown> = { mood: MOODS[Math.floor(rand() * MOODS.length)]! };
+      for (let k = 1; k < (options.extraFields ?? 1); k++) {
+        more[`x${k}`] = [k * 1.5, `v${k}`, k % 2 === 0, null][k % 4];
+      }
+      record.data = { ...record.data, ...more };
     }
     records.push(record);
   }
@@ -348,6 +358,7 @@ export async function generateBucket(dir: string, options: GenerateOptions = {})
             repeatRate,
             invalidRate,
             extraRate: options.extraRate,
+            extraFields: options.extraFields,
           });
         } else {
           items = [];
@@ -377,13 +388,15 @@ if (import.meta.main) {
       seed: { type: "string" },
       shape: { type: "string" },
       extra: { type: "string" },
+      "extra-fields": { type: "string" },
     },
     allowPositionals: true,
   });
   const dir = positionals[0];
   if (dir === undefined) {
     console.error(
-      "Usage: gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N] [--shape real] [--extra RATE]",
+      "Usage: gen_bucket.ts DIR [--files N] [--records N] [--invalid RATE] [--seed N] [--shape real] [--extra RATE] " +
+        "[--extra-fields N]",
     );
     Deno.exit(2);
   }
@@ -394,6 +407,7 @@ if (import.meta.main) {
     seed: Number(values.seed ?? 1),
     shape: values.shape === "real" ? "real" : "sequential",
     extraRate: Number(values.extra ?? 0),
+    extraFields: Number(values["extra-fields"] ?? 1),
   });
   console.log(`Wrote ${keys.length} files to ${dir}`);
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import type { RunRow, StatusReport } from "../store/status.ts";
+import { DRIFT_FIELDS_PER_TYPE } from "../records/drift.ts";
 
 /** `text` as HTML text or attribute value. */
 export function escapeHtml(text: string): string {
@@ -121,7 +122,7 @@ function driftTable(report: StatusReport): string {
       ? `unknown field (${d.seen})${report.extraKept ? ", kept in extra" : ""}`
       : d.kind === "type"
       ? `${d.seen}, rules want ${d.expected}`
-      : "past the bound";
+      : `records with fields past the bound (${DRIFT_FIELDS_PER_TYPE} per run)`;
   return table(
     ["type", "field", "drift", "records", "runs (last)", "example"],
     report.drift.map((d) => [

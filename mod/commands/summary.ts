@@ -8,6 +8,7 @@ import type { RunReport } from "../run/pipeline.ts";
 import type { DriftRow } from "../store/status.ts";
 import type { Filled } from "../store/store.ts";
 import { oneLine } from "../common/printable.ts";
+import { DRIFT_FIELDS_PER_TYPE } from "../records/drift.ts";
 
 const n = (value: number) => value.toLocaleString("en-US");
 
@@ -40,7 +41,7 @@ function driftText(d: Omit<DriftRow, "runs" | "lastRun">): string {
   const eg = d.example === null ? "" : `, e.g. ${d.example}`;
   if (d.kind === "unknown") return `${d.type}.${d.field}: unknown field (${d.seen}), ${records}${eg}`;
   if (d.kind === "type") return `${d.type}.${d.field}: ${d.seen} where the rules want ${d.expected}, ${records}${eg}`;
-  return `${d.type}: ${records} more in other fields (past the bound of distinct fields)`;
+  return `${d.type}: ${records} with other fields, past the bound of ${DRIFT_FIELDS_PER_TYPE} distinct fields per run`;
 }
 
 /** Formats a run report as a few aligned lines. */

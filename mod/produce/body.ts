@@ -6,7 +6,7 @@
  * @module
  */
 import { parseBody, rawJson, rawText } from "./decode.ts";
-import { ArraySplitter } from "./json_stream.ts";
+import { ElementTexts } from "./json_stream.ts";
 import { type Classifier, DriftCounter, PART_DRIFT_FIELDS, type RowCell } from "../records/mod.ts";
 import { TooLargeError, tooLargeReason } from "../source/source.ts";
 import type { FilePart, FileWrite, Rejection } from "../store/store.ts";
@@ -29,6 +29,9 @@ export type Produced =
   }
   | { readonly kind: "missing"; readonly key: string; readonly reason: string; readonly timing?: Timing }
   | { readonly kind: "failed"; readonly key: string; readonly reason: string; readonly timing?: Timing };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Elements per part of a streamed file, at most. */
 export const PART_ELEMENTS = 5000;
@@ -113,11 +116,18 @@ export class PartBuilder {
     return this.elements > 0 && (this.elements >= this.#maxElements || this.chars + chars > this.#maxChars);
   }
 
-  /** Classifies one element; `text` is its source text, kept for a rejection (else it is re-serialized). */
-  add(element: unknown, index: number, text?: string) {
+  /**
+   * Classifies one element; `text` is its source text, or a function that gives it as UTF-8 (called only when
+   * needed): kept for a rejection and cut into a row's `extra` (else the element is re-serialized).
+   */
+  add(element: unknown, index: number, text?: string | (() => Uint8Array)) {
     this.elements++;
-    this.chars += text?.length ?? 0;
-    const outcome = this.classifier.classify(element, this.drift);
+    let source = text as (() => Uint8Array) | undefined;
+    if (typeof text === "string") {
+      this.chars += text.length;
+      source = () => encoder.encode(text);
+    }
+    const outcome = this.classifier.classify(element, this.drift, source);
     if (outcome.kind === "row") {
       let bucket = this.rows.get(outcome.type.type);
       if (bucket === undefined) this.rows.set(outcome.type.type, bucket = { count: 0, cells: [] });
@@ -131,7 +141,9 @@ export class PartBuilder {
         index,
         typeName: outcome.typeName,
         reason: outcome.reason,
-        raw: text === undefined ? rawJson(element, this.rawCap) : rawText(text, this.rawCap),
+        raw: text === undefined
+          ? rawJson(element, this.rawCap)
+          : rawText(typeof text === "string" ? text : decoder.decode(text()), this.rawCap),
       });
     }
   }
@@ -150,7 +162,7 @@ export class PartBuilder {
       rejections: this.rejections,
       ignored: this.ignored,
       records: this.records,
-      ...(this.drift.empty ? {} : { drift: this.drift.entries() }),
+      ...(this.drift.empty ? {} : { drift: this.drift.entries(), driftShapes: this.drift.shapes() }),
     };
     this.drift = new DriftCounter(PART_DRIFT_FIELDS);
     this.rows = new Map();
@@ -179,20 +191,23 @@ export function readFailure(key: string, error: unknown, bytes: number, processe
   return { kind: "failed", key, reason: `body read failed while streaming: ${(error as Error).message}` };
 }
 
+/** Whether `encoding` (a WHATWG label) names UTF-8. */
+const isUtf8 = (encoding: string) => encoding === "utf-8" || new TextDecoder(encoding).encoding === "utf-8";
+
 /** Turns one fetched body into its file's rows (flat, by type), rejections and ignored counts. */
 export function processBody(key: string, body: Uint8Array, options: ProcessOptions): FileWrite {
   const parsed = parseBody(body, options.encoding);
   if ("invalid" in parsed) return invalidFile(key, parsed.invalid, body.byteLength, options.processedAt);
   const builder = new PartBuilder(key, options.classifier, options.rawCap);
-  parsed.elements.forEach((element, index) => builder.add(element, index));
+  // A rejection's raw text and a row's extra are cut from the record's text as written: the body's UTF-8 (re-encoded
+  // from the text in another encoding) is scanned for them only as far as the last record that needs one, and not at
+  // all in a clean file.
+  let texts: ElementTexts | undefined;
+  const bytesOf = (index: number) => {
+    texts ??= new ElementTexts(isUtf8(options.encoding) ? body : encoder.encode(parsed.text));
+    return texts.at(index)!;
+  };
+  parsed.elements.forEach((element, index) => builder.add(element, index, () => bytesOf(index)));
   const part = builder.take();
-  if (part.rejections.length > 0) {
-    // Rejections keep the records' text as written: split the array again (rare, so not paid on clean files).
-    const texts = new ArraySplitter().push(parsed.text);
-    for (const r of part.rejections) {
-      const text = r.index === null ? undefined : texts[r.index];
-      if (text !== undefined) (r as { raw: string | null }).raw = rawText(text, options.rawCap);
-    }
-  }
   return { key, status: "loaded", processedAt: options.processedAt, bytes: body.byteLength, ...part };
 }

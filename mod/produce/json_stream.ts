@@ -8,6 +8,7 @@
  * @module
  */
 import { parseJson } from "../records/numbers.ts";
+import { skipSpace, skipValues, valueEnd } from "../records/json_text.ts";
 
 /** A syntax error with the reason stored for the invalid file (without the `not JSON: ` prefix). */
 export class JsonSyntaxError extends SyntaxError {
@@ -221,6 +222,51 @@ export class ArraySplitter {
   /** Whether any non-whitespace was seen (to tell an empty body). */
   get started(): boolean {
     return this.#state !== State.BeforeRoot;
+  }
+}
+
+/**
+ * The elements of a JSON array that parsed, given as UTF-8, found on demand:
+ * asked in increasing order (as a file's elements are classified), the bytes
+ * are scanned once, and only as far as the last element asked for; a file
+ * that asks for none is not scanned at all.
+ */
+export class ElementTexts {
+  readonly #bytes: Uint8Array;
+  /** Where element `#next` starts (or the array's `]`). */
+  #at = 0;
+  #next = 0;
+
+  /** The elements of `bytes`, the UTF-8 of a JSON array that parsed (a byte order mark first is skipped). */
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+    this.#start();
+  }
+
+  #start() {
+    const b = this.#bytes;
+    const at = skipSpace(b, b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0);
+    this.#at = skipSpace(b, at + 1); // past the [
+    this.#next = 0;
+  }
+
+  /**
+   * Element `index`'s text as the file writes it (without the whitespace around it), as UTF-8: a view of the bytes,
+   * not a copy; `undefined` past the end.
+   */
+  at(index: number): Uint8Array | undefined {
+    if (index < this.#next) this.#start();
+    const b = this.#bytes;
+    if (index > this.#next) this.#at = skipValues(b, this.#at, index - this.#next);
+    this.#next = index;
+    const start = this.#at;
+    if (start >= b.length || b[start] === 0x5d) return undefined;
+    const end = valueEnd(b, start);
+    const after = skipSpace(b, end);
+    // Past the comma; at the closing bracket, stays there.
+    this.#at = b[after] === 0x2c ? skipSpace(b, after + 1) : after;
+    this.#next++;
+    return b.subarray(start, end);
   }
 }
 

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type DriftCounter, extraOf, type JsonKind } from "./drift.ts";
+import type { DriftCounter, JsonKind } from "./drift.ts";
+import { extraText } from "./extra.ts";
 import { describe, isObject } from "./fields.ts";
 import type { RecordType, RowCell, RowContext } from "./record_type.ts";
 
@@ -39,8 +40,12 @@ export class Classifier {
     );
   }
 
-  /** Classifies one element, counting its type's drift into `drift`. Never throws. */
-  classify(element: unknown, drift?: DriftCounter): Outcome {
+  /**
+   * Classifies one element, counting its type's drift into `drift`. `text` is the element's text as the file
+   * writes it, as UTF-8 (or a function that gives it, asked only for a row with fields its type does not know): its
+   * `extra` is cut from it. Without it, the text is `JSON.stringify(element)`. Never throws.
+   */
+  classify(element: unknown, drift?: DriftCounter, text?: Uint8Array | (() => Uint8Array)): Outcome {
     if (!isObject(element)) {
       return { kind: "rejected", typeName: null, reason: `element: expected an object, got ${describe(element)}` };
     }
@@ -63,9 +68,11 @@ export class Classifier {
       kinds !== undefined && (drift !== undefined || this.#keepExtra) &&
       (typeof row === "string" || fieldCount(data) > kinds.size)
     ) {
-      const keep = this.#keepExtra && typeof row !== "string";
-      if (drift !== undefined) extra = drift.observe(typeName, kinds, data, keep);
-      else if (keep) extra = extraOf(kinds, data);
+      drift?.observe(typeName, kinds, data);
+      if (this.#keepExtra && typeof row !== "string") {
+        const source = typeof text === "function" ? text() : text ?? new TextEncoder().encode(JSON.stringify(element));
+        extra = extraText(source, kinds, data);
+      }
     }
     if (typeof row === "string") return { kind: "rejected", typeName, reason: row };
     if (this.#context.rejectNul) {

@@ -13,8 +13,9 @@ export type JsonKind = "string" | "number" | "boolean" | "null" | "object" | "ar
 
 /**
  * What a drift entry counts: `unknown`, a field the rules do not know;
- * `type`, a known field of another JSON type; `more`, observations past the
- * per-type bound of distinct fields (its `field` is empty).
+ * `type`, a known field of another JSON type; `more`, the records with a
+ * field past the per-type bound of distinct fields (each record once,
+ * however many such fields it has; its `field` is empty).
  */
 export type DriftKind = "unknown" | "type" | "more";
 
@@ -36,7 +37,7 @@ export interface DriftEntry {
   readonly example: string | null;
 }
 
-/** Distinct fields kept per record type per run; observations past it are counted in one `more` entry. */
+/** Distinct fields kept per record type per run; the records with a field past it are counted in one `more` entry. */
 export const DRIFT_FIELDS_PER_TYPE = 20;
 
 /**
@@ -78,29 +79,18 @@ function fieldName(field: string): string {
   return cap(field.includes("\u0000") || !field.isWellFormed() ? JSON.stringify(field) : field, EXAMPLE_CHARS);
 }
 
-/** `extra` so far (`{` and members, unclosed) with one more member: the field's name and value as JSON text. */
-function extraMember(extra: string | null, field: string, value: unknown): string {
-  // JSON.stringify escapes U+0000 and lone surrogates (\u0000, \ud800), so the text is valid UTF-8 without NUL, which
-  // both stores' text holds; an InexactNumber serializes as written, and `__proto__` is only a string here.
-  return `${extra === null ? "{" : `${extra},`}${JSON.stringify(field)}:${JSON.stringify(value) ?? "null"}`;
-}
-
 /**
- * The fields of `data` that its type's rules do not know, or of another JSON
- * type than the rule's, as one JSON object's text in the record's order: what
- * a row keeps in its `extra` column; `null` when there are none. (The
- * classifier gets it from {@linkcode DriftCounter.observe}, in the same loop
- * that counts drift.)
+ * The drifted fields (as drift names them) of `records` records of `type`
+ * that drifted alike: what a part tells the run besides its entries, so that
+ * the run counts in `more` each record with a field past its own bound once.
  */
-export function extraOf(kinds: ReadonlyMap<string, JsonKind>, data: Record<string, unknown>): string | null {
-  let extra: string | null = null;
-  for (const field in data) {
-    const value = data[field];
-    const expected = kinds.get(field);
-    if (typeof value === expected && expected !== "object") continue;
-    if (expected === undefined || jsonKind(value) !== expected) extra = extraMember(extra, field, value);
-  }
-  return extra === null ? null : `${extra}}`;
+export interface DriftShape {
+  /** The record type. */
+  readonly type: string;
+  /** The fields, in the first record's order. */
+  readonly fields: readonly string[];
+  /** Records with exactly these fields drifted. */
+  readonly records: number;
 }
 
 interface Counted {
@@ -118,6 +108,8 @@ export class DriftCounter {
   /** Distinct fields per type, and each type's `more` entry. */
   readonly #fields = new Map<string, Set<string>>();
   readonly #more = new Map<string, Counted>();
+  /** The records observed, by type and drifted fields. */
+  readonly #shapes = new Map<string, { type: string; fields: readonly string[]; records: number }>();
   readonly #bound: number;
 
   /** A counter keeping at most `bound` distinct fields per record type. */
@@ -131,60 +123,85 @@ export class DriftCounter {
   }
 
   /**
-   * Checks one record's data against its type's field kinds (`kinds` maps
-   * each known field to its JSON type). With `keep`, returns the drifted
-   * fields (unknown, or of another JSON type) as one JSON object's text, the
-   * row's `extra` (see {@linkcode extraOf}); else, or when there are none, `null`.
+   * Counts one record's drift: its data against its type's field kinds
+   * (`kinds` maps each known field to its JSON type).
    */
-  observe(
-    type: string,
-    kinds: ReadonlyMap<string, JsonKind>,
-    data: Record<string, unknown>,
-    keep = false,
-  ): string | null {
-    let extra: string | null = null;
+  observe(type: string, kinds: ReadonlyMap<string, JsonKind>, data: Record<string, unknown>): void {
+    let fields: string[] | undefined;
+    let past = false;
     for (const field in data) {
       const value = data[field];
       const expected = kinds.get(field);
       // The common case, a primitive of the rule's type, costs one typeof (`object` also matches null and arrays).
       if (typeof value === expected && expected !== "object") continue;
+      let name = field;
+      let kept: boolean;
       if (expected === undefined) {
-        const e = { type, field: fieldName(field), kind: "unknown", expected: null, seen: jsonKind(value) } as const;
-        this.#count({ ...e, records: 1, example: "" }, value);
-        if (keep) extra = extraMember(extra, field, value);
+        name = fieldName(field);
+        kept = this.#count(type, name, "unknown", null, jsonKind(value), 1, value);
       } else {
         const seen = jsonKind(value);
-        if (seen !== expected) {
-          this.#count({ type, field, kind: "type", expected, seen, records: 1, example: "" }, value);
-          if (keep) extra = extraMember(extra, field, value);
-        }
+        if (seen === expected) continue;
+        kept = this.#count(type, field, "type", expected, seen, 1, value);
       }
+      (fields ??= []).push(name);
+      if (!kept) past = true;
     }
-    return extra === null ? null : `${extra}}`;
+    if (fields === undefined) return;
+    if (past) this.#countMore(type, 1);
+    const id = `${type}\u0000${fields.join("\u0000")}`;
+    const shape = this.#shapes.get(id);
+    if (shape !== undefined) shape.records++;
+    else this.#shapes.set(id, { type, fields, records: 1 });
   }
 
-  /** Adds entries counted elsewhere (a part's, a file's), in their order. */
-  add(entries: readonly DriftEntry[]): void {
+  /**
+   * Adds what was counted elsewhere (a part's, a file's), in its order. With the `shapes` it observed
+   * ({@linkcode shapes}), `more` counts each record with a field past this counter's bound once; without them, a
+   * field past the bound adds its own count (a record with two such fields counts twice).
+   */
+  add(entries: readonly DriftEntry[], shapes?: readonly DriftShape[]): void {
     for (const e of entries) {
-      if (e.kind === "more") this.#countMore(e.type, e.records);
-      else this.#count(e, undefined);
+      if (e.kind === "more") {
+        if (shapes === undefined) this.#countMore(e.type, e.records);
+        continue;
+      }
+      const kept = this.#count(e.type, e.field, e.kind, e.expected, e.seen, e.records, undefined, e.example);
+      if (!kept && shapes === undefined) this.#countMore(e.type, e.records);
+    }
+    // The fields kept are now those the records above would have given one by one: a field of theirs not kept is
+    // past the bound for good.
+    for (const shape of shapes ?? []) {
+      const kept = this.#fields.get(shape.type);
+      if (shape.fields.some((field) => kept?.has(field) !== true)) this.#countMore(shape.type, shape.records);
     }
   }
 
-  #count(e: DriftEntry, value: unknown): void {
+  /** Counts `records` of an entry; false when its field is past the bound (nothing counted). */
+  #count(
+    type: string,
+    field: string,
+    kind: "unknown" | "type",
+    expected: JsonKind | null,
+    seen: JsonKind | null,
+    records: number,
+    value: unknown,
+    shown: string | null = null,
+  ): boolean {
     // An unknown field is one entry whatever its values' types; a type mismatch is one per type seen.
-    const id = `${e.type}\u0000${e.field}\u0000${e.kind}\u0000${e.kind === "type" ? e.seen : ""}`;
+    const id = `${type}\u0000${field}\u0000${kind}\u0000${kind === "type" ? seen : ""}`;
     const known = this.#entries.get(id);
     if (known !== undefined) {
-      known.records += e.records;
-      return;
+      known.records += records;
+      return true;
     }
-    let fields = this.#fields.get(e.type);
-    if (fields === undefined) this.#fields.set(e.type, fields = new Set());
-    if (!fields.has(e.field) && fields.size >= this.#bound) return this.#countMore(e.type, e.records);
-    fields.add(e.field);
-    const entry = { ...e, example: value === undefined ? e.example : example(value) };
-    this.#entries.set(id, { entry, records: e.records });
+    let fields = this.#fields.get(type);
+    if (fields === undefined) this.#fields.set(type, fields = new Set());
+    if (!fields.has(field) && fields.size >= this.#bound) return false;
+    fields.add(field);
+    const entry = { type, field, kind, expected, seen, records, example: value === undefined ? shown : example(value) };
+    this.#entries.set(id, { entry, records });
+    return true;
   }
 
   #countMore(type: string, records: number): void {
@@ -200,5 +217,10 @@ export class DriftCounter {
   entries(): DriftEntry[] {
     const out = [...this.#entries.values(), ...this.#more.values()].map((c) => ({ ...c.entry, records: c.records }));
     return out;
+  }
+
+  /** The records observed, by type and drifted fields (not those added from elsewhere), for {@linkcode add}. */
+  shapes(): DriftShape[] {
+    return [...this.#shapes.values()].map((s) => ({ ...s }));
   }
 }

@@ -16,12 +16,13 @@ export {
 } from "./record_type.ts";
 export { RECORD_TYPES } from "./types.ts";
 export { Classifier, type Outcome } from "./classify.ts";
+export { extraText, withoutFields } from "./extra.ts";
 export {
   DRIFT_FIELDS_PER_TYPE,
   DriftCounter,
   type DriftEntry,
   type DriftKind,
-  extraOf,
+  type DriftShape,
   type JsonKind,
   PART_DRIFT_FIELDS,
 } from "./drift.ts";

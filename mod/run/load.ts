@@ -8,7 +8,7 @@
  */
 import type { Logger as LogTapeLogger } from "@logtape/logtape";
 import type { Plan } from "./plan.ts";
-import { DriftCounter, type DriftEntry } from "../records/mod.ts";
+import { DriftCounter, type DriftEntry, type DriftShape } from "../records/mod.ts";
 import type { Produced, Producer } from "../produce/produce.ts";
 import type { FilePart, RunTransaction } from "../store/store.ts";
 import { fileSpan } from "../common/telemetry.ts";
@@ -36,11 +36,11 @@ export class Tally {
   ignoredTotal = 0;
   readonly #loaded = new Map<string, number>();
   readonly #ignored = new Map<string, number>();
-  readonly #drift: (readonly DriftEntry[])[] = [];
+  readonly #drift: { entries: readonly DriftEntry[]; shapes: readonly DriftShape[] | undefined }[] = [];
 
   /** Adds a part's (or a file's) counts; returns this. */
   add(part: FilePart): this {
-    if (part.drift !== undefined) this.#drift.push(part.drift);
+    if (part.drift !== undefined) this.#drift.push({ entries: part.drift, shapes: part.driftShapes });
     this.records += part.records;
     this.rejected += part.rejections.length;
     for (const [name, { count }] of part.rows) this.#loaded.set(name, (this.#loaded.get(name) ?? 0) + count);
@@ -55,7 +55,7 @@ export class Tally {
   addTo(loaded: Map<string, number>, ignored: Map<string, number>, drift: DriftCounter) {
     for (const [name, n] of this.#loaded) loaded.set(name, (loaded.get(name) ?? 0) + n);
     for (const [name, n] of this.#ignored) ignored.set(name, (ignored.get(name) ?? 0) + n);
-    for (const entries of this.#drift) drift.add(entries);
+    for (const { entries, shapes } of this.#drift) drift.add(entries, shapes);
   }
 }
 

@@ -209,7 +209,7 @@ class Revalidation {
     const counts = this.#reason(q.reason);
     this.revalidated++;
     counts.revalidated++;
-    const outcome = this.classifier.classify(element);
+    const outcome = this.classifier.classify(element, undefined, () => new TextEncoder().encode(q.raw));
     if (outcome.kind === "rejected") {
       this.stillRejected++;
       counts.stillRejected++;

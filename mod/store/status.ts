@@ -64,7 +64,10 @@ export interface DriftRow {
   readonly type: string;
   /** The field; empty for `more`. */
   readonly field: string;
-  /** `unknown` (the rules do not know the field), `type` (another JSON type) or `more` (past the bound). */
+  /**
+   * `unknown` (the rules do not know the field), `type` (another JSON type) or `more` (records with a field past the
+   * bound, each once).
+   */
   readonly kind: string;
   /** The rule's JSON type (for `type`). */
   readonly expected: string | null;

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { DriftEntry, RecordType, RowCell } from "../records/mod.ts";
+import type { DriftEntry, DriftShape, RecordType, RowCell } from "../records/mod.ts";
 import type { Validators } from "../source/source.ts";
 import type { CachedList, ListState } from "../source/listing.ts";
 import type { StatusReport } from "./status.ts";
@@ -43,6 +43,8 @@ export interface FilePart {
   readonly ignored: ReadonlyMap<string, number>;
   /** Schema drift of the part's records, when there is any. */
   readonly drift?: readonly DriftEntry[] | undefined;
+  /** The part's drifted records by type and fields, with `drift`: the run's `more` counts records by them. */
+  readonly driftShapes?: readonly DriftShape[] | undefined;
 }
 
 /** What identifies an object's content in a bucket listing: its ETag and size. */

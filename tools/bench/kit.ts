@@ -229,13 +229,13 @@ export function useCheckout(dir: string): void {
 export const bucketloadRoot = (): string => checkout;
 
 const knowsCwd = new Map<string, boolean>();
-/** Whether the checkout's build reads BUCKETLOAD_CWD (the launcher's, since the launcher came). */
-function knowsCwdVariable(): boolean {
-  if (!knowsCwd.has(checkout)) {
-    const out = new Deno.Command("grep", { args: ["-rlq", "BUCKETLOAD_CWD", join(checkout, "mod")] }).outputSync();
-    knowsCwd.set(checkout, out.success);
+/** Whether the build at `root` reads BUCKETLOAD_CWD (the launcher's, since the launcher came). */
+function knowsCwdVariable(root: string): boolean {
+  if (!knowsCwd.has(root)) {
+    const out = new Deno.Command("grep", { args: ["-rlq", "BUCKETLOAD_CWD", join(root, "mod")] }).outputSync();
+    knowsCwd.set(root, out.success);
   }
-  return knowsCwd.get(checkout)!;
+  return knowsCwd.get(root)!;
 }
 
 /** How bucketload is started: as a user runs it, or main.ts alone (no task runner, no launcher). */
@@ -260,6 +260,7 @@ export function bucketload(
   cwd: string,
   args: readonly string[] = ["--quiet", "--log-level", "warning"],
   start: Start = defaultStart,
+  root: string = checkout,
 ): Deno.Command {
   const common = { cwd, stdout: "piped", stderr: "piped" } as const;
   if (start === "installed") return new Deno.Command(INSTALLED, { ...common, args: [...args], env });
@@ -269,19 +270,19 @@ export function bucketload(
       args: [
         "run",
         "--cached-only",
-        `--config=${join(checkout, "deno.json")}`,
+        `--config=${join(root, "deno.json")}`,
         "-A",
         "--v8-flags=--max-semi-space-size=4",
-        join(checkout, "main.ts"),
+        join(root, "main.ts"),
         ...args,
       ],
       // Builds before BUCKETLOAD_CWD refuse it as an unknown variable: the child's cwd is `cwd` anyway.
-      env: knowsCwdVariable() ? { BUCKETLOAD_CWD: cwd, ...env } : env,
+      env: knowsCwdVariable(root) ? { BUCKETLOAD_CWD: cwd, ...env } : env,
     });
   }
   return new Deno.Command(Deno.execPath(), {
     ...common,
-    args: ["task", "--quiet", "--config", join(checkout, "deno.json"), "run", ...args],
+    args: ["task", "--quiet", "--config", join(root, "deno.json"), "run", ...args],
     env,
   });
 }

@@ -31,7 +31,26 @@ import {
 export const FLOOR = join(ROOT, "..", "shared", "bench", "floor.ts");
 export const WORK = join(BENCH_DIR, "suite");
 
-export type Impl = "bucketload" | "bucketload-pg" | "floor" | "original";
+/**
+ * What a load case runs: bucketload (into SQLite, PostgreSQL, or with `KEEP_EXTRA=no`), the same for the build of
+ * another checkout (`base`, `--base DIR`: an A/B in one run), the floor, the faithful original.
+ */
+export type Impl =
+  | "bucketload"
+  | "bucketload-pg"
+  | "bucketload-noextra"
+  | "base"
+  | "base-noextra"
+  | "floor"
+  | "original";
+
+/** The checkout of the `base` implementations, when set. */
+let baseRoot: string | undefined;
+
+/** Runs the `base` implementations from `dir` (a git worktree of another commit). */
+export function useBase(dir: string): void {
+  baseRoot = dir.endsWith("/") ? dir : `${dir}/`;
+}
 
 export interface Sample {
   readonly seconds: number;
@@ -69,8 +88,20 @@ export interface Bucket {
 /** The real-shaped bucket the others are prefixes of. */
 const POOL = { files: 10_000, records: 1000 };
 
-/** A folder generated once (clean records, as the real bucket's), seed 42. */
-async function generated(name: string, files: number, records: number, repeatRate?: number): Promise<string> {
+/** Records with fields their type does not know: `rate` of them, each with `fields` such fields. */
+export interface Extras {
+  readonly rate: number;
+  readonly fields: number;
+}
+
+/** A folder generated once (clean records, as the real bucket's, unless `extras`), seed 42. */
+async function generated(
+  name: string,
+  files: number,
+  records: number,
+  repeatRate?: number,
+  extras?: Extras,
+): Promise<string> {
   const dir = join(BENCH_DIR, `suite-${name}-${files}x${records}`);
   try {
     await Deno.stat(join(dir, "files_list.data"));
@@ -84,6 +115,7 @@ async function generated(name: string, files: number, records: number, repeatRat
       seed: 42,
       shape: "real",
       ...(repeatRate === undefined ? {} : { repeatRate }),
+      ...(extras === undefined ? {} : { extraRate: extras.rate, extraFields: extras.fields }),
     });
   }
   return dir;
@@ -104,9 +136,11 @@ export async function ownBucket(
   records: number,
   s: LoadSettings,
   repeatRate?: number,
+  extras?: Extras,
 ): Promise<Bucket> {
   files = Math.max(4, Math.round(files * s.scale));
-  return { dir: await generated(name, files, records, repeatRate), list: undefined, files, records: files * records };
+  const dir = await generated(name, files, records, repeatRate, extras);
+  return { dir, list: undefined, files, records: files * records };
 }
 
 /** A Python that has aiohttp (the original's client); Debian's `python3-aiohttp` is installed when missing and allowed. */
@@ -171,8 +205,12 @@ export async function runOnce(impl: Impl, url: string, options: { keep?: string 
     if (notLoaded > 0) throw new Error(`${impl} left ${notLoaded} file(s) not loaded`);
     return { seconds: m.seconds, rss: m.rss, cpu: m.cpu, background: m.background, rows };
   }
-  const command = impl === "bucketload"
-    ? bucketload({ BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_NAME: db }, WORK)
+  const env = { BUCKETLOAD_BUCKET_NAME: url, BUCKETLOAD_DATABASE_NAME: db };
+  const noExtra = impl.endsWith("-noextra") ? { BUCKETLOAD_KEEP_EXTRA: "no" } : {};
+  const command = impl === "bucketload" || impl === "bucketload-noextra"
+    ? bucketload({ ...env, ...noExtra }, WORK)
+    : impl === "base" || impl === "base-noextra"
+    ? bucketload({ ...env, ...noExtra }, WORK, undefined, undefined, baseRoot ?? ROOT)
     : impl === "floor"
     ? floorCommand(url, db)
     : await originalCommand(url, db);

@@ -20,6 +20,8 @@
  *   --write     write docs/performance.md even for a selection (a full run writes it unless --quick)
  *   --checkout DIR  run bucketload from DIR (a git worktree of another commit, e.g. to bisect); floor and
  *               original stay this checkout's
+ *   --base DIR  also run the build of DIR (a git worktree of another commit) in every load case, interleaved, as
+ *               `base` (and `base-noextra` in the extra case): an A/B in one run
  *   --start main  the load cases start main.ts alone instead of `deno task run` (commits before the launcher)
  *
  * Buckets, the history databases (`history_db.ts`) and the installed command are cached under `.bench/`
@@ -46,6 +48,7 @@ import {
   realBucket,
   type Result,
   runOnce,
+  useBase,
   wall,
   WORK,
 } from "./loads.ts";
@@ -62,6 +65,7 @@ const { values, positionals } = parseArgs({
     write: { type: "boolean" },
     list: { type: "boolean" },
     checkout: { type: "string" },
+    base: { type: "string" },
     start: { type: "string", default: "task" },
   },
 });
@@ -69,6 +73,7 @@ const RUNS = values.quick ? 1 : Number(values.runs);
 const n = (v: number) => v.toLocaleString("en-US", { maximumFractionDigits: 0 });
 const S: LoadSettings = { runs: RUNS, scale: values.quick ? 0.1 : 1 };
 if (values.checkout !== undefined) useCheckout(values.checkout);
+if (values.base !== undefined) useBase(values.base);
 if (values.start !== "task" && values.start !== "main") throw new Error("--start is task or main");
 useStart(values.start);
 
@@ -134,6 +139,21 @@ const CASES: { name: string; about: string; run: () => Promise<void> }[] = [
       }),
   },
   {
+    name: "extra",
+    about: "unknown fields kept in extra: 10% of records with one (500 × 1,000), every record with 50 (50 × 1,000); " +
+      "KEEP_EXTRA on and off",
+    run: async () => {
+      const impls: Impl[] = ["bucketload", "bucketload-noextra", ...(values.base ? ["base-noextra" as const] : [])];
+      await load(
+        "extra-10",
+        "unique keys, 10% with an unknown field",
+        await extraBucket("extra10", 500, 0.1, 1),
+        impls,
+      );
+      await load("extra-50", "unique keys, 50 unknown fields each", await extraBucket("extra50", 50, 1, 50), impls);
+    },
+  },
+  {
     name: "incremental",
     about: "100 new files into 1,500; the floor holds the 1,500 too",
     run: async () => void (m.incremental = await incremental(S)),
@@ -181,6 +201,10 @@ const CASES: { name: string; about: string; run: () => Promise<void> }[] = [
   },
 ];
 
+/** A bucket of unique keys of the real shape, `rate` of its 1,000-record files' records with `fields` unknown fields. */
+const extraBucket = (name: string, files: number, rate: number, fields: number) =>
+  ownBucket(name, files, 1000, S, 0, { rate, fields });
+
 async function load(
   key: string,
   title: string,
@@ -188,6 +212,8 @@ async function load(
   impls: Impl[],
   o: { latency?: number; runs?: number; runsOf?: Partial<Record<Impl, number>>; suffix?: string } = {},
 ) {
+  // With --base, the other build runs beside this one's, interleaved.
+  if (values.base !== undefined) impls = impls.flatMap((i) => i === "bucketload" ? [i, "base" as const] : [i]);
   // The title names the bucket's size as generated (a --quick run's buckets are a tenth).
   const named = `${title} ${n(b.files)} × ${n(b.records / b.files)}${o.suffix ?? ""}`;
   m.loads.set(key, await firstLoad(named, b, impls, { runs: o.runs ?? RUNS, ...o }));
@@ -210,7 +236,9 @@ try {
 } catch {
   throw new Error(`The shared floor is not at ${FLOOR}`);
 }
-if (selected.some((c) => !["year", "startup", "lineage", "pg", "noop"].includes(c.name))) await pythonWithAiohttp();
+if (selected.some((c) => !["year", "startup", "lineage", "pg", "noop", "extra"].includes(c.name))) {
+  await pythonWithAiohttp();
+}
 const started = new Date();
 /** Cases that failed (a build being edited, a missing tool): reported, and the others still run. */
 const failed: { name: string; reason: string }[] = [];
@@ -363,6 +391,42 @@ if (loads.length > 0) {
       "meanwhile, in cores (for bucketload-pg it includes the PostgreSQL server). bucketload's writer and its worker " +
       "need both cores, the floor one: wall-time ratios are only comparable between tables whose other load is near 0.",
   );
+  const cpuOf = (r: Result, impl: Impl) => {
+    const s = r.samples.get(impl);
+    return s === undefined || s.length === 0 ? undefined : median(s.map((x) => x.cpu));
+  };
+  const pct = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? "–" : `${a >= b ? "+" : ""}${((a / b - 1) * 100).toFixed(0)}%`;
+  const withBase = loads.filter((r) => r.samples.has("base"));
+  if (withBase.length > 0) {
+    lines.push(
+      "",
+      `Against the build of ${values.base} (\`base\`, the same run, interleaved): ` +
+        withBase.map((r) =>
+          `${r.title}: wall ${pct(wall(r, "bucketload"), wall(r, "base"))}, CPU ${
+            pct(cpuOf(r, "bucketload"), cpuOf(r, "base"))
+          }`
+        ).join("; ") + ".",
+    );
+  }
+  const withNoExtra = loads.filter((r) => r.samples.has("bucketload-noextra"));
+  if (withNoExtra.length > 0) {
+    lines.push(
+      "",
+      "KEEP_EXTRA on against off (the same run): " +
+        withNoExtra.map((r) =>
+          `${r.title}: wall ${pct(wall(r, "bucketload"), wall(r, "bucketload-noextra"))}, CPU ${
+            pct(cpuOf(r, "bucketload"), cpuOf(r, "bucketload-noextra"))
+          }${
+            r.samples.has("base-noextra")
+              ? ` (base: wall ${pct(wall(r, "base"), wall(r, "base-noextra"))}, CPU ${
+                pct(cpuOf(r, "base"), cpuOf(r, "base-noextra"))
+              })`
+              : ""
+          }`
+        ).join("; ") + ".",
+    );
+  }
   if (m.incremental) {
     lines.push(
       "",

@@ -16,6 +16,8 @@ import { rawColumn } from "./raw_text.ts";
 import type { Filled, Rederived } from "../store.ts";
 import { FILL_META, tableNames } from "./tamper.ts";
 import { EXTRA_COLUMN } from "../../records/record_type.ts";
+import { withoutFields } from "../../records/extra.ts";
+import { parseJson } from "../../records/numbers.ts";
 
 /** The `meta` name of the recorded settings: JSON, type → key → value. */
 const META = "derived_settings";
@@ -125,9 +127,11 @@ async function fillTable(
   } WHERE ${type.key.map((k, i) => `${quote(k)} = $${columns.length + i + 2}`).join(" AND ")}`;
   for await (const page of tablePages(c, type, "filling", { withExtra: true })) {
     for (const row of page) {
+      const text = row[EXTRA_COLUMN] as string;
       let extra: Record<string, unknown>;
       try {
-        extra = JSON.parse(row[EXTRA_COLUMN] as string);
+        // Read as a record is: a repeated name gives its last value, a number no double holds is refused by the check.
+        extra = parseJson(text) as Record<string, unknown>;
       } catch {
         continue;
       }
@@ -146,12 +150,12 @@ async function fillTable(
         }
         continue;
       }
-      const rest = { ...extra };
-      for (const name of carried) delete rest[name];
+      // The field leaves extra, every occurrence of it (a fresh load keeps none of a field its type knows); the
+      // other members stay as they were written.
       const values = columns.map((name) => carried.includes(name) ? next[names.indexOf(name)]! : null);
       await c.run(update, [
         ...values,
-        Object.keys(rest).length === 0 ? null : JSON.stringify(rest),
+        withoutFields(text, carried),
         ...type.key.map((k) => row[k] as string | number),
       ] as (string | number)[]);
       out.rows++;

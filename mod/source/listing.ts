@@ -5,13 +5,13 @@
  */
 import { refuseReason } from "./location.ts";
 import {
+  encodingName,
   type FullRead,
   type Listing,
   type ListRead,
   type ListState,
   NotInEncodingError,
   parseListing,
-  encodingName,
   readAgainst,
   readUnchanged,
   readWhole,

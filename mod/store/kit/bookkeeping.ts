@@ -73,12 +73,10 @@ const byCodePoint = (c: SqlClient) => c.dialect.name === "postgres" ? `key COLLA
 
 /** The keys registered by runs after `after` (every key without it), with the registry's size and last run. */
 export async function registrySince(c: SqlClient, after?: number): Promise<RegistrySince> {
-  const keys = after === undefined
-    ? await registeredKeys(c)
-    : (await c.all<{ key: string }>(
-      `SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, ${byCodePoint(c)}`,
-      [after],
-    )).map((r) => r.key);
+  const keys = after === undefined ? await registeredKeys(c) : (await c.all<{ key: string }>(
+    `SELECT key FROM processed_files WHERE run_id > $1 ORDER BY run_id, ${byCodePoint(c)}`,
+    [after],
+  )).map((r) => r.key);
   const [row] = await c.all<{ last: number }>("SELECT coalesce(max(run_id), 0) AS last FROM processed_files");
   return { keys, count: await registrySize(c), lastRun: Number(row!.last) };
 }

@@ -87,9 +87,10 @@ export async function forgetTableRows(c: SqlClient, tables?: readonly string[]):
 /**
  * Counts the totals afresh from their tables: a run that loads every file again (`--force`) does, so that a hand
  * edit the triggers never saw (PostgreSQL's `TRUNCATE`, SQLite's `REPLACE INTO`, which deletes without its delete
- * trigger) is repaired. Data tables' row counts are forgotten: the commit counts them whole.
+ * trigger) is repaired. Data tables' row counts are counted now when `tables` are given (at a commit), else forgotten
+ * (the commit counts them whole).
  */
-export async function recountTotals(c: SqlClient): Promise<void> {
+export async function recountTotals(c: SqlClient, tables?: readonly string[]): Promise<void> {
   if (!(await keepsTotals(c))) return;
   await c.run("DELETE FROM registry_counts");
   await c.run(
@@ -103,4 +104,9 @@ export async function recountTotals(c: SqlClient): Promise<void> {
      SELECT 0, ${reasonGroupSql(c.dialect, "reason")}, count(*) FROM rejected_records GROUP BY 2`,
   );
   await c.run("DELETE FROM table_rows");
+  for (const table of tables ?? []) {
+    await c.run(`INSERT INTO table_rows (name, "rows") SELECT CAST($1 AS TEXT), count(*) FROM ${quote(table)}`, [
+      table,
+    ]);
+  }
 }

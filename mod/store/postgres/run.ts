@@ -12,7 +12,7 @@ import { CommitUnknownError, ConnectionLostError } from "../../common/errors.ts"
 import type { RecordType } from "../../records/mod.ts";
 import { registryEntries, type RunBook, writeMeta } from "../kit/bookkeeping.ts";
 import { KitRun } from "../kit/run.ts";
-import { addTableRows, foldCounts } from "../kit/summary.ts";
+import { addTableRows, foldCounts, recountTotals } from "../kit/summary.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
@@ -41,6 +41,8 @@ export interface PostgresRunOptions {
   readonly committed?: ((runId: number, pid: number) => Promise<boolean | undefined>) | undefined;
   /** The run's server session. */
   readonly pid?: number | undefined;
+  /** Count the status totals afresh at commit (`--force`: every file loaded again). */
+  readonly recount?: boolean | undefined;
 }
 
 /** A run's transaction on its own connection. */
@@ -193,6 +195,9 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
     // In the commit section: the status totals of this run's and committed transactions, and the rows per table.
     await foldCounts(this.c);
     await addTableRows(this.c, this.types.map((t) => t.table), this.rows.tableDeltas());
+    // Every file was loaded again: the totals are counted afresh (a hand edit the triggers never saw goes), in the
+    // commit section, where no other run folds.
+    if (this.#o.recount) await recountTotals(this.c, this.types.map((t) => t.table));
     const { bucket, previousBucket, startedAt } = this.#o;
     const meta: Record<string, string> = { ...this.settingsRecord, bucket };
     if (previousBucket !== undefined && previousBucket !== bucket) {

@@ -50,7 +50,6 @@ import { quote } from "../kit/sql.ts";
 import { lostColumns, MIGRATIONS, postgresMigrationSql, postgresSql, SCHEMA_VERSION, tableSql } from "../migrations.ts";
 import type { BeginOptions, FileStatus, RegistryEntry, RegistrySince, RunTransaction, Store } from "../store.ts";
 import { connect, connectError, postgresClient, type Sql } from "./connection.ts";
-import { recountTotals } from "../kit/summary.ts";
 import { PostgresRun } from "./run.ts";
 
 const logger = getLogger(["bucketload", "store"]);
@@ -204,8 +203,6 @@ export class PostgresStore implements Store {
           changes.push(`${type.table}: added column ${EXTRA_COLUMN} (NULL in existing rows)`);
         }
       }
-      // Every file is loaded again: the totals are counted afresh too (a hand edit the triggers never saw goes).
-      if (reload) await recountTotals(postgresClient(t as unknown as Sql));
       const tables = dataTablesValue(this.#types.map((type) => type.table));
       if ((await recorded()) !== tables) {
         await t`INSERT INTO meta (name, value) VALUES (${DATA_TABLES_META}, ${tables})
@@ -258,6 +255,7 @@ export class PostgresStore implements Store {
         signal: options.signal,
         pid: Number(session!.pid),
         committed: (runId, session) => this.#committed(runId, session),
+        recount: options.reload === true,
       });
       await run.prepare(this.#claimTimeoutMs);
       return run;

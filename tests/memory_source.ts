@@ -4,7 +4,7 @@
  * @module
  */
 import fc from "fast-check";
-import type { BucketSource, FetchResult, GetOptions, ListedObject } from "../mod/source/source.ts";
+import type { BucketSource, FetchResult, GetOptions } from "../mod/source/source.ts";
 
 /** A bucket held in memory: the list, then each file's text (or bytes). */
 export class MemorySource implements BucketSource {
@@ -22,33 +22,6 @@ export class MemorySource implements BucketSource {
       return Promise.resolve({ kind: "stream", body: ReadableStream.from(chunks), declaredBytes: body.byteLength });
     }
     return Promise.resolve({ kind: "ok", body });
-  }
-}
-
-/**
- * A bucket held in memory without a list file: listed in key order with an
- * ETag per content, as S3 lists, so that a run finds changed and deleted
- * objects.
- */
-export class ListedMemorySource extends MemorySource {
-  override get(key: string, options: GetOptions): Promise<FetchResult> {
-    if (key === "files_list.data") return Promise.resolve({ kind: "missing", reason: "no list file" });
-    return super.get(key, options);
-  }
-  async listObjects(options: { onPage: (objects: ListedObject[]) => Promise<void> }): Promise<undefined> {
-    const objects: ListedObject[] = [];
-    for (const key of [...this.files.keys()].sort()) {
-      const content = this.files.get(key)!;
-      const body = typeof content === "string" ? new TextEncoder().encode(content) : content;
-      const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", new Uint8Array(body)));
-      objects.push({
-        key,
-        etag: `"${[...digest].map((b) => b.toString(16).padStart(2, "0")).join("")}"`,
-        size: body.length,
-      });
-    }
-    await options.onPage(objects);
-    return undefined;
   }
 }
 

@@ -45,20 +45,11 @@ function comparable(report: RunReport) {
 
 type Scenario = (run: (source: BucketSource, options?: RunOnceOptions) => Promise<RunReport>) => Promise<unknown>;
 
-/** Options of {@linkcode sameOnBoth}. */
-interface SameOptions {
-  /** Checks of the PostgreSQL database afterwards. */
-  readonly after?: (url: string, dump: Dump) => Promise<void>;
-  /** Rows a PostgreSQL run stages before it merges them during its load (see `PostgresStoreOptions`). */
-  readonly mergeRows?: number;
-}
-
 /**
  * Runs `scenario` against a new SQLite file and a new PostgreSQL database and
  * checks that both end with the same content and reports; returns the dump.
  */
-async function sameOnBoth(scenario: Scenario, options: SameOptions = {}) {
-  const { after = async () => {}, mergeRows } = options;
+async function sameOnBoth(scenario: Scenario, after: (url: string, dump: Dump) => Promise<void> = async () => {}) {
   return await withTempDir(async (dir) => {
     const dbPath = join(dir, "db.sqlite3");
     const sqlite = SqliteStore.open(dbPath, { types: RECORD_TYPES });
@@ -74,7 +65,7 @@ async function sameOnBoth(scenario: Scenario, options: SameOptions = {}) {
       sqlite.close();
     }
     return await withPgDatabase(async (url) => {
-      const pg = await PostgresStore.open(url, { types: RECORD_TYPES, ...(mergeRows ? { mergeRows } : {}) });
+      const pg = await PostgresStore.open(url, { types: RECORD_TYPES });
       const onPg: unknown[] = [];
       try {
         onPg.push(await scenario(runWith(pg, onPg)));
@@ -135,25 +126,20 @@ pgTest("exact rows, rejections, a rerun and --force: the same as SQLite", async 
       await run(source); // the list answers 304: nothing to do
       await run(source, { force: true });
       await run(source, { concurrency: 1, force: true });
-    }, {
-      after: async (url, dump) => {
-        assert.ok(dump.songs.length > 0 && dump.movies.length > 0 && dump.apps.length > 0);
-        assert.ok(dump.rejected_records.length > 0);
-        assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM runs"), [{ n: 3 }]);
-        assert.deepEqual(
-          await pgQuery(url, "SELECT type, field, kind, seen, records FROM run_drift WHERE run_id = 1"),
-          [
-            { type: "song", field: "year", kind: "type", seen: "string", records: 1 },
-          ],
-        );
-        assert.deepEqual(
-          await pgQuery(url, "SELECT version FROM schema_version ORDER BY version"),
-          MIGRATIONS.map((m) => ({ version: m.version })),
-        );
-        assert.deepEqual(await pgQuery(url, "SELECT value FROM meta WHERE name = 'last_check_result'"), [
-          { value: "list unchanged, nothing pending" },
-        ]);
-      },
+    }, async (url, dump) => {
+      assert.ok(dump.songs.length > 0 && dump.movies.length > 0 && dump.apps.length > 0);
+      assert.ok(dump.rejected_records.length > 0);
+      assert.deepEqual(await pgQuery(url, "SELECT count(*) AS n FROM runs"), [{ n: 3 }]);
+      assert.deepEqual(await pgQuery(url, "SELECT type, field, kind, seen, records FROM run_drift WHERE run_id = 1"), [
+        { type: "song", field: "year", kind: "type", seen: "string", records: 1 },
+      ]);
+      assert.deepEqual(
+        await pgQuery(url, "SELECT version FROM schema_version ORDER BY version"),
+        MIGRATIONS.map((m) => ({ version: m.version })),
+      );
+      assert.deepEqual(await pgQuery(url, "SELECT value FROM meta WHERE name = 'last_check_result'"), [
+        { value: "list unchanged, nothing pending" },
+      ]);
     });
   } finally {
     await server.close();
@@ -182,11 +168,9 @@ pgTest("missing and failed files, the next run, --retry-invalid and --key: the s
       await run(source, { retryInvalid: true });
       // Re-loading A (before B in the list) leaves B's rows: the later file in list order wins in both stores.
       await run(source, { onlyKeys: [A] });
-    }, {
-      after: async (url) => {
-        const song = "SELECT source_key FROM songs WHERE title = 'Wisdom (Reprise)'";
-        assert.deepEqual(await pgQuery(url, song), [{ source_key: B }]);
-      },
+    }, async (url) => {
+      const song = "SELECT source_key FROM songs WHERE title = 'Wisdom (Reprise)'";
+      assert.deepEqual(await pgQuery(url, song), [{ source_key: B }]);
     });
   } finally {
     await server.close();
@@ -255,27 +239,6 @@ pgTest(
         });
       }),
       { numRuns: 10 },
-    );
-  },
-);
-
-pgTest(
-  "merges every few rows during the load (parts rolled back after a merge, later-file-wins): the same as SQLite",
-  async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(randomFile({ nul: false }), { minLength: 2, maxLength: 8 }),
-        fc.integer({ min: 1, max: 40 }),
-        async (texts, mergeRows) => {
-          const files = new Map(texts.map((t, i) => [`f${i}.data`, t]));
-          await sameOnBoth(async (run) => {
-            for (const force of [false, true]) {
-              await run(new MemorySource(files), { streamThresholdBytes: 400, partElements: 3, concurrency: 3, force });
-            }
-          }, { mergeRows });
-        },
-      ),
-      { numRuns: 15 },
     );
   },
 );

@@ -2,9 +2,8 @@
  * The commit section's advisory lock: only a run that holds it writes the
  * data tables and the shared bookkeeping rows, so that runs side by side
  * never wait on each other's row locks (nor deadlock on them). A run takes
- * it at its first merge of staged rows (without waiting, during the load)
- * or when it enters its commit section (waiting), and keeps it to the end of
- * its transaction.
+ * it when it enters its commit section, and keeps it to the end of its
+ * transaction.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL store: one database shared by any number of runs, which
- * claim keys and merge their rows under one lock.
+ * claim keys and merge their rows at commit.
  *
  * @module
  */

@@ -39,8 +39,6 @@ export interface PostgresRunOptions {
   readonly committed?: ((runId: number, pid: number) => Promise<boolean | undefined>) | undefined;
   /** The run's server session. */
   readonly pid?: number | undefined;
-  /** Rows staged before a merge during the load (see `PostgresRowsOptions.mergeRows`). */
-  readonly mergeRows?: number | undefined;
 }
 
 /** A run's transaction on its own connection. */
@@ -51,7 +49,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   readonly #written = new Set<string>();
   /** The list to cache at commit. */
   #listToCache: { key: string; text: string; validators: Validators } | undefined;
-  /** The commit section's lock: taken at the first merge of staged rows, or on entering the commit section. */
+  /** The commit section's lock. */
   readonly #lock: CommitLock;
   /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
   #committing = false;
@@ -72,7 +70,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   constructor(conn: Reserved, book: RunBook, types: readonly RecordType[], options: PostgresRunOptions) {
     // Runs side by side share the database (they claim keys): a run never waits for another's lock to start.
     const lock = new CommitLock(conn);
-    const rows = new PostgresRows(conn, types, { lock, mergeRows: options.mergeRows });
+    const rows = new PostgresRows(conn, types);
     super({ client: postgresClient(conn), book, types, rows, lockWaitMs: 0 });
     this.#lock = lock;
     this.#gone.promise.catch(() => {});

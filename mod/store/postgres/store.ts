@@ -6,13 +6,11 @@
  *   fetches it, and checks the registry again once it holds it, so that every
  *   object is fetched and loaded once. A run that dies releases its claims
  *   with its connection, and its transaction rolls back.
- * - Rows are copied (`COPY`) into the run's temp stages and merged into the
- *   data tables every `mergeRows` rows during the load and at commit, only
- *   under the advisory commit lock (taken without waiting during the load,
- *   then kept to the commit), so that runs never wait on each other's row
- *   locks. Each row keeps its file's list position (`source_pos`) and only a
- *   row from the same or a later position replaces it: the later file in
- *   list order wins, whichever run loads it.
+ * - Rows are copied (`COPY`) into the run's temp stage and merged at commit,
+ *   under a short advisory "merge" lock, so that runs never wait on each
+ *   other's row locks while they fetch. Each row keeps its file's list
+ *   position (`source_pos`) and only a row from the same or a later position
+ *   replaces it: the later file in list order wins, whichever run loads it.
  * - Shared bookkeeping rows (list cache, meta, missing counts) are written
  *   in that commit section too.
  *
@@ -63,12 +61,6 @@ export interface PostgresStoreOptions {
    * @default {DEFAULT_CLAIM_TIMEOUT_MS}
    */
   readonly claimTimeoutMs?: number;
-  /**
-   * Rows a run stages before it merges them into the data tables during its
-   * load (the rest at commit). Tests set it small to merge often.
-   * @default {MERGE_ROWS} (`rows.ts`)
-   */
-  readonly mergeRows?: number;
 }
 
 /** `CLAIM_TIMEOUT_SECONDS`' default: a minute. */
@@ -103,15 +95,13 @@ export class PostgresStore implements Store {
   readonly #c: SqlClient;
   readonly #types: readonly RecordType[];
   readonly #claimTimeoutMs: number;
-  readonly #mergeRows: number | undefined;
 
-  private constructor(sql: Sql, display: string, types: readonly RecordType[], options: PostgresStoreOptions) {
+  private constructor(sql: Sql, display: string, types: readonly RecordType[], claimTimeoutMs: number) {
     this.#sql = sql;
     this.#c = postgresClient(sql);
     this.display = display;
     this.#types = types;
-    this.#claimTimeoutMs = options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
-    this.#mergeRows = options.mergeRows;
+    this.#claimTimeoutMs = claimTimeoutMs;
   }
 
   /**
@@ -122,7 +112,8 @@ export class PostgresStore implements Store {
    */
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
     const sql = await connect(url, options.connectTimeoutSeconds ?? 10);
-    return new PostgresStore(sql, redactUrl(url), options.types, options);
+    const timeout = options.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
+    return new PostgresStore(sql, redactUrl(url), options.types, timeout);
   }
 
   /** Brings the schema to this build's version, in its own transaction under the migration lock. */
@@ -239,7 +230,6 @@ export class PostgresStore implements Store {
         signal: options.signal,
         pid: Number(session!.pid),
         committed: (runId, session) => this.#committed(runId, session),
-        mergeRows: this.#mergeRows,
       });
       await run.prepare(this.#claimTimeoutMs);
       return run;

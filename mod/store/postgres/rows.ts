@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { EXTRA_COLUMN, type RecordType, type RowCell } from "../../records/mod.ts";
@@ -12,6 +13,8 @@ import type { RowSink } from "../kit/file_parts.ts";
 import { quote } from "../kit/sql.ts";
 import type { FilePart, RowCounts } from "../store.ts";
 import type { Reserved } from "./connection.ts";
+
+const logger = getLogger(["bucketload", "store"]);
 
 /** Buffered COPY text sent once it reaches this many characters (4 Mi measured 211 MB peak RSS, 256 Ki 175 MB, same speed). */
 const COPY_BUFFER_CHARS = 256 * 1024;
@@ -138,6 +141,7 @@ export class PostgresRows implements RowSink<CopyMark> {
   async merge(): Promise<RowCounts> {
     if (this.#merged !== undefined) return this.#merged;
     await this.flush();
+    const started = performance.now();
     await this.#conn`SET LOCAL work_mem = '64MB'`;
     let inserted = 0, removed = 0;
     if (this.#replaced.size > 0) {
@@ -176,6 +180,11 @@ export class PostgresRows implements RowSink<CopyMark> {
       inserted += row?.inserted ?? 0;
     }
     this.#merged = { inserted, updated: this.#staged - inserted, removed };
+    logger.debug("Merged {staged} staged rows into the data tables in {ms} ms", {
+      staged: this.#staged,
+      ms: Math.round(performance.now() - started),
+      ...this.#merged,
+    });
     return this.#merged;
   }
 }

@@ -16,8 +16,10 @@ import { KitRun } from "../kit/run.ts";
 import { fateOf } from "../fate.ts";
 import type * as S from "../store.ts";
 import { drops, lostConnection, postgresClient, type Reserved } from "./connection.ts";
-import { CommitLock } from "./commit_lock.ts";
 import { type CopyMark, PostgresRows } from "./rows.ts";
+
+/** The advisory lock of the commit section (see `store.ts` for the namespace). */
+export const COMMIT_LOCK: bigint = 0x6275636b_6c6f6164n + 1n;
 
 /** How long a stopped run waits for its ROLLBACK before it lets the connection go. */
 const STOP_ROLLBACK_MS = 3000;
@@ -49,8 +51,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   readonly #written = new Set<string>();
   /** The list to cache at commit. */
   #listToCache: { key: string; text: string; validators: Validators } | undefined;
-  /** The commit section's lock. */
-  readonly #lock: CommitLock;
+  #inCommitSection = false;
   /** The COMMIT was sent: a lost connection from here on leaves the outcome to be asked. */
   #committing = false;
   #open = true;
@@ -69,10 +70,7 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
   /** A run on its reserved connection `conn`; `book` writes its bookkeeping, `types` name its tables. */
   constructor(conn: Reserved, book: RunBook, types: readonly RecordType[], options: PostgresRunOptions) {
     // Runs side by side share the database (they claim keys): a run never waits for another's lock to start.
-    const lock = new CommitLock(conn);
-    const rows = new PostgresRows(conn, types);
-    super({ client: postgresClient(conn), book, types, rows, lockWaitMs: 0 });
-    this.#lock = lock;
+    super({ client: postgresClient(conn), book, types, rows: new PostgresRows(conn, types), lockWaitMs: 0 });
     this.#gone.promise.catch(() => {});
     const onDrop = (event: Event) => this.#fail(new ConnectionLostError((event as CustomEvent<string>).detail));
     const { signal } = options;
@@ -147,9 +145,11 @@ export class PostgresRun extends KitRun<CopyMark, PostgresRows> {
     return mine.filter((k) => fateOf(entries.get(k), wanted.get(k), rules) !== "processed");
   }
 
-  /** Takes the commit lock (once): from here to the commit, shared rows are written. */
+  /** Takes the commit lock once: from here to the commit, shared rows are written. */
   async #enterCommitSection() {
-    await this.#lock.enter();
+    if (this.#inCommitSection) return;
+    await this.#conn`SELECT pg_advisory_xact_lock(${COMMIT_LOCK.toString()}::bigint)`;
+    this.#inCommitSection = true;
   }
 
   async #markDeleted(keys: readonly string[], at: Date, prune: boolean): Promise<string[]> {

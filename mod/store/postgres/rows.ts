@@ -162,7 +162,7 @@ export class PostgresRows implements RowSink<CopyMark> {
         `SELECT NOT EXISTS (SELECT 1 FROM ${table}) AS empty`,
       );
       if (empty) {
-        // Nothing to conflict with (only a run in the commit section writes the tables): a plain INSERT, which costs
+        // Nothing to conflict with (only a run in the commit section inserts into them): a plain INSERT, which costs
         // 0.6x an upsert's speculative insertion.
         inserted += (await this.#conn.unsafe(`INSERT INTO ${table} (${names.join(", ")}) ${latest}`)).count;
         continue;

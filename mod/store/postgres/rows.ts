@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { EXTRA_COLUMN, type RecordType, type RowCell } from "../../records/mod.ts";
@@ -12,6 +13,8 @@ import type { RowSink } from "../kit/file_parts.ts";
 import { quote } from "../kit/sql.ts";
 import type { FilePart, RowCounts } from "../store.ts";
 import type { Reserved } from "./connection.ts";
+
+const logger = getLogger(["bucketload", "store"]);
 
 /** Buffered COPY text sent once it reaches this many characters (4 Mi measured 211 MB peak RSS, 256 Ki 175 MB, same speed). */
 const COPY_BUFFER_CHARS = 256 * 1024;
@@ -134,11 +137,13 @@ export class PostgresRows implements RowSink<CopyMark> {
   /**
    * Merges the stages into the data tables (once; in the commit section):
    * replaced objects' earlier rows go, then per key the row of the latest
-   * list position (then arrival) wins.
+   * list position (then arrival) wins; into a table still empty, with a
+   * plain INSERT.
    */
   async merge(): Promise<RowCounts> {
     if (this.#merged !== undefined) return this.#merged;
     await this.flush();
+    const started = performance.now();
     await this.#conn`SET LOCAL work_mem = '64MB'`;
     let inserted = 0, removed = 0;
     if (this.#replaced.size > 0) {
@@ -151,14 +156,25 @@ export class PostgresRows implements RowSink<CopyMark> {
       }
     }
     for (const type of this.#types.values()) {
+      const table = quote(type.table);
       const names = columnsOf(type);
       const keys = type.key.map(quote).join(", ");
+      const latest = `SELECT DISTINCT ON (${keys}) ${names.join(", ")} FROM ${quote(`stage_${type.table}`)}
+        ORDER BY ${keys}, source_pos DESC, seq DESC`;
+      const [{ empty }] = await this.#conn.unsafe<[{ empty: boolean }]>(
+        `SELECT NOT EXISTS (SELECT 1 FROM ${table}) AS empty`,
+      );
+      if (empty) {
+        // Nothing to conflict with (only a run in the commit section inserts into them): a plain INSERT, which costs
+        // 0.6x an upsert's speculative insertion.
+        inserted += (await this.#conn.unsafe(`INSERT INTO ${table} (${names.join(", ")}) ${latest}`)).count;
+        continue;
+      }
       const updates = names.filter((n) => !type.key.map(quote).includes(n)).map((n) => `${n} = excluded.${n}`);
       const [row] = await this.#conn.unsafe<{ inserted: number }[]>(
         `WITH merged AS (
-           INSERT INTO ${quote(type.table)} AS t (${names.join(", ")})
-           SELECT DISTINCT ON (${keys}) ${names.join(", ")} FROM ${quote(`stage_${type.table}`)}
-           ORDER BY ${keys}, source_pos DESC, seq DESC
+           INSERT INTO ${table} AS t (${names.join(", ")})
+           ${latest}
            ON CONFLICT (${keys}) DO UPDATE SET ${updates.join(", ")}
            WHERE t.source_pos IS NULL OR t.source_pos <= excluded.source_pos
            RETURNING (xmax = 0) AS inserted)
@@ -168,6 +184,11 @@ export class PostgresRows implements RowSink<CopyMark> {
       this.#deltas.set(type.table, (this.#deltas.get(type.table) ?? 0) + Number(row?.inserted ?? 0));
     }
     this.#merged = { inserted, updated: this.#staged - inserted, removed };
+    logger.debug("Merged {staged} staged rows into the data tables in {ms} ms", {
+      staged: this.#staged,
+      ms: Math.round(performance.now() - started),
+      ...this.#merged,
+    });
     return this.#merged;
   }
 

@@ -8,13 +8,12 @@
  * @module
  */
 import { UsageError } from "../../common/errors.ts";
-import { MIGRATIONS } from "../migrations.ts";
 import { hasTable, type SqlClient } from "./client.ts";
 
-/** The tables the migrations create and do not drop again, in their order. */
-export function bookkeepingTables(): string[] {
+/** The tables `migrations` (the schema's steps) create and do not drop again, in their order. */
+export function bookkeepingTables(migrations: readonly { readonly sql: string }[]): string[] {
   const tables: string[] = [];
-  for (const m of MIGRATIONS) {
+  for (const m of migrations) {
     for (const statement of m.sql.split(";")) {
       const created = statement.match(/\bCREATE TABLE (?:IF NOT EXISTS )?(\w+)/)?.[1];
       const dropped = statement.match(/\bDROP TABLE (?:IF EXISTS )?(\w+)/)?.[1];
@@ -30,9 +29,13 @@ export function bookkeepingTables(): string[] {
  *
  * @throws {UsageError} naming the bookkeeping tables that are gone, with the fix
  */
-export async function checkBookkeeping(c: SqlClient, subject: string): Promise<void> {
+export async function checkBookkeeping(
+  c: SqlClient,
+  subject: string,
+  migrations: readonly { readonly sql: string }[],
+): Promise<void> {
   const missing: string[] = [];
-  for (const table of bookkeepingTables()) if (!(await hasTable(c, table))) missing.push(table);
+  for (const table of bookkeepingTables(migrations)) if (!(await hasTable(c, table))) missing.push(table);
   if (missing.length === 0) return;
   throw new UsageError(
     `Table${missing.length > 1 ? "s" : ""} ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing ` +

@@ -234,7 +234,7 @@ export class PostgresStore implements Store {
       logger.info("Migrated {database}: {changes}", { database: this.display, changes: changes.join("; ") });
     }
     // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
-    await checkBookkeeping(this.#c, "DATABASE_URL");
+    await checkBookkeeping(this.#c, "DATABASE_URL", MIGRATIONS);
     const conn = await this.#sql.reserve();
     try {
       await conn`BEGIN`;

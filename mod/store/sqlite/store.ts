@@ -18,7 +18,7 @@ import { getLogger } from "@logtape/logtape";
 import { DatabaseSync } from "node:sqlite";
 import { DamagedDatabaseError, isCorruption, LockedError, UsageError } from "../../common/errors.ts";
 import type { RecordType } from "../../records/mod.ts";
-import { migrate } from "../migrations.ts";
+import { migrate, MIGRATIONS } from "../migrations.ts";
 import type { StatusReport } from "../status.ts";
 import { statusReport } from "../kit/status_query.ts";
 import {
@@ -271,7 +271,7 @@ export class SqliteStore implements Store {
         await writeMeta(this.#c, { [DATA_COLUMNS_META]: columns });
       }
       // A bookkeeping table dropped by hand: one line and exit 2 now, not a failure after every file was fetched.
-      await checkBookkeeping(this.#c, "DATABASE_NAME");
+      await checkBookkeeping(this.#c, "DATABASE_NAME", MIGRATIONS);
       if (changes.length > 0) {
         logger.info("Migrating {database} (in this run's transaction): {changes}", {
           database: this.display,

@@ -167,7 +167,9 @@ export class PostgresRows implements RowSink<CopyMark> {
       if (empty) {
         // Nothing to conflict with (only a run in the commit section inserts into them): a plain INSERT, which costs
         // 0.6x an upsert's speculative insertion.
-        inserted += (await this.#conn.unsafe(`INSERT INTO ${table} (${names.join(", ")}) ${latest}`)).count;
+        const count = (await this.#conn.unsafe(`INSERT INTO ${table} (${names.join(", ")}) ${latest}`)).count;
+        inserted += count;
+        this.#deltas.set(type.table, (this.#deltas.get(type.table) ?? 0) + count);
         continue;
       }
       const updates = names.filter((n) => !type.key.map(quote).includes(n)).map((n) => `${n} = excluded.${n}`);

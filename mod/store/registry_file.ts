@@ -98,9 +98,12 @@ export async function writeRegistryFile(path: string, keys: readonly string[]): 
 }
 
 /** What tells a file from another: its length, inode and modification time (a rename keeps them). */
-interface FileIdentity {
+export interface FileIdentity {
+  /** Its length, bytes. */
   readonly bytes: number;
+  /** Its inode, where the system gives one. */
   readonly ino: number | null;
+  /** Its modification time, ms since the epoch. */
   readonly mtimeMs: number | null;
 }
 

@@ -37,9 +37,6 @@ export interface PlanOptions {
   readonly retryInvalid: boolean;
 }
 
-/** Keys per registry query over a list. */
-const QUERY_CHUNK = 10_000;
-
 /**
  * The plan of a list file held in memory: the registry is asked in chunks,
  * only the keys to fetch are kept. `keys` is the whole list, or (with their
@@ -60,11 +57,8 @@ export async function planList(
     todo = [...o.onlyKeys];
   } else if (o.force) todo = [...keys];
   else {
-    // Only the keys to fetch come back: a long list is mostly registered.
-    todo = [];
-    for (let i = 0; i < keys.length; i += QUERY_CHUNK) {
-      todo.push(...await tx.unregistered(keys.slice(i, i + QUERY_CHUNK), o.retryInvalid ? ["loaded"] : undefined));
-    }
+    // Only the keys to fetch come back (the store asks in chunks): a long list is mostly registered.
+    todo = await tx.unregistered(keys, o.retryInvalid ? ["loaded"] : undefined);
   }
   const want = new Set(todo);
   const positions = new Map<string, number>();

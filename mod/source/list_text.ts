@@ -219,7 +219,7 @@ export async function readAgainst(body: Uint8Array, encoding: string, state: Lis
   const whole = () => readWhole(body, encoding);
   if (state.encoding !== name || body.length < state.linesBytes) return await whole();
   const hash = (await sha256()).update(body.subarray(0, state.linesBytes));
-  if (hash.copy().digest("hex") !== state.linesSha256) return await readWhole(body, encoding);
+  if (hash.copy().digest("hex") !== state.linesSha256) return await whole();
   if (name !== "utf-8") return body.length === state.bytes ? readUnchanged(state, whole) : await whole();
   const rest = body.subarray(state.linesBytes);
   const cut = rest.lastIndexOf(LF) + 1;

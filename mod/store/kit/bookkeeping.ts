@@ -90,25 +90,28 @@ export async function registrySize(c: SqlClient): Promise<number> {
   return Number(row!.n);
 }
 
+/** Keys per query of {@linkcode unregisteredAmong}: a long list (a first load's) is asked about in chunks. */
+const AMONG_CHUNK = 10_000;
+
 /** The `keys` not registered with one of `statuses`, in their order. */
 export async function unregisteredAmong(
   c: SqlClient,
   keys: readonly string[],
   statuses: readonly FileStatus[] = ["loaded", "invalid"],
 ): Promise<string[]> {
-  if (keys.length === 0) return [];
-  const rows = await c.all<{ key: string }>(
-    `SELECT u.value AS key FROM ${c.dialect.textList(1, "u")}
-     WHERE NOT EXISTS (SELECT 1 FROM processed_files AS p
-       WHERE p.key = u.value AND p.status IN (SELECT s.value FROM ${c.dialect.textList(2, "s")}))
-     ORDER BY u.ord`,
-    [keys, statuses],
-  );
-  return rows.map((r) => r.key);
+  const unregistered: string[] = [];
+  for (let i = 0; i < keys.length; i += AMONG_CHUNK) {
+    const rows = await c.all<{ key: string }>(
+      `SELECT u.value AS key FROM ${c.dialect.textList(1, "u")}
+       WHERE NOT EXISTS (SELECT 1 FROM processed_files AS p
+         WHERE p.key = u.value AND p.status IN (SELECT s.value FROM ${c.dialect.textList(2, "s")}))
+       ORDER BY u.ord`,
+      [keys.slice(i, i + AMONG_CHUNK), statuses],
+    );
+    for (const r of rows) unregistered.push(r.key);
+  }
+  return unregistered;
 }
-
-/** Keys per query of {@linkcode registeredAmong}. */
-const AMONG_CHUNK = 10_000;
 
 /** The `keys` registered with one of `statuses`: those {@linkcode unregisteredAmong} leaves out. */
 export async function registeredAmong(
@@ -116,14 +119,8 @@ export async function registeredAmong(
   keys: readonly string[],
   statuses?: readonly FileStatus[],
 ): Promise<Set<string>> {
-  const registered = new Set<string>();
-  // In chunks: a first load of a long list asks about every key.
-  for (let i = 0; i < keys.length; i += AMONG_CHUNK) {
-    const chunk = keys.slice(i, i + AMONG_CHUNK);
-    const unregistered = new Set(await unregisteredAmong(c, chunk, statuses));
-    for (const k of chunk) if (!unregistered.has(k)) registered.add(k);
-  }
-  return registered;
+  const unregistered = new Set(await unregisteredAmong(c, keys, statuses));
+  return new Set(keys.filter((k) => !unregistered.has(k)));
 }
 
 /** The registry's entries: of `keys`, or of every key. */
